@@ -1,0 +1,19 @@
+"""Correlated randomness: plans, items, sources, and the seed-based dealer."""
+
+from smpc.preprocessing.dealer import CorrectionFeed, Dealer, SeededSource
+from smpc.preprocessing.items import MatrixTriple, Triple, TruncationTuple
+from smpc.preprocessing.plan import Plan, Request
+from smpc.preprocessing.source import PreprocessingSource, RecordingSource
+
+__all__ = [
+    "CorrectionFeed",
+    "Dealer",
+    "MatrixTriple",
+    "Plan",
+    "PreprocessingSource",
+    "RecordingSource",
+    "Request",
+    "SeededSource",
+    "Triple",
+    "TruncationTuple",
+]

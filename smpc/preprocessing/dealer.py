@@ -1,0 +1,147 @@
+"""The seed-based dealer and the party-side source that expands its seeds.
+
+Per job the dealer draws a fresh 256-bit nonce; party i's seed is HKDF of
+(nonce, federation, job, i), and the k-th plan item's stream is derived from
+that seed. Every party expands all of its shares locally from its seed,
+except that the first party (index 0) does not expand the components that
+make the correlation hold (c for triples; (r mod 2^63) >> F and r's top bit
+for truncation): the dealer computes those from everybody's seeds and sends
+them as the one *correction* per value, in bulk, ahead of use. Dealer traffic
+is therefore one ring element per product and two per truncation, all to
+party 0, and never on the critical path of an online round.
+
+Trust: the dealer knows every seed. It must collude with no hospital; dealer
+plus any one party learns everything (see the README's security model).
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+
+import numpy as np
+
+from smpc import ring
+from smpc.errors import JobReplayError, UnknownPartyError
+from smpc.preprocessing.plan import Plan, Request
+from smpc.preprocessing.source import PreprocessingSource, component_shapes
+from smpc.prg import StreamBook, derive_key, fresh_seed
+
+_LOW63 = np.uint64((1 << 63) - 1)
+
+
+def party_seed(nonce: bytes, federation: str, job: str, party: int) -> bytes:
+    """Party ``party``'s preprocessing seed for one job."""
+    return derive_key(nonce, "party-seed", federation, job, party)
+
+
+def expand(book: StreamBook, index: int, request: Request, first: bool) -> list[np.ndarray]:
+    """A party's seeded arrays for plan item ``index``.
+
+    Every party gets all three arrays from its stream, except the first
+    party, which gets only the leading ones and receives the rest as
+    corrections (one array for triples, two for truncation tuples).
+    """
+    stream = book.stream("item", index, request.kind)
+    shapes = component_shapes(request)
+    count = seeded_count(request.kind) if first else 3
+    return [stream.words(shape) for shape in shapes[:count]]
+
+
+def seeded_count(kind: str) -> int:
+    """How many of an item's three arrays the first party expands from its seed."""
+    return 1 if kind == "truncation" else 2
+
+
+class CorrectionFeed(ABC):
+    """Where the first party gets its corrections: in process, or from the dealer service."""
+
+    @abstractmethod
+    def corrections(self, index: int) -> list[np.ndarray]:
+        """The first party's corrected arrays for plan item ``index``."""
+
+
+class Dealer(CorrectionFeed):
+    """Makes one job's seeds and the first party's corrections for its plan."""
+
+    def __init__(self, federation: str, job: str, n_parties: int, plan: Plan) -> None:
+        if n_parties < 2:
+            raise ValueError("a job needs at least 2 computing parties")
+        self.federation = federation
+        self.job = job
+        self.n_parties = n_parties
+        self.plan = plan
+        self._nonce = fresh_seed()
+        self._books = [StreamBook(self.seed_for(i)) for i in range(n_parties)]
+
+    def seed_for(self, party: int) -> bytes:
+        """The seed the dealer gives party ``party`` (over an authenticated channel)."""
+        if not 0 <= party < self.n_parties:
+            raise UnknownPartyError(f"job {self.job} has no party {party}")
+        return party_seed(self._nonce, self.federation, self.job, party)
+
+    def corrections(self, index: int) -> list[np.ndarray]:
+        request = self.plan[index]
+        shares = [
+            expand(book, index, request, first=(i == 0)) for i, book in enumerate(self._books)
+        ]
+        others = shares[1:]
+        if request.kind == "truncation":
+            r = ring.sum_shares([s[0] for s in shares])
+            r_low = (r & _LOW63) >> np.uint64(request.frac_bits)
+            r_top = r >> np.uint64(63)
+            return [
+                ring.sub(r_low, ring.sum_shares([s[1] for s in others])),
+                ring.sub(r_top, ring.sum_shares([s[2] for s in others])),
+            ]
+        a = ring.sum_shares([s[0] for s in shares])
+        b = ring.sum_shares([s[1] for s in shares])
+        product = ring.matmul(a, b) if request.kind == "matrix_triple" else ring.mul(a, b)
+        return [ring.sub(product, ring.sum_shares([s[2] for s in others]))]
+
+    def __repr__(self) -> str:  # never show the nonce or seeds
+        return f"Dealer(job={self.job!r}, parties={self.n_parties}, items={len(self.plan)})"
+
+
+class SeededSource(PreprocessingSource):
+    """A party's preprocessing: expanded from its seed, plus corrections at party 0."""
+
+    def __init__(
+        self, party: int, seed: bytes, plan: Plan, feed: CorrectionFeed | None = None
+    ) -> None:
+        super().__init__(plan)
+        if party == 0 and feed is None:
+            raise ValueError("the first party needs a correction feed from the dealer")
+        self.party = party
+        self._book = StreamBook(seed)
+        self._feed = feed
+        self._ready: dict[int, tuple[np.ndarray, ...]] = {}
+
+    def prefetch(self) -> None:
+        """Expand (and fetch corrections for) every remaining plan item now."""
+        assert self.plan is not None
+        for index in range(self.position, len(self.plan)):
+            if index not in self._ready:
+                self._ready[index] = self._expand(index, self.plan[index])
+
+    def _materialize(self, index: int, request: Request) -> tuple[np.ndarray, ...]:
+        ready = self._ready.pop(index, None)
+        return ready if ready is not None else self._expand(index, request)
+
+    def _expand(self, index: int, request: Request) -> tuple[np.ndarray, ...]:
+        parts = expand(self._book, index, request, first=(self.party == 0))
+        if self.party == 0:
+            assert self._feed is not None
+            parts += self._feed.corrections(index)
+        return tuple(parts)
+
+
+class JobRegistry:
+    """Remembers the job ids a party or dealer has seen, and refuses repeats."""
+
+    def __init__(self) -> None:
+        self._seen: set[str] = set()
+
+    def admit(self, job: str) -> None:
+        if job in self._seen:
+            raise JobReplayError(f"job id {job} was already used; every job needs a fresh id")
+        self._seen.add(job)

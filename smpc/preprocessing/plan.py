@@ -1,0 +1,80 @@
+"""What correlated randomness a job will consume, in order.
+
+A plan comes from a dry run of the protocol on a counting runtime with the
+job's declared shapes (``smpc.runtime.dry_run``). The dealer makes exactly the
+plan; a party asking for anything else, or for more, is refused.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from math import prod
+
+KINDS = ("triple", "matrix_triple", "truncation")
+
+
+@dataclass(frozen=True, slots=True)
+class Request:
+    """One item of correlated randomness.
+
+    ``shape`` is the tensor shape for ``triple`` and ``truncation``, and
+    (m, k, n) for a ``matrix_triple`` of an (m x k) by (k x n) product.
+    """
+
+    kind: str
+    shape: tuple[int, ...]
+    frac_bits: int = 0
+
+    def __post_init__(self) -> None:
+        if self.kind not in KINDS:
+            raise ValueError(f"unknown preprocessing kind {self.kind!r}; known: {KINDS}")
+        if self.kind == "matrix_triple" and len(self.shape) != 3:
+            raise ValueError("a matrix_triple request has shape (m, k, n)")
+        if any(int(d) < 0 for d in self.shape):
+            raise ValueError("dimensions must be non-negative")
+
+    @property
+    def words(self) -> int:
+        """Ring elements one party holds for this item."""
+        if self.kind == "matrix_triple":
+            m, k, n = self.shape
+            return m * k + k * n + m * n
+        return 3 * prod(self.shape)
+
+    def to_json(self) -> dict[str, object]:
+        return {"kind": self.kind, "shape": list(self.shape), "frac_bits": self.frac_bits}
+
+    @staticmethod
+    def from_json(data: dict[str, object]) -> Request:
+        return Request(
+            str(data["kind"]), tuple(int(d) for d in data["shape"]), int(data["frac_bits"])
+        )  # type: ignore[union-attr]
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    """The ordered requests of one job."""
+
+    requests: tuple[Request, ...] = field(default_factory=tuple)
+
+    def __len__(self) -> int:
+        return len(self.requests)
+
+    def __getitem__(self, index: int) -> Request:
+        return self.requests[index]
+
+    @property
+    def words(self) -> int:
+        """Ring elements one party holds for the whole plan."""
+        return sum(r.words for r in self.requests)
+
+    def to_json(self) -> str:
+        """Canonical JSON of the plan (sorted keys, no spaces)."""
+        return json.dumps(
+            [r.to_json() for r in self.requests], sort_keys=True, separators=(",", ":")
+        )
+
+    @staticmethod
+    def from_json(text: str) -> Plan:
+        return Plan(tuple(Request.from_json(r) for r in json.loads(text)))

@@ -1,0 +1,79 @@
+"""The abstract source of correlated randomness a party draws from, and the dry-run recorder."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+
+import numpy as np
+
+from smpc.errors import PlanMismatchError, PreprocessingExhausted
+from smpc.preprocessing.items import MatrixTriple, Triple, TruncationTuple
+from smpc.preprocessing.plan import Plan, Request
+
+_ITEM_TYPES = {"triple": Triple, "matrix_triple": MatrixTriple, "truncation": TruncationTuple}
+
+
+def component_shapes(request: Request) -> tuple[tuple[int, ...], ...]:
+    """Shapes of the three arrays of an item, in the order its type hands them out."""
+    if request.kind == "matrix_triple":
+        m, k, n = request.shape
+        return (m, k), (k, n), (m, n)
+    return (request.shape,) * 3
+
+
+class PreprocessingSource(ABC):
+    """Hands out a job's correlated randomness in plan order, each item once."""
+
+    def __init__(self, plan: Plan | None) -> None:
+        self.plan = plan
+        self.position = 0
+
+    def triple(self, shape: Sequence[int]) -> Triple:
+        """A Beaver triple for an elementwise product of the given shape."""
+        return self._next(Request("triple", tuple(int(d) for d in shape)))  # type: ignore[return-value]
+
+    def matrix_triple(self, m: int, k: int, n: int) -> MatrixTriple:
+        """A Beaver triple for an (m x k) by (k x n) matrix product."""
+        return self._next(Request("matrix_triple", (int(m), int(k), int(n))))  # type: ignore[return-value]
+
+    def truncation(self, shape: Sequence[int], frac_bits: int) -> TruncationTuple:
+        """A truncation tuple for removing ``frac_bits`` fractional bits."""
+        request = Request("truncation", tuple(int(d) for d in shape), int(frac_bits))
+        return self._next(request)  # type: ignore[return-value]
+
+    def _next(self, request: Request) -> Triple | MatrixTriple | TruncationTuple:
+        index = self.position
+        if self.plan is not None:
+            if index >= len(self.plan):
+                raise PreprocessingExhausted(
+                    f"the job asked for preprocessing item #{index} ({request.kind}) but its plan "
+                    f"has {len(self.plan)}; the plan must come from a dry run of the same protocol "
+                    "with the same shapes"
+                )
+            if self.plan[index] != request:
+                raise PlanMismatchError(
+                    f"preprocessing item #{index}: asked for {request.kind} {request.shape}, the plan "
+                    f"has {self.plan[index].kind} {self.plan[index].shape}"
+                )
+        self.position += 1
+        return _ITEM_TYPES[request.kind](index, *self._materialize(index, request))
+
+    @abstractmethod
+    def _materialize(self, index: int, request: Request) -> tuple[np.ndarray, ...]:
+        """This party's three arrays for plan item ``index``."""
+
+
+class RecordingSource(PreprocessingSource):
+    """Dry-run source: records every request as the plan and returns zeros."""
+
+    def __init__(self) -> None:
+        super().__init__(plan=None)
+        self.requests: list[Request] = []
+
+    def _materialize(self, index: int, request: Request) -> tuple[np.ndarray, ...]:
+        self.requests.append(request)
+        return tuple(np.zeros(s, dtype=np.uint64) for s in component_shapes(request))
+
+    def recorded_plan(self) -> Plan:
+        return Plan(tuple(self.requests))

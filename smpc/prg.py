@@ -1,0 +1,118 @@
+"""The only source of secret randomness: AES-256-CTR streams keyed by HKDF-SHA256.
+
+A *seed* is 32 secret bytes. Keys for individual streams are derived from a
+seed with HKDF-SHA256 over a canonical label (federation, job, dealer nonce,
+party, purpose, stream number, ...), so every stream of a job has its own key
+and counter space. :class:`StreamBook` hands out each label at most once, so a
+stream is never reused. Fresh entropy enters only through :func:`fresh_seed`
+(the operating system's CSPRNG); ``numpy.random`` and ``random`` never touch
+secrets.
+"""
+
+from __future__ import annotations
+
+import os
+import struct
+
+import numpy as np
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
+from smpc.errors import ReuseError
+
+SEED_BYTES = 32
+_DOMAIN = b"smpc/prg/v1"
+_ZERO_NONCE = bytes(16)  # each key drives exactly one stream, so a fixed counter start is safe
+_CHUNK = 1 << 20
+_ZEROS = bytes(_CHUNK)
+
+Label = str | bytes | int
+
+
+def fresh_seed() -> bytes:
+    """32 bytes from the operating system's CSPRNG."""
+    return os.urandom(SEED_BYTES)
+
+
+def encode_label(parts: tuple[Label, ...]) -> bytes:
+    """Canonical, injective encoding of a label: typed, length-prefixed parts."""
+    out = bytearray(_DOMAIN)
+    for part in parts:
+        if isinstance(part, bool) or not isinstance(part, str | bytes | int):
+            raise TypeError(f"label parts must be str, bytes or int, not {type(part).__name__}")
+        if isinstance(part, int):
+            if part < 0:
+                raise ValueError("integer label parts must be non-negative")
+            raw, tag = part.to_bytes(8, "big"), b"i"
+        elif isinstance(part, str):
+            raw, tag = part.encode(), b"s"
+        else:
+            raw, tag = part, b"b"
+        out += tag + struct.pack(">I", len(raw)) + raw
+    return bytes(out)
+
+
+def derive_key(seed: bytes, *label: Label) -> bytes:
+    """HKDF-SHA256 of ``seed`` under ``label``: a 32-byte key or child seed."""
+    if len(seed) != SEED_BYTES:
+        raise ValueError(f"seeds are {SEED_BYTES} bytes, got {len(seed)}")
+    hkdf = HKDF(algorithm=hashes.SHA256(), length=SEED_BYTES, salt=None, info=encode_label(label))
+    return hkdf.derive(seed)
+
+
+class Stream:
+    """An AES-256-CTR keystream read as uint64 ring elements, uniform in Z_2^64."""
+
+    __slots__ = ("_encryptor", "_words_read")
+
+    def __init__(self, key: bytes) -> None:
+        if len(key) != SEED_BYTES:
+            raise ValueError(f"stream keys are {SEED_BYTES} bytes, got {len(key)}")
+        cipher = Cipher(algorithms.AES(key), modes.CTR(_ZERO_NONCE))
+        self._encryptor = cipher.encryptor()
+        self._words_read = 0
+
+    @property
+    def words_read(self) -> int:
+        """How many uint64 words this stream has produced."""
+        return self._words_read
+
+    def fill(self, out: np.ndarray) -> np.ndarray:
+        """Overwrite a C-contiguous uint64 array with the next keystream words."""
+        if out.dtype != np.uint64 or not out.flags.c_contiguous:
+            raise TypeError("fill needs a C-contiguous uint64 array")
+        view = memoryview(out).cast("B")
+        for start in range(0, len(view), _CHUNK):
+            part = view[start : start + _CHUNK]
+            self._encryptor.update_into(_ZEROS[: len(part)], part)
+        self._words_read += out.size
+        return out
+
+    def words(self, shape: int | tuple[int, ...]) -> np.ndarray:
+        """A new uint64 array of the given shape filled from the stream."""
+        return self.fill(np.empty(shape, dtype=np.uint64))
+
+
+class StreamBook:
+    """Derives the streams of one seed, each label at most once."""
+
+    def __init__(self, seed: bytes, *context: Label) -> None:
+        self._seed = seed
+        self._context = context
+        self._used: set[tuple[Label, ...]] = set()
+
+    def stream(self, *label: Label) -> Stream:
+        """The stream for ``label``; asking for the same label twice is an error."""
+        if label in self._used:
+            raise ReuseError(f"random stream {label!r} was already used in this job")
+        self._used.add(label)
+        return Stream(derive_key(self._seed, *self._context, *label))
+
+    def __repr__(self) -> str:  # never show the seed
+        return f"StreamBook(context={self._context!r}, used={len(self._used)})"
+
+
+def random_ring(shape: int | tuple[int, ...]) -> np.ndarray:
+    """Uniform ring elements from fresh entropy (a new key per call)."""
+    return Stream(fresh_seed()).words(shape)

@@ -1,0 +1,279 @@
+"""Z_2^64 kernels compiled with Numba.
+
+Every public function mirrors :mod:`smpc.ring_reference` (same name, same
+arguments, same result); the property tests compare the two. Kernels are
+``@njit(cache=True, nogil=True)``, single-threaded, pure functions on uint64
+arrays: no randomness and no runtime state. ``nogil`` lets the parties of an
+in-process federation run their kernels on different cores.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+from numba import njit
+
+U64 = np.uint64
+_TOP = np.uint64(1 << 62)
+_LOW63 = np.uint64((1 << 63) - 1)
+_ONE = np.uint64(1)
+
+
+def _readonly(a: np.ndarray) -> np.ndarray:
+    # Inputs are passed read-only so each kernel compiles one signature, and
+    # tuples of shares are homogeneous whatever their owners' write flags.
+    view = np.ascontiguousarray(a, dtype=U64).view()
+    view.flags.writeable = False
+    return view
+
+
+def _flat(a: np.ndarray) -> np.ndarray:
+    return _readonly(a).reshape(-1)
+
+
+def _same(a: np.ndarray, b: np.ndarray) -> bool:
+    return np.shape(a) == np.shape(b) and np.ndim(a) > 0
+
+
+@njit(cache=True, nogil=True)
+def _add(a, b, out):
+    for i in range(a.size):
+        out[i] = a[i] + b[i]
+
+
+@njit(cache=True, nogil=True)
+def _sub(a, b, out):
+    for i in range(a.size):
+        out[i] = a[i] - b[i]
+
+
+@njit(cache=True, nogil=True)
+def _neg(a, out):
+    zero = np.uint64(0)
+    for i in range(a.size):
+        out[i] = zero - a[i]
+
+
+@njit(cache=True, nogil=True)
+def _mul(a, b, out):
+    for i in range(a.size):
+        out[i] = a[i] * b[i]
+
+
+@njit(cache=True, nogil=True)
+def _total(a):
+    acc = np.uint64(0)
+    for i in range(a.size):
+        acc += a[i]
+    return acc
+
+
+@njit(cache=True, nogil=True)
+def _sum_axis0(a, out):
+    rows, cols = a.shape
+    for j in range(cols):
+        out[j] = np.uint64(0)
+    for i in range(rows):
+        for j in range(cols):
+            out[j] += a[i, j]
+
+
+@njit(cache=True, nogil=True)
+def _sum_shares(shares, out):
+    first = shares[0]
+    for i in range(out.size):
+        out[i] = first[i]
+    for k in range(1, len(shares)):
+        s = shares[k]
+        for i in range(out.size):
+            out[i] += s[i]
+
+
+@njit(cache=True, nogil=True)
+def _matmul_into(a, b, out):
+    # i-k-j order: the inner loop streams rows of b and out, which vectorises.
+    m, k = a.shape
+    n = b.shape[1]
+    for i in range(m):
+        for j in range(n):
+            out[i, j] = np.uint64(0)
+        for p in range(k):
+            aip = a[i, p]
+            for j in range(n):
+                out[i, j] += aip * b[p, j]
+
+
+@njit(cache=True, nogil=True)
+def _beaver_masked(x, a, y, b, out):
+    n = x.size
+    for i in range(n):
+        out[i] = x[i] - a[i]
+        out[n + i] = y[i] - b[i]
+
+
+@njit(cache=True, nogil=True)
+def _beaver_product(masked, a, b, c, mask, first, out):
+    n = a.size
+    fused = mask.size > 0
+    for i in range(n):
+        d = np.uint64(0)
+        e = np.uint64(0)
+        for k in range(len(masked)):
+            m = masked[k]
+            d += m[i]
+            e += m[n + i]
+        z = c[i] + d * b[i] + e * a[i]
+        if first:
+            z += d * e
+        if fused:
+            z += mask[i]
+            if first:
+                z += _TOP
+        out[i] = z
+
+
+@njit(cache=True, nogil=True)
+def _truncation_masked(z, r, first, out):
+    offset = _TOP if first else np.uint64(0)
+    for i in range(z.size):
+        out[i] = z[i] + r[i] + offset
+
+
+@njit(cache=True, nogil=True)
+def _truncation_finish(masked, r_low, r_top, frac_bits, first, out):
+    f = np.uint64(frac_bits)
+    unit = _ONE << (np.uint64(63) - f)
+    bias = _ONE << (np.uint64(62) - f)
+    for i in range(r_low.size):
+        c = np.uint64(0)
+        for k in range(len(masked)):
+            c += masked[k][i]
+        c_top = c >> np.uint64(63)
+        # v = c63 XOR r63 = c63 + r63 (1 - 2 c63), linear in the shared bit.
+        v = r_top[i] * (_ONE - np.uint64(2) * c_top)
+        if first:
+            v += c_top
+        share = v * unit - r_low[i]
+        if first:
+            share += ((c & _LOW63) >> f) - bias
+        out[i] = share
+
+
+def add(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """a + b mod 2^64."""
+    if not _same(a, b):
+        return np.add(a, b, dtype=U64)
+    out = np.empty(np.shape(a), dtype=U64)
+    _add(_flat(a), _flat(b), out.reshape(-1))
+    return out
+
+
+def sub(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """a - b mod 2^64."""
+    if not _same(a, b):
+        return np.subtract(a, b, dtype=U64)
+    out = np.empty(np.shape(a), dtype=U64)
+    _sub(_flat(a), _flat(b), out.reshape(-1))
+    return out
+
+
+def neg(a: np.ndarray) -> np.ndarray:
+    """-a mod 2^64."""
+    out = np.empty(np.shape(a), dtype=U64)
+    _neg(_flat(a), out.reshape(-1))
+    return out
+
+
+def mul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """a * b mod 2^64, elementwise."""
+    if not _same(a, b):
+        return np.multiply(a, b, dtype=U64)
+    out = np.empty(np.shape(a), dtype=U64)
+    _mul(_flat(a), _flat(b), out.reshape(-1))
+    return out
+
+
+def total(a: np.ndarray) -> np.uint64:
+    """Sum of every element mod 2^64."""
+    return U64(_total(_flat(a)))
+
+
+def sum_axis0(a: np.ndarray) -> np.ndarray:
+    """Column sums of a 2-D array mod 2^64."""
+    a = _readonly(a)
+    out = np.empty(a.shape[1], dtype=U64)
+    _sum_axis0(a, out)
+    return out
+
+
+def sum_shares(shares: Sequence[np.ndarray]) -> np.ndarray:
+    """Sum of n same-shape share arrays: the opened value."""
+    out = np.empty(shares[0].shape, dtype=U64)
+    _sum_shares(tuple(_flat(s) for s in shares), out.reshape(-1))
+    return out
+
+
+def matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Matrix product of 2-D arrays mod 2^64."""
+    a = _readonly(a)
+    b = _readonly(b)
+    out = np.empty((a.shape[0], b.shape[1]), dtype=U64)
+    _matmul_into(a, b, out)
+    return out
+
+
+def beaver_masked(x: np.ndarray, a: np.ndarray, y: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """The flat message [x - a, y - b] a party sends for one Beaver product."""
+    out = np.empty(2 * np.size(x), dtype=U64)
+    _beaver_masked(_flat(x), _flat(a), _flat(y), _flat(b), out)
+    return out
+
+
+def beaver_product(
+    masked: Sequence[np.ndarray],
+    a: np.ndarray,
+    b: np.ndarray,
+    c: np.ndarray,
+    mask: np.ndarray,
+    first: bool,
+) -> np.ndarray:
+    """One party's share of x*y (or of its truncation mask, fused); see the reference."""
+    out = np.empty(a.shape, dtype=U64)
+    _beaver_product(
+        tuple(_flat(m) for m in masked),
+        _flat(a),
+        _flat(b),
+        _flat(c),
+        _flat(mask),
+        first,
+        out.reshape(-1),
+    )
+    return out
+
+
+def truncation_masked(z: np.ndarray, r: np.ndarray, first: bool) -> np.ndarray:
+    """The share of c = z + 2^62 + r a party opens for truncation."""
+    out = np.empty(np.shape(z), dtype=U64)
+    _truncation_masked(_flat(z), _flat(r), first, out.reshape(-1))
+    return out
+
+
+def truncation_finish(
+    masked: Sequence[np.ndarray],
+    r_low: np.ndarray,
+    r_top: np.ndarray,
+    frac_bits: int,
+    first: bool,
+) -> np.ndarray:
+    """One party's share of z >> frac_bits; see the reference for the identity."""
+    out = np.empty(r_low.shape, dtype=U64)
+    _truncation_finish(
+        tuple(_flat(m) for m in masked),
+        _flat(r_low),
+        _flat(r_top),
+        frac_bits,
+        first,
+        out.reshape(-1),
+    )
+    return out

@@ -1,0 +1,184 @@
+"""The party runtime: who this party is, its peers, input, opening, and rounds.
+
+A :class:`Runtime` is made per job and passed explicitly to protocol code; no
+runtime exists at import time, so several federations can live in one
+process. Protocol functions are written once, ``fn(rt, ...)``, and run on the
+in-memory transport, on gRPC between hospitals, and on the counting runtime
+that produces a job's preprocessing plan (:func:`dry_run`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from smpc import beaver, ring, truncation
+from smpc.errors import ShapeMismatchError
+from smpc.fixedpoint import FixedPoint
+from smpc.preprocessing import Plan, PreprocessingSource, RecordingSource
+from smpc.prg import SEED_BYTES, Stream, derive_key, fresh_seed
+from smpc.shares import SharedTensor
+from smpc.transport import CountingTransport, Expect, Transport
+
+_U64 = np.dtype(np.uint64)
+_SEED = Expect(np.dtype(np.uint8), SEED_BYTES)
+
+
+class Runtime:
+    """One party's view of one job: transport, preprocessing, encoder."""
+
+    def __init__(
+        self, transport: Transport, prep: PreprocessingSource, fxp: FixedPoint | None = None
+    ) -> None:
+        self.transport = transport
+        self.prep = prep
+        self.fxp = fxp if fxp is not None else FixedPoint()
+
+    # -- identity -------------------------------------------------------------
+    @property
+    def party(self) -> int:
+        """This party's index in the job (0 adds public constants)."""
+        return self.transport.party
+
+    @property
+    def n_parties(self) -> int:
+        return self.transport.n_parties
+
+    @property
+    def job(self) -> str:
+        return self.transport.job
+
+    @property
+    def first(self) -> bool:
+        """True at the party that adds public constants and gets the dealer's corrections."""
+        return self.transport.party == 0
+
+    @property
+    def rounds(self) -> int:
+        return self.transport.rounds
+
+    def shared(self, share: np.ndarray, scale: int) -> SharedTensor:
+        """Wrap a raw share array of this party."""
+        return SharedTensor(share, self.party, self.fxp, scale)
+
+    # -- communication primitives -----------------------------------------------
+    def exchange_all(self, payload: np.ndarray, purpose: str) -> list[np.ndarray]:
+        """One round: send ``payload`` to every peer; return every party's, in index order."""
+        t = self.transport
+        got = t.exchange(
+            {p: payload for p in t.peers}, {p: Expect.like(payload) for p in t.peers}, purpose
+        )
+        got[self.party] = payload
+        return [got[p] for p in range(self.n_parties)]
+
+    def input(
+        self,
+        value: object | None,
+        owner: int,
+        shape: Sequence[int] | None = None,
+        *,
+        integer: bool = False,
+        columns: Sequence[str] | None = None,
+    ) -> SharedTensor:
+        """Secret-share ``value`` held by party ``owner``; one round.
+
+        The owner passes the value (reals are encoded with F fractional bits,
+        or as integers with ``integer=True``); every other party passes None
+        and the public ``shape``. The owner sends each peer a fresh 32-byte
+        seed from which that peer expands its share; the owner keeps the
+        value minus the peers' shares. Reveals nothing but the shape.
+        """
+        t = self.transport
+        owner = t.check_party(owner)
+        if self.party == owner:
+            if value is None:
+                raise ValueError(f"party {owner} owns this input and must pass its value")
+            ring_value = (
+                self.fxp.encode_int(value) if integer else self.fxp.encode(value, columns=columns)
+            )
+            if shape is not None and tuple(shape) != ring_value.shape:
+                raise ShapeMismatchError(
+                    f"input has shape {ring_value.shape}, the job declares {tuple(shape)}"
+                )
+            seeds = {p: np.frombuffer(fresh_seed(), dtype=np.uint8) for p in t.peers}
+            t.exchange(seeds, {}, "input")
+            share = ring_value.copy()
+            for p, seed in seeds.items():
+                share -= self._input_stream(seed, p).words(ring_value.shape)
+        else:
+            if shape is None:
+                raise ValueError(f"the input of party {owner} needs its public shape here")
+            seed = t.exchange({}, {owner: _SEED}, "input")[owner]
+            share = self._input_stream(seed, self.party).words(tuple(shape))
+        return self.shared(share, 0 if integer else self.fxp.frac_bits)
+
+    def _input_stream(self, seed: np.ndarray, party: int) -> Stream:
+        return Stream(derive_key(seed.tobytes(), "input-share", self.job, party))
+
+    def open_ring(self, x: SharedTensor, to: Sequence[int] | None = None) -> np.ndarray | None:
+        """Reveal the ring value of ``x`` to every party, or only to ``to``; one round.
+
+        Non-recipients get None. Every party must call this with the same ``to``.
+        """
+        t = self.transport
+        if to is None:
+            return ring.sum_shares(self.exchange_all(x.share, "open")).reshape(x.shape)
+        recipients = sorted({t.check_party(p) for p in to})
+        outgoing = {p: x.share for p in recipients if p != self.party}
+        incoming = {p: Expect.like(x.share) for p in t.peers} if self.party in recipients else {}
+        got = t.exchange(outgoing, incoming, "open")
+        if self.party not in recipients:
+            return None
+        got[self.party] = x.share
+        return ring.sum_shares([got[p] for p in range(self.n_parties)]).reshape(x.shape)
+
+    def open(self, x: SharedTensor, to: Sequence[int] | None = None) -> np.ndarray | None:
+        """Reveal ``x`` decoded: reals for fixed point, int64 for integers; one round."""
+        raw = self.open_ring(x, to)
+        if raw is None:
+            return None
+        if x.scale == 0:
+            return raw.view(np.int64)
+        return self.fxp.decode(raw, x.scale)
+
+    # -- products -------------------------------------------------------------
+    def mul(self, x: SharedTensor, y: SharedTensor) -> SharedTensor:
+        """Elementwise product; two rounds for fixed point (Beaver, truncation), else one."""
+        return beaver.mul(self, x, y)
+
+    def matmul(self, x: SharedTensor, y: SharedTensor) -> SharedTensor:
+        """Matrix product; two rounds for fixed point, else one."""
+        return beaver.matmul(self, x, y)
+
+    def truncate(self, x: SharedTensor) -> SharedTensor:
+        """Remove F fractional bits from a product; one round, exact up to 1 ulp."""
+        return truncation.truncate(self, x)
+
+
+@dataclass(frozen=True)
+class DryRun:
+    """What a dry run learned: the plan, and one party's rounds and bytes."""
+
+    plan: Plan
+    rounds: int
+    bytes_sent: int
+    result: Any
+
+
+def dry_run(
+    fn: Callable[..., Any],
+    n_parties: int,
+    *args: Any,
+    party: int = 0,
+    fxp: FixedPoint | None = None,
+    job: str = "dry-run",
+    **kwargs: Any,
+) -> DryRun:
+    """Run ``fn(rt, *args)`` on a counting runtime: no peers, zeros for every message."""
+    transport = CountingTransport(job, party, n_parties)
+    source = RecordingSource()
+    result = fn(Runtime(transport, source, fxp), *args, **kwargs)
+    return DryRun(source.recorded_plan(), transport.rounds, transport.bytes_sent, result)
