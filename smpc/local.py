@@ -151,7 +151,7 @@ class PreparedJob:
         rt.transport.deadline = time.monotonic() + self._timeout
         try:
             self._results[i] = self._fn(rt, *self._args[i])
-        except BaseException as exc:  # noqa: BLE001 - reported to the caller below
+        except BaseException as exc:
             self._errors[i] = exc
             if not isinstance(exc, ProtocolAbort):
                 self._network.abort(rt.transport.names[i], type(exc).__name__)

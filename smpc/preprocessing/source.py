@@ -53,8 +53,8 @@ class PreprocessingSource(ABC):
                 )
             if self.plan[index] != request:
                 raise PlanMismatchError(
-                    f"preprocessing item #{index}: asked for {request.kind} {request.shape}, the plan "
-                    f"has {self.plan[index].kind} {self.plan[index].shape}"
+                    f"preprocessing item #{index}: asked for {request.kind} {request.shape}, "
+                    f"the plan has {self.plan[index].kind} {self.plan[index].shape}"
                 )
         self.position += 1
         return _ITEM_TYPES[request.kind](index, *self._materialize(index, request))
