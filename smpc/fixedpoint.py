@@ -9,7 +9,7 @@ Range and precision at ``frac_bits = F`` (default 16):
 * operands of a product must satisfy |x*y| < 2^(62-2F) (2^30 at F = 16),
   since the product carries 2F fractional bits and truncation needs the
   shifted value below 2^63; truncation (``smpc.truncation``) is exact or one
-  unit in the last place (2^-F) too small, never more.
+  unit in the last place (2^-F) too large, never more.
 
 Errors name the position (column and row) and the allowed range, never the
 offending value.

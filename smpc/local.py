@@ -156,6 +156,11 @@ class PreparedJob:
             if not isinstance(exc, ProtocolAbort):
                 self._network.abort(rt.transport.names[i], type(exc).__name__)
 
+    @property
+    def errors(self) -> list[BaseException | None]:
+        """Each party's exception after :meth:`run` (None where it finished)."""
+        return list(self._errors)
+
     def run(self) -> JobResult:
         """Let the parties go, wait for all of them, raise the first real failure."""
         if self._ran:

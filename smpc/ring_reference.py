@@ -112,7 +112,7 @@ def truncation_finish(
     c = z + 2^62 + r is public; with c63 its top bit and v = c63 XOR r63
     (linear in the shared bit r63), z >> F equals
     (c mod 2^63) >> F - [(r mod 2^63) >> F] + 2^(63-F) v - 2^(62-F),
-    exact or one unit too small.
+    exact or one unit too large.
     """
     c = sum_shares(masked)
     f = U64(frac_bits)

@@ -11,7 +11,8 @@ Scholl, "Improved Primitives for MPC over Mixed Arithmetic-Binary Circuits"
 3. With c63 public, the carry v = c63 XOR r63 = c63 + r63 (1 - 2 c63) is
    linear in the shared bit, and
    x >> F = (c mod 2^63) >> F - [(r mod 2^63) >> F] + 2^(63-F) v - 2^(62-F),
-   exact or one unit too small (the two floors may lose one borrow), and
+   exact or one unit too large (the difference of two floors may exceed the
+   floor of the difference by one), and
    never wrong by more: there is no probabilistic large error.
 
 Precondition: |x| < 2^62 as a signed ring value, i.e. |x*y| < 2^(62-2F)
