@@ -57,6 +57,15 @@ class Runtime:
         return self.transport.party == 0
 
     @property
+    def planning(self) -> bool:
+        """True during the dry run that plans a job: opened values are then zeros.
+
+        Code that derives public values from an opening (a division by an
+        opened count, say) must give them a harmless stand-in while planning.
+        """
+        return self.transport.counting
+
+    @property
     def rounds(self) -> int:
         return self.transport.rounds
 
@@ -91,11 +100,38 @@ class Runtime:
         seed from which that peer expands its share; the owner keeps the
         value minus the peers' shares. Reveals nothing but the shape.
         """
+        owner = self.transport.check_party(owner)
+        if self.party == owner and value is None:
+            raise ValueError(f"party {owner} owns this input and must pass its value")
+        if self.party != owner and shape is None:
+            raise ValueError(f"the input of party {owner} needs its public shape here")
+        return self._inputs([owner], value, shape, integer, columns)[0]
+
+    def input_all(
+        self,
+        value: object,
+        shape: Sequence[int],
+        *,
+        integer: bool = False,
+        columns: Sequence[str] | None = None,
+    ) -> list[SharedTensor]:
+        """Every party secret-shares its own tensor of one public shape; one round.
+
+        Returns the shared tensors in party order. Reveals nothing but the shape.
+        """
+        return self._inputs(list(range(self.n_parties)), value, shape, integer, columns)
+
+    def _inputs(
+        self,
+        owners: list[int],
+        value: object | None,
+        shape: Sequence[int] | None,
+        integer: bool,
+        columns: Sequence[str] | None,
+    ) -> list[SharedTensor]:
         t = self.transport
-        owner = t.check_party(owner)
-        if self.party == owner:
-            if value is None:
-                raise ValueError(f"party {owner} owns this input and must pass its value")
+        outgoing: dict[int, np.ndarray] = {}
+        if self.party in owners:
             ring_value = (
                 self.fxp.encode_int(value) if integer else self.fxp.encode(value, columns=columns)
             )
@@ -103,17 +139,20 @@ class Runtime:
                 raise ShapeMismatchError(
                     f"input has shape {ring_value.shape}, the job declares {tuple(shape)}"
                 )
-            seeds = {p: np.frombuffer(fresh_seed(), dtype=np.uint8) for p in t.peers}
-            t.exchange(seeds, {}, "input")
-            share = ring_value.copy()
-            for p, seed in seeds.items():
-                share -= self._input_stream(seed, p).words(ring_value.shape)
-        else:
-            if shape is None:
-                raise ValueError(f"the input of party {owner} needs its public shape here")
-            seed = t.exchange({}, {owner: _SEED}, "input")[owner]
-            share = self._input_stream(seed, self.party).words(tuple(shape))
-        return self.shared(share, 0 if integer else self.fxp.frac_bits)
+            shape = ring_value.shape
+            outgoing = {p: np.frombuffer(fresh_seed(), dtype=np.uint8) for p in t.peers}
+        seeds = t.exchange(outgoing, {o: _SEED for o in owners if o != self.party}, "input")
+        scale = 0 if integer else self.fxp.frac_bits
+        result = []
+        for owner in owners:
+            if owner == self.party:
+                share = ring_value.copy()
+                for p, seed in outgoing.items():
+                    share -= self._input_stream(seed, p).words(share.shape)
+            else:
+                share = self._input_stream(seeds[owner], self.party).words(tuple(shape))
+            result.append(self.shared(share, scale))
+        return result
 
     def _input_stream(self, seed: np.ndarray, party: int) -> Stream:
         return Stream(derive_key(seed.tobytes(), "input-share", self.job, party))
@@ -125,15 +164,20 @@ class Runtime:
         """
         t = self.transport
         if to is None:
-            return ring.sum_shares(self.exchange_all(x.share, "open")).reshape(x.shape)
-        recipients = sorted({t.check_party(p) for p in to})
-        outgoing = {p: x.share for p in recipients if p != self.party}
-        incoming = {p: Expect.like(x.share) for p in t.peers} if self.party in recipients else {}
-        got = t.exchange(outgoing, incoming, "open")
-        if self.party not in recipients:
-            return None
-        got[self.party] = x.share
-        return ring.sum_shares([got[p] for p in range(self.n_parties)]).reshape(x.shape)
+            shares = self.exchange_all(x.share, "open")
+        else:
+            recipients = sorted({t.check_party(p) for p in to})
+            outgoing = {p: x.share for p in recipients if p != self.party}
+            receiving = self.party in recipients
+            incoming = {p: Expect.like(x.share) for p in t.peers} if receiving else {}
+            got = t.exchange(outgoing, incoming, "open")
+            if not receiving:
+                return None
+            got[self.party] = x.share
+            shares = [got[p] for p in range(self.n_parties)]
+        if self.planning:
+            return np.zeros(x.shape, dtype=np.uint64)
+        return ring.sum_shares(shares).reshape(x.shape)
 
     def open(self, x: SharedTensor, to: Sequence[int] | None = None) -> np.ndarray | None:
         """Reveal ``x`` decoded: reals for fixed point, int64 for integers; one round."""

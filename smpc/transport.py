@@ -38,6 +38,8 @@ class Expect:
 class Transport(ABC):
     """Round-structured messaging for one party in one job, with accounting."""
 
+    counting = False  # True for the dry-run transport that only counts
+
     def __init__(
         self,
         job: str,
@@ -214,6 +216,8 @@ class InMemoryTransport(Transport):
 
 class CountingTransport(Transport):
     """A null transport for dry runs: sends nowhere, receives zeros, only counts."""
+
+    counting = True
 
     def _send(self, env: Envelope, payload: np.ndarray) -> None:
         pass

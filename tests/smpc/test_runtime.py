@@ -306,3 +306,28 @@ def test_a_silent_party_times_the_job_out_naming_it() -> None:
     with pytest.raises(PeerTimeoutError, match="party 1") as err:
         prepared.run()
     assert prepared.job in str(err.value)
+
+
+@given(n=parties, seed=seeds)
+def test_input_all_shares_every_partys_tensor_in_one_round(n: int, seed: int) -> None:
+    values = np.random.default_rng(seed).uniform(-100, 100, size=(n, 2, 3))
+
+    def fn(rt, mine):
+        before = rt.rounds
+        xs = rt.input_all(mine, (2, 3))
+        assert rt.rounds == before + 1
+        return [rt.open(x) for x in xs]
+
+    opened = LocalFederation(n).run(fn, inputs=list(values)).results[0]
+    np.testing.assert_allclose(np.stack(opened), values, atol=2.0**-16)
+
+
+def test_public_values_derived_from_an_opening_can_be_guarded_while_planning() -> None:
+    def fn(rt, count):
+        n = rt.open(rt.input_all(count, (1,), integer=True)[0])[0]
+        inverse = 1.0 / np.sqrt(n) if not rt.planning else 0.0
+        return rt.open(rt.input(np.array([inverse]) if rt.party == 0 else None, 0, (1,)))
+
+    res = LocalFederation(2).run(fn, inputs=[np.array([4]), np.array([9])])
+    np.testing.assert_allclose(res.results[1], [0.5], atol=2.0**-16)
+    assert dry_run(fn, 2, np.array([4])).result[0] == 0.0
