@@ -17,6 +17,7 @@ offending value.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -34,7 +35,11 @@ class FixedPoint:
     frac_bits: int = 16
 
     def __post_init__(self) -> None:
-        if not isinstance(self.frac_bits, int) or not 0 <= self.frac_bits <= 30:
+        if (
+            not isinstance(self.frac_bits, int)
+            or isinstance(self.frac_bits, bool)
+            or not 0 <= self.frac_bits <= 30
+        ):
             raise ValueError("frac_bits must be an integer from 0 to 30")
 
     @property
@@ -66,6 +71,8 @@ class FixedPoint:
         ``columns`` names the columns of a 2-D input for error messages.
         """
         array = _as_float(values)
+        if limit is not None and not (math.isfinite(limit) and limit > 0):
+            raise ValueError("limit must be a positive finite number")
         bound = self.max_abs if limit is None else min(limit, self.max_abs)
         check_range(array, bound, columns=columns)
         return _to_ring(np.rint(array * self.scale))

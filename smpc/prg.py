@@ -42,8 +42,8 @@ def encode_label(parts: tuple[Label, ...]) -> bytes:
         if isinstance(part, bool) or not isinstance(part, str | bytes | int):
             raise TypeError(f"label parts must be str, bytes or int, not {type(part).__name__}")
         if isinstance(part, int):
-            if part < 0:
-                raise ValueError("integer label parts must be non-negative")
+            if not 0 <= part < 1 << 64:
+                raise ValueError("integer label parts must be in 0..2^64-1")
             raw, tag = part.to_bytes(8, "big"), b"i"
         elif isinstance(part, str):
             raw, tag = part.encode(), b"s"

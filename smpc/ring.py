@@ -14,6 +14,8 @@ from collections.abc import Sequence
 import numpy as np
 from numba import njit
 
+from smpc.errors import ShapeMismatchError
+
 U64 = np.uint64
 _TOP = np.uint64(1 << 62)
 _LOW63 = np.uint64((1 << 63) - 1)
@@ -30,6 +32,17 @@ def _readonly(a: np.ndarray) -> np.ndarray:
 
 def _flat(a: np.ndarray) -> np.ndarray:
     return _readonly(a).reshape(-1)
+
+
+def _shares(arrays: Sequence[np.ndarray], size: int) -> tuple[np.ndarray, ...]:
+    """Flat read-only views of n share arrays, each checked to hold ``size`` elements."""
+    views = tuple(_flat(a) for a in arrays)
+    if not views or any(v.size != size for v in views):
+        raise ShapeMismatchError(
+            f"expected {len(arrays)} share arrays of {size} elements, got sizes "
+            f"{[v.size for v in views]}"
+        )
+    return views
 
 
 def _same(a: np.ndarray, b: np.ndarray) -> bool:
@@ -209,8 +222,8 @@ def sum_axis0(a: np.ndarray) -> np.ndarray:
 
 def sum_shares(shares: Sequence[np.ndarray]) -> np.ndarray:
     """Sum of n same-shape share arrays: the opened value."""
-    out = np.empty(shares[0].shape, dtype=U64)
-    _sum_shares(tuple(_flat(s) for s in shares), out.reshape(-1))
+    out = np.empty(np.shape(shares[0]), dtype=U64)
+    _sum_shares(_shares(shares, out.size), out.reshape(-1))
     return out
 
 
@@ -226,7 +239,7 @@ def matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 def beaver_masked(x: np.ndarray, a: np.ndarray, y: np.ndarray, b: np.ndarray) -> np.ndarray:
     """The flat message [x - a, y - b] a party sends for one Beaver product."""
     out = np.empty(2 * np.size(x), dtype=U64)
-    _beaver_masked(_flat(x), _flat(a), _flat(y), _flat(b), out)
+    _beaver_masked(*_shares([x, a, y, b], np.size(x)), out)
     return out
 
 
@@ -240,8 +253,12 @@ def beaver_product(
 ) -> np.ndarray:
     """One party's share of x*y (or of its truncation mask, fused); see the reference."""
     out = np.empty(a.shape, dtype=U64)
+    for operand in (b, c):
+        _shares([operand], a.size)
+    if mask.size:
+        _shares([mask], a.size)
     _beaver_product(
-        tuple(_flat(m) for m in masked),
+        _shares(masked, 2 * a.size),
         _flat(a),
         _flat(b),
         _flat(c),
@@ -255,7 +272,7 @@ def beaver_product(
 def truncation_masked(z: np.ndarray, r: np.ndarray, first: bool) -> np.ndarray:
     """The share of c = z + 2^62 + r a party opens for truncation."""
     out = np.empty(np.shape(z), dtype=U64)
-    _truncation_masked(_flat(z), _flat(r), first, out.reshape(-1))
+    _truncation_masked(*_shares([z, r], np.size(z)), first, out.reshape(-1))
     return out
 
 
@@ -268,8 +285,11 @@ def truncation_finish(
 ) -> np.ndarray:
     """One party's share of z >> frac_bits; see the reference for the identity."""
     out = np.empty(r_low.shape, dtype=U64)
+    _shares([r_top], r_low.size)
+    if not 0 <= frac_bits <= 62:
+        raise ValueError(f"frac_bits must be in 0..62, got {frac_bits}")
     _truncation_finish(
-        tuple(_flat(m) for m in masked),
+        _shares(masked, r_low.size),
         _flat(r_low),
         _flat(r_top),
         frac_bits,

@@ -21,7 +21,7 @@ from abc import ABC, abstractmethod
 import numpy as np
 
 from smpc import ring
-from smpc.errors import JobReplayError, UnknownPartyError
+from smpc.errors import JobReplayError, PreprocessingExhausted, UnknownPartyError
 from smpc.preprocessing.plan import Plan, Request
 from smpc.preprocessing.source import PreprocessingSource, component_shapes
 from smpc.prg import StreamBook, derive_key, fresh_seed
@@ -80,6 +80,10 @@ class Dealer(CorrectionFeed):
         return party_seed(self._nonce, self.federation, self.job, party)
 
     def corrections(self, index: int) -> list[np.ndarray]:
+        if not 0 <= index < len(self.plan):
+            raise PreprocessingExhausted(
+                f"job {self.job}: no correction #{index}; the plan has {len(self.plan)} items"
+            )
         request = self.plan[index]
         shares = [
             expand(book, index, request, first=(i == 0)) for i, book in enumerate(self._books)

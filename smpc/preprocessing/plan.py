@@ -33,6 +33,8 @@ class Request:
             raise ValueError("a matrix_triple request has shape (m, k, n)")
         if any(int(d) < 0 for d in self.shape):
             raise ValueError("dimensions must be non-negative")
+        if not 0 <= self.frac_bits <= 62:
+            raise ValueError(f"frac_bits must be in 0..62, got {self.frac_bits}")
 
     @property
     def words(self) -> int:

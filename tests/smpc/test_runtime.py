@@ -97,8 +97,8 @@ def test_fixed_point_mul_is_within_one_ulp_of_the_truncated_product(
     n: int, seed: int, size: int
 ) -> None:
     rng = np.random.default_rng(seed)
-    x = rng.uniform(-2**14, 2**14, size)
-    y = rng.uniform(-2**15, 2**15, size) / np.maximum(1.0, np.abs(x))
+    x = rng.uniform(-(2**14), 2**14, size)
+    y = rng.uniform(-(2**15), 2**15, size) / np.maximum(1.0, np.abs(x))
 
     def fn(rt, _):
         a = rt.input(x if rt.party == 0 else None, 0, (size,))

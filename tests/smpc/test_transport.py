@@ -63,7 +63,7 @@ def test_messages_from_another_round_are_refused() -> None:
 
 
 def test_forged_envelopes_are_refused() -> None:
-    a, b = _pair()
+    _, b = _pair()
     b.network.put(Envelope("other-job", 1, 0, 0, 1, "open"), np.zeros(1, dtype=np.uint64))
     with pytest.raises(MalformedMessageError, match="another job"):
         b.exchange({}, {0: Expect(U64, 1)}, "open")
