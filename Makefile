@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 export NUMBA_NUM_THREADS := 1
 export OPENBLAS_NUM_THREADS := 1
 
-.PHONY: install test test-all demo bench lint format clean
+.PHONY: install test test-all demo bench lint format clean proto
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -28,7 +28,9 @@ demo: $(STAMP)
 	$(BIN)/python -m parties.demo
 
 bench: $(STAMP)
-	$(BIN)/python -m pytest benchmarks --benchmark-enable --benchmark-only -q
+	$(BIN)/python -m pytest benchmarks --benchmark-enable --benchmark-only -q \
+		--benchmark-json=bench-results/engine-inmemory.json
+	$(BIN)/python -m benchmarks.report --json bench-results/engine-inmemory.json
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
@@ -37,6 +39,11 @@ lint: $(STAMP)
 format: $(STAMP)
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
+
+# Regenerate the gRPC code from parties/wire.proto with the pinned grpcio-tools;
+# the output needs the protobuf runtime pinned in pyproject.toml.
+proto: $(STAMP)
+	$(BIN)/python -m grpc_tools.protoc -I. --python_out=. --grpc_python_out=. --pyi_out=. parties/wire.proto
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .benchmarks

@@ -1,0 +1,248 @@
+"""Print the engine benchmarks as a table, from pytest-benchmark's JSON output.
+
+Usage::
+
+    .venv/bin/python -m pytest benchmarks --benchmark-enable --benchmark-only \\
+        --benchmark-json=bench-results/engine-inmemory.json
+    .venv/bin/python -m benchmarks.report [--json bench-results/engine-inmemory.json]
+
+p50 and p99 come from the raw timings (``stats.data``), which
+``--benchmark-json`` always writes; percentiles interpolate linearly between
+samples, so with few timed rounds p99 is close to the slowest one. A file
+without raw timings (saved by ``--benchmark-save`` without
+``--benchmark-save-data``) gives the stored median for p50 and the maximum,
+shown as ``<=max``, for p99. ``n`` is the number of timed jobs; ``rounds`` is
+communication rounds, not timing rounds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+DEFAULT_JSON = Path("bench-results/engine-inmemory.json")
+
+
+@dataclass(frozen=True)
+class Row:
+    """One benchmark as the table shows it; times in seconds."""
+
+    operation: str
+    size: str
+    transcripts: str
+    phase: str
+    samples: int
+    p50: float
+    p99: float
+    p99_exact: bool
+    rounds: int | None
+    bytes_per_party: int | None
+    plaintext: float | None
+    elements: int | None
+
+    @property
+    def ratio(self) -> float | None:
+        return self.p50 / self.plaintext if self.plaintext else None
+
+
+@dataclass(frozen=True)
+class Target:
+    """A goal from the issue: ``metric`` of the rows matching ``where`` at most ``limit``."""
+
+    goal: str
+    where: dict[str, Any]
+    metric: str  # "ratio" or "p50_ms"
+    limit: float
+
+
+TARGETS = (
+    Target(
+        "10^6 fixed-point mul, online, transcripts off: within 30x of np.multiply",
+        {"operation": "mul", "elements": 10**6, "transcripts": "off", "phase": "online"},
+        "ratio",
+        30.0,
+    ),
+    Target(
+        "10^6 fixed-point mul, online+preprocessing, transcripts off: within 120x",
+        {
+            "operation": "mul",
+            "elements": 10**6,
+            "transcripts": "off",
+            "phase": "online+preprocessing",
+        },
+        "ratio",
+        120.0,
+    ),
+    Target(
+        "256x256 fixed-point matmul, transcripts off: under 20 ms",
+        {"operation": "matmul", "size": "256x256", "transcripts": "off"},
+        "p50_ms",
+        20.0,
+    ),
+)
+
+
+def percentile(data: Sequence[float], q: float) -> float:
+    """The q-th percentile (0..100) of ``data``, interpolating linearly between order statistics."""
+    ordered = sorted(data)
+    if not ordered:
+        raise ValueError("percentile of no data")
+    position = (len(ordered) - 1) * q / 100.0
+    low = math.floor(position)
+    high = min(low + 1, len(ordered) - 1)
+    return ordered[low] + (ordered[high] - ordered[low]) * (position - low)
+
+
+def to_row(bench: dict[str, Any]) -> Row:
+    """Read one entry of the JSON's ``benchmarks`` list."""
+    stats = bench["stats"]
+    info = bench.get("extra_info") or {}
+    data = stats.get("data") or []
+    if data:
+        p50, p99, exact = percentile(data, 50), percentile(data, 99), True
+    else:
+        p50, p99, exact = stats["median"], stats["max"], False
+    transcripts = info.get("transcripts")
+    return Row(
+        operation=info.get("operation", bench["name"]),
+        size=str(info.get("size", "-")),
+        transcripts="-" if transcripts is None else ("on" if transcripts else "off"),
+        phase=info.get("phase", "-"),
+        samples=int(stats["rounds"]),
+        p50=p50,
+        p99=p99,
+        p99_exact=exact,
+        rounds=info.get("rounds"),
+        bytes_per_party=info.get("bytes_per_party"),
+        plaintext=info.get("plaintext_seconds"),
+        elements=info.get("elements"),
+    )
+
+
+def _ms(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    ms = seconds * 1e3
+    return f"{ms:.4f}" if ms < 0.1 else f"{ms:.3f}" if ms < 10 else f"{ms:.1f}"
+
+
+def _count(value: int | None) -> str:
+    return "-" if value is None else f"{value:,}"
+
+
+def _ratio(value: float | None) -> str:
+    return "-" if value is None else f"{value:.1f}x" if value < 1000 else f"{value:,.0f}x"
+
+
+def table(rows: Sequence[Row]) -> str:
+    """The rows as a fixed-width text table."""
+    header = (
+        "operation",
+        "size",
+        "transcripts",
+        "phase",
+        "n",
+        "p50 ms",
+        "p99 ms",
+        "rounds",
+        "bytes/party",
+        "plaintext ms",
+        "ratio",
+    )
+    left = {"operation", "size", "transcripts", "phase"}
+    cells = [
+        (
+            r.operation,
+            r.size,
+            r.transcripts,
+            r.phase,
+            str(r.samples),
+            _ms(r.p50),
+            _ms(r.p99) if r.p99_exact else f"<={_ms(r.p99)}",
+            _count(r.rounds),
+            _count(r.bytes_per_party),
+            _ms(r.plaintext),
+            _ratio(r.ratio),
+        )
+        for r in rows
+    ]
+    widths = [max(len(h), *(len(c[i]) for c in cells)) for i, h in enumerate(header)]
+
+    def line(values: Sequence[str]) -> str:
+        return "  ".join(
+            v.ljust(w) if h in left else v.rjust(w)
+            for v, w, h in zip(values, widths, header, strict=True)
+        ).rstrip()
+
+    rule = "  ".join("-" * w for w in widths)
+    return "\n".join([line(header), rule, *(line(c) for c in cells)])
+
+
+def _matches(row: Row, where: dict[str, Any]) -> bool:
+    return all(getattr(row, key) == value for key, value in where.items())
+
+
+def targets(rows: Sequence[Row]) -> str:
+    """One line per row a target of the issue applies to: value, limit, met or missed."""
+    lines = []
+    for target in TARGETS:
+        matching = [r for r in rows if _matches(r, target.where)]
+        if not matching:
+            lines.append(f"  not measured  {target.goal}")
+        for r in matching:
+            value = r.ratio if target.metric == "ratio" else r.p50 * 1e3
+            if value is None:
+                lines.append(f"  no baseline   {target.goal} [{r.phase}]")
+                continue
+            verdict = "met   " if value <= target.limit else "MISSED"
+            shown = f"{value:.1f}x" if target.metric == "ratio" else f"{value:.1f} ms"
+            lines.append(f"  {verdict} {shown:>9}  {target.goal} [{r.phase}]")
+    return "\n".join(lines)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Print the table (and the issue's targets) for one JSON file."""
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks.report",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "--json",
+        type=Path,
+        default=DEFAULT_JSON,
+        help=f"pytest-benchmark JSON written by --benchmark-json (default {DEFAULT_JSON})",
+    )
+    options = parser.parse_args(argv)
+    try:
+        document = json.loads(options.json.read_text())
+    except FileNotFoundError:
+        print(
+            f"no benchmark results at {options.json}; run pytest benchmarks --benchmark-enable "
+            f"--benchmark-only --benchmark-json={options.json} first",
+            file=sys.stderr,
+        )
+        return 2
+    rows = [to_row(b) for b in document.get("benchmarks", [])]
+    if not rows:
+        print(f"{options.json} holds no benchmarks", file=sys.stderr)
+        return 1
+    machine = document.get("machine_info", {})
+    print(
+        f"{options.json}: {len(rows)} benchmarks, {document.get('datetime', '?')}, "
+        f"{machine.get('cpu', {}).get('brand_raw', '?')}, threads {machine.get('threads', '?')}"
+    )
+    print(table(rows))
+    print("\nTargets (issue: Engine core):")
+    print(targets(rows))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

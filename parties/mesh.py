@@ -1,0 +1,279 @@
+"""A party process's links to its peers: one mutually authenticated gRPC stream per pair.
+
+For every pair of members the one whose name sorts first dials; the single
+bidirectional stream carries both directions for every job. Inbound messages
+are checked (the ``sender`` field must equal the TLS-authenticated peer, chunks
+are at most 1 MiB, a job's inbound bytes are capped) and sorted into one
+mailbox per (job, peer), from which the job's :class:`GrpcTransport` reads. A
+rejected message never reaches a mailbox; the job that was its target sees a
+:class:`Rejection` naming the authenticated peer and the reason, and the
+process keeps serving.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from collections.abc import Iterator
+from concurrent import futures
+from dataclasses import dataclass
+
+import grpc
+
+from parties import tls, wire_pb2, wire_pb2_grpc
+from parties.config import MemberConfig, PeerConfig, dns_name
+from smpc.errors import PeerAuthenticationError
+
+log = logging.getLogger(__name__)
+
+CHUNK_BYTES = 1 << 20
+MAX_FRAME_BYTES = CHUNK_BYTES + (64 << 10)  # a chunk plus its envelope fields
+DEFAULT_JOB_BYTES = 8 << 30
+
+_KEEPALIVE = [
+    ("grpc.keepalive_time_ms", 20_000),
+    ("grpc.keepalive_timeout_ms", 10_000),
+    ("grpc.keepalive_permit_without_calls", 1),
+    ("grpc.http2.max_pings_without_data", 0),
+]
+_SIZES = [
+    ("grpc.max_receive_message_length", MAX_FRAME_BYTES),
+    ("grpc.max_send_message_length", MAX_FRAME_BYTES),
+]
+_SERVER_OPTIONS = [
+    *_KEEPALIVE,
+    *_SIZES,
+    ("grpc.http2.min_ping_interval_without_data_ms", 5_000),
+]
+
+
+@dataclass(frozen=True)
+class Rejection:
+    """Stands in a mailbox for a message that was refused: who sent it and why."""
+
+    peer: str
+    reason: str
+
+
+class _Link:
+    """The outbound queue towards one peer, drained by whichever stream is current."""
+
+    def __init__(self, peer: PeerConfig) -> None:
+        self.peer = peer
+        self.outbound: queue.SimpleQueue[wire_pb2.Envelope] = queue.SimpleQueue()
+        self.connected = threading.Event()
+        self._generation = 0
+        self._lock = threading.Lock()
+
+    def new_stream(self) -> int:
+        with self._lock:
+            self._generation += 1
+            return self._generation
+
+    def current(self, generation: int) -> bool:
+        return self._generation == generation
+
+    def drain(self, generation: int, stopping: threading.Event) -> Iterator[wire_pb2.Envelope]:
+        """Yield queued messages while this stream is the link's current one."""
+        while not stopping.is_set() and self.current(generation):
+            try:
+                yield self.outbound.get(timeout=0.25)
+            except queue.Empty:
+                continue
+
+
+class Mesh:
+    """Links to every peer of one member, over gRPC with mutual TLS."""
+
+    def __init__(self, member: MemberConfig, *, max_job_bytes: int = DEFAULT_JOB_BYTES) -> None:
+        self.member = member
+        self.name = member.name
+        self.max_job_bytes = max_job_bytes
+        # Streams join the computing parties; the dealer and analysts use their own calls.
+        self._links = {p.name: _Link(p) for p in member.computing_peers}
+        self._mailboxes: dict[tuple[str, str], queue.SimpleQueue[object]] = {}
+        self._job_bytes: dict[str, int] = {}
+        self._lock = threading.Lock()
+        self._stopping = threading.Event()
+        self._server: grpc.Server | None = None
+        self._threads: list[threading.Thread] = []
+        self.bound_port: int | None = None
+
+    # -- life cycle -------------------------------------------------------------
+    def start(self) -> Mesh:
+        """Serve on the member's address and dial every peer whose name sorts after ours."""
+        server = grpc.server(
+            futures.ThreadPoolExecutor(max_workers=2 * len(self._links) + 4),
+            options=_SERVER_OPTIONS,
+        )
+        wire_pb2_grpc.add_PartyServicer_to_server(_Servicer(self), server)
+        self.bound_port = server.add_secure_port(
+            self.member.address, tls.server_credentials(self.member)
+        )
+        if self.bound_port == 0:
+            raise OSError(f"{self.name}: cannot listen on {self.member.address}")
+        server.start()
+        self._server = server
+        for link in self._links.values():
+            if self.name < link.peer.name:
+                thread = threading.Thread(
+                    target=self._dial, args=(link,), name=f"dial-{link.peer.name}", daemon=True
+                )
+                thread.start()
+                self._threads.append(thread)
+        return self
+
+    def stop(self, grace: float = 1.0) -> None:
+        """Close every stream and stop serving."""
+        self._stopping.set()
+        if self._server is not None:
+            self._server.stop(grace).wait()
+        for thread in self._threads:
+            thread.join(timeout=grace + 1)
+
+    def __enter__(self) -> Mesh:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def wait_connected(self, timeout: float) -> bool:
+        """True once a stream to every peer is up."""
+        deadline = time.monotonic() + timeout
+        for link in self._links.values():
+            if not link.connected.wait(max(0.0, deadline - time.monotonic())):
+                return False
+        return True
+
+    # -- messages ---------------------------------------------------------------
+    def send(self, peer: str, envelope: wire_pb2.Envelope) -> None:
+        """Queue a message for ``peer``; it leaves on the pair's current stream."""
+        self._link(peer).outbound.put(envelope)
+
+    def receive(self, job: str, peer: str, timeout: float | None) -> wire_pb2.Envelope | Rejection:
+        """The next message (or rejection) from ``peer`` for ``job``; queue.Empty on timeout."""
+        return self._mailbox(job, peer).get(timeout=timeout)  # type: ignore[return-value]
+
+    def close_job(self, job: str) -> None:
+        """Forget a finished job's mailboxes and byte count."""
+        with self._lock:
+            for key in [k for k in self._mailboxes if k[0] == job]:
+                del self._mailboxes[key]
+            self._job_bytes.pop(job, None)
+
+    def _link(self, peer: str) -> _Link:
+        link = self._links.get(peer)
+        if link is None:
+            raise PeerAuthenticationError(f"{peer!r} is not a peer of {self.name}")
+        return link
+
+    def _mailbox(self, job: str, peer: str) -> queue.SimpleQueue[object]:
+        with self._lock:
+            box = self._mailboxes.get((job, peer))
+            if box is None:
+                box = self._mailboxes[(job, peer)] = queue.SimpleQueue()
+            return box
+
+    def deliver(self, peer: str, envelope: wire_pb2.Envelope) -> None:
+        """Check a message that arrived from the authenticated ``peer`` and file it."""
+        reason = None
+        if envelope.sender != peer:
+            reason = f"sender field {envelope.sender!r} differs from the authenticated peer"
+        elif len(envelope.payload) > CHUNK_BYTES:
+            reason = f"chunk of {len(envelope.payload)} bytes exceeds {CHUNK_BYTES}"
+        else:
+            with self._lock:
+                total = self._job_bytes.get(envelope.job, 0) + len(envelope.payload)
+                self._job_bytes[envelope.job] = total
+            if total > self.max_job_bytes:
+                reason = f"job exceeded its limit of {self.max_job_bytes} inbound bytes"
+        if reason is None:
+            self._mailbox(envelope.job, peer).put(envelope)
+            return
+        log.warning(
+            "%s: rejected a message from %s for job %s: %s", self.name, peer, envelope.job, reason
+        )
+        self._mailbox(envelope.job, peer).put(Rejection(peer, reason))
+
+    # -- streams ----------------------------------------------------------------
+    def _dial(self, link: _Link) -> None:
+        peer = link.peer
+        options = [
+            *_KEEPALIVE,
+            *_SIZES,
+            ("grpc.ssl_target_name_override", dns_name(self.member.federation, peer.name)),
+        ]
+        backoff = 0.05
+        while not self._stopping.is_set():
+            channel = grpc.secure_channel(
+                peer.address, tls.channel_credentials(self.member), options
+            )
+            generation = link.new_stream()
+            try:
+                grpc.channel_ready_future(channel).result(timeout=2.0)
+                responses = wire_pb2_grpc.PartyStub(channel).Link(
+                    link.drain(generation, self._stopping)
+                )
+                link.connected.set()
+                backoff = 0.05
+                for envelope in responses:
+                    self.deliver(peer.name, envelope)
+            except grpc.FutureTimeoutError:
+                pass
+            except grpc.RpcError as exc:
+                if not self._stopping.is_set():
+                    log.warning("%s: stream to %s ended: %s", self.name, peer.name, exc.code())
+            finally:
+                link.connected.clear()
+                link.new_stream()  # retire this stream's drain
+                channel.close()
+            self._stopping.wait(backoff)
+            backoff = min(2.0, backoff * 2)
+
+    def accept(
+        self, peer: str, requests: Iterator[wire_pb2.Envelope]
+    ) -> Iterator[wire_pb2.Envelope]:
+        """Serve the stream a peer dialed: read in a thread, answer from the link's queue."""
+        link = self._link(peer)
+        generation = link.new_stream()
+        link.connected.set()
+
+        def read() -> None:
+            try:
+                for envelope in requests:
+                    self.deliver(peer, envelope)
+            except grpc.RpcError:
+                pass
+            finally:
+                if link.current(generation):
+                    link.connected.clear()
+                    link.new_stream()
+
+        threading.Thread(target=read, name=f"read-{peer}", daemon=True).start()
+        return link.drain(generation, self._stopping)
+
+
+class _Servicer(wire_pb2_grpc.PartyServicer):
+    """Thin servicer: authenticate the peer from TLS, hand the stream to the mesh."""
+
+    def __init__(self, mesh: Mesh) -> None:
+        self._mesh = mesh
+
+    def Link(self, request_iterator, context):  # noqa: N802 - gRPC's method name
+        member = self._mesh.member
+        try:
+            peer = tls.peer_name(context, member)
+            if not peer < member.name:
+                raise PeerAuthenticationError(f"{peer!r} must wait for {member.name!r} to dial")
+        except PeerAuthenticationError as exc:
+            log.warning("%s: refused a stream from %s: %s", member.name, context.peer(), exc)
+            context.abort(grpc.StatusCode.UNAUTHENTICATED, str(exc))
+        return self._mesh.accept(peer, request_iterator)
+
+    def Health(self, request, context):  # noqa: N802 - gRPC's method name
+        member = self._mesh.member
+        return wire_pb2.HealthReply(
+            name=member.name, federation=member.federation, status="serving"
+        )

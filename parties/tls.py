@@ -1,0 +1,69 @@
+"""Mutual-TLS credentials and peer identity for party processes.
+
+Every member holds a key and a certificate from the federation CA whose URI
+SAN is ``smpc://<federation>/<role>/<name>`` and whose DNS SAN is
+``<name>.<federation>.smpc``. A server requires a client certificate from the
+federation CA and reads the client's identity from the TLS auth context (the
+URI SAN), never from a request field. A client checks the server by its DNS
+SAN (gRPC's Python client can only match a server by host name, through the
+``grpc.ssl_target_name_override`` option).
+"""
+
+from __future__ import annotations
+
+import logging
+
+import grpc
+
+from parties.config import ConfigError, MemberConfig, parse_identity
+from smpc.errors import PeerAuthenticationError
+
+log = logging.getLogger(__name__)
+
+_URI_PREFIX = b"smpc://"
+
+
+def server_credentials(member: MemberConfig) -> grpc.ServerCredentials:
+    """Server credentials that demand a client certificate from the federation CA."""
+    tls = member.tls
+    return grpc.ssl_server_credentials(
+        [(tls.key.read_bytes(), tls.cert.read_bytes())],
+        root_certificates=tls.ca_cert.read_bytes(),
+        require_client_auth=True,
+    )
+
+
+def channel_credentials(member: MemberConfig) -> grpc.ChannelCredentials:
+    """Client credentials: trust only the federation CA, present our own certificate."""
+    tls = member.tls
+    return grpc.ssl_channel_credentials(
+        root_certificates=tls.ca_cert.read_bytes(),
+        private_key=tls.key.read_bytes(),
+        certificate_chain=tls.cert.read_bytes(),
+    )
+
+
+def peer_name(context: grpc.ServicerContext, member: MemberConfig) -> str:
+    """The authenticated name of the peer on this call, or PeerAuthenticationError.
+
+    The identity must be a URI SAN of this federation naming a configured
+    peer with the role the configuration gives it.
+    """
+    auth = context.auth_context()
+    if auth.get("transport_security_type") != [b"ssl"]:
+        raise PeerAuthenticationError("the peer did not use TLS")
+    uris = [v for v in auth.get("x509_subject_alternative_name", []) if v.startswith(_URI_PREFIX)]
+    if len(uris) != 1:
+        raise PeerAuthenticationError("the peer's certificate has no single smpc:// URI SAN")
+    try:
+        federation, role, name = parse_identity(uris[0].decode())
+    except (ConfigError, UnicodeDecodeError) as exc:
+        raise PeerAuthenticationError(f"the peer's identity is malformed: {exc}") from None
+    if federation != member.federation:
+        raise PeerAuthenticationError(f"the peer belongs to federation {federation!r}")
+    peer = next((p for p in member.peers if p.name == name), None)
+    if peer is None:
+        raise PeerAuthenticationError(f"{name!r} is not a configured peer")
+    if peer.role != role:
+        raise PeerAuthenticationError(f"{name!r} presented role {role!r}, configured {peer.role!r}")
+    return name

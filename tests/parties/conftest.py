@@ -1,0 +1,91 @@
+"""Fixtures: a throwaway federation on free loopback ports, and jobs over real meshes."""
+
+from __future__ import annotations
+
+import dataclasses
+import socket
+import threading
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from parties.config import MemberConfig
+from parties.federation import init_federation
+from parties.grpc_transport import GrpcTransport
+from parties.mesh import Mesh
+from smpc.preprocessing import Dealer, SeededSource
+from smpc.runtime import Runtime, dry_run
+from smpc.transcript import Transcript
+
+
+def free_port(host: str) -> int:
+    """A port that was free on ``host`` a moment ago."""
+    with socket.socket() as s:
+        s.bind((host, 0))
+        return s.getsockname()[1]
+
+
+def federation(tmp: Path, hospitals: Sequence[str], name: str = "testfed") -> list[MemberConfig]:
+    """A new federation whose members listen on distinct loopback hosts and free ports."""
+    members = init_federation(name, hospitals, [], [], tmp / name)
+    addresses = {}
+    for m in members:
+        host = m.address.rsplit(":", 1)[0]
+        addresses[m.name] = f"{host}:{free_port(host)}"
+    return [
+        dataclasses.replace(
+            m,
+            address=addresses[m.name],
+            peers=tuple(dataclasses.replace(p, address=addresses[p.name]) for p in m.peers),
+        )
+        for m in members
+    ]
+
+
+def run_over_meshes(
+    meshes: Sequence[Mesh], fn: Callable[..., Any], inputs: Sequence[Any], job: str
+) -> tuple[list[Any], list[GrpcTransport]]:
+    """Run ``fn(rt, inputs[i])`` at each mesh's party in threads; a test-local dealer."""
+    names = sorted(m.name for m in meshes)
+    by_name = {m.name: (m, x) for m, x in zip(meshes, inputs, strict=True)}
+    plan = dry_run(fn, len(names), by_name[names[0]][1]).plan
+    dealer = Dealer("testfed", job, len(names), plan)
+    results: list[Any] = [None] * len(names)
+    errors: list[BaseException | None] = [None] * len(names)
+    transports: list[GrpcTransport] = []
+    for name in names:
+        mesh = by_name[name][0]
+        index = names.index(name)
+        transcript = Transcript(job, index, len(names))
+        transports.append(GrpcTransport(mesh, job, names, transcript=transcript, deadline=None))
+
+    def party(i: int) -> None:
+        source = SeededSource(i, dealer.seed_for(i), plan, dealer if i == 0 else None)
+        try:
+            results[i] = fn(Runtime(transports[i], source), by_name[names[i]][1])
+        except BaseException as exc:
+            errors[i] = exc
+
+    threads = [threading.Thread(target=party, args=(i,)) for i in range(len(names))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    for e in errors:
+        if e is not None:
+            raise e
+    return results, transports
+
+
+@pytest.fixture
+def make_federation(tmp_path: Path) -> Callable[..., list[MemberConfig]]:
+    """Build a federation of the given hospitals under the test's temporary folder."""
+    return lambda hospitals, name="testfed": federation(tmp_path, hospitals, name)
+
+
+@pytest.fixture
+def over_meshes() -> Callable[..., tuple[list[Any], list[GrpcTransport]]]:
+    """Run a protocol function on real meshes, one thread per party."""
+    return run_over_meshes
