@@ -20,7 +20,7 @@ import numpy as np
 
 from smpc.errors import ProtocolAbort
 from smpc.fixedpoint import FixedPoint
-from smpc.preprocessing import Dealer, SeededSource
+from smpc.preprocessing import AheadFeed, Dealer, SeededSource
 from smpc.preprocessing.dealer import JobRegistry
 from smpc.prg import random_ring
 from smpc.runtime import Runtime, dry_run
@@ -92,10 +92,11 @@ class LocalFederation:
         ]
         plan = dry_run(fn, self.n_parties, *per_party[0], fxp=self.fxp, job=job).plan
         dealer = Dealer(self.name, job, self.n_parties, plan)
+        feed = dealer if prefetch else AheadFeed(dealer, len(plan))
         network = LocalNetwork(self.n_parties)
         runtimes = []
         for i in range(self.n_parties):
-            source = SeededSource(i, dealer.seed_for(i), plan, dealer if i == 0 else None)
+            source = SeededSource(i, dealer.seed_for(i), plan, feed if i == 0 else None)
             if prefetch:
                 source.prefetch()
             transcript = Transcript(job, i, self.n_parties) if self.transcripts else None

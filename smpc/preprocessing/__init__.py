@@ -1,11 +1,12 @@
 """Correlated randomness: plans, items, sources, and the seed-based dealer."""
 
-from smpc.preprocessing.dealer import CorrectionFeed, Dealer, SeededSource
+from smpc.preprocessing.dealer import AheadFeed, CorrectionFeed, Dealer, SeededSource
 from smpc.preprocessing.items import MatrixTriple, Triple, TruncationTuple
 from smpc.preprocessing.plan import Plan, Request
 from smpc.preprocessing.source import PreprocessingSource, RecordingSource
 
 __all__ = [
+    "AheadFeed",
     "CorrectionFeed",
     "Dealer",
     "MatrixTriple",

@@ -16,6 +16,7 @@ plus any one party learns everything (see the README's security model).
 
 from __future__ import annotations
 
+import threading
 from abc import ABC, abstractmethod
 
 import numpy as np
@@ -58,6 +59,43 @@ class CorrectionFeed(ABC):
     @abstractmethod
     def corrections(self, index: int) -> list[np.ndarray]:
         """The first party's corrected arrays for plan item ``index``."""
+
+
+class AheadFeed(CorrectionFeed):
+    """Computes another feed's corrections in plan order on a background thread.
+
+    This is how the dealer stays off the critical path in one process: it
+    works through the plan while the parties compute, and the first party
+    blocks only if it catches up with the dealer.
+    """
+
+    def __init__(self, source: CorrectionFeed, items: int) -> None:
+        self._ready: dict[int, list[np.ndarray] | BaseException] = {}
+        self._cond = threading.Condition()
+        self._thread = threading.Thread(
+            target=self._work, args=(source, items), name="dealer-ahead", daemon=True
+        )
+        self._thread.start()
+
+    def _work(self, source: CorrectionFeed, items: int) -> None:
+        for index in range(items):
+            try:
+                result: list[np.ndarray] | BaseException = source.corrections(index)
+            except BaseException as exc:  # handed to the party that asks
+                result = exc
+            with self._cond:
+                self._ready[index] = result
+                self._cond.notify_all()
+            if isinstance(result, BaseException):
+                return
+
+    def corrections(self, index: int) -> list[np.ndarray]:
+        with self._cond:
+            self._cond.wait_for(lambda: index in self._ready)
+            result = self._ready.pop(index)
+        if isinstance(result, BaseException):
+            raise result
+        return result
 
 
 class Dealer(CorrectionFeed):
