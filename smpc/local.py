@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from smpc import ring
 from smpc.errors import ProtocolAbort
 from smpc.fixedpoint import FixedPoint
 from smpc.preprocessing import AheadFeed, Dealer, SeededSource
@@ -188,6 +189,4 @@ class PreparedJob:
 
 def reconstruct(shares: Sequence[SharedTensor]) -> np.ndarray:
     """The ring value behind every party's share (tests and debugging only)."""
-    from smpc import ring
-
     return ring.sum_shares([s.share for s in shares])
