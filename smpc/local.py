@@ -21,7 +21,7 @@ import numpy as np
 from smpc import ring
 from smpc.errors import ProtocolAbort
 from smpc.fixedpoint import FixedPoint
-from smpc.preprocessing import AheadFeed, Dealer, SeededSource
+from smpc.preprocessing import Dealer
 from smpc.preprocessing.dealer import JobRegistry
 from smpc.prg import random_ring
 from smpc.runtime import Runtime, dry_run
@@ -92,14 +92,10 @@ class LocalFederation:
             for i in range(self.n_parties)
         ]
         plan = dry_run(fn, self.n_parties, *per_party[0], fxp=self.fxp, job=job).plan
-        dealer = Dealer(self.name, job, self.n_parties, plan)
-        feed = dealer if prefetch else AheadFeed(dealer, len(plan))
+        sources = Dealer(self.name, job, self.n_parties, plan).local_sources(prefetch=prefetch)
         network = LocalNetwork(self.n_parties)
         runtimes = []
-        for i in range(self.n_parties):
-            source = SeededSource(i, dealer.seed_for(i), plan, feed if i == 0 else None)
-            if prefetch:
-                source.prefetch()
+        for i, source in enumerate(sources):
             transcript = Transcript(job, i, self.n_parties) if self.transcripts else None
             transport = InMemoryTransport(network, job, i, transcript=transcript)
             runtimes.append(Runtime(transport, source, self.fxp))

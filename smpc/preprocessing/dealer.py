@@ -140,6 +140,22 @@ class Dealer(CorrectionFeed):
         product = ring.matmul(a, b) if request.kind == "matrix_triple" else ring.mul(a, b)
         return [ring.sub(product, ring.sum_shares([s[2] for s in others]))]
 
+    def local_sources(self, *, prefetch: bool = False) -> list[SeededSource]:
+        """Every party's source, for parties that share this process with the dealer.
+
+        With ``prefetch`` everything is expanded now; otherwise the dealer
+        works through the plan on a background thread (:class:`AheadFeed`).
+        """
+        feed = self if prefetch else AheadFeed(self, len(self.plan))
+        sources = [
+            SeededSource(i, self.seed_for(i), self.plan, feed if i == 0 else None)
+            for i in range(self.n_parties)
+        ]
+        if prefetch:
+            for source in sources:
+                source.prefetch()
+        return sources
+
     def __repr__(self) -> str:  # never show the nonce or seeds
         return f"Dealer(job={self.job!r}, parties={self.n_parties}, items={len(self.plan)})"
 

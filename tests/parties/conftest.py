@@ -15,7 +15,7 @@ from parties.config import MemberConfig
 from parties.federation import init_federation
 from parties.grpc_transport import GrpcTransport
 from parties.mesh import Mesh
-from smpc.preprocessing import Dealer, SeededSource
+from smpc.preprocessing import Dealer
 from smpc.runtime import Runtime, dry_run
 from smpc.transcript import Transcript
 
@@ -51,7 +51,7 @@ def run_over_meshes(
     names = sorted(m.name for m in meshes)
     by_name = {m.name: (m, x) for m, x in zip(meshes, inputs, strict=True)}
     plan = dry_run(fn, len(names), by_name[names[0]][1]).plan
-    dealer = Dealer("testfed", job, len(names), plan)
+    sources = Dealer("testfed", job, len(names), plan).local_sources()
     results: list[Any] = [None] * len(names)
     errors: list[BaseException | None] = [None] * len(names)
     transports: list[GrpcTransport] = []
@@ -62,9 +62,8 @@ def run_over_meshes(
         transports.append(GrpcTransport(mesh, job, names, transcript=transcript, deadline=None))
 
     def party(i: int) -> None:
-        source = SeededSource(i, dealer.seed_for(i), plan, dealer if i == 0 else None)
         try:
-            results[i] = fn(Runtime(transports[i], source), by_name[names[i]][1])
+            results[i] = fn(Runtime(transports[i], sources[i]), by_name[names[i]][1])
         except BaseException as exc:
             errors[i] = exc
 
