@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from smpc import ring, truncation
+from smpc import truncation
 from smpc.errors import ShapeMismatchError
 from smpc.shares import SharedTensor
 
@@ -46,12 +46,12 @@ def mul(rt: Runtime, x: SharedTensor, y: SharedTensor) -> SharedTensor:
     if x.shape != y.shape:
         raise ShapeMismatchError(f"elementwise product of shapes {x.shape} and {y.shape}")
     a, b, c = rt.prep.triple(x.shape).consume()
-    opened = rt.exchange_all(ring.beaver_masked(x.share, a, y.share, b), "beaver")
+    opened = rt.exchange_all(rt.ring.beaver_masked(x.share, a, y.share, b), "beaver")
     f = rt.fxp.frac_bits
     if scale <= f:
-        return rt.shared(ring.beaver_product(opened, a, b, c, _NO_MASK, rt.first), scale)
+        return rt.shared(rt.ring.beaver_product(opened, a, b, c, _NO_MASK, rt.first), scale)
     r, r_low, r_top = rt.prep.truncation(x.shape, f).consume()
-    masked = ring.beaver_product(opened, a, b, c, r, rt.first)
+    masked = rt.ring.beaver_product(opened, a, b, c, r, rt.first)
     return truncation.finish(rt, masked, r_low, r_top, scale - f)
 
 
@@ -62,12 +62,14 @@ def matmul(rt: Runtime, x: SharedTensor, y: SharedTensor) -> SharedTensor:
         raise ShapeMismatchError(f"matrix product of shapes {x.shape} and {y.shape}")
     (m, k), n = x.shape, y.shape[1]
     a, b, c = rt.prep.matrix_triple(m, k, n).consume()
-    message = np.concatenate([ring.sub(x.share, a).reshape(-1), ring.sub(y.share, b).reshape(-1)])
-    opened = ring.sum_shares(rt.exchange_all(message, "beaver"))
+    message = np.concatenate(
+        [rt.ring.sub(x.share, a).reshape(-1), rt.ring.sub(y.share, b).reshape(-1)]
+    )
+    opened = rt.ring.sum_shares(rt.exchange_all(message, "beaver"))
     d = opened[: m * k].reshape(m, k)
     e = opened[m * k :].reshape(k, n)
     # Z = C + D @ B_i + A_i @ E (+ D @ E at party 0) = C + D @ (B_i [+ E]) + A_i @ E
-    right = ring.add(b, e) if rt.first else b
-    z = ring.add(c, ring.add(ring.matmul(d, right), ring.matmul(a, e)))
+    right = rt.ring.add(b, e) if rt.first else b
+    z = rt.ring.add(c, rt.ring.add(rt.ring.matmul(d, right), rt.ring.matmul(a, e)))
     product = rt.shared(z, scale)
     return truncation.truncate(rt, product) if scale > rt.fxp.frac_bits else product

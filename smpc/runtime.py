@@ -11,11 +11,12 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from types import ModuleType
 from typing import Any
 
 import numpy as np
 
-from smpc import beaver, ring, truncation
+from smpc import beaver, ring, ring_null, truncation
 from smpc.errors import ShapeMismatchError
 from smpc.fixedpoint import FixedPoint
 from smpc.preprocessing import Plan, PreprocessingSource, RecordingSource
@@ -36,6 +37,8 @@ class Runtime:
         self.transport = transport
         self.prep = prep
         self.fxp = fxp if fxp is not None else FixedPoint()
+        # The kernels protocol steps call: the null back end computes only shapes.
+        self.ring: ModuleType = ring_null if transport.counting else ring
 
     # -- identity -------------------------------------------------------------
     @property
@@ -58,10 +61,12 @@ class Runtime:
 
     @property
     def planning(self) -> bool:
-        """True during the dry run that plans a job: opened values are then zeros.
+        """True during the dry run that plans a job.
 
-        Code that derives public values from an opening (a division by an
-        opened count, say) must give them a harmless stand-in while planning.
+        The dry run computes shapes only: inputs are not encoded, kernels come
+        from the null back end, and opened values are zeros. Code that derives
+        public values from an opening (a division by an opened count, say)
+        must give them a harmless stand-in while planning.
         """
         return self.transport.counting
 
@@ -132,9 +137,7 @@ class Runtime:
         t = self.transport
         outgoing: dict[int, np.ndarray] = {}
         if self.party in owners:
-            ring_value = (
-                self.fxp.encode_int(value) if integer else self.fxp.encode(value, columns=columns)
-            )
+            ring_value = self._encode(value, integer, columns)
             if shape is not None and tuple(shape) != ring_value.shape:
                 raise ShapeMismatchError(
                     f"input has shape {ring_value.shape}, the job declares {tuple(shape)}"
@@ -148,14 +151,21 @@ class Runtime:
             if owner == self.party:
                 share = ring_value.copy()
                 for p, seed in outgoing.items():
-                    share -= self._input_stream(seed, p).words(share.shape)
+                    share -= self._input_share(seed, p, share.shape)
             else:
-                share = self._input_stream(seeds[owner], self.party).words(tuple(shape))
+                share = self._input_share(seeds[owner], self.party, tuple(shape))
             result.append(self.shared(share, scale))
         return result
 
-    def _input_stream(self, seed: np.ndarray, party: int) -> Stream:
-        return Stream(derive_key(seed.tobytes(), "input-share", self.job, party))
+    def _encode(self, value: object, integer: bool, columns: Sequence[str] | None) -> np.ndarray:
+        if self.planning:  # the dry run needs the shape only, never the data
+            return np.zeros(np.shape(value), dtype=np.uint64)
+        return self.fxp.encode_int(value) if integer else self.fxp.encode(value, columns=columns)
+
+    def _input_share(self, seed: np.ndarray, party: int, shape: tuple[int, ...]) -> np.ndarray:
+        if self.planning:
+            return np.zeros(shape, dtype=np.uint64)
+        return Stream(derive_key(seed.tobytes(), "input-share", self.job, party)).words(shape)
 
     def open_ring(self, x: SharedTensor, to: Sequence[int] | None = None) -> np.ndarray | None:
         """Reveal the ring value of ``x`` to every party, or only to ``to``; one round.
@@ -175,9 +185,7 @@ class Runtime:
                 return None
             got[self.party] = x.share
             shares = [got[p] for p in range(self.n_parties)]
-        if self.planning:
-            return np.zeros(x.shape, dtype=np.uint64)
-        return ring.sum_shares(shares).reshape(x.shape)
+        return self.ring.sum_shares(shares).reshape(x.shape)
 
     def open(self, x: SharedTensor, to: Sequence[int] | None = None) -> np.ndarray | None:
         """Reveal ``x`` decoded: reals for fixed point, int64 for integers; one round."""

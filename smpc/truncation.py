@@ -25,7 +25,6 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from smpc import ring
 from smpc.shares import SharedTensor
 
 if TYPE_CHECKING:
@@ -39,7 +38,7 @@ def truncate(rt: Runtime, x: SharedTensor) -> SharedTensor:
         raise ValueError(f"nothing to truncate: the tensor carries {x.scale} fractional bits")
     tup = rt.prep.truncation(x.shape, f)
     r, r_low, r_top = tup.consume()
-    masked = ring.truncation_masked(x.share, r, rt.first)
+    masked = rt.ring.truncation_masked(x.share, r, rt.first)
     return finish(rt, masked, r_low, r_top, x.scale - f)
 
 
@@ -48,5 +47,5 @@ def finish(
 ) -> SharedTensor:
     """Open the masked value (step 2) and form this party's share of the result (step 3)."""
     opened = rt.exchange_all(masked.reshape(-1), "truncation")
-    share = ring.truncation_finish(opened, r_low, r_top, rt.fxp.frac_bits, rt.first)
+    share = rt.ring.truncation_finish(opened, r_low, r_top, rt.fxp.frac_bits, rt.first)
     return rt.shared(share, scale)

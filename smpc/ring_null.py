@@ -1,0 +1,75 @@
+"""A null back end for the dry run: the kernels of :mod:`smpc.ring`, computing only shapes.
+
+Planning a job needs the sequence of preprocessing requests and the size of
+every message, not the arithmetic; every function here returns zeros of the
+shape its twin in ``smpc.ring`` would return. ``np.zeros`` maps untouched
+zero pages, so a dry run at 10^6 elements costs almost nothing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+U64 = np.uint64
+
+
+def _zeros(shape: int | tuple[int, ...]) -> np.ndarray:
+    return np.zeros(shape, dtype=U64)
+
+
+def add(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    return _zeros(np.broadcast_shapes(np.shape(a), np.shape(b)))
+
+
+sub = mul = add
+
+
+def neg(a: np.ndarray) -> np.ndarray:
+    return _zeros(np.shape(a))
+
+
+def total(a: np.ndarray) -> np.uint64:
+    return U64(0)
+
+
+def sum_axis0(a: np.ndarray) -> np.ndarray:
+    return _zeros(np.shape(a)[1])
+
+
+def sum_shares(shares: Sequence[np.ndarray]) -> np.ndarray:
+    return _zeros(np.shape(shares[0]))
+
+
+def matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    return _zeros((np.shape(a)[0], np.shape(b)[1]))
+
+
+def beaver_masked(x: np.ndarray, a: np.ndarray, y: np.ndarray, b: np.ndarray) -> np.ndarray:
+    return _zeros(2 * np.size(x))
+
+
+def beaver_product(
+    masked: Sequence[np.ndarray],
+    a: np.ndarray,
+    b: np.ndarray,
+    c: np.ndarray,
+    mask: np.ndarray,
+    first: bool,
+) -> np.ndarray:
+    return _zeros(np.shape(a))
+
+
+def truncation_masked(z: np.ndarray, r: np.ndarray, first: bool) -> np.ndarray:
+    return _zeros(np.shape(z))
+
+
+def truncation_finish(
+    masked: Sequence[np.ndarray],
+    r_low: np.ndarray,
+    r_top: np.ndarray,
+    frac_bits: int,
+    first: bool,
+) -> np.ndarray:
+    return _zeros(np.shape(r_low))

@@ -1,0 +1,60 @@
+"""The dry run's null back end mirrors the ring kernels: same functions, same output shapes."""
+
+from __future__ import annotations
+
+import inspect
+
+import numpy as np
+from hypothesis import given
+from hypothesis import strategies as st
+
+from smpc import ring, ring_null
+
+U64 = np.uint64
+
+
+def _public(module: object) -> set[str]:
+    return {
+        name
+        for name, f in vars(module).items()
+        if inspect.isfunction(f) and not name.startswith("_") and f.__module__ == module.__name__
+    }
+
+
+def test_every_ring_kernel_has_a_null_twin_with_the_same_parameters() -> None:
+    for name in _public(ring):
+        null = getattr(ring_null, name)
+        assert list(inspect.signature(null).parameters) == list(
+            inspect.signature(getattr(ring, name)).parameters
+        ), name
+
+
+@given(n=st.integers(2, 5), size=st.integers(1, 20), first=st.booleans())
+def test_null_kernels_return_zeros_of_the_ring_kernels_shapes(
+    n: int, size: int, first: bool
+) -> None:
+    rng = np.random.default_rng(size)
+
+    def r(*shape: int) -> np.ndarray:
+        return rng.integers(0, 2**63, size=shape, dtype=U64)
+
+    a, b, c, mask = r(size), r(size), r(size), r(size)
+    calls = [
+        ("add", (a, b)),
+        ("sub", (a, b)),
+        ("mul", (a, b)),
+        ("neg", (a,)),
+        ("sum_axis0", (r(3, size),)),
+        ("sum_shares", ([r(size) for _ in range(n)],)),
+        ("matmul", (r(3, size), r(size, 2))),
+        ("beaver_masked", (a, b, c, mask)),
+        ("beaver_product", ([r(2 * size) for _ in range(n)], a, b, c, mask, first)),
+        ("truncation_masked", (a, b, first)),
+        ("truncation_finish", ([r(size) for _ in range(n)], a, b, 16, first)),
+    ]
+    assert {name for name, _ in calls} | {"total"} == _public(ring)
+    for name, args in calls:
+        real, null = getattr(ring, name)(*args), getattr(ring_null, name)(*args)
+        assert null.shape == real.shape and null.dtype == real.dtype, name
+        assert not null.any(), name
+    assert ring_null.total(a) == 0
