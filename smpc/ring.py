@@ -94,13 +94,42 @@ def _sum_axis0(a, out):
 
 @njit(cache=True, nogil=True)
 def _sum_shares(shares, out):
-    first = shares[0]
+    # One pass over the output; the shares are read side by side.
     for i in range(out.size):
-        out[i] = first[i]
-    for k in range(1, len(shares)):
-        s = shares[k]
-        for i in range(out.size):
-            out[i] += s[i]
+        acc = np.uint64(0)
+        for k in range(len(shares)):
+            acc += shares[k][i]
+        out[i] = acc
+
+
+@njit(cache=True, nogil=True)
+def _triple_correction(a, b, c_others, out):
+    for i in range(out.size):
+        sa = np.uint64(0)
+        sb = np.uint64(0)
+        for k in range(len(a)):
+            sa += a[k][i]
+            sb += b[k][i]
+        z = sa * sb
+        for k in range(len(c_others)):
+            z -= c_others[k][i]
+        out[i] = z
+
+
+@njit(cache=True, nogil=True)
+def _truncation_corrections(r, low_others, top_others, frac_bits, low, top):
+    f = np.uint64(frac_bits)
+    for i in range(low.size):
+        sr = np.uint64(0)
+        for k in range(len(r)):
+            sr += r[k][i]
+        lo = (sr & _LOW63) >> f
+        hi = sr >> np.uint64(63)
+        for k in range(len(low_others)):
+            lo -= low_others[k][i]
+            hi -= top_others[k][i]
+        low[i] = lo
+        top[i] = hi
 
 
 @njit(cache=True, nogil=True)
@@ -225,6 +254,39 @@ def sum_shares(shares: Sequence[np.ndarray]) -> np.ndarray:
     out = np.empty(np.shape(shares[0]), dtype=U64)
     _sum_shares(_shares(shares, out.size), out.reshape(-1))
     return out
+
+
+def triple_correction(
+    a: Sequence[np.ndarray], b: Sequence[np.ndarray], c_others: Sequence[np.ndarray]
+) -> np.ndarray:
+    """The first party's c: (sum of a) * (sum of b) minus the other parties' c shares."""
+    out = np.empty(np.shape(a[0]), dtype=U64)
+    size = out.size
+    _triple_correction(_shares(a, size), _shares(b, size), _shares(c_others, size), out.reshape(-1))
+    return out
+
+
+def truncation_corrections(
+    r: Sequence[np.ndarray],
+    low_others: Sequence[np.ndarray],
+    top_others: Sequence[np.ndarray],
+    frac_bits: int,
+) -> tuple[np.ndarray, np.ndarray]:
+    """The first party's shares of (r mod 2^63) >> F and of r's top bit, r = sum of r."""
+    if not 0 <= frac_bits <= 62:
+        raise ValueError(f"frac_bits must be in 0..62, got {frac_bits}")
+    low = np.empty(np.shape(r[0]), dtype=U64)
+    top = np.empty(low.shape, dtype=U64)
+    size = low.size
+    _truncation_corrections(
+        _shares(r, size),
+        _shares(low_others, size),
+        _shares(top_others, size),
+        frac_bits,
+        low.reshape(-1),
+        top.reshape(-1),
+    )
+    return low, top
 
 
 def matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:

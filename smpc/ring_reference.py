@@ -54,6 +54,26 @@ def sum_shares(shares: Sequence[np.ndarray]) -> np.ndarray:
     return out
 
 
+def triple_correction(
+    a: Sequence[np.ndarray], b: Sequence[np.ndarray], c_others: Sequence[np.ndarray]
+) -> np.ndarray:
+    """The first party's c: (sum of a) * (sum of b) minus the other parties' c shares."""
+    return sub(mul(sum_shares(a), sum_shares(b)), sum_shares(c_others))
+
+
+def truncation_corrections(
+    r: Sequence[np.ndarray],
+    low_others: Sequence[np.ndarray],
+    top_others: Sequence[np.ndarray],
+    frac_bits: int,
+) -> tuple[np.ndarray, np.ndarray]:
+    """The first party's shares of (r mod 2^63) >> F and of r's top bit, r = sum of r."""
+    whole = sum_shares(r)
+    low = (whole & LOW63) >> U64(frac_bits)
+    top = whole >> U64(63)
+    return sub(low, sum_shares(low_others)), sub(top, sum_shares(top_others))
+
+
 def matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """Matrix product of 2-D arrays mod 2^64."""
     a64 = a.astype(object)

@@ -27,8 +27,6 @@ from smpc.preprocessing.plan import Plan, Request
 from smpc.preprocessing.source import PreprocessingSource, component_shapes
 from smpc.prg import StreamBook, derive_key, fresh_seed
 
-_LOW63 = np.uint64((1 << 63) - 1)
-
 
 def party_seed(nonce: bytes, federation: str, job: str, party: int) -> bytes:
     """Party ``party``'s preprocessing seed for one job."""
@@ -128,17 +126,19 @@ class Dealer(CorrectionFeed):
         ]
         others = shares[1:]
         if request.kind == "truncation":
-            r = ring.sum_shares([s[0] for s in shares])
-            r_low = (r & _LOW63) >> np.uint64(request.frac_bits)
-            r_top = r >> np.uint64(63)
-            return [
-                ring.sub(r_low, ring.sum_shares([s[1] for s in others])),
-                ring.sub(r_top, ring.sum_shares([s[2] for s in others])),
-            ]
+            low, top = ring.truncation_corrections(
+                [s[0] for s in shares],
+                [s[1] for s in others],
+                [s[2] for s in others],
+                request.frac_bits,
+            )
+            return [low, top]
+        if request.kind == "triple":
+            a_shares, b_shares = [s[0] for s in shares], [s[1] for s in shares]
+            return [ring.triple_correction(a_shares, b_shares, [s[2] for s in others])]
         a = ring.sum_shares([s[0] for s in shares])
         b = ring.sum_shares([s[1] for s in shares])
-        product = ring.matmul(a, b) if request.kind == "matrix_triple" else ring.mul(a, b)
-        return [ring.sub(product, ring.sum_shares([s[2] for s in others]))]
+        return [ring.sub(ring.matmul(a, b), ring.sum_shares([s[2] for s in others]))]
 
     def local_sources(self, *, prefetch: bool = False) -> list[SeededSource]:
         """Every party's source, for parties that share this process with the dealer.

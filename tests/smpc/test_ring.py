@@ -393,3 +393,55 @@ def test_mismatched_share_sizes_raise(mod: ModuleType) -> None:
         )
     with pytest.raises(ValueError):
         mod.truncation_finish([full, short], full, full, 16, True)
+
+
+# --- the dealer's correction kernels ---------------------------------------------------------
+
+
+@given(n=st.integers(2, 7), size=st.integers(1, 8), seed=st.integers(0, 2**32 - 1))
+def test_triple_correction_agrees_and_completes_a_triple(n: int, size: int, seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    a = [rng.integers(0, 2**64, size, dtype=U64) for _ in range(n)]
+    b = [rng.integers(0, 2**64, size, dtype=U64) for _ in range(n)]
+    c_others = [rng.integers(0, 2**64, size, dtype=U64) for _ in range(n - 1)]
+    got = unchanged(lambda: ring.triple_correction(a, b, c_others), a, b, c_others)
+    assert_same(got, ref.triple_correction(a, b, c_others))
+    # With the correction as the first party's c, the c shares add up to a*b (Python ints).
+    for i in range(size):
+        sa = sum(int(s[i]) for s in a) % MOD
+        sb = sum(int(s[i]) for s in b) % MOD
+        assert (int(got[i]) + sum(int(s[i]) for s in c_others)) % MOD == sa * sb % MOD
+
+
+@given(
+    n=st.integers(2, 7),
+    size=st.integers(1, 8),
+    frac_bits=st.sampled_from([0, 1, 16, 20, 62]),
+    seed=st.integers(0, 2**32 - 1),
+)
+def test_truncation_corrections_agree_and_complete_a_tuple(
+    n: int, size: int, frac_bits: int, seed: int
+) -> None:
+    rng = np.random.default_rng(seed)
+    r = [rng.integers(0, 2**64, size, dtype=U64) for _ in range(n)]
+    lows = [rng.integers(0, 2**64, size, dtype=U64) for _ in range(n - 1)]
+    tops = [rng.integers(0, 2**64, size, dtype=U64) for _ in range(n - 1)]
+    low, top = unchanged(lambda: ring.truncation_corrections(r, lows, tops, frac_bits), r, lows)
+    want_low, want_top = ref.truncation_corrections(r, lows, tops, frac_bits)
+    assert_same(low, want_low)
+    assert_same(top, want_top)
+    for i in range(size):
+        whole = sum(int(s[i]) for s in r) % MOD
+        assert (int(low[i]) + sum(int(s[i]) for s in lows)) % MOD == (
+            whole % (1 << 63)
+        ) >> frac_bits
+        assert (int(top[i]) + sum(int(s[i]) for s in tops)) % MOD == whole >> 63
+
+
+@pytest.mark.parametrize("mod", MODULES)
+def test_correction_kernels_refuse_short_shares(mod: ModuleType) -> None:
+    full, short = np.ones(4, dtype=U64), np.ones(3, dtype=U64)
+    with pytest.raises(ValueError):
+        mod.triple_correction([full, full], [full, short], [full])
+    with pytest.raises(ValueError):
+        mod.truncation_corrections([full, full], [short], [full], 16)
