@@ -23,6 +23,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from smpc import ring
 from smpc.errors import FixedPointRangeError
 
 RING_BITS = 64
@@ -74,8 +75,7 @@ class FixedPoint:
         if limit is not None and not (math.isfinite(limit) and limit > 0):
             raise ValueError("limit must be a positive finite number")
         bound = self.max_abs if limit is None else min(limit, self.max_abs)
-        check_range(array, bound, columns=columns)
-        return _to_ring(np.rint(array * self.scale))
+        return _encode(array, self.scale, bound, columns)
 
     def encode_int(self, values: object) -> np.ndarray:
         """Encode integers without fractional bits (counts, flags, indices)."""
@@ -94,10 +94,7 @@ class FixedPoint:
 
     def scale_public(self, values: object, frac_bits: int) -> np.ndarray:
         """A public real encoded at ``frac_bits`` fractional bits (for operands of shares)."""
-        array = _as_float(values)
-        bound = float(1 << (62 - frac_bits))
-        check_range(array, bound)
-        return _to_ring(np.rint(array * float(1 << frac_bits)))
+        return _encode(_as_float(values), float(1 << frac_bits), float(1 << (62 - frac_bits)))
 
 
 def _as_float(values: object) -> np.ndarray:
@@ -107,8 +104,13 @@ def _as_float(values: object) -> np.ndarray:
     return array.astype(np.float64, copy=False)
 
 
-def _to_ring(rounded: np.ndarray) -> np.ndarray:
-    return rounded.astype(np.int64).view(np.uint64)
+def _encode(
+    array: np.ndarray, scale: float, bound: float, columns: Sequence[str] | None = None
+) -> np.ndarray:
+    encoded, bad = ring.from_float(array, scale, bound)
+    if bad >= 0:
+        check_range(array, bound, columns=columns)  # raises, naming the position
+    return encoded
 
 
 def check_range(array: np.ndarray, bound: float, *, columns: Sequence[str] | None = None) -> None:

@@ -45,6 +45,29 @@ def _shares(arrays: Sequence[np.ndarray], size: int) -> tuple[np.ndarray, ...]:
     return views
 
 
+@njit(cache=True, nogil=True)
+def _from_float(values, scale, bound, out):
+    # Returns the index of the first entry that is not finite or not below
+    # ``bound`` in magnitude (out is then incomplete), or -1.
+    for i in range(values.size):
+        v = values[i]
+        if not (abs(v) < bound):  # also true for NaN
+            return i
+        out[i] = np.uint64(np.int64(np.rint(v * scale)))
+    return -1
+
+
+def from_float(values: np.ndarray, scale: float, bound: float) -> tuple[np.ndarray, int]:
+    """round(values * scale) as two's-complement ring elements, and the first bad index.
+
+    An entry is bad when it is NaN, infinite or not below ``bound`` in
+    magnitude; the index is -1 when every entry is good.
+    """
+    flat = np.ascontiguousarray(values, dtype=np.float64).reshape(-1)
+    out = np.empty(np.shape(values), dtype=U64)
+    return out, int(_from_float(flat, float(scale), float(bound), out.reshape(-1)))
+
+
 def _same(a: np.ndarray, b: np.ndarray) -> bool:
     return np.shape(a) == np.shape(b) and np.ndim(a) > 0
 

@@ -19,6 +19,10 @@ def _zeros(shape: int | tuple[int, ...]) -> np.ndarray:
     return np.zeros(shape, dtype=U64)
 
 
+def from_float(values: np.ndarray, scale: float, bound: float) -> tuple[np.ndarray, int]:
+    return _zeros(np.shape(values)), -1
+
+
 def add(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return _zeros(np.broadcast_shapes(np.shape(a), np.shape(b)))
 

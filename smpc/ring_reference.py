@@ -16,6 +16,20 @@ TOP_OFFSET = U64(1 << 62)  # shift of a signed value into [0, 2^63) before trunc
 LOW63 = U64((1 << 63) - 1)
 
 
+def from_float(values: np.ndarray, scale: float, bound: float) -> tuple[np.ndarray, int]:
+    """round(values * scale) as two's-complement ring elements, and the first bad index.
+
+    An entry is bad when it is NaN, infinite or not below ``bound`` in
+    magnitude; the index is -1 when every entry is good (the ring values are
+    then meaningful, otherwise only those before the bad index are).
+    """
+    array = np.asarray(values, dtype=np.float64)
+    bad = ~(np.abs(array) < bound)
+    first = int(np.argmax(bad.ravel())) if bad.any() else -1
+    safe = np.where(bad, 0.0, array)
+    return np.rint(safe * scale).astype(np.int64).view(U64), first
+
+
 def add(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """a + b mod 2^64."""
     return np.add(a, b, dtype=U64)

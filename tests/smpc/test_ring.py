@@ -445,3 +445,27 @@ def test_correction_kernels_refuse_short_shares(mod: ModuleType) -> None:
         mod.triple_correction([full, full], [full, short], [full])
     with pytest.raises(ValueError):
         mod.truncation_corrections([full, full], [short], [full], 16)
+
+
+# --- encoding reals ------------------------------------------------------------------------
+
+
+finite_or_not = st.one_of(
+    st.floats(-(2.0**50), 2.0**50, allow_nan=False),
+    st.sampled_from([np.nan, np.inf, -np.inf, 0.5, -0.5, 1.5, -2.5]),
+)
+
+
+@given(values=arrays(np.float64, nonempty_shapes, elements=finite_or_not))
+def test_from_float_agrees_on_values_and_on_the_first_bad_index(values: np.ndarray) -> None:
+    scale, bound = 2.0**16, 2.0**46
+    got, got_bad = ring.from_float(values, scale, bound)
+    want, want_bad = ref.from_float(values, scale, bound)
+    assert got_bad == want_bad
+    # Python's round() is the independent oracle: half to even, like np.rint.
+    good = values.ravel() if want_bad < 0 else values.ravel()[:want_bad]
+    expected = [round(v * scale) % MOD for v in good.tolist()]
+    assert py(got)[: len(good)] == expected
+    assert py(want)[: len(good)] == expected
+    bad_mask = ~(np.abs(values.ravel()) < bound)
+    assert want_bad == (int(np.argmax(bad_mask)) if bad_mask.any() else -1)

@@ -54,7 +54,7 @@ def test_null_kernels_return_zeros_of_the_ring_kernels_shapes(
         ("triple_correction", ([a] * n, [b] * n, [c] * (n - 1))),
         ("truncation_corrections", ([a] * n, [b] * (n - 1), [c] * (n - 1), 16)),
     ]
-    assert {name for name, _ in calls} | {"total"} == _public(ring)
+    assert {name for name, _ in calls} | {"total", "from_float"} == _public(ring)
     for name, args in calls:
         real, null = getattr(ring, name)(*args), getattr(ring_null, name)(*args)
         pairs = zip(null, real, strict=True) if isinstance(real, tuple) else [(null, real)]
@@ -62,3 +62,6 @@ def test_null_kernels_return_zeros_of_the_ring_kernels_shapes(
             assert got.shape == want.shape and got.dtype == want.dtype, name
             assert not got.any(), name
     assert ring_null.total(a) == 0
+    values = rng.uniform(-5, 5, (2, size))
+    encoded, bad = ring_null.from_float(values, 65536.0, 2.0**46)
+    assert encoded.shape == values.shape and encoded.dtype == U64 and bad == -1
