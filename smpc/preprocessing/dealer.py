@@ -16,13 +16,13 @@ plus any one party learns everything (see the README's security model).
 
 from __future__ import annotations
 
-import threading
 from abc import ABC, abstractmethod
 
 import numpy as np
 
 from smpc import ring
 from smpc.errors import JobReplayError, PreprocessingExhausted, UnknownPartyError
+from smpc.preprocessing.ahead import Ahead
 from smpc.preprocessing.plan import Plan, Request
 from smpc.preprocessing.source import PreprocessingSource, component_shapes
 from smpc.prg import StreamBook, derive_key, fresh_seed
@@ -60,7 +60,7 @@ class CorrectionFeed(ABC):
 
 
 class AheadFeed(CorrectionFeed):
-    """Computes another feed's corrections in plan order on a background thread.
+    """Another feed's corrections, computed in plan order on a background thread.
 
     This is how the dealer stays off the critical path in one process: it
     works through the plan while the parties compute, and the first party
@@ -68,32 +68,10 @@ class AheadFeed(CorrectionFeed):
     """
 
     def __init__(self, source: CorrectionFeed, items: int) -> None:
-        self._ready: dict[int, list[np.ndarray] | BaseException] = {}
-        self._cond = threading.Condition()
-        self._thread = threading.Thread(
-            target=self._work, args=(source, items), name="dealer-ahead", daemon=True
-        )
-        self._thread.start()
-
-    def _work(self, source: CorrectionFeed, items: int) -> None:
-        for index in range(items):
-            try:
-                result: list[np.ndarray] | BaseException = source.corrections(index)
-            except BaseException as exc:  # handed to the party that asks
-                result = exc
-            with self._cond:
-                self._ready[index] = result
-                self._cond.notify_all()
-            if isinstance(result, BaseException):
-                return
+        self._ahead = Ahead(source.corrections, items, "dealer-ahead")
 
     def corrections(self, index: int) -> list[np.ndarray]:
-        with self._cond:
-            self._cond.wait_for(lambda: index in self._ready)
-            result = self._ready.pop(index)
-        if isinstance(result, BaseException):
-            raise result
-        return result
+        return self._ahead.get(index)
 
 
 class Dealer(CorrectionFeed):
@@ -143,17 +121,19 @@ class Dealer(CorrectionFeed):
     def local_sources(self, *, prefetch: bool = False) -> list[SeededSource]:
         """Every party's source, for parties that share this process with the dealer.
 
-        With ``prefetch`` everything is expanded now; otherwise the dealer
-        works through the plan on a background thread (:class:`AheadFeed`).
+        With ``prefetch`` everything is expanded now; otherwise the dealer and
+        every party work through the plan on background threads, ahead of use.
         """
         feed = self if prefetch else AheadFeed(self, len(self.plan))
         sources = [
             SeededSource(i, self.seed_for(i), self.plan, feed if i == 0 else None)
             for i in range(self.n_parties)
         ]
-        if prefetch:
-            for source in sources:
+        for source in sources:
+            if prefetch:
                 source.prefetch()
+            else:
+                source.expand_ahead()
         return sources
 
     def __repr__(self) -> str:  # never show the nonce or seeds
@@ -173,15 +153,30 @@ class SeededSource(PreprocessingSource):
         self._book = StreamBook(seed)
         self._feed = feed
         self._ready: dict[int, tuple[np.ndarray, ...]] = {}
+        self._ahead: Ahead[tuple[np.ndarray, ...]] | None = None
+
+    def expand_ahead(self) -> None:
+        """Expand the plan's items on a background thread while the party computes."""
+        if self.position or self._ready or self._ahead is not None:
+            raise RuntimeError("expand_ahead must be called once, before any item is used")
+        assert self.plan is not None
+        plan = self.plan
+        self._ahead = Ahead(
+            lambda i: self._expand(i, plan[i]), len(plan), f"expand-ahead-{self.party}"
+        )
 
     def prefetch(self) -> None:
         """Expand (and fetch corrections for) every remaining plan item now."""
+        if self._ahead is not None:
+            raise RuntimeError("the items are already being expanded ahead")
         assert self.plan is not None
         for index in range(self.position, len(self.plan)):
             if index not in self._ready:
                 self._ready[index] = self._expand(index, self.plan[index])
 
     def _materialize(self, index: int, request: Request) -> tuple[np.ndarray, ...]:
+        if self._ahead is not None:
+            return self._ahead.get(index)
         ready = self._ready.pop(index, None)
         return ready if ready is not None else self._expand(index, request)
 

@@ -34,3 +34,18 @@ def test_a_failure_of_the_source_reaches_the_party_that_asks() -> None:
     assert int(feed.corrections(0)[0][0]) == 0
     with pytest.raises(PreprocessingExhausted, match="no item 1"):
         feed.corrections(1)
+
+
+def test_a_source_expanding_ahead_hands_out_valid_items_and_refuses_a_second_mode() -> None:
+    from smpc import ring_reference as ref
+    from smpc.preprocessing import Dealer, Plan, Request
+
+    plan = Plan((Request("triple", (5,)), Request("truncation", (5,), 16)))
+    sources = Dealer("fed", "job", 3, plan).local_sources()  # expands ahead by default
+    triples = [s.triple((5,)).consume() for s in sources]
+    a, b, c = (ref.sum_shares([t[k] for t in triples]) for k in range(3))
+    assert (ref.mul(a, b) == c).all()
+    with pytest.raises(RuntimeError, match="ahead"):
+        sources[1].prefetch()
+    with pytest.raises(RuntimeError, match="once"):
+        sources[1].expand_ahead()
