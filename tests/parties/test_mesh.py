@@ -119,3 +119,20 @@ def test_foreign_ca_certless_and_plaintext_clients_are_refused(make_federation) 
         certless = grpc.ssl_channel_credentials(root_certificates=c.tls.ca_cert.read_bytes())
         assert _refused(_dial(c, c, certless)).code() == grpc.StatusCode.UNAVAILABLE
         assert _refused(grpc.insecure_channel(c.address)).code() == grpc.StatusCode.UNAVAILABLE
+
+
+def test_a_valid_certificate_with_an_unknown_name_is_refused(
+    make_federation, tmp_path, caplog
+) -> None:
+    from parties.federation import add_member
+
+    c = _pair(make_federation)["hospital-c"]
+    newcomer = add_member(tmp_path / "testfed", "hospital-0", "hospital")  # c's config predates it
+    with Mesh(c):
+        stream = wire_pb2_grpc.PartyStub(_dial(newcomer, c)).Link(iter([]))
+        with pytest.raises(grpc.RpcError) as err:
+            list(stream)
+        assert err.value.code() == grpc.StatusCode.UNAUTHENTICATED
+        assert "not a configured peer" in (err.value.details() or "")
+    refusals = [r.getMessage() for r in caplog.records if "refused a stream" in r.getMessage()]
+    assert refusals and "hospital-0" in refusals[0]  # the refusal is logged with its reason
