@@ -118,7 +118,10 @@ class ProcessFederation:
             if not conn.poll(connect_timeout):
                 self.stop()
                 raise PeerTimeoutError("-", name, "did not start", f"within {connect_timeout} s")
-            status, detail = conn.recv()
+            try:
+                status, detail = conn.recv()
+            except EOFError:
+                status, detail = "failed", "the process exited during start-up"
             if status != "ready":
                 self.stop()
                 raise SMPCError(f"party {name} could not join the federation: {detail}")
@@ -181,7 +184,10 @@ class ProcessFederation:
             if not conn.poll(self.timeout + 10):
                 reports.append(PeerTimeoutError(job, name, "no answer", "the process is silent"))
                 continue
-            status, payload = conn.recv()
+            try:
+                status, payload = conn.recv()
+            except EOFError:
+                status, payload = "error", ("ProcessExited", "the party process is gone")
             reports.append(payload if status == "ok" else _as_error(job, name, payload))
         seconds = time.perf_counter() - start
         feeder.join(timeout=5)
