@@ -21,6 +21,7 @@ import datetime as dt
 import json
 import os
 import shutil
+import socket
 from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
@@ -92,7 +93,8 @@ def init_federation(
 
     Members are the hospitals, one dealer named ``dealer``, the analysts and the
     model owners, in that order; member i listens on ``127.0.0.{i+1}:{base_port+i}``
-    (on Linux the whole 127/8 block is loopback). The default policy accepts the
+    (on Linux the whole 127/8 block is loopback), or on a free port of its
+    address when ``base_port`` is 0 (tests, benchmarks, local runs). The default policy accepts the
     federation's analysts, no protocols yet, every member as a recipient, and
     cells of at least 5.
 
@@ -108,7 +110,7 @@ def init_federation(
     if consent not in CONSENT_MODES:
         raise FederationError(f"consent {consent!r} is not one of {', '.join(CONSENT_MODES)}")
     roster = _roster(hospitals, analysts, model_owners)
-    if not isinstance(base_port, int) or base_port < 1 or base_port + len(roster) - 1 > 65535:
+    if not isinstance(base_port, int) or base_port < 0 or base_port + len(roster) - 1 > 65535:
         raise FederationError(
             f"base port {base_port!r} does not leave room for {len(roster)} ports below 65536"
         )
@@ -121,7 +123,9 @@ def init_federation(
     _write_private(out / CA_DIR / CA_KEY_FILE, _pem_private(ca_key))
     write_text_atomic(out / CA_DIR / CA_CERT_FILE, _pem_cert(ca_cert))
 
-    addresses = [f"127.0.0.{i + 1}:{base_port + i}" for i in range(len(roster))]
+    hosts = [f"127.0.0.{i + 1}" for i in range(len(roster))]
+    ports = [free_port(h) if base_port == 0 else base_port + i for i, h in enumerate(hosts)]
+    addresses = [f"{host}:{port}" for host, port in zip(hosts, ports, strict=True)]
     peers = [
         PeerConfig(member, role, addr, identity_uri(name, role, member))
         for (member, role), addr in zip(roster, addresses, strict=True)
@@ -165,6 +169,13 @@ def init_federation(
     }
     write_text_atomic(out / GENESIS_FILE, canonical_json(genesis))
     return members
+
+
+def free_port(host: str) -> int:
+    """A TCP port that was free on ``host`` a moment ago (for tests and local runs)."""
+    with socket.socket() as probe:
+        probe.bind((host, 0))
+        return int(probe.getsockname()[1])
 
 
 def add_member(

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
-import socket
 import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -20,28 +18,9 @@ from smpc.runtime import Runtime, dry_run
 from smpc.transcript import Transcript
 
 
-def free_port(host: str) -> int:
-    """A port that was free on ``host`` a moment ago."""
-    with socket.socket() as s:
-        s.bind((host, 0))
-        return s.getsockname()[1]
-
-
 def federation(tmp: Path, hospitals: Sequence[str], name: str = "testfed") -> list[MemberConfig]:
     """A new federation whose members listen on distinct loopback hosts and free ports."""
-    members = init_federation(name, hospitals, [], [], tmp / name)
-    addresses = {}
-    for m in members:
-        host = m.address.rsplit(":", 1)[0]
-        addresses[m.name] = f"{host}:{free_port(host)}"
-    return [
-        dataclasses.replace(
-            m,
-            address=addresses[m.name],
-            peers=tuple(dataclasses.replace(p, address=addresses[p.name]) for p in m.peers),
-        )
-        for m in members
-    ]
+    return init_federation(name, hospitals, [], [], tmp / name, base_port=0)
 
 
 def run_over_meshes(
