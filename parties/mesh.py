@@ -24,6 +24,7 @@ import grpc
 
 from parties import tls, wire_pb2, wire_pb2_grpc
 from parties.config import MemberConfig, PeerConfig, dns_name
+from parties.federation import certificate_expiry_warning
 from smpc.errors import PeerAuthenticationError
 
 log = logging.getLogger(__name__)
@@ -103,7 +104,13 @@ class Mesh:
 
     # -- life cycle -------------------------------------------------------------
     def start(self) -> Mesh:
-        """Serve on the member's address and dial every peer whose name sorts after ours."""
+        """Serve on the member's address and dial every peer whose name sorts after ours.
+
+        Warns (in the log) when this member's certificate expires within 30 days.
+        """
+        warning = certificate_expiry_warning(self.member.tls.cert)
+        if warning is not None:
+            log.warning("%s: %s", self.name, warning)
         server = grpc.server(
             futures.ThreadPoolExecutor(max_workers=2 * len(self._links) + 4),
             options=_SERVER_OPTIONS,

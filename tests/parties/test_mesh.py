@@ -136,3 +136,25 @@ def test_a_valid_certificate_with_an_unknown_name_is_refused(
         assert "not a configured peer" in (err.value.details() or "")
     refusals = [r.getMessage() for r in caplog.records if "refused a stream" in r.getMessage()]
     assert refusals and "hospital-0" in refusals[0]  # the refusal is logged with its reason
+
+
+def test_a_member_warns_at_start_when_its_certificate_expires_soon(tmp_path, caplog) -> None:
+    import datetime as dt
+
+    from parties.federation import init_federation
+
+    issued = dt.datetime.now(dt.UTC) - dt.timedelta(days=350)  # a one-year certificate
+    members = init_federation(
+        "oldfed", ["hospital-a", "hospital-b"], [], [], tmp_path / "f", base_port=0, now=issued
+    )
+    with Mesh(members[0]):
+        pass
+    warnings = [r.getMessage() for r in caplog.records if "expires in" in r.getMessage()]
+    assert warnings and "smpc federation renew" in warnings[0]
+    caplog.clear()
+    fresh = init_federation(
+        "newfed", ["hospital-a", "hospital-b"], [], [], tmp_path / "g", base_port=0
+    )
+    with Mesh(fresh[0]):
+        pass
+    assert not [r for r in caplog.records if "expires in" in r.getMessage()]
