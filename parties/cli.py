@@ -16,6 +16,7 @@ from pathlib import Path
 
 from cryptography import x509
 
+from parties import service_commands
 from parties.config import ROLES, ConfigError, MemberConfig, check_name
 from parties.federation import (
     CA_CERT_FILE,
@@ -117,9 +118,13 @@ COMMANDS: dict[tuple[str, ...], Handler] = {
     ("federation", "init"): federation_init,
     ("federation", "add-member"): federation_add_member,
     ("federation", "renew"): federation_renew,
+    **service_commands.COMMANDS,
 }
 
-_PARSERS: tuple[Callable[[argparse._SubParsersAction], None], ...] = (_add_federation_parsers,)
+_PARSERS: tuple[Callable[[argparse._SubParsersAction], None], ...] = (
+    _add_federation_parsers,
+    service_commands.add_parsers,
+)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -94,9 +94,10 @@ def init_federation(
     Members are the hospitals, one dealer named ``dealer``, the analysts and the
     model owners, in that order; member i listens on ``127.0.0.{i+1}:{base_port+i}``
     (on Linux the whole 127/8 block is loopback), or on a free port of its
-    address when ``base_port`` is 0 (tests, benchmarks, local runs). The default policy accepts the
-    federation's analysts, no protocols yet, every member as a recipient, and
-    cells of at least 5.
+    address when ``base_port`` is 0 (tests, benchmarks, local runs). The
+    default policy accepts the federation's analysts, the protocols installed
+    here at their installed versions, every member as a recipient, and cells
+    of at least 5.
 
     The CA private key is written to ``ca/ca-key.pem`` for convenience in tests
     and demos; in production it belongs offline, brought back only to add a
@@ -132,7 +133,7 @@ def init_federation(
     ]
     policy = PolicyConfig(
         analysts=tuple(m for m, r in roster if r == "analyst"),
-        protocols={},
+        protocols=default_protocols(),
         recipients=tuple(m for m, _ in roster),
     )
     chain_public: dict[str, str] = {}
@@ -169,6 +170,13 @@ def init_federation(
     }
     write_text_atomic(out / GENESIS_FILE, canonical_json(genesis))
     return members
+
+
+def default_protocols() -> dict[str, str]:
+    """Every protocol installed here, pinned at its installed version."""
+    from protocols.registry import installed
+
+    return {name: spec.version for name, spec in sorted(installed().items())}
 
 
 def free_port(host: str) -> int:
@@ -218,7 +226,7 @@ def add_member(
         peers=tuple(m.as_peer() for m in existing),
         policy=PolicyConfig(
             analysts=tuple(sorted(analysts)),
-            protocols={},
+            protocols=default_protocols(),
             recipients=tuple(sorted([*(m.name for m in existing), name])),
         ),
         data=DataConfig(),

@@ -17,7 +17,7 @@ import numpy as np
 
 from parties import wire_pb2
 from parties.mesh import CHUNK_BYTES, Mesh, Rejection
-from smpc.errors import MalformedMessageError, UnknownPartyError
+from smpc.errors import MalformedMessageError, ProtocolAbort, UnknownPartyError
 from smpc.transcript import Envelope
 from smpc.transport import Expect, Transport
 
@@ -33,6 +33,7 @@ class GrpcTransport(Transport):
             raise UnknownPartyError(f"{mesh.name} is not a computing party of job {job}")
         super().__init__(job, names.index(mesh.name), len(names), names=names, **kwargs)  # type: ignore[arg-type]
         self.mesh = mesh
+        mesh.open_job(job)
         self.wire_bytes_sent = 0
         self.wire_bytes_received = 0
 
@@ -107,7 +108,9 @@ class GrpcTransport(Transport):
         except queue.Empty:
             raise self.timeout_error(peer) from None
         if isinstance(item, Rejection):
-            self._malformed(peer, item.reason)
+            if item.kind == "malformed message":
+                self._malformed(peer, item.reason)
+            raise ProtocolAbort(self.job, self.names[peer], item.kind, item.reason)
         self.wire_bytes_received += item.ByteSize()
         return item
 

@@ -16,7 +16,7 @@ import logging
 import queue
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from concurrent import futures
 from dataclasses import dataclass
 
@@ -52,10 +52,14 @@ _SERVER_OPTIONS = [
 
 @dataclass(frozen=True)
 class Rejection:
-    """Stands in a mailbox for a message that was refused: who sent it and why."""
+    """Stands in a mailbox for a message that was refused or never came: who, why, what kind."""
 
     peer: str
     reason: str
+    kind: str = "malformed message"
+
+
+ABORT = "abort"  # purpose of the message a failing party sends every peer of its job
 
 
 class _Link:
@@ -88,10 +92,18 @@ class _Link:
 class Mesh:
     """Links to every peer of one member, over gRPC with mutual TLS."""
 
-    def __init__(self, member: MemberConfig, *, max_job_bytes: int = DEFAULT_JOB_BYTES) -> None:
+    def __init__(
+        self,
+        member: MemberConfig,
+        *,
+        max_job_bytes: int = DEFAULT_JOB_BYTES,
+        on_submit: Callable[[wire_pb2.SubmitRequest, str], wire_pb2.SubmitReply] | None = None,
+    ) -> None:
         self.member = member
         self.name = member.name
         self.max_job_bytes = max_job_bytes
+        self.on_submit = on_submit
+        self._active: set[str] = set()
         # Streams join the computing parties; the dealer and analysts use their own calls.
         self._links = {p.name: _Link(p) for p in member.computing_peers}
         self._mailboxes: dict[tuple[str, str], queue.SimpleQueue[object]] = {}
@@ -163,9 +175,30 @@ class Mesh:
         """The next message (or rejection) from ``peer`` for ``job``; queue.Empty on timeout."""
         return self._mailbox(job, peer).get(timeout=timeout)  # type: ignore[return-value]
 
+    def open_job(self, job: str) -> None:
+        """Mark a job as running here: if a peer's stream drops, the job hears of it at once."""
+        with self._lock:
+            self._active.add(job)
+
+    def abort_job(self, job: str, peers: Iterable[str], kind: str) -> None:
+        """Tell the job's other parties that it failed here (the kind only, never data)."""
+        for peer in peers:
+            if peer != self.name and peer in self._links:
+                self.send(
+                    peer,
+                    wire_pb2.Envelope(
+                        job=job,
+                        sender=self.name,
+                        purpose=ABORT,
+                        last=True,
+                        payload=kind.encode()[:200],
+                    ),
+                )
+
     def close_job(self, job: str) -> None:
         """Forget a finished job's mailboxes and byte count."""
         with self._lock:
+            self._active.discard(job)
             for key in [k for k in self._mailboxes if k[0] == job]:
                 del self._mailboxes[key]
             self._job_bytes.pop(job, None)
@@ -186,6 +219,12 @@ class Mesh:
     def deliver(self, peer: str, envelope: wire_pb2.Envelope) -> None:
         """Check a message that arrived from the authenticated ``peer`` and file it."""
         reason = None
+        if envelope.sender == peer and envelope.purpose == ABORT:
+            kind = envelope.payload.decode(errors="replace")
+            self._mailbox(envelope.job, peer).put(
+                Rejection(peer, f"it aborted the job: {kind}", "party aborted")
+            )
+            return
         if envelope.sender != peer:
             reason = f"sender field {envelope.sender!r} differs from the authenticated peer"
         elif len(envelope.payload) > CHUNK_BYTES:
@@ -203,6 +242,12 @@ class Mesh:
             "%s: rejected a message from %s for job %s: %s", self.name, peer, envelope.job, reason
         )
         self._mailbox(envelope.job, peer).put(Rejection(peer, reason))
+
+    def _peer_lost(self, peer: str) -> None:
+        with self._lock:
+            jobs = list(self._active)
+        for job in jobs:
+            self._mailbox(job, peer).put(Rejection(peer, "its stream closed", "party unreachable"))
 
     # -- streams ----------------------------------------------------------------
     def _dial(self, link: _Link) -> None:
@@ -233,6 +278,8 @@ class Mesh:
                 if not self._stopping.is_set():
                     log.warning("%s: stream to %s ended: %s", self.name, peer.name, exc.code())
             finally:
+                if link.connected.is_set():
+                    self._peer_lost(peer.name)
                 link.connected.clear()
                 link.new_stream()  # retire this stream's drain
                 channel.close()
@@ -257,6 +304,7 @@ class Mesh:
                 if link.current(generation):
                     link.connected.clear()
                     link.new_stream()
+                    self._peer_lost(peer)
 
         threading.Thread(target=read, name=f"read-{peer}", daemon=True).start()
         return link.drain(generation, self._stopping)
@@ -278,6 +326,19 @@ class _Servicer(wire_pb2_grpc.PartyServicer):
             log.warning("%s: refused a stream from %s: %s", member.name, context.peer(), exc)
             context.abort(grpc.StatusCode.UNAUTHENTICATED, str(exc))
         return self._mesh.accept(peer, request_iterator)
+
+    def Submit(self, request, context):  # noqa: N802 - gRPC's method name
+        member = self._mesh.member
+        try:
+            caller = tls.peer_name(context, member)
+        except PeerAuthenticationError as exc:
+            log.warning(
+                "%s: refused a job submission from %s: %s", member.name, context.peer(), exc
+            )
+            context.abort(grpc.StatusCode.UNAUTHENTICATED, str(exc))
+        if self._mesh.on_submit is None:
+            context.abort(grpc.StatusCode.UNIMPLEMENTED, f"{member.name} does not run jobs")
+        return self._mesh.on_submit(request, caller)
 
     def Health(self, request, context):  # noqa: N802 - gRPC's method name
         member = self._mesh.member

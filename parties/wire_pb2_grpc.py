@@ -44,6 +44,11 @@ class PartyStub:
                 request_serializer=parties_dot_wire__pb2.HealthRequest.SerializeToString,
                 response_deserializer=parties_dot_wire__pb2.HealthReply.FromString,
                 _registered_method=True)
+        self.Submit = channel.unary_unary(
+                '/smpc.wire.v1.Party/Submit',
+                request_serializer=parties_dot_wire__pb2.SubmitRequest.SerializeToString,
+                response_deserializer=parties_dot_wire__pb2.SubmitReply.FromString,
+                _registered_method=True)
 
 
 class PartyServicer:
@@ -62,6 +67,13 @@ class PartyServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Submit(self, request, context):
+        """An analyst submits a signed job to every computing party.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_PartyServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -74,6 +86,11 @@ def add_PartyServicer_to_server(servicer, server):
                     servicer.Health,
                     request_deserializer=parties_dot_wire__pb2.HealthRequest.FromString,
                     response_serializer=parties_dot_wire__pb2.HealthReply.SerializeToString,
+            ),
+            'Submit': grpc.unary_unary_rpc_method_handler(
+                    servicer.Submit,
+                    request_deserializer=parties_dot_wire__pb2.SubmitRequest.FromString,
+                    response_serializer=parties_dot_wire__pb2.SubmitReply.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -128,6 +145,148 @@ class Party:
             request,
             target,
             '/smpc.wire.v1.Party/Health',
+            parties_dot_wire__pb2.HealthRequest.SerializeToString,
+            parties_dot_wire__pb2.HealthReply.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Submit(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/smpc.wire.v1.Party/Submit',
+            parties_dot_wire__pb2.SubmitRequest.SerializeToString,
+            parties_dot_wire__pb2.SubmitReply.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+
+class DealerStub:
+    """Missing associated documentation comment in .proto file."""
+
+    def __init__(self, channel):
+        """Constructor.
+
+        Args:
+            channel: A grpc.Channel.
+        """
+        self.Provision = channel.unary_stream(
+                '/smpc.wire.v1.Dealer/Provision',
+                request_serializer=parties_dot_wire__pb2.ProvisionRequest.SerializeToString,
+                response_deserializer=parties_dot_wire__pb2.ProvisionChunk.FromString,
+                _registered_method=True)
+        self.Health = channel.unary_unary(
+                '/smpc.wire.v1.Dealer/Health',
+                request_serializer=parties_dot_wire__pb2.HealthRequest.SerializeToString,
+                response_deserializer=parties_dot_wire__pb2.HealthReply.FromString,
+                _registered_method=True)
+
+
+class DealerServicer:
+    """Missing associated documentation comment in .proto file."""
+
+    def Provision(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Health(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+
+def add_DealerServicer_to_server(servicer, server):
+    rpc_method_handlers = {
+            'Provision': grpc.unary_stream_rpc_method_handler(
+                    servicer.Provision,
+                    request_deserializer=parties_dot_wire__pb2.ProvisionRequest.FromString,
+                    response_serializer=parties_dot_wire__pb2.ProvisionChunk.SerializeToString,
+            ),
+            'Health': grpc.unary_unary_rpc_method_handler(
+                    servicer.Health,
+                    request_deserializer=parties_dot_wire__pb2.HealthRequest.FromString,
+                    response_serializer=parties_dot_wire__pb2.HealthReply.SerializeToString,
+            ),
+    }
+    generic_handler = grpc.method_handlers_generic_handler(
+            'smpc.wire.v1.Dealer', rpc_method_handlers)
+    server.add_generic_rpc_handlers((generic_handler,))
+    server.add_registered_method_handlers('smpc.wire.v1.Dealer', rpc_method_handlers)
+
+
+ # This class is part of an EXPERIMENTAL API.
+class Dealer:
+    """Missing associated documentation comment in .proto file."""
+
+    @staticmethod
+    def Provision(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/smpc.wire.v1.Dealer/Provision',
+            parties_dot_wire__pb2.ProvisionRequest.SerializeToString,
+            parties_dot_wire__pb2.ProvisionChunk.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Health(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/smpc.wire.v1.Dealer/Health',
             parties_dot_wire__pb2.HealthRequest.SerializeToString,
             parties_dot_wire__pb2.HealthReply.FromString,
             options,

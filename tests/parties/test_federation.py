@@ -235,7 +235,10 @@ def test_every_member_lists_every_other_at_a_distinct_address(
 def test_default_policy(members: list[MemberConfig]) -> None:
     for member in members:
         assert member.policy.analysts == ("ana",)
-        assert member.policy.protocols == {}
+        # every installed protocol, pinned at its installed version
+        from protocols.registry import installed
+
+        assert member.policy.protocols == {n: p.version for n, p in installed().items()}
         assert set(member.policy.recipients) == {m.name for m in members}
         assert member.policy.min_cell_size == 5
         assert member.data.kind == "none"

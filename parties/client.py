@@ -1,0 +1,179 @@
+"""The analyst's client: build a job, sign it, submit it to every party, get numpy results.
+
+::
+
+    from parties.client import Client
+    from parties.config import load_config
+
+    client = Client(load_config("fed/analyst.toml"))
+    job = client.job("pooled-sum", "1",
+                     inputs={"hospital-a": ["age"], "hospital-b": ["age"], "hospital-c": ["age"]})
+    outcome = client.submit(job)
+    outcome.outputs["count"], outcome.outputs["sum"]
+
+The client receives one share of each output from every party and adds them;
+a single party's reply reveals nothing.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping, Sequence
+from concurrent import futures
+from dataclasses import dataclass
+
+import grpc
+import numpy as np
+
+from parties import tls, wire_pb2, wire_pb2_grpc
+from parties.config import MemberConfig, dns_name
+from parties.jobs import InputSpec, JobSpec, SignedJob, sign_job
+from parties.mesh import MAX_FRAME_BYTES
+from protocols.registry import lookup
+from smpc import ring
+from smpc.errors import PeerTimeoutError, ProtocolAbort
+from smpc.fixedpoint import FixedPoint
+
+_OPTIONS = [
+    ("grpc.max_receive_message_length", 64 * MAX_FRAME_BYTES),
+    ("grpc.max_send_message_length", MAX_FRAME_BYTES),
+]
+
+
+@dataclass(frozen=True)
+class JobOutcome:
+    """A finished job: its id, the decoded outputs, and what each party reported."""
+
+    job: str
+    outputs: dict[str, np.ndarray]
+    replies: dict[str, wire_pb2.SubmitReply]
+    seconds: float
+
+
+class JobFailed(ProtocolAbort):
+    """A job ended without outputs at some party; names the job, the party and the kind."""
+
+
+def _input_spec(value: object) -> InputSpec:
+    """Columns, or (columns, filter), or an InputSpec as it is."""
+    if isinstance(value, InputSpec):
+        return value
+    if (
+        isinstance(value, tuple)
+        and len(value) == 2
+        and not isinstance(value[0], str)
+        and (value[1] is None or isinstance(value[1], str))
+    ):
+        return InputSpec(tuple(value[0]), value[1])
+    return InputSpec(tuple(value))  # type: ignore[arg-type]
+
+
+class Client:
+    """Submits jobs on behalf of one analyst of a federation."""
+
+    def __init__(self, member: MemberConfig, *, frac_bits: int = 16) -> None:
+        if member.role != "analyst":
+            raise ValueError(f"{member.name} is a {member.role}; jobs are signed by analysts")
+        self.member = member
+        self.fxp = FixedPoint(frac_bits)
+        self._channels: dict[str, grpc.Channel] = {}
+
+    def job(
+        self,
+        protocol: str,
+        version: str,
+        *,
+        inputs: Mapping[str, Sequence[str] | tuple[Sequence[str], str | None]],
+        outputs: Mapping[str, Sequence[str]] | None = None,
+        params: Mapping[str, object] | None = None,
+        parties: Sequence[str] | None = None,
+        deadline_s: float = 60.0,
+    ) -> JobSpec:
+        """A job spec; ``inputs`` maps a party to its columns or (columns, filter).
+
+        Outputs go to this analyst unless ``outputs`` names other recipients.
+        """
+        specs = {party: _input_spec(value) for party, value in inputs.items()}
+        declared = lookup(protocol, version).outputs
+        now = int(time.time() * 1000)
+        return JobSpec(
+            federation=self.member.federation,
+            protocol=protocol,
+            protocol_version=version,
+            analyst=self.member.name,
+            parties=tuple(parties if parties is not None else inputs),
+            inputs=specs,
+            params=dict(params or {}),
+            outputs={
+                k: tuple(v)
+                for k, v in (outputs or {n: [self.member.name] for n in declared}).items()
+            },
+            deadline_ms=now + int(deadline_s * 1000),
+            created_ms=now,
+        )
+
+    def submit(self, spec: JobSpec) -> JobOutcome:
+        """Sign ``spec``, send it to every party at once, and decode the outputs sent to us."""
+        signed = sign_job(spec, self.member.tls.key, self.member.tls.cert)
+        return self.submit_signed(signed, spec)
+
+    def submit_signed(self, signed: SignedJob, spec: JobSpec) -> JobOutcome:
+        """Send an already signed job; raise JobFailed if any party failed it."""
+        payload = wire_pb2.SubmitRequest(signed_job=signed.to_json().encode())
+        timeout = max(1.0, spec.deadline_ms / 1000 - time.time() + 5)
+        start = time.perf_counter()
+        with futures.ThreadPoolExecutor(max_workers=len(spec.parties)) as pool:
+            calls = {
+                party: pool.submit(self._stub(party).Submit, payload, timeout=timeout)
+                for party in spec.parties
+            }
+            replies: dict[str, wire_pb2.SubmitReply] = {}
+            for party, call in calls.items():
+                try:
+                    replies[party] = call.result()
+                except grpc.RpcError as exc:
+                    raise PeerTimeoutError(
+                        signed.job_id, party, "unreachable", f"{exc.code().name}: {exc.details()}"
+                    ) from None
+        seconds = time.perf_counter() - start
+        failed = [r for r in replies.values() if not r.ok]
+        if failed:
+            first = next((r for r in failed if not r.failure_kind.startswith("party ")), failed[0])
+            raise JobFailed(signed.job_id, first.party, first.failure_kind, first.failure)
+        return JobOutcome(signed.job_id, self._decode(replies), replies, seconds)
+
+    def _decode(self, replies: Mapping[str, wire_pb2.SubmitReply]) -> dict[str, np.ndarray]:
+        by_name: dict[str, list[wire_pb2.Tensor]] = {}
+        for reply in replies.values():
+            for tensor in reply.outputs:
+                by_name.setdefault(tensor.name, []).append(tensor)
+        decoded = {}
+        for name, parts in by_name.items():
+            if len(parts) != len(replies):
+                raise ProtocolAbort("-", "client", "incomplete output", f"{name}: missing shares")
+            shape = tuple(parts[0].shape)
+            total = ring.sum_shares(
+                [np.frombuffer(p.data, dtype="<u8").reshape(shape) for p in parts]
+            )
+            scale = parts[0].frac_bits
+            decoded[name] = total.view(np.int64) if scale == 0 else self.fxp.decode(total, scale)
+        return decoded
+
+    def _stub(self, party: str) -> wire_pb2_grpc.PartyStub:
+        channel = self._channels.get(party)
+        if channel is None:
+            peer = self.member.peer(party)
+            options = [
+                *_OPTIONS,
+                ("grpc.ssl_target_name_override", dns_name(peer.federation, peer.name)),
+            ]
+            channel = grpc.secure_channel(
+                peer.address, tls.channel_credentials(self.member), options
+            )
+            self._channels[party] = channel
+        return wire_pb2_grpc.PartyStub(channel)
+
+    def close(self) -> None:
+        for channel in self._channels.values():
+            channel.close()
+        self._channels.clear()

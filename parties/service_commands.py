@@ -1,0 +1,126 @@
+"""``smpc party``, ``smpc dealer`` and ``smpc run``: the services and the job submitter.
+
+Services log one line per job event to standard error, never a value, share
+or key; they stop cleanly on SIGINT or SIGTERM and run single-threaded
+kernels (NUMBA_NUM_THREADS=1, OPENBLAS_NUM_THREADS=1).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import signal
+import sys
+import threading
+from pathlib import Path
+
+for _name, _value in (("NUMBA_NUM_THREADS", "1"), ("OPENBLAS_NUM_THREADS", "1")):
+    os.environ.setdefault(_name, _value)  # before numpy and numba load in this process
+
+from parties.config import load_config  # noqa: E402 - after the thread limits
+
+
+def _stop_event() -> threading.Event:
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    return stop
+
+
+def _logging(verbose: bool) -> None:
+    logging.basicConfig(
+        level=logging.INFO if verbose else logging.WARNING,
+        format="%(asctime)s %(levelname)s %(message)s",
+        stream=sys.stderr,
+    )
+
+
+def party(args: argparse.Namespace) -> int:
+    """Serve as a computing party until SIGINT/SIGTERM."""
+    from parties.node import PartyNode
+
+    _logging(not args.quiet)
+    member = load_config(args.config)
+    stop = _stop_event()
+    with PartyNode(member) as node:
+        logging.info(
+            "%s: serving on %s (port %s)", member.name, member.address, node.mesh.bound_port
+        )
+        print(f"ready {member.name} {member.address}", flush=True)
+        stop.wait()
+        logging.info("%s: shutting down", member.name)
+    return 0
+
+
+def dealer(args: argparse.Namespace) -> int:
+    """Serve as the federation's dealer until SIGINT/SIGTERM."""
+    from parties.dealer_service import serve
+
+    _logging(not args.quiet)
+    member = load_config(args.config)
+    if member.role != "dealer":
+        print(f"smpc: error: {member.name} is a {member.role}, not the dealer", file=sys.stderr)
+        return 1
+    stop = _stop_event()
+    server = serve(member)
+    logging.info("%s: serving on %s", member.name, member.address)
+    print(f"ready {member.name} {member.address}", flush=True)
+    stop.wait()
+    server.stop(1.0).wait()
+    return 0
+
+
+def run(args: argparse.Namespace) -> int:
+    """Submit the job described in a JSON file and print its outputs."""
+    from parties.client import Client
+
+    member = load_config(args.config)
+    request = json.loads(Path(args.job).read_text())
+    client = Client(member)
+    try:
+        spec = client.job(
+            request["protocol"],
+            str(request["version"]),
+            inputs={p: (v["columns"], v.get("where")) for p, v in request["inputs"].items()},
+            outputs=request.get("outputs"),
+            params=request.get("params"),
+            deadline_s=float(request.get("deadline_s", 60)),
+        )
+        outcome = client.submit(spec)
+    finally:
+        client.close()
+    if args.json:
+        print(
+            json.dumps(
+                {
+                    "job": outcome.job,
+                    "outputs": {k: v.tolist() for k, v in outcome.outputs.items()},
+                    "seconds": outcome.seconds,
+                },
+                sort_keys=True,
+            )
+        )
+    else:
+        print(f"job {outcome.job} ({outcome.seconds:.3f} s)")
+        for name, value in outcome.outputs.items():
+            print(f"  {name}: {value.tolist()}")
+    return 0
+
+
+def add_parsers(commands: argparse._SubParsersAction) -> None:
+    """The arguments of ``party``, ``dealer`` and ``run``."""
+    for word, helptext in (("party", "run a computing party"), ("dealer", "run the dealer")):
+        p = commands.add_parser(word, help=helptext)
+        p.add_argument("--config", required=True, type=Path, help="the member's TOML config")
+        p.add_argument("--quiet", action="store_true", help="log warnings only")
+        p.set_defaults(words=(word,))
+    r = commands.add_parser("run", help="submit a job and print its outputs")
+    r.add_argument("--config", required=True, type=Path, help="the analyst's TOML config")
+    r.add_argument("job", type=Path, help="job description (JSON)")
+    r.add_argument("--json", action="store_true", help="print machine-readable JSON")
+    r.set_defaults(words=("run",))
+
+
+COMMANDS = {("party",): party, ("dealer",): dealer, ("run",): run}

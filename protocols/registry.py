@@ -1,0 +1,80 @@
+"""Protocols by name and pinned version: the only code a job can ask a party to run.
+
+A protocol is ``run(rt, ctx) -> {output name: SharedTensor}``: it computes on
+secret shares and returns its declared outputs still shared; the party layer
+reveals each output only to the recipients the job names. Built-in protocols
+are listed here; third-party ones arrive as Python entry points in the group
+``smpc.protocols`` (each a ``ProtocolSpec``), so a hospital runs only code it
+installed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from importlib.metadata import entry_points
+from typing import Any
+
+import numpy as np
+
+from smpc.errors import SMPCError
+from smpc.runtime import Runtime
+from smpc.shares import SharedTensor
+
+ENTRY_POINT_GROUP = "smpc.protocols"
+
+
+class UnknownProtocolError(SMPCError, LookupError):
+    """A job names a protocol (or version) that is not installed here."""
+
+
+@dataclass(frozen=True)
+class JobContext:
+    """What a protocol sees of its job at one party: public parameters and local data.
+
+    ``values`` are this party's selected rows (rows x columns, NaN where
+    missing), already filtered locally; ``columns`` name them.
+    """
+
+    params: Mapping[str, Any]
+    parties: tuple[str, ...]
+    party: str
+    columns: tuple[str, ...] = ()
+    values: np.ndarray = field(default_factory=lambda: np.zeros((0, 0)))
+    min_cell_size: int = 5
+
+
+@dataclass(frozen=True)
+class ProtocolSpec:
+    """A named, versioned protocol with the outputs it declares."""
+
+    name: str
+    version: str
+    run: Callable[[Runtime, JobContext], dict[str, SharedTensor]]
+    outputs: tuple[str, ...]
+    reveals: str
+
+
+def installed() -> dict[str, ProtocolSpec]:
+    """Every protocol installed here: the built-ins and the entry points."""
+    from protocols import aggregates, probe
+
+    found = {spec.name: spec for spec in (*aggregates.PROTOCOLS, *probe.PROTOCOLS)}
+    for entry in entry_points(group=ENTRY_POINT_GROUP):
+        spec = entry.load()
+        if not isinstance(spec, ProtocolSpec):
+            raise UnknownProtocolError(f"entry point {entry.name!r} is not a ProtocolSpec")
+        found[spec.name] = spec
+    return found
+
+
+def lookup(name: str, version: str) -> ProtocolSpec:
+    """The installed protocol ``name`` at exactly ``version``."""
+    spec = installed().get(name)
+    if spec is None:
+        raise UnknownProtocolError(f"protocol {name!r} is not installed here")
+    if spec.version != version:
+        raise UnknownProtocolError(
+            f"protocol {name!r} is installed at version {spec.version}, the job asks for {version}"
+        )
+    return spec
