@@ -128,18 +128,23 @@ class Client:
                 for party in spec.parties
             }
             replies: dict[str, wire_pb2.SubmitReply] = {}
+            unreachable: dict[str, grpc.RpcError] = {}
             for party, call in calls.items():
                 try:
                     replies[party] = call.result()
                 except grpc.RpcError as exc:
-                    raise PeerTimeoutError(
-                        signed.job_id, party, "unreachable", f"{exc.code().name}: {exc.details()}"
-                    ) from None
+                    unreachable[party] = exc
         seconds = time.perf_counter() - start
         failed = [r for r in replies.values() if not r.ok]
-        if failed:
-            first = next((r for r in failed if not r.failure_kind.startswith("party ")), failed[0])
-            raise JobFailed(signed.job_id, first.party, first.failure_kind, first.failure)
+        if failed:  # a party's own account names who failed and how
+            raise JobFailed(
+                signed.job_id, failed[0].party, failed[0].failure_kind, failed[0].failure
+            )
+        if unreachable:
+            party, exc = next(iter(unreachable.items()))
+            raise PeerTimeoutError(
+                signed.job_id, party, "unreachable", f"{exc.code().name}: {exc.details()}"
+            )
         return JobOutcome(signed.job_id, self._decode(replies), replies, seconds)
 
     def _decode(self, replies: Mapping[str, wire_pb2.SubmitReply]) -> dict[str, np.ndarray]:

@@ -25,7 +25,7 @@ import numpy as np
 from parties import tls, wire_pb2, wire_pb2_grpc
 from parties.config import MemberConfig, dns_name
 from parties.jobs import JobRejected, SignedJob, verify_job
-from parties.mesh import CHUNK_BYTES, MAX_FRAME_BYTES
+from parties.mesh import CHUNK_BYTES
 from smpc.errors import PeerAuthenticationError, PeerTimeoutError, SMPCError
 from smpc.preprocessing import CorrectionFeed, Dealer, Plan
 from smpc.preprocessing.ahead import Ahead
@@ -34,9 +34,12 @@ from smpc.preprocessing.source import component_shapes
 
 log = logging.getLogger(__name__)
 
+# Correction chunks stay within a frame; a request carries the whole plan, which for
+# a job of many small steps (tens of thousands of items) can exceed one.
+_PLAN_BYTES = 32 << 20
 _OPTIONS = [
-    ("grpc.max_receive_message_length", MAX_FRAME_BYTES),
-    ("grpc.max_send_message_length", MAX_FRAME_BYTES),
+    ("grpc.max_receive_message_length", _PLAN_BYTES),
+    ("grpc.max_send_message_length", _PLAN_BYTES),
 ]
 
 

@@ -21,6 +21,8 @@ from smpc.errors import MalformedMessageError, ProtocolAbort, UnknownPartyError
 from smpc.transcript import Envelope
 from smpc.transport import Expect, Transport
 
+UNREACHABLE_GRACE = 3.0  # seconds a peer's stream may be down before its jobs abort
+
 
 class GrpcTransport(Transport):
     """Messages of one job between the processes named in ``parties``."""
@@ -102,11 +104,19 @@ class GrpcTransport(Transport):
             message = self._next_chunk(peer, deadline)
 
     def _next_chunk(self, peer: int, deadline: float | None) -> wire_pb2.Envelope:
-        timeout = None if deadline is None else max(0.0, deadline - time.monotonic())
-        try:
-            item = self.mesh.receive(self.job, self.names[peer], timeout)
-        except queue.Empty:
-            raise self.timeout_error(peer) from None
+        name = self.names[peer]
+        while True:  # wake now and then to notice a peer whose stream is gone
+            timeout = 0.5 if deadline is None else min(0.5, max(0.0, deadline - time.monotonic()))
+            try:
+                item = self.mesh.receive(self.job, name, timeout)
+                break
+            except queue.Empty:
+                if self.mesh.unreachable_for(name) > UNREACHABLE_GRACE:
+                    raise ProtocolAbort(
+                        self.job, name, "party unreachable", "no stream to it"
+                    ) from None
+                if deadline is not None and time.monotonic() >= deadline:
+                    raise self.timeout_error(peer) from None
         if isinstance(item, Rejection):
             if item.kind == "malformed message":
                 self._malformed(peer, item.reason)

@@ -69,6 +69,7 @@ class _Link:
         self.peer = peer
         self.outbound: queue.SimpleQueue[wire_pb2.Envelope] = queue.SimpleQueue()
         self.connected = threading.Event()
+        self.down_since: float | None = time.monotonic()  # None while a stream is up
         self._generation = 0
         self._lock = threading.Lock()
 
@@ -171,6 +172,11 @@ class Mesh:
         """Queue a message for ``peer``; it leaves on the pair's current stream."""
         self._link(peer).outbound.put(envelope)
 
+    def unreachable_for(self, peer: str) -> float:
+        """Seconds since the stream to ``peer`` went down (0 while it is up)."""
+        since = self._link(peer).down_since
+        return 0.0 if since is None else time.monotonic() - since
+
     def receive(self, job: str, peer: str, timeout: float | None) -> wire_pb2.Envelope | Rejection:
         """The next message (or rejection) from ``peer`` for ``job``; queue.Empty on timeout."""
         return self._mailbox(job, peer).get(timeout=timeout)  # type: ignore[return-value]
@@ -269,6 +275,7 @@ class Mesh:
                     link.drain(generation, self._stopping)
                 )
                 link.connected.set()
+                link.down_since = None
                 backoff = 0.05
                 for envelope in responses:
                     self.deliver(peer.name, envelope)
@@ -280,6 +287,7 @@ class Mesh:
             finally:
                 if link.connected.is_set():
                     self._peer_lost(peer.name)
+                    link.down_since = time.monotonic()
                 link.connected.clear()
                 link.new_stream()  # retire this stream's drain
                 channel.close()
@@ -293,6 +301,7 @@ class Mesh:
         link = self._link(peer)
         generation = link.new_stream()
         link.connected.set()
+        link.down_since = None
 
         def read() -> None:
             try:
@@ -303,6 +312,7 @@ class Mesh:
             finally:
                 if link.current(generation):
                     link.connected.clear()
+                    link.down_since = time.monotonic()
                     link.new_stream()
                     self._peer_lost(peer)
 

@@ -1,0 +1,113 @@
+"""Failures between real processes: a killed party, a stalled party, the dealer down.
+
+Every case ends the job at every party with an error naming the job, the
+failed party and the kind of failure, reveals no output, and leaves the
+survivors serving the next job.
+"""
+
+from __future__ import annotations
+
+import signal
+import threading
+import time
+
+import pytest
+
+from parties.client import Client
+from smpc.errors import ProtocolAbort
+
+pytestmark = pytest.mark.process
+
+HOSPITALS = ("hospital-a", "hospital-b", "hospital-c")
+
+
+def _count(client: Client, parties=HOSPITALS, deadline_s: float = 30) -> int:
+    job = client.job(
+        "pooled-count", "1", inputs={h: ["mean_radius"] for h in parties}, deadline_s=deadline_s
+    )
+    return int(client.submit(job).outputs["count"][0])
+
+
+def _probe_in_background(client: Client, products: int, deadline_s: float):
+    """Submit a long probe job on a thread; returns (thread, box with the outcome or error)."""
+    job = client.job(
+        "probe",
+        "1",
+        inputs={h: [] for h in HOSPITALS},
+        params={"products": products},
+        deadline_s=deadline_s,
+    )
+    box: dict[str, object] = {"job": job.job_id}
+
+    def submit() -> None:
+        try:
+            box["outcome"] = client.submit(job)
+        except Exception as exc:  # examined by the test
+            box["error"] = exc
+
+    thread = threading.Thread(target=submit)
+    thread.start()
+    return thread, box
+
+
+@pytest.fixture
+def client(running):
+    c = Client(running.members["analyst"])
+    yield c
+    c.close()
+
+
+def test_a_killed_party_aborts_the_job_and_a_restart_recovers(running, client) -> None:
+    total = sum(len(r) for r in running.rows.values())
+    assert _count(client) == total
+    thread, box = _probe_in_background(client, products=20_000, deadline_s=60)
+    time.sleep(1.5)
+    running.stop("hospital-b", signal.SIGKILL)
+    thread.join(timeout=60)
+    assert "outcome" not in box  # no output revealed
+    error = box["error"]
+    assert isinstance(error, ProtocolAbort)
+    assert box["job"] in str(error) and "hospital-b" in str(error)
+    survivors = ("hospital-a", "hospital-c")
+    assert _count(client, survivors) == len(running.rows["hospital-a"]) + len(
+        running.rows["hospital-c"]
+    )
+    running.start("hospital-b")
+    deadline = time.monotonic() + 20
+    while True:  # the restarted party needs a moment to re-link with its peers
+        try:
+            assert _count(client) == total
+            break
+        except ProtocolAbort:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.5)
+
+
+def test_a_stalled_party_times_the_job_out(running, client) -> None:
+    thread, box = _probe_in_background(client, products=20_000, deadline_s=4)
+    time.sleep(1.0)
+    running.procs["hospital-c"].send_signal(signal.SIGSTOP)
+    try:
+        time.sleep(5)  # past the deadline
+    finally:
+        running.procs["hospital-c"].send_signal(signal.SIGCONT)
+    thread.join(timeout=30)
+    error = box["error"]
+    assert isinstance(error, ProtocolAbort) and "outcome" not in box
+    assert "hospital-c" in str(error) and box["job"] in str(error)
+    time.sleep(1.0)
+    assert _count(client) == sum(len(r) for r in running.rows.values())
+
+
+def test_jobs_wait_for_a_dealer_that_is_down_then_fail_clearly(running, client) -> None:
+    running.stop("dealer")
+    try:
+        start = time.monotonic()
+        with pytest.raises(ProtocolAbort) as err:
+            _count(client, deadline_s=3)
+        assert time.monotonic() - start >= 2.5  # it waited for the dealer
+        assert "dealer" in str(err.value)
+    finally:
+        running.start("dealer")
+    assert _count(client) == sum(len(r) for r in running.rows.values())
