@@ -50,6 +50,9 @@ class JobOutcome:
     seconds: float
 
 
+_CONSEQUENCES = frozenset({"party aborted", "party unreachable", "timed out"})
+
+
 class JobFailed(ProtocolAbort):
     """A job ended without outputs at some party; names the job, the party and the kind."""
 
@@ -135,8 +138,13 @@ class Client:
                 except grpc.RpcError as exc:
                     unreachable[party] = exc
         seconds = time.perf_counter() - start
-        failed = [r for r in replies.values() if not r.ok]
-        if failed:  # a party's own account names who failed and how
+        # A party's own account names who failed and how; the root cause before the
+        # parties that only heard of it.
+        failed = sorted(
+            (r for r in replies.values() if not r.ok),
+            key=lambda r: r.failure_kind in _CONSEQUENCES,
+        )
+        if failed:
             raise JobFailed(
                 signed.job_id, failed[0].party, failed[0].failure_kind, failed[0].failure
             )

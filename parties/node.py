@@ -78,10 +78,10 @@ class PartyNode:
             spec = verify_job(signed, self.member)
             if caller != spec.analyst:
                 raise JobRejected(job_id, "unknown-analyst", f"{caller!r} did not sign this job")
-            protocol = lookup(spec.protocol, spec.protocol_version)
             ctx = self._context(spec)
             mine = spec.inputs.get(name)
             admit(spec, self.member, self.ledger, own_rows=len(ctx.values) if mine else None)
+            protocol = lookup(spec.protocol, spec.protocol_version)
             log.info(
                 "%s: job %s admitted: %s v%s from %s",
                 name,

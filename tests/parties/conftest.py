@@ -147,3 +147,11 @@ def running(tmp_path_factory: pytest.TempPathFactory):
         yield fed
     finally:
         fed.close()
+
+
+@pytest.fixture(scope="module")
+def federation_files(tmp_path_factory: pytest.TempPathFactory) -> RunningFederation:
+    """A federation's files and each hospital's share of the data, with no process started."""
+    return RunningFederation(
+        tmp_path_factory.mktemp("files"), ["hospital-a", "hospital-b", "hospital-c"]
+    )
