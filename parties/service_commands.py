@@ -74,29 +74,54 @@ def dealer(args: argparse.Namespace) -> int:
 
 def run(args: argparse.Namespace) -> int:
     """Submit the job described in a JSON file and print its outputs."""
+    request = json.loads(Path(args.job).read_text())
+    inputs = {p: (v["columns"], v.get("where")) for p, v in request["inputs"].items()}
+    return _submit(
+        args,
+        request["protocol"],
+        str(request["version"]),
+        inputs,
+        outputs=request.get("outputs"),
+        params=request.get("params"),
+        deadline_s=float(request.get("deadline_s", 60)),
+    )
+
+
+def shortcut(args: argparse.Namespace) -> int:
+    """``smpc count|sum|mean``: a pooled statistic over every hospital's selected rows."""
+    member = load_config(args.config)
+    columns = [c.strip() for c in args.columns.split(",") if c.strip()]
+    hospitals = [p.name for p in member.computing_peers if p.role == "hospital"]
+    inputs = {h: (columns, args.where) for h in hospitals}
+    protocol = "pooled-count" if args.words == ("count",) else "pooled-sum"
+    return _submit(args, protocol, "1", inputs, mean=args.words == ("mean",))
+
+
+def _submit(
+    args: argparse.Namespace,
+    protocol: str,
+    version: str,
+    inputs: dict,
+    *,
+    mean: bool = False,
+    **job: object,
+) -> int:
     from parties.client import Client
 
-    member = load_config(args.config)
-    request = json.loads(Path(args.job).read_text())
-    client = Client(member)
+    client = Client(load_config(args.config))
     try:
-        spec = client.job(
-            request["protocol"],
-            str(request["version"]),
-            inputs={p: (v["columns"], v.get("where")) for p, v in request["inputs"].items()},
-            outputs=request.get("outputs"),
-            params=request.get("params"),
-            deadline_s=float(request.get("deadline_s", 60)),
-        )
-        outcome = client.submit(spec)
+        outcome = client.submit(client.job(protocol, version, inputs=inputs, **job))  # type: ignore[arg-type]
     finally:
         client.close()
+    outputs = dict(outcome.outputs)
+    if mean:
+        outputs["mean"] = outputs["sum"] / outputs["count"][0]
     if args.json:
         print(
             json.dumps(
                 {
                     "job": outcome.job,
-                    "outputs": {k: v.tolist() for k, v in outcome.outputs.items()},
+                    "outputs": {k: v.tolist() for k, v in outputs.items()},
                     "seconds": outcome.seconds,
                 },
                 sort_keys=True,
@@ -104,9 +129,37 @@ def run(args: argparse.Namespace) -> int:
         )
     else:
         print(f"job {outcome.job} ({outcome.seconds:.3f} s)")
-        for name, value in outcome.outputs.items():
+        for name, value in outputs.items():
             print(f"  {name}: {value.tolist()}")
     return 0
+
+
+def health(args: argparse.Namespace) -> int:
+    """Ask every party and the dealer whether it serves; exit 1 if any does not."""
+    import grpc
+
+    from parties import tls, wire_pb2, wire_pb2_grpc
+    from parties.config import dns_name
+
+    member = load_config(args.config)
+    failures = 0
+    for peer in member.peers:
+        if peer.role not in ("hospital", "model-owner", "dealer"):
+            continue
+        options = [("grpc.ssl_target_name_override", dns_name(member.federation, peer.name))]
+        channel = grpc.secure_channel(peer.address, tls.channel_credentials(member), options)
+        stub = (wire_pb2_grpc.DealerStub if peer.role == "dealer" else wire_pb2_grpc.PartyStub)(
+            channel
+        )
+        try:
+            reply = stub.Health(wire_pb2.HealthRequest(), timeout=args.timeout)
+            print(f"  {peer.name:<16} {peer.address:<22} {reply.status}")
+        except grpc.RpcError as exc:
+            failures += 1
+            print(f"  {peer.name:<16} {peer.address:<22} unreachable ({exc.code().name})")
+        finally:
+            channel.close()
+    return 1 if failures else 0
 
 
 def add_parsers(commands: argparse._SubParsersAction) -> None:
@@ -121,6 +174,31 @@ def add_parsers(commands: argparse._SubParsersAction) -> None:
     r.add_argument("job", type=Path, help="job description (JSON)")
     r.add_argument("--json", action="store_true", help="print machine-readable JSON")
     r.set_defaults(words=("run",))
+    for word, helptext in (
+        ("count", "count the selected patients over all hospitals"),
+        ("sum", "sum columns over all hospitals' selected patients"),
+        ("mean", "mean of columns over all hospitals' selected patients"),
+    ):
+        c = commands.add_parser(word, help=helptext)
+        c.add_argument("--config", required=True, type=Path, help="the analyst's TOML config")
+        c.add_argument("--columns", required=True, help="comma-separated column names")
+        c.add_argument(
+            "--where", default=None, help="row filter, e.g. 'age >= 50 and sex == \"F\"'"
+        )
+        c.add_argument("--json", action="store_true", help="print machine-readable JSON")
+        c.set_defaults(words=(word,))
+    h = commands.add_parser("health", help="check that every party and the dealer serve")
+    h.add_argument("--config", required=True, type=Path, help="any member's TOML config")
+    h.add_argument("--timeout", type=float, default=5.0, help="seconds per member")
+    h.set_defaults(words=("health",))
 
 
-COMMANDS = {("party",): party, ("dealer",): dealer, ("run",): run}
+COMMANDS = {
+    ("party",): party,
+    ("dealer",): dealer,
+    ("run",): run,
+    ("count",): shortcut,
+    ("sum",): shortcut,
+    ("mean",): shortcut,
+    ("health",): health,
+}

@@ -2,11 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
-import dataclasses
-import signal
-import subprocess
-import sys
 import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -18,6 +13,7 @@ import pytest
 from parties.config import MemberConfig
 from parties.federation import init_federation
 from parties.grpc_transport import GrpcTransport
+from parties.launcher import LocalDeployment
 from parties.mesh import Mesh
 from smpc.preprocessing import Dealer
 from smpc.runtime import Runtime, dry_run
@@ -75,64 +71,16 @@ def over_meshes() -> Callable[..., tuple[list[Any], list[GrpcTransport]]]:
     return run_over_meshes
 
 
-class RunningFederation:
-    """Dealer and hospital processes started with ``smpc dealer|party`` on loopback."""
+class RunningFederation(LocalDeployment):
+    """A local deployment of the breast cancer data, with a plaintext oracle for tests."""
 
     def __init__(self, root: Path, hospitals: Sequence[str]) -> None:
-        import csv as csvlib
-
-        from parties.config import DataConfig, load_config, write_config
-
-        self.root = root
-        members = init_federation("e2e", hospitals, ["analyst"], [], root / "fed", base_port=0)
-        self.members = {m.name: m for m in members}
-        data = Path(__file__).resolve().parents[2] / "parties" / "data" / "breast_cancer.csv"
-        with data.open() as f:
-            rows = list(csvlib.reader(f))
-        self.header, body = rows[0], rows[1:]
-        self.rows: dict[str, list[list[str]]] = {h: [] for h in hospitals}
-        for i, row in enumerate(body):
-            self.rows[hospitals[i % len(hospitals)]].append(row)
-        for name in hospitals:
-            path = root / f"{name}.csv"
-            with path.open("w", newline="") as f:
-                writer = csvlib.writer(f)
-                writer.writerow(self.header)
-                writer.writerows(self.rows[name])
-            member = dataclasses.replace(self.members[name], data=DataConfig("csv", path))
-            write_config(member, member.config_path)
-            self.members[name] = load_config(member.config_path)
-        self.procs: dict[str, subprocess.Popen] = {}
-
-    def start(self, name: str) -> None:
-        member = self.members[name]
-        command = "dealer" if member.role == "dealer" else "party"
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "parties.cli", command, "--config", str(member.config_path)],
-            stdout=subprocess.PIPE,
-            stderr=(self.root / f"{name}.log").open("a"),
-            text=True,
-        )
-        line = proc.stdout.readline() if proc.stdout else ""
-        if not line.startswith("ready"):
-            proc.kill()
-            raise RuntimeError(f"{name} did not start: {line!r}")
-        self.procs[name] = proc
-
-    def stop(self, name: str, sig: int = signal.SIGTERM) -> int:
-        proc = self.procs.pop(name)
-        proc.send_signal(sig)
-        return proc.wait(timeout=20)
+        super().__init__(root, hospitals, name="e2e")
 
     def column(self, name: str) -> np.ndarray:
         """A numeric column over every hospital's rows (the plaintext oracle)."""
         j = self.header.index(name)
         return np.array([float(r[j]) for rows in self.rows.values() for r in rows])
-
-    def close(self) -> None:
-        for name in list(self.procs):
-            with contextlib.suppress(Exception):
-                self.stop(name, signal.SIGKILL)
 
 
 @pytest.fixture(scope="module")
@@ -142,8 +90,7 @@ def running(tmp_path_factory: pytest.TempPathFactory):
         tmp_path_factory.mktemp("e2e"), ["hospital-a", "hospital-b", "hospital-c"]
     )
     try:
-        for name in ("dealer", "hospital-a", "hospital-b", "hospital-c"):
-            fed.start(name)
+        fed.start_all()
         yield fed
     finally:
         fed.close()

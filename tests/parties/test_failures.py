@@ -8,6 +8,8 @@ survivors serving the next job.
 from __future__ import annotations
 
 import signal
+import subprocess
+import sys
 import threading
 import time
 
@@ -103,6 +105,24 @@ def test_a_stalled_party_times_the_job_out(running, client) -> None:
 def test_jobs_wait_for_a_dealer_that_is_down_then_fail_clearly(running, client) -> None:
     running.stop("dealer")
     try:
+        health = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "parties.cli",
+                "health",
+                "--config",
+                str(running.members["analyst"].config_path),
+                "--timeout",
+                "1",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert (
+            health.returncode == 1 and "dealer" in health.stdout and "unreachable" in health.stdout
+        )
         start = time.monotonic()
         with pytest.raises(ProtocolAbort) as err:
             _count(client, deadline_s=3)

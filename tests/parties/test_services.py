@@ -68,3 +68,43 @@ def test_a_job_through_smpc_run_prints_json(running, tmp_path) -> None:
     assert done.returncode == 0, done.stderr
     result = json.loads(done.stdout)
     assert result["outputs"]["count"] == [int((running.column("mean_radius") >= 15).sum())]
+
+
+def _smpc(*words: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "parties.cli", *words], capture_output=True, text=True, timeout=120
+    )
+
+
+def test_statistic_shortcuts_match_numpy(running) -> None:
+    config = str(running.members["analyst"].config_path)
+    where = 'diagnosis == "B"'
+    benign = [
+        r
+        for rows in running.rows.values()
+        for r in rows
+        if r[running.header.index("diagnosis")] == "B"
+    ]
+    area = np.array([float(r[running.header.index("mean_area")]) for r in benign])
+    count = json.loads(
+        _smpc(
+            "count", "--config", config, "--columns", "mean_area", "--where", where, "--json"
+        ).stdout
+    )
+    assert count["outputs"]["count"] == [len(benign)]
+    mean = json.loads(
+        _smpc(
+            "mean", "--config", config, "--columns", "mean_area", "--where", where, "--json"
+        ).stdout
+    )
+    np.testing.assert_allclose(mean["outputs"]["mean"], [area.mean()], rtol=1e-6)
+
+
+def test_health_reports_every_member(running) -> None:
+    done = _smpc("health", "--config", str(running.members["analyst"].config_path))
+    assert done.returncode == 0, done.stdout + done.stderr
+    for name in ("hospital-a", "hospital-b", "hospital-c", "dealer"):
+        assert any(
+            line.split()[0] == name and line.split()[-1] == "serving"
+            for line in done.stdout.splitlines()
+        )
