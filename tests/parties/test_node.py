@@ -68,13 +68,13 @@ def _refusal(n: Nodes, signed: SignedJob, spec: JobSpec) -> JobFailed:
     return err.value
 
 
-def test_a_job_with_a_tampered_signature_is_refused(nodes) -> None:
+@pytest.mark.parametrize("how", ["flipped bit", "no signature"])
+def test_an_unsigned_or_tampered_job_is_refused(nodes, how: str) -> None:
     n = nodes()
     spec = _count_job(n.client)
     signed = sign_job(spec, n.client.member.tls.key, n.client.member.tls.cert)
-    forged = dataclasses.replace(
-        signed, signature=bytes([signed.signature[0] ^ 1]) + signed.signature[1:]
-    )
+    flipped = bytes([signed.signature[0] ^ 1]) + signed.signature[1:]
+    forged = dataclasses.replace(signed, signature=b"" if how == "no signature" else flipped)
     assert "bad-signature" in _refusal(n, forged, spec).kind
 
 
