@@ -1,0 +1,251 @@
+"""Verification of a chain from its genesis, block by block.
+
+:class:`ChainState` is the state after the blocks applied so far: head hash,
+head seals, the authority set in force for the next block, and what records and
+jobs were already seen. :meth:`ChainState.apply` checks one sealed block against
+it and advances it, so a verifier and an authority about to seal (see
+``smpc.chain.ledger.Authority``) apply the same rules. Every violation raises
+:class:`~smpc.chain.errors.ChainVerificationError` naming height, field, reason.
+
+Rules (proof of authority in the manner of QBFT): heights are consecutive from
+1; each block names its parent's hash and repeats the seals stored with the
+parent; timestamps never go back and are at most 30 s ahead of the verifier's
+clock; the proposer of (height, round) is authority (height + round) mod n; the
+records decode, appear once, and hash to the Merkle root; the block carries
+valid seals from at least ceil(2n/3) distinct authorities. An authority-set
+vote in block h is checked against the set in force at h and changes the set
+from block h+1, i.e. only once h is final.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import NoReturn
+
+from smpc.chain.block import (
+    BLOCK_VERSION,
+    MAX_FUTURE_MS,
+    Block,
+    Seal,
+    proposer_index,
+    quorum,
+    seal_valid,
+)
+from smpc.chain.errors import ChainEncodingError, ChainVerificationError, RecordError
+from smpc.chain.genesis import AuthorityKey, Genesis
+from smpc.chain.merkle import merkle_root
+from smpc.chain.records import AuthorityVote, JobRecord, Record, decode_record, record_id
+from smpc.chain.store import ChainStore
+
+
+@dataclass
+class ChainState:
+    """The chain as verified so far; ``authorities`` is the set in force for the next block."""
+
+    genesis: Genesis
+    height: int
+    head_hash: bytes
+    head_timestamp_ms: int
+    head_seals: tuple[Seal, ...]
+    authorities: tuple[AuthorityKey, ...]
+    epoch: int = 0
+    records_seen: dict[bytes, int] = field(default_factory=dict)
+    jobs_seen: dict[str, int] = field(default_factory=dict)
+    sets_by_height: dict[int, tuple[AuthorityKey, ...]] = field(default_factory=dict)
+    hashes_by_height: dict[int, tuple[bytes, tuple[Seal, ...]]] = field(default_factory=dict)
+
+    @classmethod
+    def start(cls, genesis: Genesis) -> ChainState:
+        """The state of a chain that holds only ``genesis``."""
+        return cls(genesis, 0, genesis.hash(), genesis.created_ms, (), genesis.authorities)
+
+    def check_block(self, block: Block, now_ms: int) -> None:
+        """Check ``block`` as the next block, all but its own seals; raise on the first fault."""
+        self._check(block, now_ms, None)
+
+    def _check(
+        self, block: Block, now_ms: int, seals: Sequence[Seal] | None
+    ) -> tuple[list[Record], tuple[AuthorityKey, ...], int]:
+        # ``seals``, when given, only sharpen the blame for a Merkle mismatch: if
+        # they seal the header, the records were altered; otherwise the root was.
+        h = block.height
+        expected = self.height + 1
+        if block.version != BLOCK_VERSION:
+            self._fail(h, "version", f"version {block.version} is not {BLOCK_VERSION}")
+        if h != expected:
+            self._fail(h, "height", f"expected height {expected} after block {self.height}")
+        if block.parent != self.head_hash:
+            self._fail(h, "parent", f"parent hash is not the hash of block {self.height}")
+        if block.parent_seals != self.head_seals:
+            self._fail(h, "parent_seals", f"differ from the seals stored with block {self.height}")
+        if block.timestamp_ms < self.head_timestamp_ms:
+            self._fail(h, "timestamp", "earlier than the parent block's timestamp")
+        if block.timestamp_ms > now_ms + MAX_FUTURE_MS:
+            self._fail(h, "timestamp", f"more than {MAX_FUTURE_MS} ms ahead of the clock")
+        n = len(self.authorities)
+        if block.proposer != proposer_index(h, block.round, n):
+            self._fail(
+                h,
+                "proposer",
+                f"authority {block.proposer} proposed, but round {block.round} belongs to "
+                f"authority {proposer_index(h, block.round, n)} of {n}",
+            )
+        records = self._decode_records(block)
+        if merkle_root(block.records) != block.merkle_root:
+            if seals is not None and self._seal_problem(block, seals) is None:
+                self._fail(h, "records", "a record was altered: they no longer match the root")
+            self._fail(h, "merkle_root", "does not match the block's records")
+        return (records, *self._votes_applied(h, records))
+
+    def apply(self, block: Block, seals: Sequence[Seal], now_ms: int) -> None:
+        """Check ``block`` and its ``seals`` as the next final block, then advance."""
+        records, authorities, epoch = self._check(block, now_ms, seals)
+        problem = self._seal_problem(block, seals)
+        if problem is not None:
+            self._fail(block.height, "seals", problem)
+        for data in block.records:
+            self.records_seen[record_id(data)] = block.height
+        for record in records:
+            if isinstance(record, JobRecord):
+                self.jobs_seen[record.job_id] = block.height
+        self.sets_by_height[block.height] = self.authorities
+        self.hashes_by_height[block.height] = (block.hash(), tuple(seals))
+        self.height = block.height
+        self.head_hash = block.hash()
+        self.head_timestamp_ms = block.timestamp_ms
+        self.head_seals = tuple(seals)
+        self.authorities = authorities
+        self.epoch = epoch
+
+    def check_equivocation(self, block: Block, seals: Sequence[Seal]) -> None:
+        """Raise if ``seals`` show an authority that sealed ``block`` and the stored block too."""
+        h = block.height
+        stored = self.hashes_by_height.get(h)
+        if stored is None or stored[0] == block.hash():
+            return
+        stored_hash, stored_seals = stored
+        members = self.sets_by_height[h]
+        for seal in seals:
+            if seal.authority >= len(members):
+                continue
+            key = members[seal.authority].public_key
+            if not seal_valid(seal, key, block.hash()):
+                continue
+            for other in stored_seals:
+                if other.authority == seal.authority and seal_valid(other, key, stored_hash):
+                    name = members[seal.authority].name
+                    self._fail(
+                        h,
+                        "seals",
+                        f"equivocation: authority {seal.authority} ({name}) sealed two "
+                        "different blocks at this height",
+                    )
+
+    # -- internals ---------------------------------------------------------------
+
+    @staticmethod
+    def _fail(height: int, what: str, reason: str) -> NoReturn:
+        raise ChainVerificationError(height, what, reason)
+
+    def _seal_problem(self, block: Block, seals: Sequence[Seal]) -> str | None:
+        members = self.authorities
+        indices = [s.authority for s in seals]
+        if indices != sorted(set(indices)):
+            return "seals must be sorted by authority index without repeats"
+        block_hash = block.hash()
+        for seal in seals:
+            if seal.authority >= len(members):
+                return f"seal by index {seal.authority}, but there are {len(members)} authorities"
+            if not seal_valid(seal, members[seal.authority].public_key, block_hash):
+                return f"seal by authority {seal.authority} does not verify"
+        need = quorum(len(members))
+        if len(seals) < need:
+            return f"{len(seals)} seals, below the quorum of {need} of {len(members)}"
+        return None
+
+    def _decode_records(self, block: Block) -> list[Record]:
+        h = block.height
+        records: list[Record] = []
+        ids: set[bytes] = set()
+        jobs: set[str] = set()
+        names = {a.name: a.public_key for a in self.authorities}
+        for i, data in enumerate(block.records):
+            try:
+                record = decode_record(data)
+            except (ChainEncodingError, RecordError) as exc:
+                self._fail(h, "records", f"record {i} does not decode: {exc}")
+            rid = record_id(data)
+            if rid in ids or rid in self.records_seen:
+                where = self.records_seen.get(rid, h)
+                self._fail(h, "records", f"record {i} repeats a record of block {where}")
+            ids.add(rid)
+            if isinstance(record, JobRecord):
+                if record.job_id in jobs or record.job_id in self.jobs_seen:
+                    self._fail(h, "records", f"record {i}: job {record.job_id} already recorded")
+                jobs.add(record.job_id)
+                try:
+                    record.verify_signatures(names)
+                except RecordError as exc:
+                    self._fail(h, "records", f"record {i}: {exc}")
+            records.append(record)
+        return records
+
+    def _votes_applied(
+        self, height: int, records: Iterable[Record]
+    ) -> tuple[tuple[AuthorityKey, ...], int]:
+        # Votes are cast by the set in force for this block; several votes in one
+        # block change the pending set one after another, each a new epoch.
+        voting = {a.public_key for a in self.authorities}
+        need = quorum(len(self.authorities))
+        members, epoch = self.authorities, self.epoch
+        for i, record in enumerate(records):
+            if not isinstance(record, AuthorityVote):
+                continue
+            where = f"record {i} ({record.action} {record.name})"
+            if record.epoch != epoch:
+                self._fail(height, "records", f"{where} is for epoch {record.epoch}, not {epoch}")
+            voters = record.valid_voters() & voting
+            if len(voters) != len(record.votes):
+                self._fail(height, "records", f"{where}: a vote is invalid or by a non-authority")
+            if len(voters) < need:
+                self._fail(height, "records", f"{where}: {len(voters)} votes, quorum is {need}")
+            if record.action == "add":
+                keys = {a.public_key for a in members}
+                if record.public_key in keys or record.name in {a.name for a in members}:
+                    self._fail(height, "records", f"{where}: already an authority")
+                members = (*members, AuthorityKey(record.name, record.public_key))
+            else:
+                target = AuthorityKey(record.name, record.public_key)
+                if target not in members or len(members) == 1:
+                    self._fail(height, "records", f"{where}: not a removable authority")
+                members = tuple(a for a in members if a != target)
+            epoch += 1
+        return members, epoch
+
+
+def replay(store: ChainStore, genesis: Genesis, now_ms: int) -> ChainState:
+    """Verify every block of ``store`` from ``genesis`` and return the resulting state."""
+    state = ChainState.start(genesis)
+    for entry in store.iterate():
+        state.apply(entry.block, entry.seals, now_ms)
+    return state
+
+
+def verify_chain(
+    store: ChainStore,
+    genesis: Genesis,
+    now_ms: int,
+    *,
+    conflicting: Iterable[tuple[Block, Sequence[Seal]]] = (),
+) -> None:
+    """Check ``store`` from ``genesis``; raise ChainVerificationError on the first fault.
+
+    ``now_ms`` is the verifier's clock (ms since 1970, UTC). ``conflicting``
+    are other sealed blocks the verifier has seen (e.g. from peers): a valid
+    seal on one by an authority that also sealed the stored block at that
+    height is equivocation and is reported.
+    """
+    state = replay(store, genesis, now_ms)
+    for block, seals in conflicting:
+        state.check_equivocation(block, seals)

@@ -1,0 +1,190 @@
+"""Records: round trips through bytes, rule checks, signatures, channel comparison."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+from types import SimpleNamespace
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from smpc.chain.encoding import decode, encode
+from smpc.chain.errors import ChainEncodingError, RecordError
+from smpc.chain.keys import public_bytes
+from smpc.chain.records import (
+    CONSENT_SCOPES,
+    AuthorityVote,
+    ConsentRecord,
+    Contribution,
+    Failure,
+    Vote,
+    commitment,
+    decode_record,
+    record_id,
+)
+
+SALT = bytes(range(32))
+
+
+def test_commitment_binds_tag_salt_and_values() -> None:
+    base = commitment(b"tag", SALT, b"values")
+    assert len(base) == 32
+    assert base == commitment(b"tag", SALT, b"values")
+    assert base != commitment(b"tag2", SALT, b"values")
+    assert base != commitment(b"tag", bytes(32), b"values")
+    assert base != commitment(b"tag", SALT, b"values!")
+    # Framing: moving bytes between tag and values changes the commitment.
+    assert commitment(b"ab", SALT, b"c") != commitment(b"a", SALT, b"bc")
+    assert base != hashlib.sha256(b"tag" + SALT + b"values").digest()
+
+
+@pytest.mark.parametrize("salt", [b"", bytes(31), bytes(33)])
+def test_commitment_needs_a_32_byte_salt(salt: bytes) -> None:
+    with pytest.raises(RecordError, match="32"):
+        commitment(b"t", salt, b"v")
+
+
+def test_job_record_round_trip_and_signatures(kit: SimpleNamespace) -> None:
+    keys = {"a": kit.key("a"), "b": kit.key("b"), "c": kit.key("c")}
+    record = kit.job("job-1", list(keys), keys)
+    data = record.encode()
+    assert decode_record(data) == record
+    assert record_id(data) == hashlib.sha256(data).digest()
+    publics = {name: public_bytes(k) for name, k in keys.items()}
+    record.verify_signatures(publics)
+    assert record.channel_mismatches() == []
+    assert record.transcript_hashes()[("a", "b")] == record.contribution("b").received[0][1]
+
+    swapped = {"a": publics["b"], "b": publics["a"]}
+    with pytest.raises(RecordError, match="signature does not verify"):
+        record.verify_signatures(swapped)
+
+
+def test_a_signature_covers_the_common_fields(kit: SimpleNamespace) -> None:
+    keys = {"a": kit.key("a"), "b": kit.key("b")}
+    record = kit.job("job-2", list(keys), keys)
+    altered = dataclasses.replace(record, protocol_version="2.0")
+    with pytest.raises(RecordError, match="a's signature"):
+        altered.verify_signatures({"a": public_bytes(keys["a"])})
+
+
+def test_channel_mismatch_is_reported(kit: SimpleNamespace) -> None:
+    record = kit.job("job-3", ["a", "b", "c"], {})
+    b = record.contribution("b")
+    lying = dataclasses.replace(b, received=(("a", "0" * 64), *b.received[1:]))
+    record = dataclasses.replace(
+        record, contributions=tuple(lying if c.party == "b" else c for c in record.contributions)
+    )
+    assert record.channel_mismatches() == [("a", "b")]
+
+
+def test_aborted_job_names_its_failure(kit: SimpleNamespace) -> None:
+    record = kit.job("job-4", ["a", "b"], {})
+    aborted = dataclasses.replace(
+        record, status="aborted", failure=Failure("b", "timeout"), output_digest=b""
+    )
+    assert decode_record(aborted.encode()) == aborted
+    with pytest.raises(RecordError, match="names its failure"):
+        dataclasses.replace(aborted, failure=None)
+    with pytest.raises(RecordError, match="no output digest"):
+        dataclasses.replace(aborted, output_digest=bytes(32))
+    with pytest.raises(RecordError, match="finished job has no failure"):
+        dataclasses.replace(record, failure=Failure("b", "timeout"))
+
+
+def test_job_record_rules(kit: SimpleNamespace) -> None:
+    record = kit.job("job-5", ["a", "b"], {})
+    with pytest.raises(RecordError, match="sorted"):
+        dataclasses.replace(record, parties=tuple(reversed(record.parties)))
+    with pytest.raises(RecordError, match="non-party"):
+        dataclasses.replace(record, parties=record.parties[:1])
+    with pytest.raises(RecordError, match="status"):
+        dataclasses.replace(record, status="done")
+    with pytest.raises(RecordError, match="hex"):
+        Contribution("a", bytes(32), (("b", "XYZ"),), ())
+    with pytest.raises(RecordError, match="to itself"):
+        Contribution("a", bytes(32), (("a", "0" * 64),), ())
+    with pytest.raises(RecordError, match="input commitment"):
+        Contribution("a", bytes(31), (), ())
+
+
+@given(
+    st.sampled_from(["grant", "revoke"]),
+    st.sampled_from(CONSENT_SCOPES),
+    st.binary(min_size=32, max_size=32),
+    st.integers(0, 2**63 - 1),
+)
+def test_consent_round_trip(action: str, scope: str, patient: bytes, time_ms: int) -> None:
+    record = ConsentRecord(action, "h0", patient, scope, time_ms)
+    assert decode_record(record.encode()) == record
+
+
+@pytest.mark.parametrize(
+    ("change", "match"),
+    [
+        ({"scope": "research"}, "scope"),
+        ({"action": "maybe"}, "action"),
+        ({"patient_key": b"id"}, "patient key"),
+        ({"time_ms": -1}, "time_ms"),
+        ({"hospital": ""}, "hospital"),
+    ],
+)
+def test_consent_rules(change: dict[str, object], match: str) -> None:
+    fields = {
+        "action": "grant",
+        "hospital": "h0",
+        "patient_key": bytes(32),
+        "scope": "all",
+        "time_ms": 1,
+    }
+    with pytest.raises(RecordError, match=match):
+        ConsentRecord(**{**fields, **change})  # type: ignore[arg-type]
+
+
+def test_authority_vote_round_trip_and_signatures(kit: SimpleNamespace) -> None:
+    voters = [kit.key("v1"), kit.key("v2")]
+    new = public_bytes(kit.key("new"))
+    unsigned = AuthorityVote("add", "new", new, 3, ())
+    message = unsigned.signing_message()
+    votes = tuple(
+        sorted((Vote(public_bytes(k), k.sign(message)) for k in voters), key=lambda v: v.voter)
+    )
+    vote = dataclasses.replace(unsigned, votes=votes)
+    assert decode_record(vote.encode()) == vote
+    assert vote.valid_voters() == {public_bytes(k) for k in voters}
+    # A vote for another epoch is a different message: the old signatures do not carry over.
+    assert dataclasses.replace(vote, epoch=4).valid_voters() == set()
+    with pytest.raises(RecordError, match="sorted"):
+        dataclasses.replace(vote, votes=tuple(reversed(votes)))
+
+
+def test_decode_record_refuses_non_records() -> None:
+    with pytest.raises(RecordError, match="not a record"):
+        decode_record(encode({"kind": "poem"}))
+    with pytest.raises(RecordError, match="not a record"):
+        decode_record(encode([1, 2]))
+    consent = ConsentRecord("grant", "h0", bytes(32), "all", 1).value()
+    assert isinstance(consent, dict)
+    with pytest.raises(RecordError, match="fields"):
+        decode_record(encode({**consent, "extra": 1}))
+    with pytest.raises(RecordError, match="time_ms"):
+        decode_record(encode({**consent, "time_ms": "soon"}))
+    with pytest.raises(ChainEncodingError):
+        decode_record(encode(consent) + b"\x00")
+
+
+def test_decode_record_refuses_malformed_job_fields(kit: SimpleNamespace) -> None:
+    value = decode(kit.job("job-6", ["a", "b"], {}).encode())
+    assert isinstance(value, dict)
+    for field, bad in [
+        ("parties", (("a",),)),
+        ("parties", "a,b"),
+        ("failure", ("b",)),
+        ("outputs", {"mean": "analyst"}),
+        ("contributions", ({"party": "a"},)),
+        ("signed_job", 7),
+    ]:
+        with pytest.raises(RecordError):
+            decode_record(encode({**value, field: bad}))
