@@ -30,6 +30,18 @@ def _count(client: Client, parties=HOSPITALS, deadline_s: float = 30) -> int:
     return int(client.submit(job).outputs["count"][0])
 
 
+def _count_once_linked(client: Client, wait_s: float = 20) -> int:
+    """_count, retried while a restarted party re-links with its peers."""
+    deadline = time.monotonic() + wait_s
+    while True:
+        try:
+            return _count(client)
+        except ProtocolAbort:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.5)
+
+
 def _probe_in_background(client: Client, products: int, deadline_s: float):
     """Submit a long probe job on a thread; returns (thread, box with the outcome or error)."""
     job = client.job(
@@ -75,15 +87,7 @@ def test_a_killed_party_aborts_the_job_and_a_restart_recovers(running, client) -
         running.rows["hospital-c"]
     )
     running.start("hospital-b")
-    deadline = time.monotonic() + 20
-    while True:  # the restarted party needs a moment to re-link with its peers
-        try:
-            assert _count(client) == total
-            break
-        except ProtocolAbort:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.5)
+    assert _count_once_linked(client) == total
 
 
 def test_a_stalled_party_times_the_job_out(running, client) -> None:
@@ -131,3 +135,50 @@ def test_jobs_wait_for_a_dealer_that_is_down_then_fail_clearly(running, client) 
     finally:
         running.start("dealer")
     assert _count(client) == sum(len(r) for r in running.rows.values())
+
+
+ROGUE = """
+import sys
+from parties import grpc_transport
+from parties.cli import main
+
+real_send = grpc_transport.GrpcTransport._send
+
+def short_input(self, env, payload):  # this party's input messages are one element short
+    if env.purpose == "input":
+        payload = payload[:-1]
+    return real_send(self, env, payload)
+
+grpc_transport.GrpcTransport._send = short_input
+sys.exit(main(["party", "--config", sys.argv[1]]))
+"""
+
+
+def test_a_malformed_message_from_a_party_process_aborts_the_job(running, client, tmp_path) -> None:
+    running.stop("hospital-b")
+    script = tmp_path / "rogue.py"
+    script.write_text(ROGUE)
+    rogue = subprocess.Popen(
+        [sys.executable, str(script), str(running.members["hospital-b"].config_path)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    try:
+        assert rogue.stdout is not None and rogue.stdout.readline().startswith("ready")
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                _count(client)
+                raise AssertionError("the rogue party's job should have failed")
+            except ProtocolAbort as exc:
+                if "malformed message" in str(exc) or time.monotonic() > deadline:
+                    error = exc
+                    break
+                time.sleep(0.5)  # still re-linking with the rogue
+        assert "malformed message" in str(error) and "hospital-b" in str(error)
+    finally:
+        rogue.terminate()
+        rogue.wait(timeout=20)
+        running.start("hospital-b")
+    assert _count_once_linked(client) == sum(len(r) for r in running.rows.values())
