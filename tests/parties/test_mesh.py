@@ -158,3 +158,21 @@ def test_a_member_warns_at_start_when_its_certificate_expires_soon(tmp_path, cap
     with Mesh(fresh[0]):
         pass
     assert not [r for r in caplog.records if "expires in" in r.getMessage()]
+
+
+def test_a_job_past_its_inbound_byte_limit_is_refused(make_federation) -> None:
+    members = _pair(make_federation)
+    a, c = members["hospital-a"], members["hospital-c"]
+    with Mesh(c, max_job_bytes=100) as server:
+        channel = _dial(a, c)
+        chunks = [
+            wire_pb2.Envelope(job="j", sender="hospital-a", payload=bytes(60), chunk=i)
+            for i in range(2)
+        ]
+        stream = wire_pb2_grpc.PartyStub(channel).Link(iter(chunks))
+        first = server.receive("j", "hospital-a", timeout=10)
+        second = server.receive("j", "hospital-a", timeout=10)
+        assert isinstance(first, wire_pb2.Envelope)  # 60 bytes: within the limit
+        assert isinstance(second, Rejection) and "limit of 100" in second.reason
+        stream.cancel()
+        channel.close()
