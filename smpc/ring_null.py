@@ -92,3 +92,67 @@ def truncation_finish(
     first: bool,
 ) -> np.ndarray:
     return _zeros(np.shape(r_low))
+
+
+def packed_words(size: int) -> int:
+    return (int(size) + 63) // 64
+
+
+def xor_shares(shares: Sequence[np.ndarray]) -> np.ndarray:
+    return _zeros(np.shape(shares[0]))
+
+
+def comparison_leaves(
+    r_bits: np.ndarray, c: np.ndarray, first: bool
+) -> tuple[np.ndarray, np.ndarray]:
+    return _zeros(np.size(c)), _zeros(np.size(c))
+
+
+def tree_masked(
+    g: np.ndarray, p: np.ndarray, a: np.ndarray, b: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    return _zeros(2 * np.size(a)), _zeros((np.size(g) + 1) // 2)
+
+
+def tree_combine(
+    masked: Sequence[np.ndarray],
+    a: np.ndarray,
+    b: np.ndarray,
+    c: np.ndarray,
+    hi_g: np.ndarray,
+    first: bool,
+) -> tuple[np.ndarray, np.ndarray]:
+    return _zeros(np.size(hi_g)), _zeros(np.size(a) - np.size(hi_g))
+
+
+def comparison_bit(
+    g: np.ndarray, r_bits: np.ndarray, c: np.ndarray, s_bits: np.ndarray, first: bool
+) -> np.ndarray:
+    return _zeros(packed_words(np.size(c)))
+
+
+def dabit_open(masked: Sequence[np.ndarray], size: int) -> np.ndarray:
+    return _zeros(int(size))
+
+
+def xor_public_bit(d: np.ndarray, s: np.ndarray, first: bool) -> np.ndarray:
+    return _zeros(np.shape(s))
+
+
+def dabit_product(d: np.ndarray, y: np.ndarray, sy: np.ndarray) -> np.ndarray:
+    return _zeros(np.shape(y))
+
+
+def binary_triple_correction(
+    a: Sequence[np.ndarray], b: Sequence[np.ndarray], c_others: Sequence[np.ndarray]
+) -> np.ndarray:
+    return _zeros(np.shape(a[0]))
+
+
+def comparison_corrections(
+    r: Sequence[np.ndarray],
+    s_bits: Sequence[np.ndarray],
+    r_bits_others: Sequence[np.ndarray],
+    s_others: Sequence[np.ndarray],
+) -> tuple[np.ndarray, np.ndarray]:
+    return _zeros(np.shape(r[0])), _zeros(np.shape(r[0]))

@@ -1,12 +1,20 @@
 """Correlated randomness: plans, items, sources, and the seed-based dealer."""
 
 from smpc.preprocessing.dealer import AheadFeed, CorrectionFeed, Dealer, SeededSource
-from smpc.preprocessing.items import MatrixTriple, Triple, TruncationTuple
+from smpc.preprocessing.items import (
+    BinaryTriple,
+    ComparisonMask,
+    MatrixTriple,
+    Triple,
+    TruncationTuple,
+)
 from smpc.preprocessing.plan import Plan, Request
 from smpc.preprocessing.source import PreprocessingSource, RecordingSource
 
 __all__ = [
     "AheadFeed",
+    "BinaryTriple",
+    "ComparisonMask",
     "CorrectionFeed",
     "Dealer",
     "MatrixTriple",

@@ -4,11 +4,14 @@ Per job the dealer draws a fresh 256-bit nonce; party i's seed is HKDF of
 (nonce, federation, job, i), and the k-th plan item's stream is derived from
 that seed. Every party expands all of its shares locally from its seed,
 except that the first party (index 0) does not expand the components that
-make the correlation hold (c for triples; (r mod 2^63) >> F and r's top bit
-for truncation): the dealer computes those from everybody's seeds and sends
-them as the one *correction* per value, in bulk, ahead of use. Dealer traffic
-is therefore one ring element per product and two per truncation, all to
-party 0, and never on the critical path of an online round.
+make the correlation hold (c for triples and binary triples; (r mod 2^63) >>
+F and r's top bit for truncation; r's bits and the daBit's additive share for
+a comparison mask): the dealer computes those from everybody's seeds and
+sends them as the one *correction* per value, in bulk, ahead of use. For XOR
+sharing the correction is the value XOR the other parties' shares. Dealer
+traffic is therefore one ring element per product, two per truncation, one
+word per 64 AND gates and two per comparison, all to party 0, and never on
+the critical path of an online round.
 
 Trust: the dealer knows every seed. It must collude with no hospital; dealer
 plus any one party learns everything (see the README's security model).
@@ -36,18 +39,19 @@ def party_seed(nonce: bytes, federation: str, job: str, party: int) -> bytes:
 def expand(book: StreamBook, index: int, request: Request, first: bool) -> list[np.ndarray]:
     """A party's seeded arrays for plan item ``index``.
 
-    Every party gets all three arrays from its stream, except the first
-    party, which gets only the leading ones and receives the rest as
-    corrections (one array for triples, two for truncation tuples).
+    Every party gets all of an item's arrays from its stream, except the
+    first party, which gets only the leading ones and receives the rest as
+    corrections (one array for triples, two for truncation tuples and
+    comparison masks).
     """
     stream = book.stream("item", index, request.kind)
     shapes = component_shapes(request)
-    count = seeded_count(request.kind) if first else 3
+    count = seeded_count(request.kind) if first else len(shapes)
     return [stream.words(shape) for shape in shapes[:count]]
 
 
 def seeded_count(kind: str) -> int:
-    """How many of an item's three arrays the first party expands from its seed."""
+    """How many of an item's arrays the first party expands from its seed."""
     return 1 if kind == "truncation" else 2
 
 
@@ -114,6 +118,17 @@ class Dealer(CorrectionFeed):
         if request.kind == "triple":
             a_shares, b_shares = [s[0] for s in shares], [s[1] for s in shares]
             return [ring.triple_correction(a_shares, b_shares, [s[2] for s in others])]
+        if request.kind == "binary_triple":
+            a_shares, b_shares = [s[0] for s in shares], [s[1] for s in shares]
+            return [ring.binary_triple_correction(a_shares, b_shares, [s[2] for s in others])]
+        if request.kind == "comparison_mask":
+            r_bits, s = ring.comparison_corrections(
+                [s[0] for s in shares],
+                [s[1] for s in shares],
+                [s[2] for s in others],
+                [s[3] for s in others],
+            )
+            return [r_bits, s]
         a = ring.sum_shares([s[0] for s in shares])
         b = ring.sum_shares([s[1] for s in shares])
         return [ring.sub(ring.matmul(a, b), ring.sum_shares([s[2] for s in others]))]

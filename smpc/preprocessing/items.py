@@ -52,3 +52,20 @@ class TruncationTuple(_UseOnce):
     """Shares of a mask r, of (r mod 2^63) >> F, and of r's top bit, for one truncation."""
 
     _names = ("r", "r_low", "r_top")
+
+
+class BinaryTriple(_UseOnce):
+    """XOR shares of words a, b and c = a AND b: 64 AND gates per word."""
+
+    _names = ("a", "b", "c")
+
+
+class ComparisonMask(_UseOnce):
+    """Shares of a mask r for one comparison, of r's bits, and of a daBit s.
+
+    ``r`` and ``s`` are additive shares (one ring element per value),
+    ``r_bits`` XOR shares of r (one word per value holds its 64 bits), and
+    ``s_bits`` XOR shares of the random bits s, packed 64 values per word.
+    """
+
+    _names = ("r", "s_bits", "r_bits", "s")

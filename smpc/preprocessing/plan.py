@@ -11,15 +11,17 @@ import json
 from dataclasses import dataclass, field
 from math import prod
 
-KINDS = ("triple", "matrix_triple", "truncation")
+KINDS = ("triple", "matrix_triple", "truncation", "binary_triple", "comparison_mask")
 
 
 @dataclass(frozen=True, slots=True)
 class Request:
     """One item of correlated randomness.
 
-    ``shape`` is the tensor shape for ``triple`` and ``truncation``, and
-    (m, k, n) for a ``matrix_triple`` of an (m x k) by (k x n) product.
+    ``shape`` is the tensor shape for ``triple``, ``truncation`` and
+    ``comparison_mask``, (m, k, n) for a ``matrix_triple`` of an (m x k) by
+    (k x n) product, and the shape of the uint64 words (64 AND gates each)
+    for a ``binary_triple``.
     """
 
     kind: str
@@ -42,6 +44,9 @@ class Request:
         if self.kind == "matrix_triple":
             m, k, n = self.shape
             return m * k + k * n + m * n
+        if self.kind == "comparison_mask":
+            size = prod(self.shape)
+            return 3 * size + (size + 63) // 64  # r, r's bits, daBit s; s's packed XOR shares
         return 3 * prod(self.shape)
 
     def to_json(self) -> dict[str, object]:

@@ -4,21 +4,41 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
+from math import prod
 
 import numpy as np
 
 from smpc.errors import PlanMismatchError, PreprocessingExhausted
-from smpc.preprocessing.items import MatrixTriple, Triple, TruncationTuple
+from smpc.preprocessing.items import (
+    BinaryTriple,
+    ComparisonMask,
+    MatrixTriple,
+    Triple,
+    TruncationTuple,
+)
 from smpc.preprocessing.plan import Plan, Request
 
-_ITEM_TYPES = {"triple": Triple, "matrix_triple": MatrixTriple, "truncation": TruncationTuple}
+_ITEM_TYPES = {
+    "triple": Triple,
+    "matrix_triple": MatrixTriple,
+    "truncation": TruncationTuple,
+    "binary_triple": BinaryTriple,
+    "comparison_mask": ComparisonMask,
+}
+Item = Triple | MatrixTriple | TruncationTuple | BinaryTriple | ComparisonMask
 
 
 def component_shapes(request: Request) -> tuple[tuple[int, ...], ...]:
-    """Shapes of the three arrays of an item, in the order its type hands them out."""
+    """Shapes of the arrays of an item, in the order its type hands them out.
+
+    The arrays the first party receives as corrections come last.
+    """
     if request.kind == "matrix_triple":
         m, k, n = request.shape
         return (m, k), (k, n), (m, n)
+    if request.kind == "comparison_mask":
+        packed = ((prod(request.shape) + 63) // 64,)
+        return request.shape, packed, request.shape, request.shape
     return (request.shape,) * 3
 
 
@@ -42,7 +62,15 @@ class PreprocessingSource(ABC):
         request = Request("truncation", tuple(int(d) for d in shape), int(frac_bits))
         return self._next(request)  # type: ignore[return-value]
 
-    def _next(self, request: Request) -> Triple | MatrixTriple | TruncationTuple:
+    def binary_triple(self, shape: Sequence[int]) -> BinaryTriple:
+        """XOR shares of a binary Beaver triple on uint64 words of the given shape."""
+        return self._next(Request("binary_triple", tuple(int(d) for d in shape)))  # type: ignore[return-value]
+
+    def comparison_mask(self, shape: Sequence[int]) -> ComparisonMask:
+        """A mask with its bits and a daBit, for comparing a tensor of the given shape."""
+        return self._next(Request("comparison_mask", tuple(int(d) for d in shape)))  # type: ignore[return-value]
+
+    def _next(self, request: Request) -> Item:
         index = self.position
         if self.plan is not None:
             if index >= len(self.plan):
@@ -61,7 +89,7 @@ class PreprocessingSource(ABC):
 
     @abstractmethod
     def _materialize(self, index: int, request: Request) -> tuple[np.ndarray, ...]:
-        """This party's three arrays for plan item ``index``."""
+        """This party's arrays for plan item ``index``."""
 
 
 class RecordingSource(PreprocessingSource):

@@ -39,6 +39,7 @@ def test_null_kernels_return_zeros_of_the_ring_kernels_shapes(
         return rng.integers(0, 2**63, size=shape, dtype=U64)
 
     a, b, c, mask = r(size), r(size), r(size), r(size)
+    half, words = (size + 1) // 2, (size + 63) // 64
     calls = [
         ("add", (a, b)),
         ("sub", (a, b)),
@@ -53,8 +54,24 @@ def test_null_kernels_return_zeros_of_the_ring_kernels_shapes(
         ("truncation_finish", ([r(size) for _ in range(n)], a, b, 16, first)),
         ("triple_correction", ([a] * n, [b] * n, [c] * (n - 1))),
         ("truncation_corrections", ([a] * n, [b] * (n - 1), [c] * (n - 1), 16)),
+        ("xor_shares", ([r(size) for _ in range(n)],)),
+        ("comparison_leaves", (a, b, first)),
+        ("tree_masked", (a, b, r(half), r(half))),
+        ("tree_masked", (a, b, r(2 * half), r(2 * half))),
+        ("tree_combine", ([r(2 * half)] * n, r(half), r(half), r(half), r(half), first)),
+        (
+            "tree_combine",
+            ([r(4 * half)] * n, r(2 * half), r(2 * half), r(2 * half), c[:half], first),
+        ),
+        ("comparison_bit", (r(words), a, b, r(words), first)),
+        ("dabit_open", ([r(words)] * n, size)),
+        ("xor_public_bit", (a % U64(2), b, first)),
+        ("dabit_product", (a % U64(2), b, c)),
+        ("binary_triple_correction", ([a] * n, [b] * n, [c] * (n - 1))),
+        ("comparison_corrections", ([a] * n, [r(words)] * n, [b] * (n - 1), [c] * (n - 1))),
     ]
-    assert {name for name, _ in calls} | {"total", "from_float"} == _public(ring)
+    special = {"total", "from_float", "packed_words"}
+    assert {name for name, _ in calls} | special == _public(ring)
     for name, args in calls:
         real, null = getattr(ring, name)(*args), getattr(ring_null, name)(*args)
         pairs = zip(null, real, strict=True) if isinstance(real, tuple) else [(null, real)]
@@ -62,6 +79,7 @@ def test_null_kernels_return_zeros_of_the_ring_kernels_shapes(
             assert got.shape == want.shape and got.dtype == want.dtype, name
             assert not got.any(), name
     assert ring_null.total(a) == 0
+    assert ring_null.packed_words(size) == ring.packed_words(size) == words
     values = rng.uniform(-5, 5, (2, size))
     encoded, bad = ring_null.from_float(values, 65536.0, 2.0**46)
     assert encoded.shape == values.shape and encoded.dtype == U64 and bad == -1

@@ -55,10 +55,14 @@ def test_plans_with_different_order_differ() -> None:
 
 @given(requests())
 def test_request_words(request_: Request) -> None:
-    """Ring elements a party holds: three arrays of the shape, or A, B and C of a matrix triple."""
+    """Ring elements a party holds: three arrays of the shape, A, B and C of a matrix triple,
+    or r, r's bits, the daBit and its packed XOR shares (64 per word) of a comparison mask."""
     if request_.kind == "matrix_triple":
         m, k, n = request_.shape
         assert request_.words == m * k + k * n + m * n
+    elif request_.kind == "comparison_mask":
+        size = prod(request_.shape)
+        assert request_.words == 3 * size + -(-size // 64)
     else:
         assert request_.words == 3 * prod(request_.shape)
 
