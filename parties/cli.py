@@ -16,7 +16,7 @@ from pathlib import Path
 
 from cryptography import x509
 
-from parties import service_commands
+from parties import chain_commands, service_commands
 from parties.config import ROLES, ConfigError, MemberConfig, check_name
 from parties.federation import (
     CA_CERT_FILE,
@@ -119,11 +119,13 @@ COMMANDS: dict[tuple[str, ...], Handler] = {
     ("federation", "add-member"): federation_add_member,
     ("federation", "renew"): federation_renew,
     **service_commands.COMMANDS,
+    **chain_commands.COMMANDS,
 }
 
 _PARSERS: tuple[Callable[[argparse._SubParsersAction], None], ...] = (
     _add_federation_parsers,
     service_commands.add_parsers,
+    chain_commands.add_parsers,
 )
 
 
