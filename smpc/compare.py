@@ -66,6 +66,7 @@ Sources:
 
 from __future__ import annotations
 
+from collections.abc import Generator
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -200,3 +201,36 @@ def clip(rt: Runtime, x: SharedTensor, lo: object, hi: object) -> SharedTensor:
     moves = _negative_times(rt, concatenate([below, above]), concatenate([-below, above]))
     size = x.size
     return x + moves[:size].reshape(x.shape) + moves[size:].reshape(x.shape)
+
+
+def sign_bit_steps(
+    rt: Runtime, x: SharedTensor
+) -> tuple[np.ndarray, Generator[np.ndarray, list[np.ndarray], np.ndarray]]:
+    """Steps 1-3 for every element of x as a generator, so callers can merge rounds.
+
+    Consumes the comparison mask at once and returns this party's additive
+    shares of the daBit s (flat) and a generator that yields each of its 8
+    messages, receives every party's message of that round (in index order),
+    and returns the opened d = b XOR s. The same protocol as :func:`ltz`;
+    a caller runs it in lockstep with other steps, one ``exchange_all`` per
+    round, and forms b * y = d y + (1 - 2 d) s y with ``ring.dabit_product``.
+    """
+    x = _check(x)
+    ring = rt.ring
+    size = x.size
+    r, s_bits, r_bits, s = rt.prep.comparison_mask(x.shape).consume()
+    r, r_bits, s = r.reshape(-1), r_bits.reshape(-1), s.reshape(-1)
+
+    def steps() -> Generator[np.ndarray, list[np.ndarray], np.ndarray]:
+        c = ring.sum_shares((yield ring.add(x.share.reshape(-1), r)))
+        g, p = ring.comparison_leaves(r_bits, c, rt.first)
+        for level in range(TREE_LEVELS):
+            half = (g.size + 1) // 2
+            gates = half if level == TREE_LEVELS - 1 else 2 * half
+            a, b, cc = rt.prep.binary_triple((gates,)).consume()
+            message, hi_g = ring.tree_masked(g, p, a, b)
+            g, p = ring.tree_combine((yield message), a, b, cc, hi_g, rt.first)
+        masked = ring.comparison_bit(g, r_bits, c, s_bits, rt.first)
+        return ring.dabit_open((yield masked), size)
+
+    return s, steps()
