@@ -9,7 +9,7 @@ that produces a job's preprocessing plan (:func:`dry_run`).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from types import ModuleType
 from typing import Any
@@ -110,7 +110,7 @@ class Runtime:
             raise ValueError(f"party {owner} owns this input and must pass its value")
         if self.party != owner and shape is None:
             raise ValueError(f"the input of party {owner} needs its public shape here")
-        return self._inputs([owner], value, shape, integer, columns)[0]
+        return self._inputs([owner], value, {owner: shape}, integer, columns)[0]
 
     def input_all(
         self,
@@ -124,25 +124,56 @@ class Runtime:
 
         Returns the shared tensors in party order. Reveals nothing but the shape.
         """
-        return self._inputs(list(range(self.n_parties)), value, shape, integer, columns)
+        everyone = list(range(self.n_parties))
+        return self._inputs(everyone, value, dict.fromkeys(everyone, shape), integer, columns)
+
+    def input_each(
+        self,
+        value: object | None,
+        shapes: Sequence[Sequence[int] | None],
+        *,
+        integer: bool = False,
+        columns: Sequence[str] | None = None,
+    ) -> list[SharedTensor | None]:
+        """Every party whose ``shapes`` entry is not None shares its own tensor; one round.
+
+        Shapes may differ between parties (e.g. each hospital's row count);
+        returns the shared tensors in party order, None for parties without one.
+        """
+        if len(shapes) != self.n_parties:
+            raise ValueError(f"shapes has {len(shapes)} entries for {self.n_parties} parties")
+        owners = [p for p, shape in enumerate(shapes) if shape is not None]
+        if self.party in owners and value is None:
+            raise ValueError(f"party {self.party} must pass the value it shares")
+        shared = self._inputs(owners, value, dict(enumerate(shapes)), integer, columns)
+        result: list[SharedTensor | None] = [None] * self.n_parties
+        for owner, tensor in zip(owners, shared, strict=True):
+            result[owner] = tensor
+        return result
 
     def _inputs(
         self,
         owners: list[int],
         value: object | None,
-        shape: Sequence[int] | None,
+        shapes: Mapping[int, Sequence[int] | None],
         integer: bool,
         columns: Sequence[str] | None,
     ) -> list[SharedTensor]:
+        """Share the owners' tensors in one round; ``shapes`` declares each owner's shape."""
         t = self.transport
+
+        def shape_of(owner: int) -> tuple[int, ...] | None:
+            declared = shapes.get(owner)
+            return None if declared is None else tuple(declared)
+
         outgoing: dict[int, np.ndarray] = {}
         if self.party in owners:
             ring_value = self._encode(value, integer, columns)
-            if shape is not None and tuple(shape) != ring_value.shape:
+            declared = shape_of(self.party)
+            if declared is not None and declared != ring_value.shape:
                 raise ShapeMismatchError(
-                    f"input has shape {ring_value.shape}, the job declares {tuple(shape)}"
+                    f"input has shape {ring_value.shape}, the job declares {declared}"
                 )
-            shape = ring_value.shape
             outgoing = {p: np.frombuffer(fresh_seed(), dtype=np.uint8) for p in t.peers}
         seeds = t.exchange(outgoing, {o: _SEED for o in owners if o != self.party}, "input")
         scale = 0 if integer else self.fxp.frac_bits
@@ -153,7 +184,10 @@ class Runtime:
                 for p, seed in outgoing.items():
                     share -= self._input_share(seed, p, share.shape)
             else:
-                share = self._input_share(seeds[owner], self.party, tuple(shape))
+                theirs = shape_of(owner)
+                if theirs is None:
+                    raise ValueError(f"the input of party {owner} needs its public shape here")
+                share = self._input_share(seeds[owner], self.party, theirs)
             result.append(self.shared(share, scale))
         return result
 
@@ -186,6 +220,36 @@ class Runtime:
             got[self.party] = x.share
             shares = [got[p] for p in range(self.n_parties)]
         return self.ring.sum_shares(shares).reshape(x.shape)
+
+    def open_parts(
+        self, x: SharedTensor, recipients: Sequence[int], sizes: Sequence[int]
+    ) -> np.ndarray | None:
+        """Reveal consecutive blocks of rows of ``x``, block k only to ``recipients[k]``; one round.
+
+        Returns this party's own block decoded (or None if it receives none).
+        """
+        t = self.transport
+        if len(recipients) != len(sizes) or sum(sizes) != x.shape[0]:
+            raise ShapeMismatchError(f"blocks of {list(sizes)} rows do not split {x.shape[0]} rows")
+        starts = np.concatenate([[0], np.cumsum(sizes)]).astype(int)
+        mine = [k for k, r in enumerate(recipients) if t.check_party(r) == self.party]
+        if len(mine) > 1:
+            raise ValueError("each party receives at most one block")
+        outgoing = {
+            r: np.ascontiguousarray(x.share[starts[k] : starts[k + 1]]).reshape(-1)
+            for k, r in enumerate(recipients)
+            if r != self.party
+        }
+        incoming = {}
+        if mine:
+            block = x.share[starts[mine[0]] : starts[mine[0] + 1]]
+            incoming = {p: Expect(np.dtype(np.uint64), block.size) for p in t.peers}
+        got = t.exchange(outgoing, incoming, "open")
+        if not mine:
+            return None
+        got[self.party] = np.ascontiguousarray(block).reshape(-1)
+        raw = self.ring.sum_shares([got[p] for p in range(self.n_parties)]).reshape(block.shape)
+        return raw.view(np.int64) if x.scale == 0 else self.fxp.decode(raw, x.scale)
 
     def open(self, x: SharedTensor, to: Sequence[int] | None = None) -> np.ndarray | None:
         """Reveal ``x`` decoded: reals for fixed point, int64 for integers; one round."""

@@ -331,3 +331,37 @@ def test_public_values_derived_from_an_opening_can_be_guarded_while_planning() -
     res = LocalFederation(2).run(fn, inputs=[np.array([4]), np.array([9])])
     np.testing.assert_allclose(res.results[1], [0.5], atol=2.0**-16)
     assert dry_run(fn, 2, np.array([4])).result[0] == 0.0
+
+
+def test_input_each_shares_tensors_of_different_shapes_in_one_round() -> None:
+    rows = [3, None, 5]
+    data = [np.arange(r * 2, dtype=float).reshape(r, 2) if r else None for r in rows]
+
+    def fn(rt, mine):
+        before = rt.rounds
+        shared = rt.input_each(mine, [(r, 2) if r else None for r in rows])
+        assert rt.rounds == before + 1 and shared[1] is None
+        return [rt.open(x) if x is not None else None for x in shared]
+
+    opened = LocalFederation(3).run(fn, inputs=data).results[1]
+    np.testing.assert_allclose(opened[0], data[0])
+    np.testing.assert_allclose(opened[2], data[2])
+
+
+def test_open_parts_reveals_each_block_of_rows_to_its_recipient_only() -> None:
+    value = np.arange(12.0).reshape(6, 2)
+
+    def fn(rt, _):
+        x = rt.input(value if rt.party == 0 else None, 0, (6, 2))
+        return rt.open_parts(x, recipients=[2, 0], sizes=[4, 2])
+
+    res = LocalFederation(3).run(fn, inputs=[None] * 3).results
+    np.testing.assert_allclose(res[2], value[:4])
+    np.testing.assert_allclose(res[0], value[4:])
+    assert res[1] is None
+    with pytest.raises(ShapeMismatchError):
+        LocalFederation(2).run(
+            lambda rt: rt.open_parts(
+                rt.input(value if rt.party == 0 else None, 0, (6, 2)), [0, 1], [1, 1]
+            )
+        )
