@@ -91,6 +91,7 @@ class Client:
         params: Mapping[str, object] | None = None,
         parties: Sequence[str] | None = None,
         deadline_s: float = 60.0,
+        reveal_probabilities: bool = False,
     ) -> JobSpec:
         """A job spec; ``inputs`` maps a party to its columns or (columns, filter).
 
@@ -113,6 +114,7 @@ class Client:
             },
             deadline_ms=now + int(deadline_s * 1000),
             created_ms=now,
+            reveal_probabilities=reveal_probabilities,
         )
 
     def submit(self, spec: JobSpec) -> JobOutcome:

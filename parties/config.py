@@ -32,7 +32,7 @@ ROLES: tuple[str, ...] = ("hospital", "dealer", "analyst", "model-owner")
 COMPUTING_ROLES: frozenset[str] = frozenset({"hospital", "model-owner"})
 """Roles whose members hold secret shares in a job (the dealer only supplies randomness)."""
 
-DATA_KINDS: tuple[str, ...] = ("csv", "sqlite", "none")
+DATA_KINDS: tuple[str, ...] = ("csv", "sqlite", "model", "none")
 
 IDENTITY_SCHEME = "smpc://"
 DNS_SUFFIX = "smpc"
@@ -219,7 +219,7 @@ class PolicyConfig:
 
 @dataclass(frozen=True)
 class DataConfig:
-    """Where this member's records live: a CSV file, a SQLite table, or nothing."""
+    """Where this member's inputs live: a CSV file, a SQLite table, a model file, or nothing."""
 
     kind: str = "none"
     path: Path | None = None
@@ -238,8 +238,8 @@ class DataConfig:
             raise ConfigError(f"kind {self.kind!r} needs a path", key="path")
         if self.kind == "sqlite" and not (isinstance(self.table, str) and self.table):
             raise ConfigError("kind 'sqlite' needs a table name", key="table")
-        if self.kind == "csv" and self.table is not None:
-            raise ConfigError("kind 'csv' takes no table", key="table")
+        if self.kind in ("csv", "model") and self.table is not None:
+            raise ConfigError(f"kind {self.kind!r} takes no table", key="table")
 
 
 @dataclass(frozen=True)

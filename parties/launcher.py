@@ -33,10 +33,13 @@ class LocalDeployment:
         *,
         data: Path = DATA_PATH,
         analysts: Sequence[str] = ("analyst",),
+        model_owners: Sequence[str] = (),
         name: str = "local",
     ) -> None:
         self.root = Path(root)
-        members = init_federation(name, hospitals, analysts, [], self.root / "fed", base_port=0)
+        members = init_federation(
+            name, hospitals, analysts, model_owners, self.root / "fed", base_port=0
+        )
         self.members: dict[str, MemberConfig] = {m.name: m for m in members}
         with data.open(newline="") as f:
             table = list(csv.reader(f))
@@ -51,10 +54,14 @@ class LocalDeployment:
                 writer = csv.writer(f)
                 writer.writerow(self.header)
                 writer.writerows(self.rows[hospital])
-            member = dataclasses.replace(self.members[hospital], data=DataConfig("csv", path))
-            write_config(member, member.config_path)
-            self.members[hospital] = load_config(member.config_path)
+            self.set_data(hospital, DataConfig("csv", path))
         self.procs: dict[str, subprocess.Popen[str]] = {}
+
+    def set_data(self, name: str, data: DataConfig) -> None:
+        """Point a member at its inputs (a data file, or a model owner's model file)."""
+        member = dataclasses.replace(self.members[name], data=data)
+        write_config(member, member.config_path)
+        self.members[name] = load_config(member.config_path)
 
     def start(self, name: str, timeout: float = 60.0) -> None:
         """Start one member's process and wait until it serves."""

@@ -29,6 +29,7 @@ from parties.dealer_service import DealerConnection
 from parties.grpc_transport import GrpcTransport
 from parties.jobs import JobLedger, JobRejected, JobSpec, SignedJob, admit, verify_job
 from parties.mesh import Mesh
+from protocols.model import LogisticModel
 from protocols.registry import JobContext, ProtocolSpec, lookup
 from smpc.errors import ProtocolAbort, SMPCError
 from smpc.fixedpoint import FixedPoint
@@ -49,8 +50,10 @@ class PartyNode:
         self.fxp = FixedPoint(frac_bits)
         self.mesh = Mesh(member, on_submit=self.submit)
         self.source: DataSource | None = (
-            open_source(member.data) if member.data.kind != "none" else None
+            open_source(member.data) if member.data.kind in ("csv", "sqlite") else None
         )
+        self.model = LogisticModel.load(member.data.path) if member.data.kind == "model" else None
+        self.results = member.tls.key.parent / "results"
         self.ledger = JobLedger()
 
     def start(self) -> PartyNode:
@@ -91,6 +94,8 @@ class PartyNode:
                 caller,
             )
             reply = self._run(request.signed_job, spec, protocol, ctx, caller)
+            if ctx.delivered:  # per-row outputs for this party, kept only once the job succeeded
+                self._keep(job_id, ctx.delivered)
             reply.seconds = time.perf_counter() - start
             log.info("%s: job %s finished in %.3f s", name, job_id, reply.seconds)
             return reply
@@ -106,6 +111,12 @@ class PartyNode:
                 failure_kind=kind,
                 failure=f"job {job_id}: party {name}: {kind}: {exc}",
             )
+
+    def _keep(self, job_id: str, outputs: dict[str, np.ndarray]) -> None:
+        self.results.mkdir(mode=0o700, exist_ok=True)
+        path = self.results / f"{job_id}.npz"
+        np.savez(path, **outputs)
+        log.info("%s: job %s: kept %s in %s", self.member.name, job_id, ", ".join(outputs), path)
 
     def _context(self, spec: JobSpec) -> JobContext:
         mine = spec.inputs.get(self.member.name)
@@ -123,6 +134,8 @@ class PartyNode:
             columns=columns,
             values=values,
             min_cell_size=self.member.policy.min_cell_size,
+            model=self.model,
+            reveal_probabilities=spec.reveal_probabilities,
         )
 
     def _run(
@@ -136,7 +149,7 @@ class PartyNode:
         job_id, names = spec.job_id, spec.parties
         index = names.index(self.member.name)
         body = functools.partial(_job_body, protocol=protocol, spec=spec, caller=caller)
-        plan = dry_run(body, len(names), ctx, fxp=self.fxp, job=job_id).plan
+        plan = dry_run(body, len(names), ctx, party=index, fxp=self.fxp, job=job_id).plan
         remaining = spec.deadline_ms / 1000 - time.time()
         if remaining <= 0:
             raise JobRejected(job_id, "expired", "the job's deadline has passed")
@@ -196,7 +209,9 @@ def _job_body(
     outputs = protocol.run(rt, ctx)
     for_caller: dict[str, tuple[np.ndarray, int]] = {}
     for name in protocol.outputs:
-        value = outputs[name]
+        value = outputs.get(name)
+        if value is None:  # delivered by the protocol itself (e.g. each hospital's own rows)
+            continue
         recipients = spec.outputs.get(name, ())
         inside = [spec.parties.index(r) for r in recipients if r in spec.parties]
         if inside:

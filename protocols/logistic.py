@@ -32,10 +32,11 @@ from collections.abc import Sequence
 import numpy as np
 
 from protocols.model import LogisticModel
+from protocols.registry import JobContext, ProtocolSpec
 from smpc import approx, compare
 from smpc.errors import ShapeMismatchError
 from smpc.runtime import Runtime
-from smpc.shares import concatenate
+from smpc.shares import SharedTensor, concatenate
 
 WEIGHT_BITS = 32  # fractional bits of the folded weights, shared as integers
 
@@ -95,3 +96,48 @@ def infer(
     if rt.party not in hospitals:
         return None
     return {k: v.reshape(-1) for k, v in result.items()}
+
+
+def logistic_inference(rt: Runtime, ctx: JobContext) -> dict[str, SharedTensor]:
+    """The registered protocol: parameters from the job, outputs delivered to each hospital.
+
+    ``params``: ``model_owner`` (a party name), ``rows`` ({hospital: row
+    count}, declared public), ``features`` (the model's feature names, in
+    order). Probabilities are revealed only if the job's flag asks for them.
+    """
+    params = ctx.params
+    names = ctx.parties
+    owner = names.index(str(params["model_owner"]))
+    rows = {str(h): int(n) for h, n in dict(params["rows"]).items()}
+    hospitals = [names.index(h) for h in sorted(rows)]
+    counts = [rows[names[h]] for h in hospitals]
+    features = tuple(str(f) for f in params["features"])
+    model = ctx.model if rt.party == owner else None
+    if model is not None and tuple(model.feature_names) != features:
+        raise ShapeMismatchError("the model's feature names differ from the job's features")
+    if rt.party in hospitals and ctx.columns != features:
+        raise ShapeMismatchError("this hospital's columns differ from the model's features")
+    got = infer(
+        rt,
+        owner,
+        model,
+        hospitals,
+        counts,
+        ctx.values if rt.party in hospitals else None,
+        len(features),
+        probabilities=ctx.reveal_probabilities,
+    )
+    if got is not None:
+        ctx.delivered.update(got)
+    return {}
+
+
+PROTOCOLS = (
+    ProtocolSpec(
+        "logistic-inference",
+        "1",
+        logistic_inference,
+        ("labels", "probabilities"),
+        "each hospital's own rows' labels (and probabilities if the job says so), to it only",
+    ),
+)

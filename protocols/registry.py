@@ -30,7 +30,7 @@ class UnknownProtocolError(SMPCError, LookupError):
 
 @dataclass(frozen=True)
 class JobContext:
-    """What a protocol sees of its job at one party: public parameters and local data.
+    """What a protocol sees of its job at one party: public parameters and local inputs.
 
     ``values`` are this party's selected rows (rows x columns, NaN where
     missing), already filtered locally; ``columns`` name them.
@@ -42,6 +42,10 @@ class JobContext:
     columns: tuple[str, ...] = ()
     values: np.ndarray = field(default_factory=lambda: np.zeros((0, 0)))
     min_cell_size: int = 5
+    model: Any = None  # a model owner's model, loaded from its model file
+    reveal_probabilities: bool = False  # the job's flag: probabilities reveal the model
+    delivered: dict[str, np.ndarray] = field(default_factory=dict)
+    """Per-row outputs this party received; the party keeps them locally once the job ends."""
 
 
 @dataclass(frozen=True)
@@ -57,9 +61,10 @@ class ProtocolSpec:
 
 def installed() -> dict[str, ProtocolSpec]:
     """Every protocol installed here: the built-ins and the entry points."""
-    from protocols import aggregates, probe
+    from protocols import aggregates, logistic, probe
 
-    found = {spec.name: spec for spec in (*aggregates.PROTOCOLS, *probe.PROTOCOLS)}
+    builtin = (*aggregates.PROTOCOLS, *probe.PROTOCOLS, *logistic.PROTOCOLS)
+    found = {spec.name: spec for spec in builtin}
     for entry in entry_points(group=ENTRY_POINT_GROUP):
         spec = entry.load()
         if not isinstance(spec, ProtocolSpec):
