@@ -6,7 +6,9 @@ creates a fresh federation (CA, certificates, configs), starts the dealer and
 each hospital as its own process on its own loopback address, and an analyst
 submits signed jobs over gRPC with mutual TLS. Every secure result is printed
 beside the plaintext answer computed on the pooled rows; then everything shuts
-down. The statistics that have no protocol yet follow, computed by the engine
+down. A model owner then scores every patient with its secret logistic-regression
+model; each hospital keeps its own patients' labels. The statistics that have no
+protocol yet follow, computed by the engine
 in one process.
 """
 
@@ -20,7 +22,9 @@ import numpy as np
 
 from parties import engine_demo
 from parties.client import Client
+from parties.config import DataConfig
 from parties.launcher import LocalDeployment
+from protocols.model import LogisticModel, train
 
 HOSPITALS = ("hospital-a", "hospital-b", "hospital-c")
 FEATURES = ("mean_radius", "mean_texture", "mean_area")
@@ -80,12 +84,59 @@ def run_jobs(dep: LocalDeployment, client: Client) -> list[tuple[str, float, flo
     return rows
 
 
+def _train_model(dep: LocalDeployment) -> LogisticModel:
+    """The model owner's model: trained in plaintext on its own copy of the data, kept secret."""
+    rows = [r for h in HOSPITALS for r in dep.rows[h]]
+    x = np.array([[float(v) for v in r[2:]] for r in rows])
+    y = np.array([r[1] == "M" for r in rows], dtype=float)
+    model = train(x, y, dep.header[2:])
+    path = dep.root / "model.npz"
+    model.save(path)
+    dep.set_data("model-owner", DataConfig("model", path))
+    return model
+
+
+def run_inference(
+    dep: LocalDeployment, client: Client, model: LogisticModel
+) -> list[tuple[str, int, str, float]]:
+    """Score every hospital's patients with the owner's secret model; compare with plaintext."""
+    print(
+        "  job: logistic-regression labels for every patient (logistic-inference) ...", flush=True
+    )
+    features = list(dep.header[2:])
+    job = client.job(
+        "logistic-inference",
+        "1",
+        inputs={h: features for h in HOSPITALS},
+        parties=[*HOSPITALS, "model-owner"],
+        outputs={"labels": list(HOSPITALS)},
+        params={
+            "model_owner": "model-owner",
+            "rows": {h: len(dep.rows[h]) for h in HOSPITALS},
+            "features": features,
+        },
+    )
+    outcome = client.submit(job)
+    print(f"    {outcome.seconds * 1e3:.0f} ms from submission to labels at every hospital")
+    summary = []
+    for h in HOSPITALS:
+        with np.load(dep.members[h].tls.key.parent / "results" / f"{outcome.job}.npz") as kept:
+            labels = kept["labels"]
+        x = np.array([[float(v) for v in r[2:]] for r in dep.rows[h]])
+        truth = np.array([r[1] == "M" for r in dep.rows[h]])
+        plain = model.logits(x) > 0
+        agree = f"{int((labels == plain).sum())}/{len(labels)}"
+        summary.append((h, len(labels), agree, float(np.mean(labels == truth))))
+    return summary
+
+
 def main() -> None:
     with tempfile.TemporaryDirectory(prefix="smpc-demo-") as tmp:
         print("[1/4] creating a federation: CA, certificates, configs, chain keys ...", flush=True)
-        dep = LocalDeployment(Path(tmp), HOSPITALS, name="demo")
+        dep = LocalDeployment(Path(tmp), HOSPITALS, model_owners=("model-owner",), name="demo")
+        model = _train_model(dep)
         print(
-            "[2/4] starting the dealer and three hospital processes (gRPC + mutual TLS) ...",
+            "[2/4] starting the dealer, three hospitals and a model owner (gRPC + mutual TLS) ...",
             flush=True,
         )
         start = time.perf_counter()
@@ -97,6 +148,7 @@ def main() -> None:
         try:
             print("[3/4] the analyst submits signed jobs ...", flush=True)
             rows = run_jobs(dep, client)
+            inference = run_inference(dep, client, model)
         finally:
             client.close()
             print("[4/4] shutting down ...", flush=True)
@@ -106,6 +158,10 @@ def main() -> None:
         print(f"{'-' * 28} {'-' * 14} {'-' * 15} {'-' * 13}")
         for name, secure, plain in rows:
             print(f"{name:<28} {secure:>14.6f} {plain:>15.6f} {abs(secure - plain):>13.2e}")
+        print()
+        print(f"{'hospital':<12} {'patients':>9} {'labels = plaintext':>19} {'accuracy':>9}")
+        for name, n, agree, accuracy in inference:
+            print(f"{name:<12} {n:>9} {agree:>19} {accuracy:>9.3f}")
         clean = all(code == 0 for code in codes.values())
         print(f"\nevery process exited {'cleanly' if clean else f'with {codes}'}")
     print("\nStatistics without a protocol yet, by the engine in one process:\n")
