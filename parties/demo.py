@@ -4,12 +4,12 @@ Three hospitals each hold a disjoint third of the UCI breast cancer data
 (569 patients; patient ``id`` goes to hospital ``(id - 1) mod 3``). The demo
 creates a fresh federation (CA, certificates, configs), starts the dealer and
 each hospital as its own process on its own loopback address, and an analyst
-submits signed jobs over gRPC with mutual TLS. Every secure result is printed
-beside the plaintext answer computed on the pooled rows; then everything shuts
-down. A model owner then scores every patient with its secret logistic-regression
-model; each hospital keeps its own patients' labels. The statistics that have no
-protocol yet follow, computed by the engine
-in one process.
+submits signed jobs over gRPC with mutual TLS: pooled counts and means, then
+logistic-regression labels for every patient from a model owner's secret
+model, each hospital keeping its own patients' labels. Every secure result is
+printed beside the plaintext answer; then everything shuts down. The
+statistics that have no protocol yet follow, computed by the engine in one
+process.
 """
 
 from __future__ import annotations
