@@ -37,6 +37,7 @@ from smpc import approx, compare
 from smpc.errors import ShapeMismatchError
 from smpc.runtime import Runtime
 from smpc.shares import SharedTensor, concatenate
+from smpc.steps import drive, truncations
 
 WEIGHT_BITS = 32  # fractional bits of the folded weights, shared as integers
 
@@ -83,8 +84,8 @@ def infer(
     # x carries F fractional bits and the weights WEIGHT_BITS: multiply them as
     # ring integers (one round), then drop WEIGHT_BITS (one round) to leave F.
     product = rt.matmul(rt.shared(x.share, 0), rt.shared(wb[:n_features].share, 0))
-    (dropped,) = approx.drive(
-        rt, approx.truncations(rt, [product.share.reshape(-1)], [WEIGHT_BITS]), "truncation"
+    (dropped,) = drive(
+        rt, truncations(rt, [product.share.reshape(-1)], [WEIGHT_BITS]), "truncation"
     )
     logits = rt.shared(dropped.reshape(product.shape), rt.fxp.frac_bits) + wb[n_features:].reshape(
         1, 1

@@ -11,7 +11,7 @@ batched exact comparison (:mod:`smpc.compare`, 8 rounds), selecting among
 five pieces: 0 below -8, degree-5 polynomials on [-8, -2), [-2, 2) and
 [2, 8), and 1 from 8 on (1 - sigmoid(8) = 3.4e-4). The polynomials share one
 set of powers of u = x / 4, computed *while the comparison runs*: every step
-is a generator that yields its message for a round, and :func:`lockstep`
+is a generator that yields its message for a round, and ``smpc.steps.lockstep``
 merges the messages of independent steps into one ``exchange_all`` per round
 (as compare.py already merges a Beaver opening into its round 2). The
 powers take 3 products (rounds 1-6), the pieces are truncated in round 7 and
@@ -40,20 +40,17 @@ Leaks nothing but the shapes, like every protocol it is built from.
 
 from __future__ import annotations
 
-from collections.abc import Generator, Sequence
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from smpc import compare
 from smpc.shares import SharedTensor, concatenate
+from smpc.steps import NO_MASK, Steps, drive, lockstep, products, truncations
 
 if TYPE_CHECKING:
     from smpc.runtime import Runtime
 
-T = TypeVar("T")
-Steps = Generator[np.ndarray, list[np.ndarray], T]
-"""A multi-round step: yields its message per round, receives every party's, returns."""
 
 SIGMOID_ROUNDS = 8
 """Rounds of :func:`sigmoid` for any tensor size (measured by dry_run in the tests)."""
@@ -72,101 +69,6 @@ _BREAKPOINTS = (-8.0, -2.0, 2.0, 8.0)
 _MIDDLE = (0.5, 0.997160852, 0.0, -1.231897963, 0.0, 1.164691703)
 _RIGHT = (0.424115543, 1.611532004, -1.878930566, 1.127396758, -0.344658499, 0.04261363)
 _LEFT = tuple((1.0 - c) if k == 0 else c * (-1) ** (k + 1) for k, c in enumerate(_RIGHT))
-
-_NO_MASK = np.empty(0, dtype=np.uint64)
-
-
-def lockstep(*steps: Steps) -> Steps[list]:
-    """Run independent steps side by side: one merged message per round.
-
-    Each round concatenates the messages of the steps still running (in
-    argument order), and hands each its slice of every party's message. The
-    result lists each step's return value. Rounds = the longest step's.
-    """
-    results: list = [None] * len(steps)
-    pending: dict[int, np.ndarray] = {}
-    for i, step in enumerate(steps):
-        try:
-            pending[i] = next(step)
-        except StopIteration as stop:
-            results[i] = stop.value
-    while pending:
-        order = sorted(pending)
-        opened = yield np.concatenate([pending[i] for i in order])
-        offset = 0
-        following: dict[int, np.ndarray] = {}
-        for i in order:
-            size = pending[i].size
-            part = [m[offset : offset + size] for m in opened]
-            offset += size
-            try:
-                following[i] = steps[i].send(part)
-            except StopIteration as stop:
-                results[i] = stop.value
-        pending = following
-    return results
-
-
-def drive(rt: Runtime, steps: Steps[T], purpose: str) -> T:
-    """Run a step to its end, one ``exchange_all`` per message it yields."""
-    try:
-        message = next(steps)
-        while True:
-            message = steps.send(rt.exchange_all(message, purpose))
-    except StopIteration as stop:
-        return stop.value
-
-
-def products(
-    rt: Runtime, pairs: Sequence[tuple[np.ndarray, np.ndarray]], shifts: Sequence[int]
-) -> Steps[list[np.ndarray]]:
-    """Shares of (x * y) >> shift for raw flat shares, all pairs in 2 rounds.
-
-    Round 1 opens every Beaver masking at once; round 2 opens every
-    truncation at once (one truncation tuple per distinct shift). A product
-    whose shift is 0 skips truncation. Requires |x * y| < 2^62 as ring values
-    for the truncation to be exact up to one unit.
-    """
-    ring = rt.ring
-    sizes = [x.size for x, _ in pairs]
-    total = sum(sizes)
-    a, b, c = rt.prep.triple((total,)).consume()
-    xs = np.concatenate([x for x, _ in pairs])
-    ys = np.concatenate([y for _, y in pairs])
-    opened = yield ring.beaver_masked(xs, a, ys, b)
-    z = ring.beaver_product(opened, a, b, c, _NO_MASK, rt.first)
-    cuts = np.cumsum([0, *sizes])
-    parts = [z[cuts[i] : cuts[i + 1]] for i in range(len(pairs))]
-    return (yield from truncations(rt, parts, shifts))
-
-
-def truncations(
-    rt: Runtime, values: Sequence[np.ndarray], shifts: Sequence[int]
-) -> Steps[list[np.ndarray]]:
-    """Shares of value >> shift for raw flat shares, all in one round."""
-    ring = rt.ring
-    tuples = [
-        rt.prep.truncation((v.size,), s).consume() if s else None
-        for v, s in zip(values, shifts, strict=True)
-    ]
-    messages = [
-        ring.truncation_masked(v, t[0], rt.first)
-        for v, t in zip(values, tuples, strict=True)
-        if t is not None
-    ]
-    if not messages:
-        return list(values)
-    opened = yield np.concatenate(messages)
-    out = []
-    offset = 0
-    for v, s, t in zip(values, shifts, tuples, strict=True):
-        if t is None:
-            out.append(v)
-            continue
-        part = [m[offset : offset + v.size] for m in opened]
-        offset += v.size
-        out.append(ring.truncation_finish(part, t[1], t[2], s, rt.first))
-    return out
 
 
 def _ring_int(value: float, size: int) -> np.ndarray:
@@ -232,7 +134,7 @@ def sigmoid(rt: Runtime, x: SharedTensor) -> SharedTensor:
         )
         a, b, c = rt.prep.triple((factors.size,)).consume()
         opened = yield ring.beaver_masked(s, a, factors, b)
-        return factors, ring.beaver_product(opened, a, b, c, _NO_MASK, rt.first)
+        return factors, ring.beaver_product(opened, a, b, c, NO_MASK, rt.first)
 
     d, (factors, sy) = drive(rt, lockstep(compare_steps, factor_steps()), "sigmoid")
     moves = ring.dabit_product(d, factors, sy)

@@ -73,6 +73,7 @@ import numpy as np
 
 from smpc.errors import ShapeMismatchError
 from smpc.shares import SharedTensor, concatenate
+from smpc.steps import NO_MASK, drive, lockstep, products
 
 if TYPE_CHECKING:
     from smpc.runtime import Runtime
@@ -93,8 +94,6 @@ BYTES_PER_ELEMENT = {
 }
 """Bytes a party sends to each peer per element of the input (sizes a multiple of 64)."""
 
-_NO_MASK = np.empty(0, dtype=np.uint64)
-
 
 def _check(x: object) -> SharedTensor:
     if not isinstance(x, SharedTensor):
@@ -109,39 +108,15 @@ def _sign_bit(
 
     Returns the opened d = b XOR s (public 0/1 ring elements), this party's
     additive shares of the daBit s, and its shares of s * factor (empty
-    without a factor), all flat.
+    without a factor), all flat. The Beaver opening for s * factor rides in
+    the comparison's first round.
     """
-    ring = rt.ring
-    size = x.size
-    r, s_bits, r_bits, s = rt.prep.comparison_mask(x.shape).consume()
-    r, r_bits, s = r.reshape(-1), r_bits.reshape(-1), s.reshape(-1)
-    sy = _NO_MASK
-    if factor is not None:
-        ta, tb, tc = rt.prep.triple((size,)).consume()
-        beaver = ring.beaver_masked(s, ta, factor.share.reshape(-1), tb)
-
-    # Round 1: open c = x + r.
-    c = ring.sum_shares(rt.exchange_all(ring.add(x.share.reshape(-1), r), "compare-mask"))
-
-    # Rounds 2-7: the carry tree over the packed (g, p) words.
-    g, p = ring.comparison_leaves(r_bits, c, rt.first)
-    for level in range(TREE_LEVELS):
-        half = (g.size + 1) // 2
-        gates = half if level == TREE_LEVELS - 1 else 2 * half
-        a, b, cc = rt.prep.binary_triple((gates,)).consume()
-        message, hi_g = ring.tree_masked(g, p, a, b)
-        if level == 0 and factor is not None:  # the opening for s * factor rides along
-            opened = rt.exchange_all(np.concatenate([message, beaver]), "compare-tree")
-            cut = message.size
-            sy = ring.beaver_product([m[cut:] for m in opened], ta, tb, tc, _NO_MASK, rt.first)
-            opened = [m[:cut] for m in opened]
-        else:
-            opened = rt.exchange_all(message, "compare-tree")
-        g, p = ring.tree_combine(opened, a, b, cc, hi_g, rt.first)
-
-    # Round 8: open d = b XOR s.
-    masked = ring.comparison_bit(g, r_bits, c, s_bits, rt.first)
-    return ring.dabit_open(rt.exchange_all(masked, "compare-bit"), size), s, sy
+    s, bit = sign_bit_steps(rt, x)
+    if factor is None:
+        return drive(rt, bit, "compare"), s, NO_MASK
+    product = products(rt, [(s, factor.share.reshape(-1))], [0])
+    d, (sy,) = drive(rt, lockstep(bit, product), "compare")
+    return d, s, sy
 
 
 def _negative_times(rt: Runtime, x: SharedTensor, factor: SharedTensor) -> SharedTensor:
