@@ -60,17 +60,8 @@ def test_lr_inference_submit_to_result(benchmark, tmp_path: Path, rows: int) -> 
         outcomes = []
 
         def job() -> None:
-            spec = client.job(
-                "logistic-inference",
-                "1",
-                inputs={h: features for h in HOSPITALS},
-                parties=[*HOSPITALS, "model-owner"],
-                outputs={"labels": list(HOSPITALS)},
-                params={
-                    "model_owner": "model-owner",
-                    "rows": {h: len(dep.rows[h]) for h in HOSPITALS},
-                    "features": features,
-                },
+            spec = client.inference_job(
+                "model-owner", features, {h: len(dep.rows[h]) for h in HOSPITALS}
             )
             outcomes.append(client.submit(spec))
 

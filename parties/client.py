@@ -117,6 +117,39 @@ class Client:
             reveal_probabilities=reveal_probabilities,
         )
 
+    def inference_job(
+        self,
+        model_owner: str,
+        features: Sequence[str],
+        rows: Mapping[str, int],
+        *,
+        probabilities: bool = False,
+        deadline_s: float = 60.0,
+    ) -> JobSpec:
+        """A logistic-regression inference job: each hospital in ``rows`` scores its rows.
+
+        ``rows`` declares each hospital's row count (public); labels, and
+        probabilities when asked, go to each hospital for its own rows.
+        """
+        hospitals = sorted(rows)
+        outputs = {"labels": hospitals}
+        if probabilities:
+            outputs["probabilities"] = hospitals
+        return self.job(
+            "logistic-inference",
+            "1",
+            inputs={h: list(features) for h in hospitals},
+            parties=[*hospitals, model_owner],
+            outputs=outputs,
+            params={
+                "model_owner": model_owner,
+                "rows": {h: int(n) for h, n in rows.items()},
+                "features": list(features),
+            },
+            deadline_s=deadline_s,
+            reveal_probabilities=probabilities,
+        )
+
     def submit(self, spec: JobSpec) -> JobOutcome:
         """Sign ``spec``, send it to every party at once, and decode the outputs sent to us."""
         signed = sign_job(spec, self.member.tls.key, self.member.tls.cert)

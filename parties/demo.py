@@ -104,18 +104,7 @@ def run_inference(
         "  job: logistic-regression labels for every patient (logistic-inference) ...", flush=True
     )
     features = list(dep.header[2:])
-    job = client.job(
-        "logistic-inference",
-        "1",
-        inputs={h: features for h in HOSPITALS},
-        parties=[*HOSPITALS, "model-owner"],
-        outputs={"labels": list(HOSPITALS)},
-        params={
-            "model_owner": "model-owner",
-            "rows": {h: len(dep.rows[h]) for h in HOSPITALS},
-            "features": features,
-        },
-    )
+    job = client.inference_job("model-owner", features, {h: len(dep.rows[h]) for h in HOSPITALS})
     outcome = client.submit(job)
     print(f"    {outcome.seconds * 1e3:.0f} ms from submission to labels at every hospital")
     summary = []

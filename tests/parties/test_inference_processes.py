@@ -41,18 +41,8 @@ def test_each_hospital_keeps_its_own_labels_and_probabilities(deployment) -> Non
     features = list(dep.header[2:])
     client = Client(dep.members["analyst"])
     try:
-        job = client.job(
-            "logistic-inference",
-            "1",
-            inputs={h: features for h in HOSPITALS},
-            parties=[*HOSPITALS, "model-owner"],
-            outputs={"labels": list(HOSPITALS), "probabilities": list(HOSPITALS)},
-            params={
-                "model_owner": "model-owner",
-                "rows": {h: len(dep.rows[h]) for h in HOSPITALS},
-                "features": features,
-            },
-            reveal_probabilities=True,
+        job = client.inference_job(
+            "model-owner", features, {h: len(dep.rows[h]) for h in HOSPITALS}, probabilities=True
         )
         outcome = client.submit(job)
     finally:
