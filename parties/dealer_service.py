@@ -134,15 +134,14 @@ def serve(member: MemberConfig, *, workers: int = 8) -> grpc.Server:
     return server
 
 
-class DealerConnection:
-    """A party's provisioning for one job: its seed now, party 0's corrections as they come."""
+class DealerLink:
+    """A party's long-lived channel to the federation's dealer; one stream per job."""
 
-    def __init__(
-        self, member: MemberConfig, job: str, signed_job: bytes, plan: Plan, *, timeout: float
-    ) -> None:
+    def __init__(self, member: MemberConfig) -> None:
         dealer = next((p for p in member.peers if p.role == "dealer"), None)
         if dealer is None:
             raise SMPCError(f"{member.name}: no dealer is configured")
+        self.name = dealer.name
         options = [
             *_OPTIONS,
             ("grpc.ssl_target_name_override", dns_name(member.federation, dealer.name)),
@@ -150,19 +149,37 @@ class DealerConnection:
         self._channel = grpc.secure_channel(
             dealer.address, tls.channel_credentials(member), options
         )
-        self._stream = wire_pb2_grpc.DealerStub(self._channel).Provision(
+
+    def provision(
+        self, job: str, signed_job: bytes, plan: Plan, *, timeout: float
+    ) -> DealerConnection:
+        """Ask for this party's seed (and, at party 0, the corrections) for one job."""
+        stream = wire_pb2_grpc.DealerStub(self._channel).Provision(
             wire_pb2.ProvisionRequest(signed_job=signed_job, plan=plan.to_json()),
             timeout=timeout,
             wait_for_ready=True,  # a dealer that is down makes the job wait, then fail
         )
+        return DealerConnection(stream, self.name, job, plan)
+
+    def close(self) -> None:
+        self._channel.close()
+
+
+class DealerConnection:
+    """A party's provisioning for one job: its seed now, party 0's corrections as they come."""
+
+    def __init__(
+        self, stream: Iterator[wire_pb2.ProvisionChunk], dealer: str, job: str, plan: Plan
+    ) -> None:
+        self._stream = stream
         self.plan = plan
         try:
-            first = next(self._stream)
+            first = next(stream)
         except grpc.RpcError as exc:
             self.close()
             if exc.code() in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
                 raise PeerTimeoutError(
-                    job, dealer.name, "dealer unavailable", exc.details() or ""
+                    job, dealer, "dealer unavailable", exc.details() or ""
                 ) from None
             raise SMPCError(f"job {job}: the dealer refused the job: {exc.details()}") from None
         self.seed = first.seed
@@ -172,7 +189,10 @@ class DealerConnection:
         return _StreamFeed(self)
 
     def close(self) -> None:
-        self._channel.close()
+        """End this job's stream (the channel stays for the next job)."""
+        cancel = getattr(self._stream, "cancel", None)
+        if cancel is not None:
+            cancel()
 
 
 class _StreamFeed(CorrectionFeed):

@@ -25,7 +25,7 @@ import numpy as np
 from parties import wire_pb2
 from parties.config import MemberConfig
 from parties.datasource import DataSource, open_source
-from parties.dealer_service import DealerConnection
+from parties.dealer_service import DealerLink
 from parties.grpc_transport import GrpcTransport
 from parties.jobs import JobLedger, JobRejected, JobSpec, SignedJob, admit, verify_job
 from parties.mesh import Mesh
@@ -58,10 +58,12 @@ class PartyNode:
 
     def start(self) -> PartyNode:
         self.mesh.start()
+        self.dealer = DealerLink(self.member)
         return self
 
     def stop(self, grace: float = 1.0) -> None:
         self.mesh.stop(grace)
+        self.dealer.close()
 
     def __enter__(self) -> PartyNode:
         return self.start()
@@ -153,7 +155,7 @@ class PartyNode:
         remaining = spec.deadline_ms / 1000 - time.time()
         if remaining <= 0:
             raise JobRejected(job_id, "expired", "the job's deadline has passed")
-        dealer = DealerConnection(self.member, job_id, signed_job, plan, timeout=remaining)
+        dealer = self.dealer.provision(job_id, signed_job, plan, timeout=remaining)
         try:
             source = SeededSource(index, dealer.seed, plan, dealer.feed() if index == 0 else None)
             source.expand_ahead()

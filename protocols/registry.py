@@ -10,6 +10,7 @@ installed.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from importlib.metadata import entry_points
@@ -59,8 +60,9 @@ class ProtocolSpec:
     reveals: str
 
 
+@functools.cache
 def installed() -> dict[str, ProtocolSpec]:
-    """Every protocol installed here: the built-ins and the entry points."""
+    """Every protocol installed here: the built-ins and the entry points (read once)."""
     from protocols import aggregates, logistic, probe
 
     builtin = (*aggregates.PROTOCOLS, *probe.PROTOCOLS, *logistic.PROTOCOLS)
