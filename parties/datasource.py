@@ -411,6 +411,31 @@ def _number(cell: object) -> float | None:
     return value if math.isfinite(value) else None
 
 
+# Characters a plain decimal number may contain. A column whose cells use only these
+# and all convert with float() is parsed in C; anything else (missing cells, text,
+# non-ASCII digits, "inf", "1_000") takes the strict cell-by-cell path.
+_NOT_NUMERIC = re.compile(r"[^0-9eE+\-. \t]")
+
+
+def _all_numbers(cells: Sequence[object]) -> np.ndarray | None:
+    """Every cell parsed at C speed if all are plain decimal numbers, else None.
+
+    The slow path (:func:`_number`, cell by cell) decides every other case
+    and finds the row to name in an error; both give the same numbers.
+    """
+    if not cells or not all(isinstance(cell, str) for cell in cells):
+        return None
+    if _NOT_NUMERIC.search("\t".join(cells)) is not None:  # type: ignore[arg-type]
+        return None
+    try:
+        values = np.array(cells, dtype=np.float64)
+    except ValueError:  # e.g. "1e", "1.2.3", "" (missing): decided cell by cell
+        return None
+    if not np.isfinite(values).all():  # an overflowing literal such as 1e999
+        return None
+    return values
+
+
 class _Column:
     """One column's cells for some rows; numbers and text are worked out on first use."""
 
@@ -424,6 +449,10 @@ class _Column:
 
     def _parse(self) -> tuple[np.ndarray, np.ndarray]:
         if self._numbers is None or self._bad is None:
+            fast = _all_numbers(self._cells)
+            if fast is not None:
+                self._numbers, self._bad = fast, np.zeros(len(fast), dtype=bool)
+                return self._numbers, self._bad
             numbers = np.empty(len(self._cells), dtype=np.float64)
             bad = np.zeros(len(self._cells), dtype=bool)
             for i, cell in enumerate(self._cells):

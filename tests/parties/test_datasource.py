@@ -863,3 +863,33 @@ def test_filters_agree_with_a_row_by_row_kleene_oracle(
             assert sel.row_ids.tolist() == want, where
             expect = [math.nan if rows[i - 1]["a"] is None else rows[i - 1]["a"] for i in want]
             np.testing.assert_array_equal(sel.values[:, 0], expect)
+
+
+@given(
+    st.lists(
+        st.one_of(
+            st.floats(allow_nan=False, allow_infinity=False).map(repr),
+            st.integers(-(10**12), 10**12).map(str),
+            st.sampled_from(["1e5", " 2.5 ", "+.5", "5.", "1E-3", "-0", "1e999", "1e", "", "NA"]),
+        ),
+        min_size=1,
+        max_size=40,
+    )
+)
+def test_the_fast_column_parser_agrees_with_the_cell_by_cell_one(cells: list[str]) -> None:
+    from parties.datasource import _all_numbers, _number
+
+    fast = _all_numbers(cells)
+    slow = [_number(c) for c in cells]
+    if fast is None:
+        return  # the cell-by-cell path decides (missing cells, bad text, overflow)
+    assert all(v is not None for v in slow)
+    np.testing.assert_array_equal(fast, np.array(slow, dtype=np.float64))
+
+
+def test_the_fast_column_parser_takes_plain_numbers_and_leaves_the_rest() -> None:
+    from parties.datasource import _all_numbers
+
+    np.testing.assert_array_equal(_all_numbers(["1", " 2.5", "3e2", "-.5"]), [1, 2.5, 300, -0.5])
+    for odd in (["1", ""], ["1", "NA"], ["inf"], ["1_000"], ["1e999"], ["1e"], ["٣"]):
+        assert _all_numbers(odd) is None, odd
