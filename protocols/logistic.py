@@ -41,6 +41,9 @@ from smpc.steps import drive, truncations
 
 WEIGHT_BITS = 32  # fractional bits of the folded weights, shared as integers
 
+LABEL_ROUNDS = 12
+"""Rounds of :func:`infer` for labels: input 1, product 2, comparison 8, reveal 1."""
+
 
 def infer(
     rt: Runtime,
