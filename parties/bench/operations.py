@@ -25,7 +25,7 @@ import numpy as np
 
 from protocols import logistic
 from protocols.model import LogisticModel
-from smpc import approx, beaver, compare, truncation
+from smpc import approx, beaver, compare, inverse, truncation
 from smpc.errors import SMPCError
 from smpc.runtime import INPUT_ROUNDS, OPEN_ROUNDS, Runtime
 from smpc.shares import SharedTensor
@@ -135,6 +135,31 @@ def _close(tolerance: Callable[[Data], float]) -> Callable[[np.ndarray, np.ndarr
             )
 
     return check
+
+
+def _relative(relative: float) -> Callable[[np.ndarray, np.ndarray, Data], None]:
+    """Within ``relative`` of the expected value plus two units of 2^-F, elementwise."""
+
+    def check(got: np.ndarray, expected: np.ndarray, data: Data) -> None:
+        error = np.abs(np.asarray(got, dtype=np.float64) - expected)
+        bound = 2 * 2.0**-FRAC_BITS + relative * np.abs(expected)
+        outside = int(np.count_nonzero(~(error <= bound))) if got.shape == expected.shape else -1
+        if outside:
+            raise ResultMismatch(
+                f"differs from numpy beyond {relative:g} relative + 2 units of 2^-{FRAC_BITS} "
+                f"at {outside} of {expected.size} elements"
+            )
+
+    return check
+
+
+def _positive(n: int) -> Data:
+    # Inside octaves (-1, 10), a range a caller who knows its data passes
+    # (narrower than the default, which holds 24 octaves at F = 16).
+    return {"x": _grid(np.random.default_rng(7).uniform(0.5, 1000.0, size=n))}
+
+
+POSITIVE_OCTAVES = (-1, 10)
 
 
 def _equal(got: np.ndarray, expected: np.ndarray, data: Data) -> None:
@@ -303,6 +328,45 @@ OPERATIONS: dict[str, Operation] = {
             check=_close(lambda d: approx.SIGMOID_MAX_ERROR[FRAC_BITS]),
             baseline="1 / (1 + np.exp(-a))",
             weight=16,
+        ),
+        Operation(
+            name="exp",
+            summary="e^x on [-10, 10] (range checks, a polynomial, four squarings)",
+            rounds=approx.EXP_ROUNDS,
+            data=_one,
+            setup=_share_x,
+            run=approx.exp,
+            plaintext=lambda d: np.exp(d["x"]),
+            check=_relative(approx.EXP_MAX_RELATIVE_ERROR),
+            baseline="np.exp(a)",
+            weight=16,
+            default_max=10**5,
+        ),
+        Operation(
+            name="reciprocal",
+            summary="1 / x on [0.5, 1000], octaves (-1, 10)",
+            rounds=inverse.RECIPROCAL_ROUNDS,
+            data=_positive,
+            setup=_share_x,
+            run=lambda rt, x: inverse.reciprocal(rt, x, octaves=POSITIVE_OCTAVES),
+            plaintext=lambda d: 1.0 / d["x"],
+            check=_relative(inverse.MAX_RELATIVE_ERROR),
+            baseline="1 / a",
+            weight=48,
+            default_max=10**5,
+        ),
+        Operation(
+            name="sqrt",
+            summary="sqrt(x) on [0.5, 1000], octaves (-1, 10)",
+            rounds=inverse.SQRT_ROUNDS,
+            data=_positive,
+            setup=_share_x,
+            run=lambda rt, x: inverse.sqrt(rt, x, octaves=POSITIVE_OCTAVES),
+            plaintext=lambda d: np.sqrt(d["x"]),
+            check=_relative(inverse.MAX_RELATIVE_ERROR),
+            baseline="np.sqrt(a)",
+            weight=52,
+            default_max=10**5,
         ),
         Operation(
             name="lr-inference",

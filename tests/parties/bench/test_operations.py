@@ -9,7 +9,7 @@ from parties.bench import operations
 from parties.bench.measure import Case, schedule
 from parties.bench.operations import OPERATIONS, parse_size, size_label
 from protocols import logistic
-from smpc import approx, beaver, compare, runtime, truncation
+from smpc import approx, beaver, compare, inverse, runtime, truncation
 from smpc.runtime import dry_run
 
 # The engine's own constants, named here once so that a registry entry cannot
@@ -22,6 +22,9 @@ ENGINE_ROUNDS = {
     "matmul": beaver.ROUNDS + truncation.ROUNDS,
     "ltz": compare.ROUNDS,
     "sigmoid": approx.SIGMOID_ROUNDS,
+    "exp": approx.EXP_ROUNDS,
+    "reciprocal": inverse.RECIPROCAL_ROUNDS,
+    "sqrt": inverse.SQRT_ROUNDS,
     "lr-inference": logistic.LABEL_ROUNDS,
 }
 
