@@ -68,6 +68,8 @@ class Operation:
     share one job (and one preprocessing plan) without exhausting memory."""
     default_max: int | None = None
     """Largest size in the default subset (``--full`` lifts it); None for no limit."""
+    default_transports: tuple[str, ...] = ("memory", "grpc")
+    """Transports of the default subset; ``--full`` or naming it in ``--ops`` adds the rest."""
 
 
 def size_label(n: int) -> str:
@@ -304,6 +306,7 @@ OPERATIONS: dict[str, Operation] = {
             baseline="a @ b",
             shape=lambda n: f"{_side(n)}x{_side(n)}",
             elements=lambda n: _side(n) ** 2,
+            default_max=256 * 256,  # 1000x1000 is 10^9 multiply-adds per party
         ),
         Operation(
             name="ltz",
@@ -341,6 +344,7 @@ OPERATIONS: dict[str, Operation] = {
             baseline="np.exp(a)",
             weight=16,
             default_max=10**5,
+            default_transports=("memory",),
         ),
         Operation(
             name="reciprocal",
@@ -354,6 +358,7 @@ OPERATIONS: dict[str, Operation] = {
             baseline="1 / a",
             weight=48,
             default_max=10**5,
+            default_transports=("memory",),
         ),
         Operation(
             name="sqrt",
@@ -367,6 +372,7 @@ OPERATIONS: dict[str, Operation] = {
             baseline="np.sqrt(a)",
             weight=52,
             default_max=10**5,
+            default_transports=("memory",),
         ),
         Operation(
             name="lr-inference",

@@ -131,7 +131,7 @@ def test_a_wrong_secure_result_names_operation_size_and_transport(monkeypatch) -
         measure.measure(Case("mul", 1000, "memory"), memory_runner, repetitions=2)
 
 
-def _plan(*argv: str) -> tuple[list[Case], list[Case]]:
+def _plan(*argv: str) -> tuple[list[Case], list[Case], list[Case]]:
     from parties.bench_command import plan_cases
     from parties.cli import build_parser
 
@@ -139,28 +139,35 @@ def _plan(*argv: str) -> tuple[list[Case], list[Case]]:
 
 
 def test_default_subset_memory_to_1e6_grpc_to_1e4_with_caps() -> None:
-    cases, replaced = _plan()
+    cases, replaced, left_out = _plan()
     memory = {(c.operation, c.size) for c in cases if c.transport == "memory"}
     grpc = {(c.operation, c.size) for c in cases if c.transport == "grpc"}
     assert [c.transport for c in cases] == sorted(c.transport for c in cases)[::-1]  # memory first
     for name, op in OPERATIONS.items():
         top = 10**6 if op.default_max is None else op.default_max
         assert {s for n, s in memory if n == name} == {1, 10**3, top}
-        assert {s for n, s in grpc if n == name} == {1, 10**3, 10**4}
+        over_grpc = {1, 10**3, 10**4} if "grpc" in op.default_transports else set()
+        assert {s for n, s in grpc if n == name} == over_grpc
     assert {c.operation for c in replaced} == {
-        n for n, op in OPERATIONS.items() if op.default_max is not None
+        n for n, op in OPERATIONS.items() if op.default_max is not None and op.default_max < 10**6
     }
+    assert {c.operation for c in left_out} == {
+        n for n, op in OPERATIONS.items() if "grpc" not in op.default_transports
+    }
+    # naming an operation runs it on every transport
+    named, _, none_left = _plan("--ops", "sqrt", "--sizes", "1")
+    assert {c.transport for c in named} == {"memory", "grpc"} and not none_left
 
 
 def test_full_adds_1e6_over_grpc_and_lifts_caps() -> None:
-    cases, replaced = _plan("--full")
-    assert not replaced
+    cases, replaced, left_out = _plan("--full")
+    assert not replaced and not left_out
     for name in OPERATIONS:
         assert Case(name, 10**6, "grpc") in cases and Case(name, 10**6, "memory") in cases
 
 
 def test_check_targets_adds_the_cases_the_targets_name() -> None:
-    cases, _ = _plan("--ops", "add", "--sizes", "1", "--check-targets")
+    cases, _, _ = _plan("--ops", "add", "--sizes", "1", "--check-targets")
     assert Case("mul", 10**6, "memory", transcripts=False) in cases
     assert Case("matmul", 256 * 256, "memory", transcripts=False) in cases
     assert Case("mul", 1, "grpc") in cases and Case("mul", 10**6, "grpc") in cases
