@@ -33,6 +33,7 @@ from parties.bench import (  # noqa: E402 - after the thread limits
     MEDIUM_REPETITIONS,
     SMALL_REPETITIONS,
 )
+from smpc.errors import SMPCError  # noqa: E402
 
 DEFAULT_JSON = Path("bench-results/smpc-bench.json")
 MEMORY_SIZES = (1, 10**3, 10**6)
@@ -54,6 +55,7 @@ def bench(args: argparse.Namespace) -> int:
     load_before = list(os.getloadavg()) if hasattr(os, "getloadavg") else None
     begin = time.perf_counter()
     results = []
+    failures: list[dict[str, str]] = []
     with (
         tempfile.TemporaryDirectory(prefix="smpc-bench-") as work,
         ProcessRunner(Path(work) / "federation") as processes,
@@ -62,7 +64,12 @@ def bench(args: argparse.Namespace) -> int:
             print(f"[{i}/{len(cases)}] {case.label} ...", end=" ", flush=True, file=sys.stderr)
             case_start = time.perf_counter()
             runner = memory_runner if case.transport == "memory" else processes
-            result = measure(case, runner, repetitions=args.repetitions)
+            try:
+                result = measure(case, runner, repetitions=args.repetitions)
+            except SMPCError as exc:  # reported, and the other cases still run
+                failures.append({"case": case.label, "error": str(exc)})
+                print(f"FAILED: {exc}", file=sys.stderr, flush=True)
+                continue
             results.append(result)
             print(
                 f"p50 {output.format_ms(result.p50)} ms ({time.perf_counter() - case_start:.1f} s)",
@@ -99,11 +106,14 @@ def bench(args: argparse.Namespace) -> int:
         load_before=load_before,
         verdicts=verdicts,
     )
+    doc["failures"] = failures
     output.write_json(args.json, doc)
     print(f"results: {args.json}")
-    if not args.no_plot:
+    if not args.no_plot and results:
         print(output.plot(results, args.json.with_suffix(".png")))
-    if verdicts is not None and any(v.measured and not v.met for v in verdicts):
+    for failure in failures:
+        print(f"FAILED {failure['case']}: {failure['error']}", file=sys.stderr)
+    if failures or (verdicts is not None and any(v.measured and not v.met for v in verdicts)):
         return 1
     return 0
 

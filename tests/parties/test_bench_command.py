@@ -172,3 +172,20 @@ def test_check_targets_adds_the_cases_the_targets_name() -> None:
     assert Case("matmul", 256 * 256, "memory", transcripts=False) in cases
     assert Case("mul", 1, "grpc") in cases and Case("mul", 10**6, "grpc") in cases
     assert Case("ltz", 10**6, "memory") in cases and Case("sigmoid", 10**6, "memory") in cases
+
+
+def test_a_failing_case_is_reported_and_the_others_are_kept(
+    tmp_path: Path, capsys, monkeypatch
+) -> None:
+    honest = OPERATIONS["mul"]
+    lying = Operation(**{**dataclasses.asdict(honest), "plaintext": lambda d: d["x"] * d["y"] + 1})
+    monkeypatch.setitem(OPERATIONS, "mul", lying)
+    status, doc = _run(
+        tmp_path, "--transport", "memory", "--ops", "add,mul", "--sizes", "1",
+        "--repetitions", "5",
+    )  # fmt: skip
+    assert status == 1
+    assert [r["operation"] for r in doc["results"]] == ["add"]
+    (failure,) = doc["failures"]
+    assert failure["case"] == "mul 1 on memory" and "differs from numpy" in failure["error"]
+    assert "FAILED mul 1 on memory" in capsys.readouterr().err
