@@ -1,7 +1,7 @@
 """Timing one operation at one size on one transport: repetitions inside the parties.
 
 Every party runs :func:`repeat_operation`: it prepares the operands (untimed),
-runs the operation ``warmup + repetitions`` times, timing each repetition
+waits for every other party to be ready (one empty round), runs the operation ``warmup + repetitions`` times, timing each repetition
 with ``perf_counter`` and reading its rounds and bytes from the transport's
 counters, then reveals the last output (untimed). A repetition's latency is
 the slowest party's time for it. Preprocessing is expanded in full before
@@ -194,6 +194,9 @@ def repeat_operation(rt: Runtime, spec: dict[str, Any]) -> dict[str, Any]:
     op = OPERATIONS[spec["operation"]]
     data = op.data(spec["size"])
     state = op.setup(rt, data)
+    # One empty round so that every party starts the first repetition together:
+    # otherwise a party done with its setup early would time its wait for the others.
+    rt.exchange_all(np.zeros(1, dtype=np.uint64), "barrier")
     total = spec["warmup"] + spec["repetitions"]
     transport = rt.transport
     times = np.empty(total)
