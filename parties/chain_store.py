@@ -178,6 +178,17 @@ class SqliteChainStore(ChainStore):
                 raise ChainStoreError(f"the next block is height {expected}, not {block.height}")
             self._file.execute("INSERT INTO blocks VALUES (?, ?, ?, ?)", row)
 
+    def replace_head_seals(self, seals: Sequence[Seal]) -> None:
+        if self._file.readonly:
+            raise ChainStoreError(f"{self.path} is open read-only")
+        with self._file.lock, self._file.transaction():
+            top = self._file.execute("SELECT max(height) FROM blocks").fetchone()[0]
+            if top is None:
+                raise ChainStoreError("the chain holds no block whose seals could be replaced")
+            self._file.execute(
+                "UPDATE blocks SET seals = ? WHERE height = ?", (encode_seals(seals), top)
+            )
+
     def get(self, height: int) -> SealedBlock | None:
         with self._file.lock:
             row = self._file.execute(
