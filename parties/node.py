@@ -23,6 +23,8 @@ from typing import Any
 import numpy as np
 
 from parties import wire_pb2
+from parties.chain_commands import load_genesis
+from parties.chain_node import ChainNode
 from parties.config import MemberConfig
 from parties.datasource import DataSource, open_source
 from parties.dealer_service import DealerLink
@@ -48,7 +50,11 @@ class PartyNode:
     def __init__(self, member: MemberConfig, *, frac_bits: int = 16) -> None:
         self.member = member
         self.fxp = FixedPoint(frac_bits)
-        self.mesh = Mesh(member, on_submit=self.submit)
+        hospital = member.role == "hospital"
+        self.mesh = Mesh(
+            member, on_submit=self.submit, on_chain=self._chain_message if hospital else None
+        )
+        self.chain: ChainNode | None = None
         self.source: DataSource | None = (
             open_source(member.data) if member.data.kind in ("csv", "sqlite") else None
         )
@@ -57,13 +63,25 @@ class PartyNode:
         self.ledger = JobLedger()
 
     def start(self) -> PartyNode:
+        if self.member.role == "hospital":
+            genesis = load_genesis(self.member.genesis)
+            names = [a.name for a in genesis.authorities]
+            self.chain = ChainNode(self.member, genesis, names, self.mesh.chain_send)
         self.mesh.start()
+        if self.chain is not None:
+            self.chain.start()
         self.dealer = DealerLink(self.member)
         return self
 
     def stop(self, grace: float = 1.0) -> None:
+        if self.chain is not None:
+            self.chain.stop()
         self.mesh.stop(grace)
         self.dealer.close()
+
+    def _chain_message(self, sender: str, data: bytes) -> None:
+        if self.chain is not None:  # None only while starting: the sender retries by the rules
+            self.chain.deliver(sender, data)
 
     def __enter__(self) -> PartyNode:
         return self.start()

@@ -90,6 +90,16 @@ class SubmitReply(_message.Message):
     seconds: float
     def __init__(self, job: _Optional[str] = ..., party: _Optional[str] = ..., ok: _Optional[bool] = ..., failure_kind: _Optional[str] = ..., failure: _Optional[str] = ..., outputs: _Optional[_Iterable[_Union[Tensor, _Mapping]]] = ..., public_names: _Optional[_Iterable[str]] = ..., rounds: _Optional[int] = ..., payload_bytes: _Optional[int] = ..., wire_bytes: _Optional[int] = ..., seconds: _Optional[float] = ...) -> None: ...
 
+class ChainMessage(_message.Message):
+    __slots__ = ("data",)
+    DATA_FIELD_NUMBER: _ClassVar[int]
+    data: bytes
+    def __init__(self, data: _Optional[bytes] = ...) -> None: ...
+
+class ChainAck(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
 class ProvisionRequest(_message.Message):
     __slots__ = ("signed_job", "plan")
     SIGNED_JOB_FIELD_NUMBER: _ClassVar[int]
