@@ -170,12 +170,15 @@ class Mesh:
                     *_KEEPALIVE,
                     *_SIZES,
                     ("grpc.ssl_target_name_override", dns_name(self.member.federation, peer)),
+                    ("grpc.initial_reconnect_backoff_ms", 100),
+                    ("grpc.max_reconnect_backoff_ms", 1000),
                 ]
                 channel = grpc.secure_channel(
                     target.address, tls.channel_credentials(self.member), options
                 )
                 entry = self._chain_stubs[peer] = (channel, wire_pb2_grpc.PartyStub(channel))
-        entry[1].Chain(wire_pb2.ChainMessage(data=data), timeout=timeout)
+        # Waits for a peer that is (re)starting, up to the timeout, instead of failing at once.
+        entry[1].Chain(wire_pb2.ChainMessage(data=data), timeout=timeout, wait_for_ready=True)
 
     def __enter__(self) -> Mesh:
         return self.start()
