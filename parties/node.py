@@ -17,20 +17,26 @@ from __future__ import annotations
 
 import functools
 import logging
+import secrets
+import threading
 import time
 from typing import Any
 
 import numpy as np
 
-from parties import wire_pb2
+from parties import consent, job_record, wire_pb2
+from parties.chain_commands import load_genesis
 from parties.config import MemberConfig
 from parties.datasource import DataSource, open_source
 from parties.dealer_service import DealerLink
 from parties.grpc_transport import GrpcTransport
 from parties.jobs import JobLedger, JobRejected, JobSpec, SignedJob, admit, verify_job
 from parties.mesh import Mesh
+from parties.record_store import RecordStore, records_path
 from protocols.model import LogisticModel
 from protocols.registry import JobContext, ProtocolSpec, lookup
+from smpc.chain.keys import load_private_key
+from smpc.chain.records import Failure
 from smpc.errors import ProtocolAbort, SMPCError
 from smpc.fixedpoint import FixedPoint
 from smpc.preprocessing import SeededSource
@@ -55,6 +61,15 @@ class PartyNode:
         self.model = LogisticModel.load(member.data.path) if member.data.kind == "model" else None
         self.results = member.tls.key.parent / "results"
         self.ledger = JobLedger()
+        genesis = load_genesis(member.genesis)
+        self.chain_keys = {a.name: a.public_key for a in genesis.authorities}
+        self.consent_mode = genesis.consent_mode
+        self.chain_key = (
+            load_private_key(member.chain_key.read_bytes()) if member.chain_key else None
+        )
+        self.records = RecordStore(records_path(member))
+        if member.data.patient_id is not None:
+            consent.check_patient_column(member)
 
     def start(self) -> PartyNode:
         self.mesh.start()
@@ -64,6 +79,7 @@ class PartyNode:
     def stop(self, grace: float = 1.0) -> None:
         self.mesh.stop(grace)
         self.dealer.close()
+        self.records.close()
 
     def __enter__(self) -> PartyNode:
         return self.start()
@@ -73,14 +89,22 @@ class PartyNode:
 
     # -- one job ------------------------------------------------------------------
     def submit(self, request: wire_pb2.SubmitRequest, caller: str) -> wire_pb2.SubmitReply:
-        """Admit and run one job; the reply carries the caller's output shares or the failure."""
+        """Admit and run one job; the reply carries the caller's output shares or the failure.
+
+        Once a job this party admitted (or refused for a reason other than a
+        replay) ends, its record is assembled with the other parties and kept
+        as pending: at once for a finished job, in the background for an
+        aborted one, so the failure reaches the caller without delay.
+        """
         name = self.member.name
-        job_id, spec = "unknown", None
+        job_id, spec, ctx, transcript = "unknown", None, None, None
         start = time.perf_counter()
         try:
             signed = SignedJob.from_json(request.signed_job)
             job_id = signed.job_id
             spec = verify_job(signed, self.member)
+            if name in spec.parties:
+                transcript = Transcript(job_id, spec.parties.index(name), len(spec.parties))
             if caller != spec.analyst:
                 raise JobRejected(job_id, "unknown-analyst", f"{caller!r} did not sign this job")
             ctx = self._context(spec)
@@ -95,9 +119,14 @@ class PartyNode:
                 spec.protocol_version,
                 caller,
             )
-            reply = self._run(request.signed_job, spec, protocol, ctx, caller)
+            if transcript is None:  # admit refuses such a job already; kept for the type checker
+                raise JobRejected(job_id, "not-a-party", f"{name!r} is not a party")
+            reply = self._run(request.signed_job, spec, protocol, ctx, caller, transcript)
             if ctx.delivered:  # per-row outputs for this party, kept only once the job succeeded
                 self._keep(job_id, ctx.delivered)
+            reply.output_key = secrets.token_bytes(32)
+            tag = job_record.output_tag(reply.output_key, reply.outputs)
+            self._record(spec, request.signed_job, ctx, transcript, tag, None, reply.output_key)
             reply.seconds = time.perf_counter() - start
             log.info("%s: job %s finished in %.3f s", name, job_id, reply.seconds)
             return reply
@@ -106,12 +135,75 @@ class PartyNode:
             log.warning("%s: job %s failed: %s: %s", name, job_id, kind, exc)
             if spec is not None:
                 self.mesh.abort_job(job_id, spec.parties, kind)
+                if transcript is not None and kind != "refused: replay":
+                    blamed = exc.party if isinstance(exc, ProtocolAbort) and exc.party else name
+                    threading.Thread(
+                        target=self._record,
+                        args=(
+                            spec,
+                            request.signed_job,
+                            ctx,
+                            transcript,
+                            b"",
+                            Failure(blamed, kind),
+                        ),
+                        name=f"record-{job_id[:8]}",
+                        daemon=True,
+                    ).start()
             return wire_pb2.SubmitReply(
                 job=job_id,
                 party=name,
                 ok=False,
                 failure_kind=kind,
                 failure=f"job {job_id}: party {name}: {kind}: {exc}",
+            )
+
+    def _record(
+        self,
+        spec: JobSpec,
+        signed_job: bytes,
+        ctx: JobContext | None,
+        transcript: Transcript,
+        tag: bytes,
+        failure: Failure | None,
+        output_key: bytes = b"",
+    ) -> None:
+        """Assemble the job's record with the other parties and keep it as pending."""
+        name = self.member.name
+        try:
+            if ctx is None:  # failed before its inputs were chosen: it used none
+                ctx = JobContext(params={}, parties=spec.parties, party=name)
+            commit, salt = job_record.input_commitment(spec.job_id, ctx)
+            view = job_record.view_of(name, spec.parties, transcript, commit, tag, failure)
+            self.records.keep_notes(
+                spec.job_id,
+                {
+                    "party": name,
+                    "salt": salt.hex(),
+                    "input_commitment": commit.hex(),
+                    "sent": view.sent,
+                    "received": view.received,
+                    "output_key": output_key.hex(),
+                },
+            )
+            roles = {
+                p: self.member.role if p == name else self.member.peer(p).role for p in spec.parties
+            }
+            record = job_record.assemble(
+                self.mesh, spec, signed_job, roles, view, self.chain_key, self.chain_keys
+            )
+            self.records.add_pending(record, job=spec.job_id)
+            log.info(
+                "%s: job %s: record kept (%s, %d of %d contributions)",
+                name,
+                spec.job_id,
+                record.status,
+                len(record.contributions),
+                len(spec.parties),
+            )
+        except Exception as exc:  # a record that cannot be made must not take the node down
+            log.warning(
+                "%s: job %s: no record kept: %s: %s", name, spec.job_id, type(exc).__name__, exc
             )
 
     def _keep(self, job_id: str, outputs: dict[str, np.ndarray]) -> None:
@@ -128,7 +220,7 @@ class PartyNode:
             if self.source is None:
                 raise SMPCError(f"{self.member.name} has no data source configured")
             selection = self.source.select(mine.columns, mine.where)
-            columns, values = tuple(selection.columns), selection.values
+            columns, values = tuple(selection.columns), self._consented(spec, selection.values)
         return JobContext(
             params=spec.params,
             parties=spec.parties,
@@ -140,6 +232,24 @@ class PartyNode:
             reveal_probabilities=spec.reveal_probabilities,
         )
 
+    def _consented(self, spec: JobSpec, values: np.ndarray) -> np.ndarray:
+        """The selected rows of patients who consent to the job's scope (see parties.consent)."""
+        name, column = self.member.name, self.member.data.patient_id
+        records = consent.own_records(self.records, name)
+        if column is None:
+            if records:
+                raise consent.ConsentError(
+                    f"{name} keeps consent records but its data config names no patient_id"
+                    " column, so it cannot apply them; set data.patient_id"
+                )
+            return values
+        assert self.source is not None
+        where = spec.inputs[name].where
+        patients = self.source.select([column], where, numeric=False).categorical(column)
+        book = consent.ConsentBook(records, self.consent_mode)
+        keep = book.rows(consent.load_secret(self.member), patients, spec.scope)
+        return values[keep]
+
     def _run(
         self,
         signed_job: bytes,
@@ -147,6 +257,7 @@ class PartyNode:
         protocol: ProtocolSpec,
         ctx: JobContext,
         caller: str,
+        transcript: Transcript,
     ) -> wire_pb2.SubmitReply:
         job_id, names = spec.job_id, spec.parties
         index = names.index(self.member.name)
@@ -163,7 +274,7 @@ class PartyNode:
                 self.mesh,
                 job_id,
                 names,
-                transcript=Transcript(job_id, index, len(names)),
+                transcript=transcript,
                 deadline=time.monotonic() + remaining,
             )
             try:

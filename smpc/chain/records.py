@@ -38,6 +38,7 @@ VOTE_ACTIONS: tuple[str, ...] = ("add", "remove")
 _COMMIT_DOMAIN = b"smpc/chain/input-commitment/v1"
 _JOB_SIGN_DOMAIN = "smpc/chain/job-contribution/v1"
 _VOTE_SIGN_DOMAIN = "smpc/chain/authority-vote/v1"
+_CONSENT_SIGN_DOMAIN = "smpc/chain/consent/v1"
 _HEX_DIGEST = re.compile(r"[0-9a-f]{64}")
 
 
@@ -355,7 +356,8 @@ class ConsentRecord:
 
     ``patient_key`` is HMAC-SHA256 of the patient identifier under a secret the
     hospital never puts on the chain; destroying that secret makes its records
-    unlinkable to anyone.
+    unlinkable to anyone. ``signature`` is the hospital's Ed25519 signature of
+    :meth:`signing_message` (empty until signed), so each record is attributable.
     """
 
     action: str
@@ -363,6 +365,7 @@ class ConsentRecord:
     patient_key: bytes
     scope: str
     time_ms: int
+    signature: bytes = b""
 
     KIND = "consent"
 
@@ -376,10 +379,13 @@ class ConsentRecord:
             "time_ms must be an integer",
         )
         _check(0 <= self.time_ms < 2**63, "time_ms must be milliseconds since 1970 (UTC)")
+        _check(
+            self.signature == b"" or len(self.signature) == SIGNATURE_SIZE,
+            f"{self.hospital}'s consent signature must be {SIGNATURE_SIZE} bytes",
+        )
 
-    def value(self) -> Value:
+    def _body(self) -> dict[str, Value]:
         return {
-            "kind": self.KIND,
             "action": self.action,
             "hospital": self.hospital,
             "patient_key": self.patient_key,
@@ -387,12 +393,27 @@ class ConsentRecord:
             "time_ms": self.time_ms,
         }
 
+    def value(self) -> Value:
+        return {"kind": self.KIND, **self._body(), "signature": self.signature}
+
     def encode(self) -> bytes:
         return encode(self.value())
 
+    def signing_message(self) -> bytes:
+        """What the hospital signs: every field but the signature."""
+        return encode([_CONSENT_SIGN_DOMAIN, self._body()])
+
+    def signed_by(self, key: Ed25519PrivateKey) -> ConsentRecord:
+        """A copy signed by the hospital's chain key ``key``."""
+        return replace(self, signature=key.sign(self.signing_message()))
+
+    def signature_valid(self, public_key: bytes) -> bool:
+        """Whether the record is signed by ``public_key`` (the hospital's raw chain key)."""
+        return signature_valid(public_key, self.signature, self.signing_message())
+
     @classmethod
     def from_value(cls, value: Value) -> ConsentRecord:
-        names = ("action", "hospital", "patient_key", "scope", "time_ms")
+        names = ("action", "hospital", "patient_key", "scope", "time_ms", "signature")
         f = _fields(value, cls.KIND, names)
         return cls(**{name: f[name] for name in names})
 
