@@ -93,8 +93,7 @@ class PartyNode:
 
         Once a job this party admitted (or refused for a reason other than a
         replay) ends, its record is assembled with the other parties and kept
-        as pending: at once for a finished job, in the background for an
-        aborted one, so the failure reaches the caller without delay.
+        as pending, on a thread of its own: the reply does not wait for it.
         """
         name = self.member.name
         job_id, spec, ctx, transcript = "unknown", None, None, None
@@ -126,7 +125,9 @@ class PartyNode:
                 self._keep(job_id, ctx.delivered)
             reply.output_key = secrets.token_bytes(32)
             tag = job_record.output_tag(reply.output_key, reply.outputs)
-            self._record(spec, request.signed_job, ctx, transcript, tag, None, reply.output_key)
+            self._record_later(
+                spec, request.signed_job, ctx, transcript, tag, None, reply.output_key
+            )
             reply.seconds = time.perf_counter() - start
             log.info("%s: job %s finished in %.3f s", name, job_id, reply.seconds)
             return reply
@@ -137,19 +138,8 @@ class PartyNode:
                 self.mesh.abort_job(job_id, spec.parties, kind)
                 if transcript is not None and kind != "refused: replay":
                     blamed = exc.party if isinstance(exc, ProtocolAbort) and exc.party else name
-                    threading.Thread(
-                        target=self._record,
-                        args=(
-                            spec,
-                            request.signed_job,
-                            ctx,
-                            transcript,
-                            b"",
-                            Failure(blamed, kind),
-                        ),
-                        name=f"record-{job_id[:8]}",
-                        daemon=True,
-                    ).start()
+                    failure = Failure(blamed, kind)
+                    self._record_later(spec, request.signed_job, ctx, transcript, b"", failure)
             return wire_pb2.SubmitReply(
                 job=job_id,
                 party=name,
@@ -157,6 +147,12 @@ class PartyNode:
                 failure_kind=kind,
                 failure=f"job {job_id}: party {name}: {kind}: {exc}",
             )
+
+    def _record_later(self, spec: JobSpec, *args: Any) -> None:
+        """Assemble the job's record on a thread of its own, off the job's path."""
+        threading.Thread(
+            target=self._record, args=(spec, *args), name=f"record-{spec.job_id[:8]}", daemon=True
+        ).start()
 
     def _record(
         self,
