@@ -188,3 +188,17 @@ def test_decode_record_refuses_malformed_job_fields(kit: SimpleNamespace) -> Non
     ]:
         with pytest.raises(RecordError):
             decode_record(encode({**value, field: bad}))
+
+
+def test_a_consent_record_is_signed_by_its_hospital(kit: SimpleNamespace) -> None:
+    key, other = kit.key("h0"), kit.key("h1")
+    unsigned = ConsentRecord("revoke", "h0", bytes(range(32)), "statistics", 5)
+    record = unsigned.signed_by(key)
+    assert decode_record(record.encode()) == record
+    assert record.signature_valid(public_bytes(key))
+    assert not record.signature_valid(public_bytes(other))
+    assert not unsigned.signature_valid(public_bytes(key))
+    for change in ({"scope": "all"}, {"action": "grant"}, {"time_ms": 6}):
+        assert not dataclasses.replace(record, **change).signature_valid(public_bytes(key))
+    with pytest.raises(RecordError, match="signature"):
+        dataclasses.replace(record, signature=b"short")
