@@ -17,7 +17,8 @@ the job id and the reason, never an input value or a row count.
 
 Not covered here: certificate revocation (a leaked analyst key is valid until
 its certificate expires) and persistence of seen job ids across restarts
-(:class:`JobLedger` lives in memory).
+(:class:`JobLedger` lives in memory; a party node also refuses the ids kept
+in its records file, see ``parties.node``).
 """
 
 from __future__ import annotations

@@ -37,7 +37,7 @@ from protocols.model import LogisticModel
 from protocols.registry import JobContext, ProtocolSpec, lookup
 from smpc.chain.keys import load_private_key
 from smpc.chain.records import Failure
-from smpc.errors import ProtocolAbort, SMPCError
+from smpc.errors import JobReplayError, ProtocolAbort, SMPCError
 from smpc.fixedpoint import FixedPoint
 from smpc.preprocessing import SeededSource
 from smpc.runtime import Runtime, dry_run
@@ -108,7 +108,7 @@ class PartyNode:
                 raise JobRejected(job_id, "unknown-analyst", f"{caller!r} did not sign this job")
             ctx = self._context(spec)
             mine = spec.inputs.get(name)
-            admit(spec, self.member, self.ledger, own_rows=len(ctx.values) if mine else None)
+            admit(spec, self.member, self, own_rows=len(ctx.values) if mine else None)
             protocol = lookup(spec.protocol, spec.protocol_version)
             log.info(
                 "%s: job %s admitted: %s v%s from %s",
@@ -201,6 +201,16 @@ class PartyNode:
             log.warning(
                 "%s: job %s: no record kept: %s: %s", name, spec.job_id, type(exc).__name__, exc
             )
+
+    def admit(self, job: str) -> None:
+        """Record a job id, refusing one seen since start or kept in the records file.
+
+        The records file outlives the process, so a restarted node still
+        refuses a job it took part in before.
+        """
+        if self.records.notes(job) is not None or self.records.job_record(job) is not None:
+            raise JobReplayError(f"job id {job} was already used; every job needs a fresh id")
+        self.ledger.admit(job)
 
     def _keep(self, job_id: str, outputs: dict[str, np.ndarray]) -> None:
         self.results.mkdir(mode=0o700, exist_ok=True)

@@ -19,11 +19,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from parties import wire_pb2
 from parties.cli import main
 from parties.client import Client, JobFailed
 from parties.config import DataConfig, MemberConfig, write_config
 from parties.consent import record_consent, secret_path
 from parties.job_record import digest_of_replies
+from parties.jobs import sign_job
 from parties.launcher import LocalDeployment
 from parties.record_store import RecordStore, records_path
 from smpc.chain.keys import load_private_key
@@ -284,3 +286,16 @@ def test_consent_refuses_an_unknown_scope_and_a_hospital_without_patient_data(
     analyst = str(fed.members["analyst"].config_path)
     status, _, err = cli(capsys, "consent", "grant", "--config", analyst, *args, "all")
     assert status == 1 and "consent is kept by hospitals" in err
+
+
+def test_a_restarted_hospital_still_refuses_a_replayed_job(fed, client) -> None:
+    job = client.job("pooled-count", "1", inputs={h: ["mean_radius"] for h in HOSPITALS})
+    signed = sign_job(job, client.member.tls.key, client.member.tls.cert)
+    client.submit_signed(signed, job)
+    record = pending_record(fed.members["hospital-a"], job.job_id)
+    fed.stop("hospital-a")
+    fed.start("hospital-a")
+    request = wire_pb2.SubmitRequest(signed_job=signed.to_json().encode())
+    reply = client._stub("hospital-a").Submit(request, timeout=30)
+    assert not reply.ok and reply.failure_kind == "refused: replay"
+    assert pending_record(fed.members["hospital-a"], job.job_id) == record
