@@ -247,6 +247,9 @@ def assemble(
                 view = JobView.decode(data)
                 if view.party != peer:
                     raise RecordError(f"the view names {view.party!r}")
+                strangers = (set(view.sent) | set(view.received)) - set(spec.parties)
+                if strangers:
+                    raise RecordError(f"the view names non-parties {sorted(strangers)}")
                 views[peer] = view
             except (RecordError, ChainEncodingError) as exc:
                 log.warning("%s: job %s: %s sent a bad view: %s", mesh.name, spec.job_id, peer, exc)

@@ -2,25 +2,34 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import hmac
+import queue
+import threading
+from typing import cast
 
 import numpy as np
 import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from parties import wire_pb2
 from parties.job_record import (
     JobView,
     agree,
+    assemble,
     digest_of_replies,
     input_commitment,
     output_digest,
     output_tag,
 )
+from parties.jobs import InputSpec, JobSpec, now_ms
+from parties.mesh import Mesh
 from protocols.registry import JobContext
 from smpc.chain.encoding import encode
 from smpc.chain.errors import RecordError
-from smpc.chain.records import Failure, commitment
+from smpc.chain.keys import public_bytes
+from smpc.chain.records import Failure, JobRecord, commitment
 
 PARTIES = ("a", "b", "c")
 
@@ -103,3 +112,113 @@ def test_every_party_derives_the_same_outcome_from_the_same_views() -> None:
     # Only consequences: the first party by name names it.
     echoes = [view("b", Failure("a", "timed out")), view("a", Failure("c", "party unreachable"))]
     assert agree(echoes) == ("aborted", Failure("c", "party unreachable"), b"")
+
+
+class FakeMesh:
+    """Mailboxes between in-process parties, shaped like the mesh's job-message calls."""
+
+    def __init__(self, name: str, network: dict[str, FakeMesh]) -> None:
+        self.name = name
+        self.network = network
+        self.boxes: dict[tuple[str, str], queue.SimpleQueue] = {}
+        network[name] = self
+
+    def box(self, job: str, peer: str) -> queue.SimpleQueue:
+        return self.boxes.setdefault((job, peer), queue.SimpleQueue())
+
+    def send(self, peer: str, envelope: wire_pb2.Envelope) -> None:
+        self.network[peer].box(envelope.job, self.name).put(envelope)
+
+    def receive(self, job: str, peer: str, timeout: float | None) -> wire_pb2.Envelope:
+        return self.box(job, peer).get(timeout=timeout)
+
+    def unreachable_for(self, peer: str) -> float:
+        return 0.0
+
+    def close_job(self, job: str) -> None:
+        self.boxes = {k: v for k, v in self.boxes.items() if k[0] != job}
+
+
+def spec() -> JobSpec:
+    return JobSpec(
+        federation="testfed",
+        protocol="pooled-count",
+        protocol_version="1",
+        analyst="analyst",
+        parties=PARTIES,
+        inputs={p: InputSpec(("x",)) for p in PARTIES},
+        outputs={"count": ("analyst",)},
+        deadline_ms=now_ms() + 60_000,
+    )
+
+
+def run_parties(job: JobSpec, names, keys, public, views, seconds=5.0):
+    network: dict[str, FakeMesh] = {}
+    meshes = {p: FakeMesh(p, network) for p in PARTIES}
+    roles = dict.fromkeys(PARTIES, "hospital")
+    out: dict[str, JobRecord] = {}
+
+    def one(p: str) -> None:
+        mesh = cast(Mesh, meshes[p])
+        out[p] = assemble(mesh, job, b"{}", roles, views[p], keys[p], public, seconds=seconds)
+
+    threads = [threading.Thread(target=one, args=(p,)) for p in names]
+    for t in threads:
+        t.start()
+    return out, meshes, threads
+
+
+def test_the_parties_assemble_one_record_signed_by_each() -> None:
+    job = spec()
+    keys = {p: Ed25519PrivateKey.generate() for p in PARTIES}
+    public = {p: public_bytes(k) for p, k in keys.items()}
+    views = {p: view(p) for p in PARTIES}
+    out, _, threads = run_parties(job, PARTIES, keys, public, views)
+    for t in threads:
+        t.join(timeout=10)
+    records = [out[p] for p in PARTIES]
+    assert all(r == records[0] for r in records)
+    record = records[0]
+    assert record.status == "finished" and [c.party for c in record.contributions] == list(PARTIES)
+    record.verify_signatures(public)
+    assert record.output_digest == output_digest({p: views[p].output_tag for p in PARTIES})
+
+
+def test_a_bad_view_or_signature_leaves_that_party_out() -> None:
+    job = spec()
+    keys = {p: Ed25519PrivateKey.generate() for p in PARTIES}
+    public = {p: public_bytes(k) for p, k in keys.items()}
+    views = {p: view(p) for p in PARTIES}
+    out, meshes, threads = run_parties(job, ("a", "b"), keys, public, views, seconds=1.0)
+    rogue = meshes["c"]
+    box = f"{job.job_id}/record"
+    bad = dataclasses.replace(views["c"], sent={**views["c"].sent, "zed": "0" * 64})
+    for peer in ("a", "b"):  # a view naming a stranger, then a signature of nothing
+        for round_, payload in ((1, bad.encode()), (2, bytes(64))):
+            rogue.send(
+                peer,
+                wire_pb2.Envelope(
+                    job=box, round=round_, sender="c", purpose="record", payload=payload
+                ),
+            )
+    for t in threads:
+        t.join(timeout=10)
+    assert (
+        [c.party for c in out["a"].contributions]
+        == ["a", "b"]
+        == [c.party for c in out["b"].contributions]
+    )
+    out["a"].verify_signatures(public)
+    # A well-formed view with a bad signature is left out too.
+    out, meshes, threads = run_parties(job, ("a", "b"), keys, public, views, seconds=1.0)
+    for peer in ("a", "b"):
+        for round_, payload in ((1, views["c"].encode()), (2, bytes(64))):
+            meshes["c"].send(
+                peer,
+                wire_pb2.Envelope(
+                    job=box, round=round_, sender="c", purpose="record", payload=payload
+                ),
+            )
+    for t in threads:
+        t.join(timeout=10)
+    assert [c.party for c in out["a"].contributions] == ["a", "b"]
