@@ -5,6 +5,7 @@ among its pending records. Checks, each failure a *fault* naming the party,
 the channel and the field:
 
 - the signed job in the record hashes to the job id and names its protocol;
+- a finished job's output digest is the digest of the parties' signed tags;
 - every contribution's signature verifies against the party's chain key in
   the genesis (a member without one, such as a model owner, is a *note*);
 - for every channel i -> j, what i hashed as sent equals what j hashed as
@@ -110,6 +111,8 @@ def audit(record: JobRecord, genesis: Genesis, notes: dict[str, Any] | None) -> 
     fault = _adder(findings, "fault")
     note = _adder(findings, "note")
     _check_job(record, fault)
+    if not record.digest_matches_tags():
+        fault("output_digest", "is not the digest of the parties' signed output tags")
     keys = {a.name: a.public_key for a in genesis.authorities}
     for c in record.contributions:
         key = keys.get(c.party)

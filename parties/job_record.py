@@ -2,23 +2,26 @@
 
 Each computing party knows its own part of the record: its salted input
 commitment, its transcript hashes per channel, the tag of the output shares it
-returned, and how the job ended for it. The parties assemble the record in two
-short all-to-all rounds over their mesh, on a mailbox of its own (the job's id
-plus ``/record``), so it works after an abort too:
+returned, and how the job ended for it. The parties assemble the record over
+their mesh, on a mailbox of its own (the job's id plus ``/record``), so it
+works after an abort too:
 
-1. every party sends its :class:`JobView`; from the views it heard, each party
-   derives the record's common fields by one deterministic rule
+1. every party sends its :class:`JobView`, signed with its Ed25519 chain key
+   as part of the record it expects (the outcome as it saw it; the output
+   digest is not signed, the party's own output tag is). From the views it
+   heard, each party derives the common fields by one deterministic rule
    (:func:`agree`): finished only if every view says so, otherwise aborted
-   with the root failure (a failure that is not merely the consequence of
-   another one, by party name), and for a finished job the output digest
-   over every party's output tag;
-2. every party signs the common fields and its own contribution with its
-   Ed25519 chain key and sends the signature; a signature that does not verify
-   against the genesis key drops that contribution.
+   with the root failure (one that is not merely the consequence of another,
+   by party name), and for a finished job the digest of every party's tag.
+   When every party finished, every signature already fits: one round.
+2. only when some party expected another outcome (an aborted job), every
+   party signs the agreed record and sends that signature.
 
-A party that does not answer within :data:`EXCHANGE_SECONDS` (dead, or cut
-off) is left out. Model owners hold no chain key, so their contributions are
-unsigned; hospitals check them against the signed views of their peers.
+A contribution whose signature does not verify against the genesis key is
+left out, and so is a party that does not answer within
+:data:`EXCHANGE_SECONDS` (dead, or cut off). Model owners hold no chain key, so
+their contributions are unsigned; the hospitals' signed views of the same
+channels vouch for them.
 
 Output digest: each party draws a fresh 32-byte key per job and tags the
 output shares it returns to the analyst with HMAC-SHA256 under that key; the
@@ -60,6 +63,7 @@ from smpc.chain.records import (
     JobRecord,
     Party,
     commitment,
+    output_digest,
 )
 from smpc.transcript import Transcript
 
@@ -75,7 +79,6 @@ PURPOSE = "record"
 _VIEW_ROUND, _SIGNATURE_ROUND = 1, 2
 _INPUT_TAG = "smpc/job-record/input/v1"
 _OUTPUT_TAG = "smpc/job-record/output/v1"
-_DIGEST_TAG = "smpc/job-record/output-digest/v1"
 
 
 def mailbox(job_id: str) -> str:
@@ -109,11 +112,6 @@ def output_tag(key: bytes, tensors: Sequence[wire_pb2.Tensor]) -> bytes:
         for t in sorted(tensors, key=lambda t: t.name)
     ]
     return hmac.new(key, encode([_OUTPUT_TAG, items]), hashlib.sha256).digest()
-
-
-def output_digest(tags: Mapping[str, bytes]) -> bytes:
-    """SHA-256 over every party's output tag, by party name: the record's output digest."""
-    return hashlib.sha256(encode([_DIGEST_TAG, dict(sorted(tags.items()))])).digest()
 
 
 def digest_of_replies(replies: Mapping[str, wire_pb2.SubmitReply]) -> bytes:
@@ -185,6 +183,7 @@ class JobView:
             input_commitment=self.input_commitment,
             sent=tuple(sorted(self.sent.items())),
             received=tuple(sorted(self.received.items())),
+            output_tag=self.output_tag,
         )
 
 
@@ -231,50 +230,77 @@ def assemble(
     *,
     seconds: float = EXCHANGE_SECONDS,
 ) -> JobRecord:
-    """Exchange views and signatures with the job's other parties; the record as assembled here.
+    """Exchange signed views with the job's other parties; the record as assembled here.
 
     ``roles`` maps each party to its role, ``chain_keys`` each hospital to its
     raw Ed25519 public key (from the genesis); ``key`` is this party's chain
     key (None for a model owner, whose contribution stays unsigned).
     """
-    box = mailbox(spec.job_id)
-    peers = [p for p in spec.parties if p != mesh.name]
+    job_id, me = spec.job_id, mesh.name
+    box = mailbox(job_id)
+    peers = [p for p in spec.parties if p != me]
+    base = JobRecord(
+        job_id=job_id,
+        signed_job=signed_job,
+        protocol=spec.protocol,
+        protocol_version=spec.protocol_version,
+        parties=tuple(Party(p, roles[p]) for p in spec.parties),
+        outputs=tuple(spec.outputs.items()),
+        output_digest=b"" if mine.failure else bytes(DIGEST_SIZE),
+        status="aborted" if mine.failure else "finished",
+        failure=mine.failure,
+        contributions=(mine.contribution(),),
+    )
     try:
-        _send_all(mesh, box, peers, _VIEW_ROUND, mine.encode())
-        views = {mine.party: mine}
+        # Round 1: the view, signed as if every party saw the job end as this one did.
+        _send_all(mesh, box, peers, _VIEW_ROUND, _signed_view(base, mine, key))
+        views, signatures = {me: mine}, {}
         for peer, data in _receive_all(mesh, box, peers, _VIEW_ROUND, seconds).items():
             try:
-                view = JobView.decode(data)
-                if view.party != peer:
-                    raise RecordError(f"the view names {view.party!r}")
-                strangers = (set(view.sent) | set(view.received)) - set(spec.parties)
-                if strangers:
-                    raise RecordError(f"the view names non-parties {sorted(strangers)}")
-                views[peer] = view
+                views[peer], signatures[peer] = _read_view(data, peer, spec)
             except (RecordError, ChainEncodingError) as exc:
-                log.warning("%s: job %s: %s sent a bad view: %s", mesh.name, spec.job_id, peer, exc)
+                log.warning("%s: job %s: %s sent a bad view: %s", me, job_id, peer, exc)
         status, failure, digest = agree(list(views.values()))
-        record = JobRecord(
-            job_id=spec.job_id,
-            signed_job=signed_job,
-            protocol=spec.protocol,
-            protocol_version=spec.protocol_version,
-            parties=tuple(Party(p, roles[p]) for p in spec.parties),
-            outputs=tuple(spec.outputs.items()),
+        record = replace(
+            base,
             output_digest=digest,
             status=status,
             failure=failure,
             contributions=tuple(views[p].contribution() for p in sorted(views)),
         )
         if key is not None:
-            record = record.signed_by(mesh.name, key)
-        _send_all(mesh, box, peers, _SIGNATURE_ROUND, record.contribution(mesh.name).signature)
-        signatures = _receive_all(
-            mesh, box, [p for p in peers if p in views], _SIGNATURE_ROUND, seconds
-        )
+            record = record.signed_by(me, key)
+        # Round 2, only when some party guessed the outcome wrong (an aborted job):
+        # everyone signs the outcome agreed from the views.
+        if any(v.failure != failure for v in views.values()):
+            _send_all(mesh, box, peers, _SIGNATURE_ROUND, record.contribution(me).signature)
+            heard = [p for p in peers if p in views]
+            signatures = _receive_all(mesh, box, heard, _SIGNATURE_ROUND, seconds)
     finally:
         mesh.close_job(box)
-    return _with_signatures(record, signatures, chain_keys, mesh.name)
+    return _with_signatures(record, signatures, chain_keys, me)
+
+
+def _signed_view(base: JobRecord, mine: JobView, key: Ed25519PrivateKey | None) -> bytes:
+    signature = b"" if key is None else base.signed_by(mine.party, key).contributions[0].signature
+    return encode({"view": mine.encode(), "signature": signature})
+
+
+def _read_view(data: bytes, peer: str, spec: JobSpec) -> tuple[JobView, bytes]:
+    value = decode(data)
+    if not isinstance(value, dict) or set(value) != {"view", "signature"}:
+        raise RecordError("a signed view is a map of view and signature")
+    signature = value["signature"]
+    view_bytes = value["view"]
+    if not isinstance(signature, bytes) or not isinstance(view_bytes, bytes):
+        raise RecordError("a signed view holds bytes")
+    view = JobView.decode(view_bytes)
+    if view.party != peer:
+        raise RecordError(f"the view names {view.party!r}")
+    strangers = (set(view.sent) | set(view.received)) - set(spec.parties)
+    if strangers:
+        raise RecordError(f"the view names non-parties {sorted(strangers)}")
+    return view, signature
 
 
 def _with_signatures(

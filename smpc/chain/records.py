@@ -39,6 +39,7 @@ _COMMIT_DOMAIN = b"smpc/chain/input-commitment/v1"
 _JOB_SIGN_DOMAIN = "smpc/chain/job-contribution/v1"
 _VOTE_SIGN_DOMAIN = "smpc/chain/authority-vote/v1"
 _CONSENT_SIGN_DOMAIN = "smpc/chain/consent/v1"
+_DIGEST_DOMAIN = "smpc/chain/output-digest/v1"
 _HEX_DIGEST = re.compile(r"[0-9a-f]{64}")
 
 
@@ -56,6 +57,11 @@ def commitment(tag: bytes, salt: bytes, values: bytes) -> bytes:
     h.update(struct.pack(">Q", len(values)))
     h.update(values)
     return h.digest()
+
+
+def output_digest(tags: Mapping[str, bytes]) -> bytes:
+    """SHA-256 over every party's output tag, by party name: a finished job's output digest."""
+    return hashlib.sha256(encode([_DIGEST_DOMAIN, dict(sorted(tags.items()))])).digest()
 
 
 def record_id(data: bytes) -> bytes:
@@ -136,8 +142,11 @@ class Contribution:
 
     ``sent`` maps each peer to the hex SHA-256 of what this party sent it,
     ``received`` to what it received from it; an auditor compares i's ``sent[j]``
-    with j's ``received[i]``. ``signature`` is the party's Ed25519 signature of
-    :meth:`JobRecord.signing_message` (empty until signed).
+    with j's ``received[i]``. ``output_tag`` is the party's HMAC of the output
+    shares it returned (empty unless the job finished); the record's output
+    digest is :func:`output_digest` over every party's tag. ``signature`` is the
+    party's Ed25519 signature of :meth:`JobRecord.signing_message` (empty until
+    signed).
     """
 
     party: str
@@ -145,6 +154,7 @@ class Contribution:
     sent: tuple[tuple[str, str], ...]
     received: tuple[tuple[str, str], ...]
     signature: bytes = b""
+    output_tag: bytes = b""
 
     def __post_init__(self) -> None:
         _name(self.party, "contributing party")
@@ -162,6 +172,10 @@ class Contribution:
             self.signature == b"" or len(self.signature) == SIGNATURE_SIZE,
             f"{self.party}'s signature must be {SIGNATURE_SIZE} bytes",
         )
+        _check(
+            isinstance(self.output_tag, bytes) and len(self.output_tag) in (0, DIGEST_SIZE),
+            f"{self.party}'s output tag must be empty or {DIGEST_SIZE} bytes",
+        )
 
     def value(self, with_signature: bool = True) -> Value:
         body: dict[str, Value] = {
@@ -169,6 +183,7 @@ class Contribution:
             "input_commitment": self.input_commitment,
             "sent": dict(self.sent),
             "received": dict(self.received),
+            "output_tag": self.output_tag,
         }
         if with_signature:
             body["signature"] = self.signature
@@ -178,7 +193,7 @@ class Contribution:
     def from_value(cls, value: Value) -> Contribution:
         _check(isinstance(value, dict), "a contribution must be a map")
         f = cast(dict[str, Any], value)
-        names = {"party", "input_commitment", "sent", "received", "signature"}
+        names = {"party", "input_commitment", "sent", "received", "signature", "output_tag"}
         _check(set(f) == names, f"a contribution has fields {sorted(names)}")
         return cls(
             party=f["party"],
@@ -186,6 +201,7 @@ class Contribution:
             sent=_hex_map(f["sent"], "sent"),
             received=_hex_map(f["received"], "received"),
             signature=f["signature"],
+            output_tag=f["output_tag"],
         )
 
 
@@ -272,9 +288,25 @@ class JobRecord:
         raise RecordError(f"job {self.job_id} has no contribution by {party}")
 
     def signing_message(self, party: str) -> bytes:
-        """What ``party`` signs: the record's common fields and its own contribution."""
+        """What ``party`` signs: the common fields but the digest, and its own contribution.
+
+        The output digest is left out because a party cannot know it before the
+        others' tags arrive; it is covered through the signed tags instead
+        (:meth:`digest_matches_tags`), so one exchange of signed contributions
+        assembles a finished job's record.
+        """
+        common = self._common()
+        del common["output_digest"]
         mine = self.contribution(party).value(with_signature=False)
-        return encode([_JOB_SIGN_DOMAIN, self._common(), mine])
+        return encode([_JOB_SIGN_DOMAIN, common, mine])
+
+    def digest_matches_tags(self) -> bool:
+        """Whether a finished job's output digest is the digest of its contributions' tags."""
+        if self.status != "finished":
+            return self.output_digest == b""
+        return self.output_digest == output_digest(
+            {c.party: c.output_tag for c in self.contributions}
+        )
 
     def signed_by(self, party: str, key: Ed25519PrivateKey) -> JobRecord:
         """A copy with ``party``'s contribution signed by ``key``."""

@@ -168,6 +168,13 @@ def run_parties(job: JobSpec, names, keys, public, views, seconds=5.0):
     return out, meshes, threads
 
 
+def signed_view(v: JobView, key_or_signature: Ed25519PrivateKey | bytes) -> bytes:
+    """The first-round message of a party (a signature made up, or of the view's bytes)."""
+    if isinstance(key_or_signature, bytes):
+        return encode({"view": v.encode(), "signature": key_or_signature})
+    return encode({"view": v.encode(), "signature": key_or_signature.sign(v.encode())})
+
+
 def test_the_parties_assemble_one_record_signed_by_each() -> None:
     job = spec()
     keys = {p: Ed25519PrivateKey.generate() for p in PARTIES}
@@ -194,7 +201,7 @@ def test_a_bad_view_or_signature_leaves_that_party_out() -> None:
     box = f"{job.job_id}/record"
     bad = dataclasses.replace(views["c"], sent={**views["c"].sent, "zed": "0" * 64})
     for peer in ("a", "b"):  # a view naming a stranger, then a signature of nothing
-        for round_, payload in ((1, bad.encode()), (2, bytes(64))):
+        for round_, payload in ((1, signed_view(bad, keys["c"])), (2, bytes(64))):
             rogue.send(
                 peer,
                 wire_pb2.Envelope(
@@ -209,10 +216,10 @@ def test_a_bad_view_or_signature_leaves_that_party_out() -> None:
         == [c.party for c in out["b"].contributions]
     )
     out["a"].verify_signatures(public)
-    # A well-formed view with a bad signature is left out too.
+    # A well-formed view whose signature does not verify is left out too.
     out, meshes, threads = run_parties(job, ("a", "b"), keys, public, views, seconds=1.0)
     for peer in ("a", "b"):
-        for round_, payload in ((1, views["c"].encode()), (2, bytes(64))):
+        for round_, payload in ((1, signed_view(views["c"], bytes(64))), (2, bytes(64))):
             meshes["c"].send(
                 peer,
                 wire_pb2.Envelope(
@@ -222,3 +229,23 @@ def test_a_bad_view_or_signature_leaves_that_party_out() -> None:
     for t in threads:
         t.join(timeout=10)
     assert [c.party for c in out["a"].contributions] == ["a", "b"]
+
+
+def test_an_aborted_job_takes_a_second_round_to_agree_on_its_failure() -> None:
+    job = spec()
+    keys = {p: Ed25519PrivateKey.generate() for p in PARTIES}
+    public = {p: public_bytes(k) for p, k in keys.items()}
+    views = {
+        "a": view("a"),  # finished here before hearing of the failure
+        "b": view("b", Failure("b", "refused: cohort-too-small")),
+        "c": view("c", Failure("b", "party aborted")),
+    }
+    out, _, threads = run_parties(job, PARTIES, keys, public, views)
+    for t in threads:
+        t.join(timeout=10)
+    records = [out[p] for p in PARTIES]
+    assert all(r == records[0] for r in records)
+    record = records[0]
+    assert (record.status, record.failure) == ("aborted", Failure("b", "refused: cohort-too-small"))
+    assert [c.party for c in record.contributions] == list(PARTIES)
+    record.verify_signatures(public)

@@ -160,6 +160,11 @@ def test_audit_names_a_tampered_record_and_a_mismatched_transcript(
     assert status == 1 and "signature" not in err
     assert "party hospital-b, channel hospital-b -> hospital-c, field sent/received" in err
 
+    # An output digest that is not the digest of the signed output tags.
+    db = _store_with(tmp_path / "digest.db", dataclasses.replace(record, output_digest=bytes(32)))
+    status, _, err = cli(capsys, "audit", outcome.job, "--records", str(db), "--genesis", genesis)
+    assert status == 1 and "field output_digest: is not the digest" in err
+
     # A member's own notes disagree with the record it holds.
     with RecordStore(records_path(fed.members["hospital-a"]), readonly=True) as store:
         notes = store.notes(outcome.job)
