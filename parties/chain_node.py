@@ -133,6 +133,11 @@ class ChainNode:
                     return height
                 self._changed.wait(min(left, TICK_S))
 
+    def records_seen(self) -> set[bytes]:
+        """Ids of the records in final blocks."""
+        with self._lock:
+            return set(self.replica.state.records_seen)
+
     @property
     def height(self) -> int:
         with self._lock:

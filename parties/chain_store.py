@@ -62,7 +62,7 @@ class _SqliteFile:
         self,
         path: str | os.PathLike[str],
         table: str,
-        schema: str,
+        schema: str | Sequence[str],
         *,
         readonly: bool,
         synchronous: str,
@@ -86,7 +86,7 @@ class _SqliteFile:
             self._db.close()
             raise
 
-    def _prepare(self, table: str, schema: str, synchronous: str) -> None:
+    def _prepare(self, table: str, schema: str | Sequence[str], synchronous: str) -> None:
         try:
             self._db.execute(f"PRAGMA synchronous = {synchronous}")
             self._db.execute("PRAGMA busy_timeout = 5000")
@@ -97,7 +97,8 @@ class _SqliteFile:
         if version == 0 and not tables and not self.readonly:
             self._db.execute("PRAGMA journal_mode = WAL")
             with self.transaction():
-                self._db.execute(schema)
+                for statement in [schema] if isinstance(schema, str) else schema:
+                    self._db.execute(statement)
                 self._db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
             return
         if version != SCHEMA_VERSION or table not in tables:

@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x12parties/wire.proto\x12\x0csmpc.wire.v1\"\xa1\x01\n\x08\x45nvelope\x12\x0b\n\x03job\x18\x01 \x01(\t\x12\r\n\x05round\x18\x02 \x01(\x04\x12\x0b\n\x03seq\x18\x03 \x01(\x04\x12\x0e\n\x06sender\x18\x04 \x01(\t\x12\x0f\n\x07purpose\x18\x05 \x01(\t\x12\r\n\x05\x63hunk\x18\x06 \x01(\r\x12\x0c\n\x04last\x18\x07 \x01(\x08\x12\r\n\x05\x64type\x18\x08 \x01(\t\x12\x0e\n\x06length\x18\t \x01(\x04\x12\x0f\n\x07payload\x18\n \x01(\x0c\"\x0f\n\rHealthRequest\"?\n\x0bHealthReply\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x12\n\nfederation\x18\x02 \x01(\t\x12\x0e\n\x06status\x18\x03 \x01(\t\"U\n\x06Tensor\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\r\n\x05\x64type\x18\x02 \x01(\t\x12\r\n\x05shape\x18\x03 \x03(\x04\x12\x11\n\tfrac_bits\x18\x04 \x01(\r\x12\x0c\n\x04\x64\x61ta\x18\x05 \x01(\x0c\"#\n\rSubmitRequest\x12\x12\n\nsigned_job\x18\x01 \x01(\x0c\"\xe5\x01\n\x0bSubmitReply\x12\x0b\n\x03job\x18\x01 \x01(\t\x12\r\n\x05party\x18\x02 \x01(\t\x12\n\n\x02ok\x18\x03 \x01(\x08\x12\x14\n\x0c\x66\x61ilure_kind\x18\x04 \x01(\t\x12\x0f\n\x07\x66\x61ilure\x18\x05 \x01(\t\x12%\n\x07outputs\x18\x06 \x03(\x0b\x32\x14.smpc.wire.v1.Tensor\x12\x14\n\x0cpublic_names\x18\x07 \x03(\t\x12\x0e\n\x06rounds\x18\x08 \x01(\x04\x12\x15\n\rpayload_bytes\x18\t \x01(\x04\x12\x12\n\nwire_bytes\x18\n \x01(\x04\x12\x0f\n\x07seconds\x18\x0b \x01(\x01\"\x1c\n\x0c\x43hainMessage\x12\x0c\n\x04\x64\x61ta\x18\x01 \x01(\x0c\"\n\n\x08\x43hainAck\"4\n\x10ProvisionRequest\x12\x12\n\nsigned_job\x18\x01 \x01(\x0c\x12\x0c\n\x04plan\x18\x02 \x01(\t\"m\n\x0eProvisionChunk\x12\x0c\n\x04seed\x18\x01 \x01(\x0c\x12\x0c\n\x04item\x18\x02 \x01(\x04\x12\x11\n\tcomponent\x18\x03 \x01(\r\x12\r\n\x05\x63hunk\x18\x04 \x01(\r\x12\x0c\n\x04last\x18\x05 \x01(\x08\x12\x0f\n\x07payload\x18\x06 \x01(\x0c\x32\x84\x02\n\x05Party\x12:\n\x04Link\x12\x16.smpc.wire.v1.Envelope\x1a\x16.smpc.wire.v1.Envelope(\x01\x30\x01\x12@\n\x06Health\x12\x1b.smpc.wire.v1.HealthRequest\x1a\x19.smpc.wire.v1.HealthReply\x12@\n\x06Submit\x12\x1b.smpc.wire.v1.SubmitRequest\x1a\x19.smpc.wire.v1.SubmitReply\x12;\n\x05\x43hain\x12\x1a.smpc.wire.v1.ChainMessage\x1a\x16.smpc.wire.v1.ChainAck2\x97\x01\n\x06\x44\x65\x61ler\x12K\n\tProvision\x12\x1e.smpc.wire.v1.ProvisionRequest\x1a\x1c.smpc.wire.v1.ProvisionChunk0\x01\x12@\n\x06Health\x12\x1b.smpc.wire.v1.HealthRequest\x1a\x19.smpc.wire.v1.HealthReplyb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x12parties/wire.proto\x12\x0csmpc.wire.v1\"\xa1\x01\n\x08\x45nvelope\x12\x0b\n\x03job\x18\x01 \x01(\t\x12\r\n\x05round\x18\x02 \x01(\x04\x12\x0b\n\x03seq\x18\x03 \x01(\x04\x12\x0e\n\x06sender\x18\x04 \x01(\t\x12\x0f\n\x07purpose\x18\x05 \x01(\t\x12\r\n\x05\x63hunk\x18\x06 \x01(\r\x12\x0c\n\x04last\x18\x07 \x01(\x08\x12\r\n\x05\x64type\x18\x08 \x01(\t\x12\x0e\n\x06length\x18\t \x01(\x04\x12\x0f\n\x07payload\x18\n \x01(\x0c\"\x0f\n\rHealthRequest\"?\n\x0bHealthReply\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x12\n\nfederation\x18\x02 \x01(\t\x12\x0e\n\x06status\x18\x03 \x01(\t\"U\n\x06Tensor\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\r\n\x05\x64type\x18\x02 \x01(\t\x12\r\n\x05shape\x18\x03 \x03(\x04\x12\x11\n\tfrac_bits\x18\x04 \x01(\r\x12\x0c\n\x04\x64\x61ta\x18\x05 \x01(\x0c\"#\n\rSubmitRequest\x12\x12\n\nsigned_job\x18\x01 \x01(\x0c\"\xf9\x01\n\x0bSubmitReply\x12\x0b\n\x03job\x18\x01 \x01(\t\x12\r\n\x05party\x18\x02 \x01(\t\x12\n\n\x02ok\x18\x03 \x01(\x08\x12\x14\n\x0c\x66\x61ilure_kind\x18\x04 \x01(\t\x12\x0f\n\x07\x66\x61ilure\x18\x05 \x01(\t\x12%\n\x07outputs\x18\x06 \x03(\x0b\x32\x14.smpc.wire.v1.Tensor\x12\x14\n\x0cpublic_names\x18\x07 \x03(\t\x12\x0e\n\x06rounds\x18\x08 \x01(\x04\x12\x15\n\rpayload_bytes\x18\t \x01(\x04\x12\x12\n\nwire_bytes\x18\n \x01(\x04\x12\x0f\n\x07seconds\x18\x0b \x01(\x01\x12\x12\n\noutput_key\x18\x0c \x01(\x0c\"\x1c\n\x0c\x43hainMessage\x12\x0c\n\x04\x64\x61ta\x18\x01 \x01(\x0c\"\n\n\x08\x43hainAck\"4\n\x10ProvisionRequest\x12\x12\n\nsigned_job\x18\x01 \x01(\x0c\x12\x0c\n\x04plan\x18\x02 \x01(\t\"m\n\x0eProvisionChunk\x12\x0c\n\x04seed\x18\x01 \x01(\x0c\x12\x0c\n\x04item\x18\x02 \x01(\x04\x12\x11\n\tcomponent\x18\x03 \x01(\r\x12\r\n\x05\x63hunk\x18\x04 \x01(\r\x12\x0c\n\x04last\x18\x05 \x01(\x08\x12\x0f\n\x07payload\x18\x06 \x01(\x0c\x32\x84\x02\n\x05Party\x12:\n\x04Link\x12\x16.smpc.wire.v1.Envelope\x1a\x16.smpc.wire.v1.Envelope(\x01\x30\x01\x12@\n\x06Health\x12\x1b.smpc.wire.v1.HealthRequest\x1a\x19.smpc.wire.v1.HealthReply\x12@\n\x06Submit\x12\x1b.smpc.wire.v1.SubmitRequest\x1a\x19.smpc.wire.v1.SubmitReply\x12;\n\x05\x43hain\x12\x1a.smpc.wire.v1.ChainMessage\x1a\x16.smpc.wire.v1.ChainAck2\x97\x01\n\x06\x44\x65\x61ler\x12K\n\tProvision\x12\x1e.smpc.wire.v1.ProvisionRequest\x1a\x1c.smpc.wire.v1.ProvisionChunk0\x01\x12@\n\x06Health\x12\x1b.smpc.wire.v1.HealthRequest\x1a\x19.smpc.wire.v1.HealthReplyb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -42,17 +42,17 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_SUBMITREQUEST']._serialized_start=369
   _globals['_SUBMITREQUEST']._serialized_end=404
   _globals['_SUBMITREPLY']._serialized_start=407
-  _globals['_SUBMITREPLY']._serialized_end=636
-  _globals['_CHAINMESSAGE']._serialized_start=638
-  _globals['_CHAINMESSAGE']._serialized_end=666
-  _globals['_CHAINACK']._serialized_start=668
-  _globals['_CHAINACK']._serialized_end=678
-  _globals['_PROVISIONREQUEST']._serialized_start=680
-  _globals['_PROVISIONREQUEST']._serialized_end=732
-  _globals['_PROVISIONCHUNK']._serialized_start=734
-  _globals['_PROVISIONCHUNK']._serialized_end=843
-  _globals['_PARTY']._serialized_start=846
-  _globals['_PARTY']._serialized_end=1106
-  _globals['_DEALER']._serialized_start=1109
-  _globals['_DEALER']._serialized_end=1260
+  _globals['_SUBMITREPLY']._serialized_end=656
+  _globals['_CHAINMESSAGE']._serialized_start=658
+  _globals['_CHAINMESSAGE']._serialized_end=686
+  _globals['_CHAINACK']._serialized_start=688
+  _globals['_CHAINACK']._serialized_end=698
+  _globals['_PROVISIONREQUEST']._serialized_start=700
+  _globals['_PROVISIONREQUEST']._serialized_end=752
+  _globals['_PROVISIONCHUNK']._serialized_start=754
+  _globals['_PROVISIONCHUNK']._serialized_end=863
+  _globals['_PARTY']._serialized_start=866
+  _globals['_PARTY']._serialized_end=1126
+  _globals['_DEALER']._serialized_start=1129
+  _globals['_DEALER']._serialized_end=1280
 # @@protoc_insertion_point(module_scope)
