@@ -19,10 +19,10 @@ def test_columns_have_their_ranges_missing_entries_and_categories() -> None:
     c = cohort(20_000, seed=1)
     assert c.columns == NUMERIC and c.values.shape == (20_000, len(NUMERIC))
     age, bp = c.numeric(["age"])[:, 0], c.numeric(["systolic_bp"])[:, 0]
-    assert 18 <= age.min() and age.max() <= 95
+    assert age.min() >= 18 and age.max() <= 95
     assert np.corrcoef(age, bp)[0, 1] > 0.4  # blood pressure rises with age
     cost = c.numeric(["cost"])[:, 0]
-    assert 0 < cost.min() and cost.max() <= COST_CAP
+    assert cost.min() > 0 and cost.max() <= COST_CAP
     missing = np.isnan(c.values).mean(axis=0)
     assert missing[NUMERIC.index("cholesterol")] == pytest.approx(0.08, abs=0.01)
     assert missing[NUMERIC.index("creatinine")] == pytest.approx(0.04, abs=0.01)
