@@ -16,7 +16,7 @@ from pathlib import Path
 
 from cryptography import x509
 
-from parties import chain_commands, service_commands
+from parties import chain_commands, service_commands, stats_commands
 from parties.config import ROLES, ConfigError, MemberConfig, check_name
 from parties.federation import (
     CA_CERT_FILE,
@@ -120,12 +120,14 @@ COMMANDS: dict[tuple[str, ...], Handler] = {
     ("federation", "renew"): federation_renew,
     **service_commands.COMMANDS,
     **chain_commands.COMMANDS,
+    **stats_commands.COMMANDS,
 }
 
 _PARSERS: tuple[Callable[[argparse._SubParsersAction], None], ...] = (
     _add_federation_parsers,
     service_commands.add_parsers,
     chain_commands.add_parsers,
+    stats_commands.add_parsers,
 )
 
 

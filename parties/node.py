@@ -83,10 +83,10 @@ class PartyNode:
             spec = verify_job(signed, self.member)
             if caller != spec.analyst:
                 raise JobRejected(job_id, "unknown-analyst", f"{caller!r} did not sign this job")
-            ctx = self._context(spec)
+            protocol = lookup(spec.protocol, spec.protocol_version)
+            ctx = self._context(spec, categorical=protocol.categorical)
             mine = spec.inputs.get(name)
             admit(spec, self.member, self.ledger, own_rows=len(ctx.values) if mine else None)
-            protocol = lookup(spec.protocol, spec.protocol_version)
             log.info(
                 "%s: job %s admitted: %s v%s from %s",
                 name,
@@ -120,15 +120,18 @@ class PartyNode:
         np.savez(path, **outputs)
         log.info("%s: job %s: kept %s in %s", self.member.name, job_id, ", ".join(outputs), path)
 
-    def _context(self, spec: JobSpec) -> JobContext:
+    def _context(self, spec: JobSpec, *, categorical: bool = False) -> JobContext:
         mine = spec.inputs.get(self.member.name)
         columns: tuple[str, ...] = ()
         values = np.zeros((0, 0))
+        text: dict[str, np.ndarray] = {}
         if mine is not None:
             if self.source is None:
                 raise SMPCError(f"{self.member.name} has no data source configured")
-            selection = self.source.select(mine.columns, mine.where)
+            selection = self.source.select(mine.columns, mine.where, numeric=not categorical)
             columns, values = tuple(selection.columns), selection.values
+            if categorical:  # the protocol reads text columns, e.g. a contingency table
+                text = {c: selection.categorical(c) for c in columns}
         return JobContext(
             params=spec.params,
             parties=spec.parties,
@@ -136,6 +139,8 @@ class PartyNode:
             columns=columns,
             values=values,
             min_cell_size=self.member.policy.min_cell_size,
+            allow_min_max=self.member.policy.allow_min_max,
+            text=text,
             model=self.model,
             reveal_probabilities=spec.reveal_probabilities,
         )
