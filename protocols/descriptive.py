@@ -58,10 +58,16 @@ def check_frac_bits(rt: Runtime) -> None:
         raise ValueError(f"the statistics protocols need F = {SUM_BITS} fractional bits")
 
 
-def local_rows(ctx: JobContext, *, bounded: bool = True) -> tuple[np.ndarray, int]:
-    """This party's complete rows of the requested columns and how many it dropped."""
+def local_rows(rt: Runtime, ctx: JobContext, *, bounded: bool = True) -> tuple[np.ndarray, int]:
+    """This party's complete rows of the requested columns and how many it dropped.
+
+    The dry run that plans a job needs only shapes, which do not depend on
+    the rows, so it skips the local work and sees no rows.
+    """
     if not ctx.columns:
         raise StatisticsInputError(f"{ctx.party}: the job selects no column")
+    if rt.planning:
+        return np.zeros((0, len(ctx.columns))), 0
     rows, dropped = complete_rows(np.asarray(ctx.values, dtype=np.float64))
     if bounded:
         check_values(rows, ctx.columns)
@@ -91,7 +97,7 @@ def count(rt: Runtime, ctx: JobContext) -> dict[str, SharedTensor]:
     policies. Rounds: policies 1, input 1, comparison 8.
     """
     check_frac_bits(rt)
-    rows, dropped = local_rows(ctx, bounded=False)
+    rows, dropped = local_rows(rt, ctx, bounded=False)
     m = agree(rt, ctx)
     check_contribution(len(rows), m)
     pooled = pooled_integers(rt, np.array([len(rows), dropped]))
@@ -108,7 +114,7 @@ def total(rt: Runtime, ctx: JobContext) -> dict[str, SharedTensor]:
     the computing parties but m.
     """
     check_frac_bits(rt)
-    rows, dropped = local_rows(ctx)
+    rows, dropped = local_rows(rt, ctx)
     m = agree(rt, ctx)
     check_contribution(len(rows), m)
     sums = rows.sum(axis=0) if len(rows) else np.zeros(len(ctx.columns))
@@ -154,7 +160,7 @@ def moments(rt: Runtime, ctx: JobContext, *, matrix: bool) -> dict[str, SharedTe
     :func:`count`; to the computing parties: m and N (or 0 if suppressed).
     """
     check_frac_bits(rt)
-    rows, dropped = local_rows(ctx)
+    rows, dropped = local_rows(rt, ctx)
     p = len(ctx.columns)
     m = agree(rt, ctx)
     check_contribution(len(rows), m)
@@ -242,7 +248,7 @@ def extremes(rt: Runtime, ctx: JobContext) -> dict[str, SharedTensor]:
     check_frac_bits(rt)
     if not ctx.allow_min_max:
         raise DisclosureRefused("this party's policy does not permit a minimum or maximum")
-    rows, dropped = local_rows(ctx)
+    rows, dropped = local_rows(rt, ctx)
     p = len(ctx.columns)
     m = agree(rt, ctx)
     check_contribution(len(rows), m)

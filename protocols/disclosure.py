@@ -76,6 +76,8 @@ def complete_rows(values: np.ndarray) -> tuple[np.ndarray, int]:
     """The rows without a missing (NaN) value in any requested column, and how many were dropped."""
     if values.size == 0:
         return values.reshape(len(values), values.shape[1] if values.ndim == 2 else 0), 0
+    if not np.isnan(values.sum(axis=0)).any():  # a NaN anywhere makes its column's sum NaN
+        return values, 0
     keep = ~np.isnan(values).any(axis=1)
     dropped = int(len(values) - np.count_nonzero(keep))
     return (values if dropped == 0 else values[keep]), dropped
@@ -89,6 +91,8 @@ def check_contribution(rows: int, m: int) -> None:
 
 def check_values(values: np.ndarray, columns: Sequence[str], bound: float = VALUE_BOUND) -> None:
     """Every value is finite and below ``bound`` in magnitude; names column and row, not value."""
+    if values.size == 0 or (-bound < values.min() and values.max() < bound):
+        return
     bad = ~(np.abs(values) < bound)
     if bad.any():
         row, col = np.unravel_index(int(np.argmax(bad)), values.shape)

@@ -95,7 +95,7 @@ def quantiles(rt: Runtime, ctx: JobContext) -> dict[str, SharedTensor]:
     qs, lo, hi, bits = _params(ctx)
     if len(ctx.columns) != 1:
         raise StatisticsInputError("quantiles take exactly one column")
-    rows, dropped = local_rows(ctx, bounded=False)
+    rows, dropped = local_rows(rt, ctx, bounded=False)
     values = np.sort(np.clip(rows[:, 0], lo, hi))
     m = agree(rt, ctx)
     check_contribution(len(values), m)

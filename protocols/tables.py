@@ -56,7 +56,7 @@ def histogram(rt: Runtime, ctx: JobContext) -> dict[str, SharedTensor]:
     edges = bin_edges(ctx.params.get("edges"))
     if len(ctx.columns) != 1:
         raise StatisticsInputError("a histogram takes exactly one column")
-    rows, dropped = local_rows(ctx, bounded=False)
+    rows, dropped = local_rows(rt, ctx, bounded=False)
     cells, _ = np.histogram(rows[:, 0], edges)
     return _gated_cells(rt, ctx, cells, len(rows), dropped, [len(edges)])
 
