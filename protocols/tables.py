@@ -1,4 +1,4 @@
-"""Histograms over public bin edges and contingency tables of two categorical columns.
+"""Histograms over public bin edges; frequency and contingency tables of categorical columns.
 
 Each hospital counts its own complete rows into the public cells and shares
 the cell counts (with its dropped-row count) in one round; every pooled cell
@@ -77,18 +77,19 @@ def levels(params: object, columns: Sequence[str]) -> list[list[str]]:
 
 
 def crosstab(rt: Runtime, ctx: JobContext) -> dict[str, SharedTensor]:
-    """Outputs ``counts`` (levels of column 1 x levels of column 2) and ``dropped``; 10 rounds.
+    """Outputs ``counts`` (one cell per level, or per pair of levels) and ``dropped``; 10 rounds.
 
-    Two categorical columns (``JobContext.text``) and their public levels in
-    ``params["levels"]``; a row missing either value is dropped, a value that
+    One categorical column (a frequency table, e.g. patients by diagnosis) or
+    two (a contingency table), read from ``JobContext.text``, and their public
+    levels in ``params["levels"]``; a row missing a value is dropped, a value that
     is not one of the levels is an error naming the column and the row of the
     selection. Reveals to the job's recipients: each pooled cell count that
     reaches m (else 0) and the dropped count if it reaches m (else 0); nothing
     to the computing parties but m.
     """
     check_frac_bits(rt)
-    if len(ctx.columns) != 2:
-        raise StatisticsInputError("a contingency table takes exactly two columns")
+    if len(ctx.columns) not in (1, 2):
+        raise StatisticsInputError("a frequency or contingency table takes one or two columns")
     names = levels(ctx.params.get("levels"), ctx.columns)
     codes = []
     for name, allowed in zip(ctx.columns, names, strict=True):
@@ -105,9 +106,9 @@ def crosstab(rt: Runtime, ctx: JobContext) -> dict[str, SharedTensor]:
                 f"the job's {len(allowed)} levels"
             )
         codes.append(code)
-    complete = (codes[0] >= 0) & (codes[1] >= 0)
-    shape = (len(names[0]), len(names[1]))
+    complete = np.logical_and.reduce([code >= 0 for code in codes])
+    shape = tuple(len(n) for n in names)
     cells = np.zeros(shape, dtype=np.int64)
-    np.add.at(cells, (codes[0][complete], codes[1][complete]), 1)
+    np.add.at(cells, tuple(code[complete] for code in codes), 1)
     rows = int(complete.sum())
     return _gated_cells(rt, ctx, cells, rows, len(complete) - rows, list(shape))

@@ -91,3 +91,9 @@ def test_smpc_stats_prints_json_with_suppressed_cells(running) -> None:
     result = json.loads(done.stdout)
     expected, _ = np.histogram(running.column("mean_radius"), [float(e) for e in edges.split(",")])
     assert result["counts"] == [int(c) if c >= 5 else None for c in expected]
+
+
+def test_patients_by_diagnosis_from_a_text_column(running, client) -> None:
+    result = client.statistics("crosstab", ["diagnosis"], params={"levels": [["M", "B"]]})
+    diagnosis = [r[1] for rows in running.rows.values() for r in rows]
+    assert result["counts"].tolist() == [diagnosis.count("M"), diagnosis.count("B")]
