@@ -18,6 +18,7 @@ the parties' policies (:func:`agree`):
 from __future__ import annotations
 
 import hashlib
+import statistics
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
@@ -43,8 +44,11 @@ class DisclosureRefused(SMPCError):
     """A party refuses to contribute: its policy forbids what the job would reveal."""
 
 
-class StatisticsInputError(SMPCError, ValueError):
-    """A party's data or the job's parameters do not fit the statistic; names column and row."""
+class StatisticsInputError(SMPCError, statistics.StatisticsError):
+    """A party's data or the job's parameters do not fit the statistic; names column and row.
+
+    A ``statistics.StatisticsError`` (hence a ValueError), as in Python's module.
+    """
 
 
 def agree(
