@@ -126,28 +126,99 @@ class Client:
         rows: Mapping[str, int],
         *,
         probabilities: bool = False,
+        label_column: str | None = None,
+        metrics_to: Sequence[str] = (),
+        min_cell_size: int = 5,
         deadline_s: float = 60.0,
     ) -> JobSpec:
         """A logistic-regression inference job: each hospital in ``rows`` scores its rows.
 
         ``rows`` declares each hospital's row count (public); labels, and
-        probabilities when asked, go to each hospital for its own rows.
+        probabilities when asked, go to each hospital for its own rows. With
+        ``label_column`` (0/1 at every hospital), the confusion counts over
+        all rows go to ``metrics_to`` (this analyst by default; all -1, i.e.
+        suppressed, if any cell is below ``min_cell_size``).
         """
         hospitals = sorted(rows)
         outputs = {"labels": hospitals}
         if probabilities:
             outputs["probabilities"] = hospitals
+        params: dict[str, object] = {
+            "model_owner": model_owner,
+            "rows": {h: int(n) for h, n in rows.items()},
+            "features": list(features),
+            "min_cell_size": int(min_cell_size),
+        }
+        columns = list(features)
+        if label_column is not None:
+            params["label_column"] = label_column
+            outputs["metrics"] = list(metrics_to) or [self.member.name]
+            columns.append(label_column)
         return self.job(
             "logistic-inference",
-            "1",
-            inputs={h: list(features) for h in hospitals},
+            "2",
+            inputs={h: columns for h in hospitals},
             parties=[*hospitals, model_owner],
             outputs=outputs,
-            params={
-                "model_owner": model_owner,
-                "rows": {h: int(n) for h, n in rows.items()},
-                "features": list(features),
-            },
+            params=params,
+            deadline_s=deadline_s,
+            reveal_probabilities=probabilities,
+        )
+
+    def column_inference_job(
+        self,
+        model_owner: str,
+        features: Sequence[str],
+        holders: Mapping[str, Sequence[str]],
+        id_column: str,
+        patients: Sequence[int],
+        recipients: Sequence[str],
+        *,
+        probabilities: bool = False,
+        label_holder: str | None = None,
+        label_column: str | None = None,
+        metrics_to: Sequence[str] = (),
+        min_cell_size: int = 5,
+        deadline_s: float = 60.0,
+    ) -> JobSpec:
+        """Inference on column-split data: ``holders`` maps each hospital to its features.
+
+        Every holder selects ``id_column`` (a study pseudonym, never a raw
+        identifier) and its features; rows are aligned by ``patients``. The
+        labels of all rows go to ``recipients`` (computing parties); with
+        ``label_holder`` and ``label_column``, the confusion counts go to
+        ``metrics_to``.
+        """
+        parties = sorted({*holders, model_owner})
+        outside = [r for r in recipients if r not in parties]
+        if outside:
+            raise ValueError(f"label recipients must be parties of the job, not {outside}")
+        if (label_holder is None) != (label_column is None):
+            raise ValueError("give both label_holder and label_column, or neither")
+        inputs = {h: [id_column, *cols] for h, cols in holders.items()}
+        outputs = {"labels": list(recipients)}
+        if probabilities:
+            outputs["probabilities"] = list(recipients)
+        params: dict[str, object] = {
+            "model_owner": model_owner,
+            "features": list(features),
+            "holders": {h: list(cols) for h, cols in holders.items()},
+            "id_column": id_column,
+            "patients": [int(p) for p in patients],
+            "recipients": list(recipients),
+            "min_cell_size": int(min_cell_size),
+        }
+        if label_holder is not None:
+            inputs[label_holder] = [*inputs[label_holder], str(label_column)]
+            params.update(label_holder=label_holder, label_column=label_column)
+            outputs["metrics"] = list(metrics_to) or [self.member.name]
+        return self.job(
+            "logistic-inference-columns",
+            "1",
+            inputs=inputs,
+            parties=parties,
+            outputs=outputs,
+            params=params,
             deadline_s=deadline_s,
             reveal_probabilities=probabilities,
         )

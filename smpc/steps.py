@@ -67,14 +67,19 @@ def drive(rt: Runtime, steps: Steps[T], purpose: str) -> T:
 
 
 def products(
-    rt: Runtime, pairs: Sequence[tuple[np.ndarray, np.ndarray]], shifts: Sequence[int]
+    rt: Runtime,
+    pairs: Sequence[tuple[np.ndarray, np.ndarray]],
+    shifts: Sequence[int],
+    extra: Sequence[tuple[np.ndarray, int]] = (),
 ) -> Steps[list[np.ndarray]]:
     """Shares of (x * y) >> shift for raw flat shares, all pairs in 2 rounds.
 
     Round 1 opens every Beaver masking at once; round 2 opens every
     truncation at once (one truncation tuple per distinct shift). A product
     whose shift is 0 skips truncation. Requires |x * y| < 2^62 as ring values
-    for the truncation to be exact up to one unit.
+    for the truncation to be exact up to one unit. ``extra`` values are
+    truncated (value >> shift) in round 2 too; their results follow the
+    products'.
     """
     ring = rt.ring
     sizes = [x.size for x, _ in pairs]
@@ -86,7 +91,8 @@ def products(
     z = ring.beaver_product(opened, a, b, c, NO_MASK, rt.first)
     cuts = np.cumsum([0, *sizes])
     parts = [z[cuts[i] : cuts[i + 1]] for i in range(len(pairs))]
-    return (yield from truncations(rt, parts, shifts))
+    values = parts + [value for value, _ in extra]
+    return (yield from truncations(rt, values, [*shifts, *(shift for _, shift in extra)]))
 
 
 def truncations(

@@ -64,3 +64,43 @@ def test_sigmoid_rejects_a_product_and_a_public_array() -> None:
         dry_run(approx.sigmoid, N_PARTIES, np.zeros(3))
     with pytest.raises(ValueError):
         dry_run(approx.sigmoid, N_PARTIES, x * 0.5)
+
+
+@pytest.mark.parametrize("frac_bits", [16, 20])
+def test_exp_error_inside_its_range_within_the_documented_bound(frac_bits: int) -> None:
+    fed = LocalFederation(N_PARTIES, frac_bits=frac_bits, transcripts=False)
+    lo, hi = approx.EXP_RANGE
+    x = np.linspace(lo, hi, 60_001)[:-1]
+    want = np.exp(fed.fxp.decode(fed.fxp.encode(x), frac_bits))  # e^ of the encoded input
+    error = np.abs(_run(fed, approx.exp, x) - want)
+    bound = 2 * 2.0**-frac_bits + approx.EXP_MAX_RELATIVE_ERROR * want
+    assert np.all(error <= bound)
+
+
+@pytest.mark.parametrize("frac_bits", [16, 20])
+def test_exp_saturates_outside_its_range(frac_bits: int) -> None:
+    fed = LocalFederation(N_PARTIES, frac_bits=frac_bits, transcripts=False)
+    top = 2.0 ** (62 - frac_bits) - 1.0
+    below = np.array([-top, -(2.0**30), -1e3, -16.5, -16.0001])
+    above = np.array([12.0, 12.5, 1e3, 2.0**30, top])
+    got = _run(fed, approx.exp, np.concatenate([below, above]))
+    np.testing.assert_array_equal(got[: below.size], 0.0)
+    np.testing.assert_allclose(got[below.size :], np.exp(12.0), atol=2.0**-frac_bits)
+
+
+@pytest.mark.parametrize("shape", [(1,), (64,), (300, 2)])
+def test_exp_takes_the_documented_rounds_and_keeps_the_shape(shape: tuple[int, ...]) -> None:
+    fed = LocalFederation(N_PARTIES)
+    x = fed.share(np.zeros(shape))[0]
+    run = dry_run(approx.exp, N_PARTIES, x)
+    assert run.rounds == approx.EXP_ROUNDS == 16
+    assert run.result.shape == shape
+
+
+def test_exp_rejects_a_product_and_a_public_array() -> None:
+    fed = LocalFederation(N_PARTIES)
+    x = fed.share(np.zeros(3))[0]
+    with pytest.raises(TypeError):
+        dry_run(approx.exp, N_PARTIES, np.zeros(3))
+    with pytest.raises(ValueError, match="truncate it first"):
+        dry_run(approx.exp, N_PARTIES, x * 0.5)
