@@ -97,3 +97,8 @@ def test_patients_by_diagnosis_from_a_text_column(running, client) -> None:
     result = client.statistics("crosstab", ["diagnosis"], params={"levels": [["M", "B"]]})
     diagnosis = [r[1] for rows in running.rows.values() for r in rows]
     assert result["counts"].tolist() == [diagnosis.count("M"), diagnosis.count("B")]
+
+
+def test_minimum_and_maximum_are_refused_under_the_default_policy(client) -> None:
+    with pytest.raises(JobFailed, match="does not permit a minimum or maximum"):
+        client.statistics("max", ["mean_radius"])
