@@ -102,3 +102,8 @@ def test_patients_by_diagnosis_from_a_text_column(running, client) -> None:
 def test_minimum_and_maximum_are_refused_under_the_default_policy(client) -> None:
     with pytest.raises(JobFailed, match="does not permit a minimum or maximum"):
         client.statistics("max", ["mean_radius"])
+
+
+def test_an_unknown_statistic_is_refused_before_any_job(client) -> None:
+    with pytest.raises(ValueError, match=r"unknown statistic 'mode'; choose one of .*median"):
+        client.statistics("mode", ["mean_radius"])
