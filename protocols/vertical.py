@@ -107,7 +107,9 @@ def _aligned(ctx: JobContext, names: Sequence[str], n: int) -> np.ndarray:
     return picked
 
 
-def correlation(rt: Runtime, ctx: JobContext, *, deviations: bool = False) -> dict:
+def correlation(
+    rt: Runtime, ctx: JobContext, *, deviations: bool = False
+) -> dict[str, SharedTensor]:
     """Outputs ``count`` and ``correlation`` (and ``stdev`` with ``deviations``); 4 rounds.
 
     Reveals to the job's recipients: N and the correlation matrix (and each
@@ -152,7 +154,7 @@ def correlation(rt: Runtime, ctx: JobContext, *, deviations: bool = False) -> di
     return out
 
 
-def covariance(rt: Runtime, ctx: JobContext) -> dict:
+def covariance(rt: Runtime, ctx: JobContext) -> dict[str, SharedTensor]:
     """Outputs ``count``, ``correlation`` and ``stdev``: the covariance is R_jk s_j s_k.
 
     Reveals to the job's recipients: N, the correlation matrix and the sample
