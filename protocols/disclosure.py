@@ -7,7 +7,8 @@ the parties' policies (:func:`agree`):
    complete rows number from 1 to m - 1 refuses with the one generic reason
    :data:`REFUSAL` (:class:`DisclosureRefused`), which does not say how many.
    An empty contribution adds nothing and is allowed, so an empty pooled
-   cohort reads like a small one.
+   cohort reads like a small one. (A party process refuses at admission,
+   before any round, a selection below its own policy's minimum.)
 2. *Inside MPC*, on pooled counts and cells (:func:`gate`): each count is
    compared with m by the exact comparison of ``smpc.compare`` and every
    value that depends on it is multiplied by the outcome, in the same
