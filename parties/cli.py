@@ -16,7 +16,13 @@ from pathlib import Path
 
 from cryptography import x509
 
-from parties import audit_command, chain_commands, consent_command, service_commands
+from parties import (
+    audit_command,
+    chain_commands,
+    consent_command,
+    service_commands,
+    stats_commands,
+)
 from parties.config import ROLES, ConfigError, MemberConfig, check_name
 from parties.federation import (
     CA_CERT_FILE,
@@ -122,6 +128,7 @@ COMMANDS: dict[tuple[str, ...], Handler] = {
     **chain_commands.COMMANDS,
     **audit_command.COMMANDS,
     **consent_command.COMMANDS,
+    **stats_commands.COMMANDS,
 }
 
 _PARSERS: tuple[Callable[[argparse._SubParsersAction], None], ...] = (
@@ -130,6 +137,7 @@ _PARSERS: tuple[Callable[[argparse._SubParsersAction], None], ...] = (
     chain_commands.add_parsers,
     audit_command.add_parsers,
     consent_command.add_parsers,
+    stats_commands.add_parsers,
 )
 
 

@@ -21,6 +21,7 @@ import time
 from collections.abc import Mapping, Sequence
 from concurrent import futures
 from dataclasses import dataclass
+from typing import Any
 
 import grpc
 import numpy as np
@@ -30,6 +31,7 @@ from parties.config import MemberConfig, dns_name
 from parties.jobs import DEFAULT_SCOPE, InputSpec, JobSpec, SignedJob, sign_job
 from parties.mesh import MAX_FRAME_BYTES
 from protocols.registry import lookup
+from protocols.statistics import BY_STATISTIC, protocol, summarise
 from smpc import ring
 from smpc.errors import PeerTimeoutError, ProtocolAbort
 from smpc.fixedpoint import FixedPoint
@@ -224,6 +226,85 @@ class Client:
             reveal_probabilities=probabilities,
             scope="model-inference",
         )
+
+    def statistics(
+        self,
+        statistic: str,
+        columns: Sequence[str],
+        *,
+        where: str | None = None,
+        hospitals: Sequence[str] | None = None,
+        params: Mapping[str, object] | None = None,
+        deadline_s: float = 60.0,
+    ) -> dict[str, Any]:
+        """A joint statistic over the hospitals' selected rows, with disclosure control.
+
+        ``statistic`` is a key of ``protocols.statistics.BY_STATISTIC`` (e.g.
+        "mean", "stdev", "histogram" with ``params={"edges": [...]}``,
+        "crosstab" with ``params={"levels": [[...], [...]]}``, "median");
+        every hospital of the federation takes part unless ``hospitals`` says
+        otherwise. Returns ``protocols.statistics.summarise`` of the outputs
+        (``{"suppressed": True, ...}`` below the minimum cell size) with the
+        job id and its seconds.
+        """
+        name = BY_STATISTIC.get(statistic)
+        if name is None:
+            raise ValueError(
+                f"unknown statistic {statistic!r}; choose one of {', '.join(sorted(BY_STATISTIC))}"
+            )
+        chosen = dict(params or {})
+        if statistic == "median":
+            chosen.setdefault("probabilities", [0.5])
+        if hospitals is None:
+            hospitals = [p.name for p in self.member.computing_peers if p.role == "hospital"]
+        job = self.job(
+            name,
+            protocol(name).version,
+            inputs={h: (list(columns), where) for h in hospitals},
+            params=chosen,
+            deadline_s=deadline_s,
+        )
+        outcome = self.submit(job)
+        summary = summarise(name, outcome.outputs)
+        if statistic == "median" and "quantiles" in summary:
+            summary["median"] = float(summary["quantiles"][0])
+        return {**summary, "job": outcome.job, "seconds": outcome.seconds}
+
+    def column_split(
+        self,
+        statistic: str,
+        columns: Mapping[str, Sequence[str]],
+        *,
+        key: str,
+        ids: Sequence[int],
+        deadline_s: float = 60.0,
+    ) -> dict[str, Any]:
+        """Correlation or covariance of columns held by different hospitals.
+
+        ``columns`` maps each hospital to the columns it holds; every hospital
+        puts its rows in the order of the patient ``ids`` found in its ``key``
+        column (the order travels with the job and is public).
+        """
+        names = {
+            "correlation": "stats-correlation-vertical",
+            "covariance": "stats-covariance-vertical",
+        }
+        if statistic not in names:
+            raise ValueError("column-split statistics are 'correlation' and 'covariance'")
+        name = names[statistic]
+        job = self.job(
+            name,
+            protocol(name).version,
+            inputs={h: [key, *cols] for h, cols in columns.items()},
+            params={
+                "columns": {h: list(cols) for h, cols in columns.items()},
+                "key": key,
+                "ids": [int(i) for i in ids],
+            },
+            deadline_s=deadline_s,
+        )
+        outcome = self.submit(job)
+        return {**summarise(name, outcome.outputs), "job": outcome.job, "seconds": outcome.seconds}
 
     def submit(self, spec: JobSpec) -> JobOutcome:
         """Sign ``spec``, send it to every party at once, and decode the outputs sent to us."""

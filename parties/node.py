@@ -148,10 +148,10 @@ class PartyNode:
                 transcript = Transcript(job_id, spec.parties.index(name), len(spec.parties))
             if caller != spec.analyst:
                 raise JobRejected(job_id, "unknown-analyst", f"{caller!r} did not sign this job")
-            ctx = self._context(spec)
+            protocol = lookup(spec.protocol, spec.protocol_version)
+            ctx = self._context(spec, categorical=protocol.categorical)
             mine = spec.inputs.get(name)
             admit(spec, self.member, self, own_rows=len(ctx.values) if mine else None)
-            protocol = lookup(spec.protocol, spec.protocol_version)
             log.info(
                 "%s: job %s admitted: %s v%s from %s",
                 name,
@@ -261,15 +261,19 @@ class PartyNode:
         np.savez(path, **outputs)
         log.info("%s: job %s: kept %s in %s", self.member.name, job_id, ", ".join(outputs), path)
 
-    def _context(self, spec: JobSpec) -> JobContext:
+    def _context(self, spec: JobSpec, *, categorical: bool = False) -> JobContext:
         mine = spec.inputs.get(self.member.name)
         columns: tuple[str, ...] = ()
         values = np.zeros((0, 0))
+        text: dict[str, np.ndarray] = {}
         if mine is not None:
             if self.source is None:
                 raise SMPCError(f"{self.member.name} has no data source configured")
-            selection = self.source.select(mine.columns, mine.where)
-            columns, values = tuple(selection.columns), self._consented(spec, selection.values)
+            selection = self.source.select(mine.columns, mine.where, numeric=not categorical)
+            keep = self._consented(spec)
+            columns, values = tuple(selection.columns), selection.values[keep]
+            if categorical:  # the protocol reads text columns, e.g. a contingency table
+                text = {c: selection.categorical(c)[keep] for c in columns}
         return JobContext(
             params=spec.params,
             parties=spec.parties,
@@ -277,12 +281,17 @@ class PartyNode:
             columns=columns,
             values=values,
             min_cell_size=self.member.policy.min_cell_size,
+            allow_min_max=self.member.policy.allow_min_max,
+            text=text,
             model=self.model,
             reveal_probabilities=spec.reveal_probabilities,
         )
 
-    def _consented(self, spec: JobSpec, values: np.ndarray) -> np.ndarray:
-        """The selected rows of patients who consent to the job's scope (see parties.consent)."""
+    def _consented(self, spec: JobSpec) -> np.ndarray | slice:
+        """Which selected rows belong to patients who consent to the job's scope (parties.consent).
+
+        A boolean mask over the job's selection, or every row where consent does not apply.
+        """
         name, column = self.member.name, self.member.data.patient_id
         records = consent.own_records(self.records, name)
         if column is None:
@@ -291,13 +300,12 @@ class PartyNode:
                     f"{name} keeps consent records but its data config names no patient_id"
                     " column, so it cannot apply them; set data.patient_id"
                 )
-            return values
+            return slice(None)
         assert self.source is not None
         where = spec.inputs[name].where
         patients = self.source.select([column], where, numeric=False).categorical(column)
         book = consent.ConsentBook(records, self.consent_mode)
-        keep = book.rows(consent.load_secret(self.member), patients, spec.scope)
-        return values[keep]
+        return book.rows(consent.load_secret(self.member), patients, spec.scope)
 
     def _run(
         self,
