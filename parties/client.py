@@ -21,15 +21,17 @@ import time
 from collections.abc import Mapping, Sequence
 from concurrent import futures
 from dataclasses import dataclass
+from typing import Any
 
 import grpc
 import numpy as np
 
 from parties import tls, wire_pb2, wire_pb2_grpc
 from parties.config import MemberConfig, dns_name
-from parties.jobs import InputSpec, JobSpec, SignedJob, sign_job
+from parties.jobs import DEFAULT_SCOPE, InputSpec, JobSpec, SignedJob, sign_job
 from parties.mesh import MAX_FRAME_BYTES
 from protocols.registry import lookup
+from protocols.statistics import BY_STATISTIC, protocol, summarise
 from smpc import ring
 from smpc.errors import PeerTimeoutError, ProtocolAbort
 from smpc.fixedpoint import FixedPoint
@@ -92,10 +94,12 @@ class Client:
         parties: Sequence[str] | None = None,
         deadline_s: float = 60.0,
         reveal_probabilities: bool = False,
+        scope: str = DEFAULT_SCOPE,
     ) -> JobSpec:
         """A job spec; ``inputs`` maps a party to its columns or (columns, filter).
 
-        Outputs go to this analyst unless ``outputs`` names other recipients.
+        Outputs go to this analyst unless ``outputs`` names other recipients;
+        ``scope`` is the purpose hospitals check their patients' consent for.
         """
         specs = {party: _input_spec(value) for party, value in inputs.items()}
         declared = lookup(protocol, version).outputs
@@ -115,6 +119,7 @@ class Client:
             deadline_ms=now + int(deadline_s * 1000),
             created_ms=now,
             reveal_probabilities=reveal_probabilities,
+            scope=scope,
         )
 
     def inference_job(
@@ -124,31 +129,182 @@ class Client:
         rows: Mapping[str, int],
         *,
         probabilities: bool = False,
+        label_column: str | None = None,
+        metrics_to: Sequence[str] = (),
+        min_cell_size: int = 5,
         deadline_s: float = 60.0,
     ) -> JobSpec:
         """A logistic-regression inference job: each hospital in ``rows`` scores its rows.
 
         ``rows`` declares each hospital's row count (public); labels, and
-        probabilities when asked, go to each hospital for its own rows.
+        probabilities when asked, go to each hospital for its own rows. With
+        ``label_column`` (0/1 at every hospital), the confusion counts over
+        all rows go to ``metrics_to`` (this analyst by default; all -1, i.e.
+        suppressed, if any cell is below ``min_cell_size``).
         """
         hospitals = sorted(rows)
         outputs = {"labels": hospitals}
         if probabilities:
             outputs["probabilities"] = hospitals
+        params: dict[str, object] = {
+            "model_owner": model_owner,
+            "rows": {h: int(n) for h, n in rows.items()},
+            "features": list(features),
+            "min_cell_size": int(min_cell_size),
+        }
+        columns = list(features)
+        if label_column is not None:
+            params["label_column"] = label_column
+            outputs["metrics"] = list(metrics_to) or [self.member.name]
+            columns.append(label_column)
         return self.job(
             "logistic-inference",
-            "1",
-            inputs={h: list(features) for h in hospitals},
+            "2",
+            inputs={h: columns for h in hospitals},
             parties=[*hospitals, model_owner],
             outputs=outputs,
-            params={
-                "model_owner": model_owner,
-                "rows": {h: int(n) for h, n in rows.items()},
-                "features": list(features),
-            },
+            params=params,
             deadline_s=deadline_s,
             reveal_probabilities=probabilities,
         )
+
+    def column_inference_job(
+        self,
+        model_owner: str,
+        features: Sequence[str],
+        holders: Mapping[str, Sequence[str]],
+        id_column: str,
+        patients: Sequence[int],
+        recipients: Sequence[str],
+        *,
+        probabilities: bool = False,
+        label_holder: str | None = None,
+        label_column: str | None = None,
+        metrics_to: Sequence[str] = (),
+        min_cell_size: int = 5,
+        deadline_s: float = 60.0,
+    ) -> JobSpec:
+        """Inference on column-split data: ``holders`` maps each hospital to its features.
+
+        Every holder selects ``id_column`` (a study pseudonym, never a raw
+        identifier) and its features; rows are aligned by ``patients``. The
+        labels of all rows go to ``recipients`` (computing parties); with
+        ``label_holder`` and ``label_column``, the confusion counts go to
+        ``metrics_to``.
+        """
+        parties = sorted({*holders, model_owner})
+        outside = [r for r in recipients if r not in parties]
+        if outside:
+            raise ValueError(f"label recipients must be parties of the job, not {outside}")
+        if (label_holder is None) != (label_column is None):
+            raise ValueError("give both label_holder and label_column, or neither")
+        inputs = {h: [id_column, *cols] for h, cols in holders.items()}
+        outputs = {"labels": list(recipients)}
+        if probabilities:
+            outputs["probabilities"] = list(recipients)
+        params: dict[str, object] = {
+            "model_owner": model_owner,
+            "features": list(features),
+            "holders": {h: list(cols) for h, cols in holders.items()},
+            "id_column": id_column,
+            "patients": [int(p) for p in patients],
+            "recipients": list(recipients),
+            "min_cell_size": int(min_cell_size),
+        }
+        if label_holder is not None:
+            inputs[label_holder] = [*inputs[label_holder], str(label_column)]
+            params.update(label_holder=label_holder, label_column=label_column)
+            outputs["metrics"] = list(metrics_to) or [self.member.name]
+        return self.job(
+            "logistic-inference-columns",
+            "1",
+            inputs=inputs,
+            parties=parties,
+            outputs=outputs,
+            params=params,
+            deadline_s=deadline_s,
+            reveal_probabilities=probabilities,
+            scope="model-inference",
+        )
+
+    def statistics(
+        self,
+        statistic: str,
+        columns: Sequence[str],
+        *,
+        where: str | None = None,
+        hospitals: Sequence[str] | None = None,
+        params: Mapping[str, object] | None = None,
+        deadline_s: float = 60.0,
+    ) -> dict[str, Any]:
+        """A joint statistic over the hospitals' selected rows, with disclosure control.
+
+        ``statistic`` is a key of ``protocols.statistics.BY_STATISTIC`` (e.g.
+        "mean", "stdev", "histogram" with ``params={"edges": [...]}``,
+        "crosstab" with ``params={"levels": [[...], [...]]}``, "median");
+        every hospital of the federation takes part unless ``hospitals`` says
+        otherwise. Returns ``protocols.statistics.summarise`` of the outputs
+        (``{"suppressed": True, ...}`` below the minimum cell size) with the
+        job id and its seconds.
+        """
+        name = BY_STATISTIC.get(statistic)
+        if name is None:
+            raise ValueError(
+                f"unknown statistic {statistic!r}; choose one of {', '.join(sorted(BY_STATISTIC))}"
+            )
+        chosen = dict(params or {})
+        if statistic == "median":
+            chosen.setdefault("probabilities", [0.5])
+        if hospitals is None:
+            hospitals = [p.name for p in self.member.computing_peers if p.role == "hospital"]
+        job = self.job(
+            name,
+            protocol(name).version,
+            inputs={h: (list(columns), where) for h in hospitals},
+            params=chosen,
+            deadline_s=deadline_s,
+        )
+        outcome = self.submit(job)
+        summary = summarise(name, outcome.outputs)
+        if statistic == "median" and "quantiles" in summary:
+            summary["median"] = float(summary["quantiles"][0])
+        return {**summary, "job": outcome.job, "seconds": outcome.seconds}
+
+    def column_split(
+        self,
+        statistic: str,
+        columns: Mapping[str, Sequence[str]],
+        *,
+        key: str,
+        ids: Sequence[int],
+        deadline_s: float = 60.0,
+    ) -> dict[str, Any]:
+        """Correlation or covariance of columns held by different hospitals.
+
+        ``columns`` maps each hospital to the columns it holds; every hospital
+        puts its rows in the order of the patient ``ids`` found in its ``key``
+        column (the order travels with the job and is public).
+        """
+        names = {
+            "correlation": "stats-correlation-vertical",
+            "covariance": "stats-covariance-vertical",
+        }
+        if statistic not in names:
+            raise ValueError("column-split statistics are 'correlation' and 'covariance'")
+        name = names[statistic]
+        job = self.job(
+            name,
+            protocol(name).version,
+            inputs={h: [key, *cols] for h, cols in columns.items()},
+            params={
+                "columns": {h: list(cols) for h, cols in columns.items()},
+                "key": key,
+                "ids": [int(i) for i in ids],
+            },
+            deadline_s=deadline_s,
+        )
+        outcome = self.submit(job)
+        return {**summarise(name, outcome.outputs), "job": outcome.job, "seconds": outcome.seconds}
 
     def submit(self, spec: JobSpec) -> JobOutcome:
         """Sign ``spec``, send it to every party at once, and decode the outputs sent to us."""

@@ -6,10 +6,9 @@ creates a fresh federation (CA, certificates, configs), starts the dealer and
 each hospital as its own process on its own loopback address, and an analyst
 submits signed jobs over gRPC with mutual TLS: pooled counts and means, then
 logistic-regression labels for every patient from a model owner's secret
-model, each hospital keeping its own patients' labels. Every secure result is
-printed beside the plaintext answer; then everything shuts down. The
-statistics that have no protocol yet follow, computed by the engine in one
-process.
+model, each hospital keeping its own patients' labels, and joint statistics
+with disclosure control (``parties.demo_statistics``). Every secure result is
+printed beside the plaintext answer; then everything shuts down.
 """
 
 from __future__ import annotations
@@ -20,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from parties import engine_demo
+from parties import demo_statistics
 from parties.client import Client
 from parties.config import DataConfig
 from parties.launcher import LocalDeployment
@@ -138,6 +137,7 @@ def main() -> None:
             print("[3/4] the analyst submits signed jobs ...", flush=True)
             rows = run_jobs(dep, client)
             inference = run_inference(dep, client, model)
+            statistics = demo_statistics.run_statistics(dep, client)
         finally:
             client.close()
             print("[4/4] shutting down ...", flush=True)
@@ -151,10 +151,10 @@ def main() -> None:
         print(f"{'hospital':<12} {'patients':>9} {'labels = plaintext':>19} {'accuracy':>9}")
         for name, n, agree, accuracy in inference:
             print(f"{name:<12} {n:>9} {agree:>19} {accuracy:>9.3f}")
+        print()
+        demo_statistics.print_table(statistics)
         clean = all(code == 0 for code in codes.values())
         print(f"\nevery process exited {'cleanly' if clean else f'with {codes}'}")
-    print("\nStatistics without a protocol yet, by the engine in one process:\n")
-    engine_demo.main()
 
 
 if __name__ == "__main__":

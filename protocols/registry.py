@@ -45,6 +45,9 @@ class JobContext:
     min_cell_size: int = 5
     model: Any = None  # a model owner's model, loaded from its model file
     reveal_probabilities: bool = False  # the job's flag: probabilities reveal the model
+    allow_min_max: bool = False  # this party's policy permits revealing a minimum or maximum
+    text: Mapping[str, np.ndarray] = field(default_factory=dict)
+    """Categorical columns as stripped strings ("" where missing), for protocols that ask."""
     delivered: dict[str, np.ndarray] = field(default_factory=dict)
     """Per-row outputs this party received; the party keeps them locally once the job ends."""
 
@@ -58,14 +61,21 @@ class ProtocolSpec:
     run: Callable[[Runtime, JobContext], dict[str, SharedTensor]]
     outputs: tuple[str, ...]
     reveals: str
+    categorical: bool = False
+    """True if the protocol reads text columns (``JobContext.text``), e.g. a contingency table."""
 
 
 @functools.cache
 def installed() -> dict[str, ProtocolSpec]:
     """Every protocol installed here: the built-ins and the entry points (read once)."""
-    from protocols import aggregates, logistic, probe
+    from protocols import aggregates, logistic, probe, statistics
 
-    builtin = (*aggregates.PROTOCOLS, *probe.PROTOCOLS, *logistic.PROTOCOLS)
+    builtin = (
+        *aggregates.PROTOCOLS,
+        *probe.PROTOCOLS,
+        *logistic.PROTOCOLS,
+        *statistics.PROTOCOLS,
+    )
     found = {spec.name: spec for spec in builtin}
     for entry in entry_points(group=ENTRY_POINT_GROUP):
         spec = entry.load()

@@ -1,7 +1,8 @@
 """Timing one operation at one size on one transport: repetitions inside the parties.
 
 Every party runs :func:`repeat_operation`: it prepares the operands (untimed),
-waits for every other party to be ready (one empty round), runs the operation ``warmup + repetitions`` times, timing each repetition
+waits for every other party to be ready (one empty round), runs the operation
+``warmup + repetitions`` times, timing each repetition
 with ``perf_counter`` and reading its rounds and bytes from the transport's
 counters, then reveals the last output (untimed). A repetition's latency is
 the slowest party's time for it. Preprocessing is expanded in full before

@@ -224,7 +224,7 @@ def _lr_run(rt: Runtime, state: dict[str, Any]) -> dict[str, np.ndarray] | None:
         state["rows"],
         state["features"],
         LR_FEATURES,
-    )
+    )[0]  # this hospital's labels; no metrics asked
 
 
 def _lr_labels(parts: Sequence[Any]) -> np.ndarray:

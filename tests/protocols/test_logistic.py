@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from protocols.logistic import infer
+from protocols.logistic import METRICS_ROUNDS, AlignmentError, align, infer, infer_columns
 from protocols.model import LogisticModel, ModelFormatError, train
 from smpc.errors import FixedPointRangeError, ShapeMismatchError
 from smpc.local import LocalFederation
@@ -50,7 +50,7 @@ def _run(model, parts, *, probabilities: bool = False, n_features: int = 30):
             None if is_owner else mine,
             n_features,
             probabilities=probabilities,
-        )
+        )[0]
 
     return LocalFederation(4).run(fn, inputs=inputs)
 
@@ -107,3 +107,116 @@ def test_model_files_round_trip_and_a_missing_file_is_a_clear_error(model, tmp_p
     np.savez(tmp_path / "bad.npz", coef=np.zeros(3))
     with pytest.raises(ModelFormatError, match="lacks"):
         LogisticModel.load(tmp_path / "bad.npz")
+
+
+def _confusion(predicted: np.ndarray, truth: np.ndarray) -> np.ndarray:
+    """The plaintext oracle: [TP, FP, FN, TN]."""
+    p, t = predicted.astype(bool), truth.astype(bool)
+    return np.array([(p & t).sum(), (p & ~t).sum(), (~p & t).sum(), (~p & ~t).sum()], float)
+
+
+def _run_metrics(model, parts, truths, min_cell_size: int):
+    """Row split with a label column at every hospital; the table opened to the model owner."""
+    rows = [len(p) for p in parts]
+    inputs = [np.column_stack([p, t]) for p, t in zip(parts, truths, strict=True)] + [model]
+
+    def fn(rt, mine):
+        is_owner = rt.party == OWNER
+        got, cells = infer(
+            rt,
+            OWNER,
+            mine if is_owner else None,
+            HOSPITALS,
+            rows,
+            None if is_owner else mine,
+            30,
+            truth=True,
+            min_cell_size=min_cell_size,
+        )
+        return got, rt.open(cells, to=[OWNER])
+
+    return LocalFederation(4).run(fn, inputs=inputs)
+
+
+def test_confusion_counts_match_the_plaintext_labels(data, model) -> None:
+    x, y, _ = data
+    parts, truths = [x[i::3] for i in range(3)], [y[i::3] for i in range(3)]
+    plain = np.concatenate([(model.logits(p) > 0).astype(int) for p in parts])
+    smallest = int(_confusion(plain, np.concatenate(truths)).min())  # 2 false positives
+    res = _run_metrics(model, parts, truths, min_cell_size=smallest)
+    predicted = np.concatenate([res.results[h][0]["labels"] for h in HOSPITALS])
+    want = _confusion(predicted, np.concatenate(truths))
+    np.testing.assert_array_equal(res.results[OWNER][1], want)
+    assert all(res.results[h][1] is None for h in HOSPITALS)  # only the recipient learns it
+    assert res.rounds[0] == 12 + METRICS_ROUNDS + 1  # labels, the metrics, their opening
+
+
+def test_a_cell_below_the_minimum_suppresses_the_whole_table(data, model) -> None:
+    x, y, _ = data
+    parts, truths = [x[i::3] for i in range(3)], [y[i::3] for i in range(3)]
+    predicted = np.concatenate([(model.logits(p) > 0).astype(int) for p in parts])
+    smallest = _confusion(predicted, np.concatenate(truths)).min()
+    res = _run_metrics(model, parts, truths, min_cell_size=int(smallest) + 1)
+    np.testing.assert_array_equal(res.results[OWNER][1], [-1.0] * 4)
+
+
+def test_a_label_column_that_is_not_zero_or_one_is_refused(data, model) -> None:
+    x, y, _ = data
+    truths = [y[i::3].copy() for i in range(3)]
+    truths[2][0] = 0.5
+    with pytest.raises(ValueError, match="only 0 and 1"):
+        _run_metrics(model, [x[i::3] for i in range(3)], truths, 5)
+
+
+# -- column split ----------------------------------------------------------------------
+SPLIT = [list(range(0, 10)), list(range(10, 18)), list(range(18, 30))]  # features by hospital
+
+
+def _run_columns(model, x, y, *, probabilities=False, columns=SPLIT):
+    inputs = [x[:, columns[0]], x[:, columns[1]], np.column_stack([x[:, columns[2]], y]), model]
+
+    def fn(rt, mine):
+        is_owner = rt.party == OWNER
+        got, cells = infer_columns(
+            rt,
+            OWNER,
+            mine if is_owner else None,
+            HOSPITALS,
+            columns,
+            len(x),
+            None if is_owner else mine,
+            recipients=[0],
+            probabilities=probabilities,
+            truth_holder=2,
+            min_cell_size=2,  # the model makes 2 false positives on its training data
+        )
+        return got, rt.open(cells, to=[0])
+
+    return LocalFederation(4).run(fn, inputs=inputs)
+
+
+def test_column_split_labels_and_probabilities_match_the_plaintext_model(data, model) -> None:
+    x, y, _ = data
+    res = _run_columns(model, x, y, probabilities=True)
+    logits = model.logits(x)
+    got = res.results[0][0]
+    clear = np.abs(logits) > 0.01
+    np.testing.assert_array_equal(got["labels"][clear], (logits > 0)[clear])
+    assert np.abs(got["probabilities"] - 1 / (1 + np.exp(-logits))).max() <= 1e-3
+    assert all(res.results[p][0] is None for p in (1, 2, OWNER))  # only the named recipient
+    np.testing.assert_array_equal(res.results[0][1], _confusion(got["labels"], y))
+
+
+def test_column_split_refuses_columns_that_miss_a_feature(data, model) -> None:
+    x, y, _ = data
+    with pytest.raises(ShapeMismatchError, match="the model has 30 features, the job declares 29"):
+        _run_columns(model, x, y, columns=[SPLIT[0], SPLIT[1], SPLIT[2][:-1]])
+
+
+def test_align_orders_rows_by_the_jobs_pseudonyms_and_names_missing_ones() -> None:
+    ids = np.array([30.0, 10.0, 20.0, 40.0])
+    np.testing.assert_array_equal(align(ids, [20, 40, 10], "h1"), [2, 3, 1])
+    with pytest.raises(AlignmentError, match="h1: 2 of the job's 3 patients"):
+        align(ids, [20, 50, 60], "h1")
+    with pytest.raises(AlignmentError, match="duplicate"):
+        align(np.array([1.0, 1.0]), [1], "h1")

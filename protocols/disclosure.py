@@ -1,0 +1,161 @@
+"""Disclosure control shared by the statistics protocols: minimum sizes, local and inside MPC.
+
+Every statistic applies the minimum cell size m of the job, the largest of
+the parties' policies (:func:`agree`):
+
+1. *Locally*, on each party's own contribution: a party whose selected,
+   complete rows number from 1 to m - 1 refuses with the one generic reason
+   :data:`REFUSAL` (:class:`DisclosureRefused`), which does not say how many.
+   An empty contribution adds nothing and is allowed, so an empty pooled
+   cohort reads like a small one. (A party process refuses at admission,
+   before any round, a selection below its own policy's minimum.)
+2. *Inside MPC*, on pooled counts and cells (:func:`gate`): each count is
+   compared with m by the exact comparison of ``smpc.compare`` and every
+   value that depends on it is multiplied by the outcome, in the same
+   8 rounds. A small count and an empty one both come out as 0 with the flag
+   ``suppressed`` = 1; the size of a suppressed count is never opened.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import statistics
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from protocols.registry import JobContext
+from smpc import compare
+from smpc.errors import SMPCError
+from smpc.shares import SharedTensor
+from smpc.steps import drive, lockstep, products
+
+if TYPE_CHECKING:
+    from smpc.runtime import Runtime
+
+REFUSAL = "contribution below the minimum cohort size"
+"""The one reason a party gives for a small own contribution: it must not reveal the count."""
+
+VALUE_BOUND = 2.0**14
+"""Numeric inputs of the statistics must satisfy |x| < 2^14 = 16384 (costs up to 10^4 fit)."""
+
+
+class DisclosureRefused(SMPCError):
+    """A party refuses to contribute: its policy forbids what the job would reveal."""
+
+
+class StatisticsInputError(SMPCError, statistics.StatisticsError):
+    """A party's data or the job's parameters do not fit the statistic; names column and row.
+
+    A ``statistics.StatisticsError`` (hence a ValueError), as in Python's module.
+    """
+
+
+def agree(
+    rt: Runtime, ctx: JobContext, extra: Sequence[int] = (), *, same_columns: bool = True
+) -> int:
+    """The job's minimum cell size m: the largest over the parties' policies; one round.
+
+    The round also carries a digest of the columns each party selected (and
+    ``extra`` public integers), so parties that were asked for different
+    columns stop with an error instead of computing on mismatched tensors
+    (``same_columns=False`` for column-split data, where they differ).
+    """
+    names = "\x00".join(ctx.columns) if same_columns else ""
+    digest = hashlib.sha256(names.encode()).digest()[:8]
+    mine = np.array([ctx.min_cell_size, int.from_bytes(digest, "little"), *extra], dtype=np.uint64)
+    heard = rt.exchange_all(mine, "policy")
+    if rt.planning:
+        return max(1, ctx.min_cell_size)
+    for party, theirs in enumerate(heard):
+        if not np.array_equal(theirs[1:], mine[1:]):
+            raise StatisticsInputError(
+                f"party {ctx.parties[party] if party < len(ctx.parties) else party} selected "
+                "different columns or parameters; every party must select the same ones"
+            )
+    return int(max(int(h[0]) for h in heard))
+
+
+def complete_rows(values: np.ndarray) -> tuple[np.ndarray, int]:
+    """The rows without a missing (NaN) value in any requested column, and how many were dropped."""
+    if values.size == 0:
+        return values.reshape(len(values), values.shape[1] if values.ndim == 2 else 0), 0
+    if not np.isnan(values.sum(axis=0)).any():  # a NaN anywhere makes its column's sum NaN
+        return values, 0
+    keep = ~np.isnan(values).any(axis=1)
+    dropped = int(len(values) - np.count_nonzero(keep))
+    return (values if dropped == 0 else values[keep]), dropped
+
+
+def check_contribution(rows: int, m: int) -> None:
+    """Refuse a contribution of 1 to m - 1 rows with the generic reason (local check)."""
+    if 0 < rows < m:
+        raise DisclosureRefused(REFUSAL)
+
+
+def check_values(values: np.ndarray, columns: Sequence[str], bound: float = VALUE_BOUND) -> None:
+    """Every value is finite and below ``bound`` in magnitude; names column and row, not value."""
+    if values.size == 0 or (-bound < values.min() and values.max() < bound):
+        return
+    bad = ~(np.abs(values) < bound)
+    if bad.any():
+        row, col = np.unravel_index(int(np.argmax(bad)), values.shape)
+        name = columns[col] if col < len(columns) else str(col)
+        raise StatisticsInputError(
+            f"column {name!r} row {row} of the selection: value out of range; statistics take "
+            f"|x| < {bound:g}"
+        )
+
+
+def gate(
+    rt: Runtime,
+    counts: SharedTensor,
+    minimum: np.ndarray | int,
+    factors: Sequence[tuple[SharedTensor, int | None]] = (),
+) -> tuple[SharedTensor, list[SharedTensor]]:
+    """Flags [count < minimum] and factors kept only where their count reaches it; 8 rounds.
+
+    ``counts`` is a flat integer tensor of k pooled counts; ``minimum`` a
+    public integer or k of them. Each factor comes with the index of the
+    count that gates all of it, or None when it has k rows, row j gated by
+    count j. The sign bit b of count - minimum comes from
+    ``compare.sign_bit_steps``; b * y for every factor element is
+    d y + (1 - 2 d) s y with the daBit s, whose Beaver product s * y rides in
+    the comparison's first round (as ``compare.relu`` does). Returns the
+    flags (1 = suppressed, integers) and the gated factors (0 where
+    suppressed), all still shared. Reveals nothing.
+    """
+    if counts.scale != 0 or counts.ndim != 1:
+        raise ValueError("gate compares a flat tensor of integer counts")
+    k = counts.size
+    limits = np.broadcast_to(np.asarray(minimum, dtype=np.int64), (k,))
+    s, bit = compare.sign_bit_steps(rt, counts - limits)
+    lanes = []
+    for y, index in factors:
+        if index is None:
+            if y.shape[:1] != (k,):
+                raise ValueError(f"a gated factor needs {k} rows, got shape {y.shape}")
+            lanes.append(np.repeat(np.arange(k), y.size // k))
+        else:
+            lanes.append(np.full(y.size, index))
+    flat = [y.share.reshape(-1) for y, _ in factors]
+    if flat:
+        pairs = [(s[lane], f) for lane, f in zip(lanes, flat, strict=True)]
+        d, sy = drive(rt, lockstep(bit, products(rt, pairs, [0] * len(pairs))), "gate")
+    else:
+        d, sy = drive(rt, bit, "gate"), []
+    flags = rt.shared(rt.ring.xor_public_bit(d, s, rt.first), 0)
+    gated = []
+    for (y, _), lane, f, y_s in zip(factors, lanes, flat, sy, strict=True):
+        below = rt.ring.dabit_product(np.asarray(d)[lane], f, y_s)
+        gated.append(rt.shared(rt.ring.sub(f, below).reshape(y.shape), y.scale))
+    return flags, gated
+
+
+def public(rt: Runtime, value: np.ndarray, scale: int) -> SharedTensor:
+    """A value every party already knows, as a shared tensor (party 0 holds it) for the outputs."""
+    encoded = np.asarray(value, dtype=np.float64) * float(1 << scale)
+    raw = np.rint(encoded).astype(np.int64).view(np.uint64)
+    share = raw if rt.first else np.zeros_like(raw)
+    return rt.shared(share, scale)

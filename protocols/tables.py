@@ -1,0 +1,114 @@
+"""Histograms over public bin edges; frequency and contingency tables of categorical columns.
+
+Each hospital counts its own complete rows into the public cells and shares
+the cell counts (with its dropped-row count) in one round; every pooled cell
+is compared with m inside MPC in one batch (8 rounds). Rounds: 10 (policies,
+input, comparison). A cell below m, or empty, comes out as 0: "suppressed".
+Cells are suppressed independently: a suppressed cell can be recovered by
+subtraction from a total published elsewhere (e.g. by a count job), which
+disclosure control per cell does not prevent.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from protocols.descriptive import check_frac_bits, local_rows, pooled_integers
+from protocols.disclosure import StatisticsInputError, agree, check_contribution, gate
+from protocols.registry import JobContext
+from smpc.runtime import Runtime
+from smpc.shares import SharedTensor
+
+
+def _gated_cells(
+    rt: Runtime, ctx: JobContext, cells: np.ndarray, rows: int, dropped: int, extra: Sequence[int]
+) -> dict[str, SharedTensor]:
+    m = agree(rt, ctx, extra)
+    check_contribution(rows, m)
+    flat = np.concatenate([cells.reshape(-1), [dropped]]).astype(np.int64)
+    pooled = pooled_integers(rt, flat)
+    _, (kept,) = gate(rt, pooled, m, [(pooled, None)])
+    return {"counts": kept[:-1].reshape(*cells.shape), "dropped": kept[-1:]}
+
+
+def bin_edges(params: object) -> np.ndarray:
+    """The job's public bin edges: at least two finite numbers, strictly increasing."""
+    edges = np.asarray(params, dtype=np.float64) if isinstance(params, list | tuple) else None
+    if edges is None or edges.ndim != 1 or len(edges) < 2 or not np.isfinite(edges).all():
+        raise StatisticsInputError("params.edges must list at least two finite bin edges")
+    if not (np.diff(edges) > 0).all():
+        raise StatisticsInputError("params.edges must be strictly increasing")
+    return edges
+
+
+def histogram(rt: Runtime, ctx: JobContext) -> dict[str, SharedTensor]:
+    """Outputs ``counts`` (one per bin) and ``dropped`` for one column; 10 rounds.
+
+    Bins as ``numpy.histogram`` with the job's ``params["edges"]``: half-open
+    [e_j, e_j+1), the last one closed; values outside the edges fall in no
+    bin. Reveals to the job's recipients: each pooled bin count that reaches m
+    (else 0) and the dropped count if it reaches m (else 0); nothing to the
+    computing parties but m.
+    """
+    check_frac_bits(rt)
+    edges = bin_edges(ctx.params.get("edges"))
+    if len(ctx.columns) != 1:
+        raise StatisticsInputError("a histogram takes exactly one column")
+    rows, dropped = local_rows(rt, ctx, bounded=False)
+    cells, _ = np.histogram(rows[:, 0], edges)
+    return _gated_cells(rt, ctx, cells, len(rows), dropped, [len(edges)])
+
+
+def levels(params: object, columns: Sequence[str]) -> list[list[str]]:
+    """The job's public category levels: one list of distinct strings per column."""
+    if not isinstance(params, list | tuple) or len(params) != len(columns):
+        raise StatisticsInputError("params.levels must give one list of levels per column")
+    out = []
+    for name, names in zip(columns, params, strict=True):
+        if not isinstance(names, list | tuple) or not names:
+            raise StatisticsInputError(f"params.levels for {name!r} must be a non-empty list")
+        texts = [str(v) for v in names]
+        if len(set(texts)) != len(texts) or "" in texts:
+            raise StatisticsInputError(f"params.levels for {name!r} must be distinct, non-empty")
+        out.append(texts)
+    return out
+
+
+def crosstab(rt: Runtime, ctx: JobContext) -> dict[str, SharedTensor]:
+    """Outputs ``counts`` (one cell per level, or per pair of levels) and ``dropped``; 10 rounds.
+
+    One categorical column (a frequency table, e.g. patients by diagnosis) or
+    two (a contingency table), read from ``JobContext.text``, and their public
+    levels in ``params["levels"]``; a row missing a value is dropped, a value that
+    is not one of the levels is an error naming the column and the row of the
+    selection. Reveals to the job's recipients: each pooled cell count that
+    reaches m (else 0) and the dropped count if it reaches m (else 0); nothing
+    to the computing parties but m.
+    """
+    check_frac_bits(rt)
+    if len(ctx.columns) not in (1, 2):
+        raise StatisticsInputError("a frequency or contingency table takes one or two columns")
+    names = levels(ctx.params.get("levels"), ctx.columns)
+    codes = []
+    for name, allowed in zip(ctx.columns, names, strict=True):
+        if name not in ctx.text:
+            raise StatisticsInputError(f"column {name!r} was not read as categorical")
+        text = np.asarray(ctx.text[name], dtype=str)
+        index = {level: j for j, level in enumerate(allowed)}
+        code = np.array([index.get(v, -1) for v in text], dtype=np.int64)
+        code[text == ""] = -2
+        unknown = np.flatnonzero(code == -1)
+        if len(unknown):
+            raise StatisticsInputError(
+                f"column {name!r} row {int(unknown[0])} of the selection: value is not one of "
+                f"the job's {len(allowed)} levels"
+            )
+        codes.append(code)
+    complete = np.logical_and.reduce([code >= 0 for code in codes])
+    shape = tuple(len(n) for n in names)
+    cells = np.zeros(shape, dtype=np.int64)
+    np.add.at(cells, tuple(code[complete] for code in codes), 1)
+    rows = int(complete.sum())
+    return _gated_cells(rt, ctx, cells, rows, len(complete) - rows, list(shape))

@@ -1,0 +1,109 @@
+"""The main statistics as jobs on three real party processes (gRPC + mutual TLS)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from parties.client import Client, JobFailed
+
+pytestmark = pytest.mark.process
+
+FEATURES = ["mean_radius", "mean_texture", "mean_area"]
+
+
+@pytest.fixture(scope="module")
+def client(running):
+    c = Client(running.members["analyst"])
+    yield c
+    c.close()
+
+
+def _matrix(running, columns) -> np.ndarray:
+    return np.column_stack([running.column(c) for c in columns])
+
+
+def test_mean_variance_and_deviations_match_numpy(running, client) -> None:
+    x = _matrix(running, FEATURES)
+    result = client.statistics("variance", FEATURES)
+    assert result["count"] == len(x) and result["dropped"] is None
+    np.testing.assert_allclose(result["mean"], x.mean(axis=0), rtol=1e-4)
+    np.testing.assert_allclose(result["variance"], x.var(axis=0, ddof=1), rtol=1e-4)
+    np.testing.assert_allclose(result["stdev"], x.std(axis=0, ddof=1), rtol=1e-4)
+    np.testing.assert_allclose(result["pstdev"], x.std(axis=0), rtol=1e-4)
+    malignant = client.statistics("mean", ["mean_radius"], where='diagnosis == "M"')
+    is_m = np.array([r[1] == "M" for rows in running.rows.values() for r in rows])
+    assert malignant["count"] == int(is_m.sum())
+    np.testing.assert_allclose(malignant["mean"], x[is_m, 0].mean(), rtol=1e-4)
+
+
+def test_histogram_matches_numpy_with_small_bins_suppressed(running, client) -> None:
+    edges = [6.0, 8.0, 10.0, 12.0, 14.0, 16.0, 20.0, 24.0, 30.0]
+    result = client.statistics("histogram", ["mean_radius"], params={"edges": edges})
+    expected, _ = np.histogram(running.column("mean_radius"), edges)
+    assert np.array_equal(result["counts"], np.where(expected >= 5, expected, 0))
+    assert np.array_equal(result["suppressed"], expected < 5)
+    assert result["suppressed"].any()  # the data has a bin below 5 patients
+
+
+def test_correlation_matrix_matches_numpy(running, client) -> None:
+    x = _matrix(running, FEATURES)
+    result = client.statistics("correlation", FEATURES)
+    np.testing.assert_allclose(result["correlation"], np.corrcoef(x, rowvar=False), atol=1e-3)
+    expected = np.cov(x, rowvar=False)
+    scale = np.sqrt(np.outer(np.diag(expected), np.diag(expected)))
+    assert np.max(np.abs(result["covariance"] - expected) / scale) < 1e-4
+
+
+def test_an_unknown_or_non_numeric_column_fails_the_job_naming_it(client) -> None:
+    with pytest.raises(JobFailed, match="no_such_column"):
+        client.statistics("mean", ["no_such_column"])
+    with pytest.raises(JobFailed, match="'diagnosis'"):
+        client.statistics("variance", ["diagnosis"])
+
+
+def test_smpc_stats_prints_json_with_suppressed_cells(running) -> None:
+    edges = "6,8,10,12,14,16,20,24,30"
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "parties.cli",
+            "stats",
+            "histogram",
+            "--config",
+            str(running.members["analyst"].config_path),
+            "--columns",
+            "mean_radius",
+            "--edges",
+            edges,
+            "--json",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout)
+    expected, _ = np.histogram(running.column("mean_radius"), [float(e) for e in edges.split(",")])
+    assert result["counts"] == [int(c) if c >= 5 else None for c in expected]
+
+
+def test_patients_by_diagnosis_from_a_text_column(running, client) -> None:
+    result = client.statistics("crosstab", ["diagnosis"], params={"levels": [["M", "B"]]})
+    diagnosis = [r[1] for rows in running.rows.values() for r in rows]
+    assert result["counts"].tolist() == [diagnosis.count("M"), diagnosis.count("B")]
+
+
+def test_minimum_and_maximum_are_refused_under_the_default_policy(client) -> None:
+    with pytest.raises(JobFailed, match="does not permit a minimum or maximum"):
+        client.statistics("max", ["mean_radius"])
+
+
+def test_an_unknown_statistic_is_refused_before_any_job(client) -> None:
+    with pytest.raises(ValueError, match=r"unknown statistic 'mode'; choose one of .*median"):
+        client.statistics("mode", ["mean_radius"])

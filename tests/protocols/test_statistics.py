@@ -1,0 +1,293 @@
+"""Joint statistics on 2, 3 and 5 in-process parties against numpy on the pooled plaintext."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from protocols import order
+from protocols.disclosure import REFUSAL, DisclosureRefused, StatisticsInputError, gate
+from protocols.statistics import contexts, protocol, run_local
+from protocols.synthetic import DIAGNOSES, SEXES, cohort
+from smpc.local import LocalFederation
+from smpc.runtime import dry_run
+
+COLUMNS = ["age", "systolic_bp", "cholesterol", "creatinine", "cost"]
+SIZES = [2, 3, 5]
+
+
+@pytest.fixture(scope="module")
+def data():
+    return cohort(4000, seed=11)
+
+
+def _parts(data, parties: int):
+    return data.split(parties, seed=parties)
+
+
+def _pooled(parts, columns):
+    rows = np.vstack([p.numeric(columns) for p in parts])
+    keep = ~np.isnan(rows).any(axis=1)
+    return rows[keep], int((~keep).sum())
+
+
+def _run(parties: int, name: str, parts, columns, **kwargs):
+    fed = LocalFederation(parties)
+    return run_local(fed, name, contexts([p.numeric(columns) for p in parts], columns, **kwargs))
+
+
+@pytest.mark.parametrize("parties", SIZES)
+def test_count_mean_variance_and_deviations_match_numpy(data, parties: int) -> None:
+    parts = _parts(data, parties)
+    rows, dropped = _pooled(parts, COLUMNS)
+    counted, _ = _run(parties, "stats-count", parts, COLUMNS)
+    assert counted["count"] == len(rows) and counted["dropped"] == dropped
+    mean, _ = _run(parties, "stats-mean", parts, COLUMNS)
+    assert mean["count"] == len(rows)
+    np.testing.assert_allclose(mean["sum"], rows.sum(axis=0), rtol=1e-4)
+    np.testing.assert_allclose(mean["mean"], rows.mean(axis=0), rtol=1e-4)
+    spread, _ = _run(parties, "stats-variance", parts, COLUMNS)
+    assert spread["count"] == len(rows) and spread["dropped"] == dropped
+    np.testing.assert_allclose(spread["mean"], rows.mean(axis=0), rtol=1e-4)
+    np.testing.assert_allclose(spread["variance"], rows.var(axis=0, ddof=1), rtol=1e-4)
+    np.testing.assert_allclose(spread["pvariance"], rows.var(axis=0), rtol=1e-4)
+    np.testing.assert_allclose(spread["stdev"], rows.std(axis=0, ddof=1), rtol=1e-4)
+    np.testing.assert_allclose(spread["pstdev"], rows.std(axis=0), rtol=1e-4)
+
+
+@pytest.mark.parametrize("parties", SIZES)
+def test_covariance_and_correlation_matrices_match_numpy(data, parties: int) -> None:
+    parts = _parts(data, parties)
+    rows, _ = _pooled(parts, COLUMNS)
+    result, _ = _run(parties, "stats-covariance", parts, COLUMNS)
+    expected = np.cov(rows, rowvar=False, ddof=1)
+    scale = np.sqrt(np.outer(np.diag(expected), np.diag(expected)))
+    # relative to sqrt(var_j var_k), the size of a covariance; near-zero ones have no relative error
+    assert np.max(np.abs(result["covariance"] - expected) / scale) < 1e-4
+    np.testing.assert_allclose(np.diag(result["covariance"]), np.diag(expected), rtol=1e-4)
+    np.testing.assert_allclose(result["correlation"], np.corrcoef(rows, rowvar=False), atol=1e-3)
+
+
+@pytest.mark.parametrize("parties", SIZES)
+def test_histogram_and_contingency_table_are_exact(data, parties: int) -> None:
+    parts = _parts(data, parties)
+    edges = [0.0, 100.0, 120.0, 140.0, 160.0, 300.0]
+    result, _ = _run(parties, "stats-histogram", parts, ["systolic_bp"], params={"edges": edges})
+    expected, _ = np.histogram(data.numeric(["systolic_bp"])[:, 0], edges)
+    assert np.array_equal(np.where(expected >= 5, expected, 0), result["counts"])
+    assert np.array_equal(result["suppressed"], expected < 5)
+    levels = [list(DIAGNOSES), list(SEXES)]
+    table, _ = run_local(
+        LocalFederation(parties),
+        "stats-crosstab",
+        contexts(
+            [np.full((len(p), 2), np.nan) for p in parts],
+            ["diagnosis", "sex"],
+            params={"levels": levels},
+            text=[p.text for p in parts],
+        ),
+    )
+    expected = np.zeros((len(DIAGNOSES), len(SEXES)), dtype=int)
+    for d, s in zip(data.text["diagnosis"], data.text["sex"], strict=True):
+        expected[levels[0].index(d), levels[1].index(s)] += 1
+    assert np.array_equal(table["counts"], expected)
+
+
+@pytest.mark.parametrize("parties", SIZES)
+def test_median_and_quartiles_are_within_the_documented_resolution(data, parties: int) -> None:
+    parts = _parts(data, parties)
+    lo, hi, bits = 0.0, 256.0, 16
+    for column in ("age", "cholesterol"):
+        rows, _ = _pooled(parts, [column])
+        result, job = _run(
+            parties, "stats-quantiles", parts, [column], params={"range": [lo, hi], "bits": bits}
+        )
+        exact = np.quantile(rows[:, 0], [0.25, 0.5, 0.75], method="inverted_cdf")
+        resolution = (hi - lo) / 2**bits
+        assert np.max(np.abs(result["quantiles"] - exact)) <= resolution / 2 + 1e-9
+        assert result["count"] == len(rows)
+        assert job.rounds[0] == order.rounds(bits) + 3  # + the three output openings
+
+
+@pytest.mark.parametrize("parties", [2, 3])
+def test_minimum_and_maximum_where_every_policy_allows(data, parties: int) -> None:
+    parts = _parts(data, parties)
+    rows, _ = _pooled(parts, COLUMNS)
+    result, _ = _run(parties, "stats-minmax", parts, COLUMNS, allow_min_max=True)
+    np.testing.assert_allclose(result["min"], rows.min(axis=0), atol=2**-16)
+    np.testing.assert_allclose(result["max"], rows.max(axis=0), atol=2**-16)
+    with pytest.raises(DisclosureRefused, match="does not permit"):
+        _run(parties, "stats-minmax", parts, COLUMNS)  # off by default
+
+
+@pytest.mark.parametrize("parties", [2, 3, 5])
+def test_column_split_correlation_and_covariance(data, parties: int) -> None:
+    columns = ["age", "systolic_bp", "cost", "age", "systolic_bp"]  # the last two repeat
+    x = data.numeric(columns)
+    held = [[c] for c in columns[:parties]]
+    if parties == 2:
+        held = [["age", "systolic_bp"], ["cost"]]
+    names = {f"party-{i}": cols for i, cols in enumerate(held)}
+    parts = [data.numeric(cols) for cols in held]
+    ctxs = contexts(parts, held, params={"columns": names, "rows": len(x)})
+    result, _ = run_local(LocalFederation(parties), "stats-covariance-vertical", ctxs)
+    pooled = np.hstack(parts)
+    np.testing.assert_allclose(result["correlation"], np.corrcoef(pooled, rowvar=False), atol=1e-3)
+    expected = np.cov(pooled, rowvar=False)
+    scale = np.sqrt(np.outer(np.diag(expected), np.diag(expected)))
+    assert np.max(np.abs(result["covariance"] - expected) / scale) < 1e-4
+    assert result["count"] == len(x)
+
+
+def test_column_split_rows_follow_the_jobs_patient_order(data) -> None:
+    x = data.numeric(["age", "cost"])[:300]
+    ids = np.arange(1000, 1300, dtype=float)
+    shuffled = np.random.default_rng(5).permutation(300)
+    parts = [np.column_stack([ids, x[:, 0]]), np.column_stack([ids[shuffled], x[shuffled, 1]])]
+    params = {"columns": {"party-0": ["age"], "party-1": ["cost"]}, "key": "id"}
+    params["ids"] = [int(i) for i in ids]
+    ctxs = contexts(parts, [["id", "age"], ["id", "cost"]], params=params)
+    result, job = run_local(LocalFederation(2), "stats-correlation-vertical", ctxs)
+    assert result["correlation"][0, 1] == pytest.approx(np.corrcoef(x.T)[0, 1], abs=1e-3)
+    assert "stdev" not in job.results[0]  # the correlation job does not reveal the scales
+
+
+def _rounds(name: str, parties: int, columns, **kwargs) -> int:
+    ctx = contexts([np.ones((6, len(columns)))] * parties, columns, **kwargs)[0]
+    return dry_run(protocol(name).run, parties, ctx).rounds
+
+
+def test_round_counts_are_as_documented() -> None:
+    assert _rounds("stats-count", 3, ["a"]) == 10
+    assert _rounds("stats-mean", 3, ["a", "b"]) == 10
+    assert _rounds("stats-variance", 3, ["a", "b"]) == 15
+    assert _rounds("stats-covariance", 5, ["a", "b"]) == 15
+    assert _rounds("stats-histogram", 3, ["a"], params={"edges": [0, 1, 2]}) == 10
+    assert _rounds("stats-minmax", 3, ["a"], allow_min_max=True) == 1 + 1 + 2 * 8 + 8
+    assert _rounds("stats-quantiles", 3, ["a"], params={"bits": 8}) == order.rounds(8) == 31
+
+
+def test_gate_suppresses_small_and_empty_counts_inside_mpc() -> None:
+    counts = np.array([0, 1, 4, 5, 6, 1000])
+    values = np.arange(12.0).reshape(6, 2) + 0.5
+
+    def fn(rt, _):
+        c = rt.input(counts if rt.party == 0 else None, 0, (6,), integer=True)
+        v = rt.input(values if rt.party == 1 else None, 1, (6, 2))
+        flags, (kept_c, kept_v) = gate(rt, c, 5, [(c, None), (v, None)])
+        return rt.open(flags), rt.open(kept_c), rt.open(kept_v)
+
+    job = LocalFederation(3).run(fn, inputs=[None] * 3)
+    flags, kept_c, kept_v = job.results[0]
+    small = counts < 5
+    assert np.array_equal(flags, small.astype(int))
+    assert np.array_equal(kept_c, np.where(small, 0, counts))
+    np.testing.assert_allclose(kept_v, np.where(small[:, None], 0.0, values))
+    assert job.rounds[0] == 2 + 8 + 3
+
+
+def test_an_empty_cohort_reads_suppressed_with_every_output_zero() -> None:
+    empty = [np.zeros((0, 2))] * 3
+    for name in ("stats-count", "stats-mean", "stats-variance", "stats-covariance"):
+        result, job = run_local(LocalFederation(3), name, contexts(empty, ["a", "b"]))
+        assert result["suppressed"] is True and result["dropped"] is None
+        assert all(not np.any(v) for v in job.results[0].values())
+
+
+def test_a_pooled_cohort_below_the_minimum_is_suppressed_not_refused() -> None:
+    # every party may contribute one row (its policy's minimum is 1), but a sample
+    # variance needs two: the pooled N = 1 is suppressed inside MPC
+    parts = [np.array([[3.0]]), np.zeros((0, 1)), np.zeros((0, 1))]
+    result, job = run_local(
+        LocalFederation(3), "stats-variance", contexts(parts, ["a"], min_cell_size=1)
+    )
+    assert result == {"dropped": None, "suppressed": True}
+    assert not any(np.any(v) for v in job.results[0].values())
+    # cells below the minimum are suppressed one by one, the others revealed
+    parts = [np.array([[1.0]] * 6 + [[5.0]] * 2), np.array([[1.0]] * 5 + [[5.0]])]
+    table, _ = run_local(
+        LocalFederation(2), "stats-histogram", contexts(parts, ["a"], params={"edges": [0, 2, 9]})
+    )
+    assert list(table["counts"]) == [11, 0] and list(table["suppressed"]) == [False, True]
+
+
+def test_a_small_own_contribution_is_refused_with_one_generic_reason() -> None:
+    reasons = set()
+    for rows in (1, 4):
+        parts = [np.ones((rows, 1)), np.ones((50, 1)), np.ones((50, 1))]
+        with pytest.raises(DisclosureRefused) as caught:
+            run_local(LocalFederation(3), "stats-mean", contexts(parts, ["a"]))
+        reasons.add(str(caught.value))
+    assert reasons == {REFUSAL}
+    # the job's minimum is the largest policy: 6 rows pass m = 5 but not another party's 8
+    parts = [np.ones((6, 1)), np.ones((50, 1))]
+    with pytest.raises(DisclosureRefused):
+        run_local(LocalFederation(2), "stats-count", contexts(parts, ["a"], min_cell_size=[5, 8]))
+
+
+def test_dropped_rows_are_reported_only_from_the_minimum_on() -> None:
+    rows = np.arange(40.0).reshape(20, 2)
+    few, many = rows.copy(), rows.copy()
+    few[:3, 1] = np.nan
+    many[:7, 0] = np.nan
+    for part, expected in ((few, None), (many, 7)):
+        result, _ = run_local(LocalFederation(2), "stats-mean", contexts([part, rows], ["a", "b"]))
+        assert result["dropped"] == expected
+        kept = np.vstack([part[~np.isnan(part).any(axis=1)], rows])
+        np.testing.assert_allclose(result["mean"], kept.mean(axis=0), rtol=1e-6)
+
+
+def test_out_of_range_and_non_finite_values_name_column_and_row() -> None:
+    bad = np.ones((10, 2))
+    bad[4, 1] = 1e5
+    with pytest.raises(StatisticsInputError, match=r"column 'b' row 4") as caught:
+        run_local(
+            LocalFederation(2), "stats-variance", contexts([bad, np.ones((10, 2))], ["a", "b"])
+        )
+    assert "100000" not in str(caught.value)
+    bad[4, 1] = np.inf
+    with pytest.raises(StatisticsInputError, match=r"column 'b' row 4"):
+        run_local(LocalFederation(2), "stats-mean", contexts([bad, np.ones((10, 2))], ["a", "b"]))
+
+
+def test_bad_parameters_and_categories_are_named() -> None:
+    parts = [np.ones((10, 1))] * 2
+    with pytest.raises(StatisticsInputError, match="edges"):
+        run_local(
+            LocalFederation(2), "stats-histogram", contexts(parts, ["a"], params={"edges": [3, 1]})
+        )
+    text = [{"s": np.array(["F"] * 9 + ["X"]), "d": np.array(["a"] * 10)}] * 2
+    with pytest.raises(StatisticsInputError, match=r"column 's' row 9 .* not one of"):
+        run_local(
+            LocalFederation(2),
+            "stats-crosstab",
+            contexts(
+                [np.full((10, 2), np.nan)] * 2,
+                ["s", "d"],
+                params={"levels": [["F", "M"], ["a"]]},
+                text=text,
+            ),
+        )
+    with pytest.raises(StatisticsInputError, match="different columns"):
+        ctxs = contexts(parts, ["a"])
+        ctxs[1] = ctxs[1].__class__(**{**ctxs[1].__dict__, "columns": ("b",)})
+        run_local(LocalFederation(2), "stats-count", ctxs)
+    varied = [np.arange(10.0).reshape(10, 1)] * 2
+    held = {"party-0": ["a"], "party-1": ["z"]}
+    with pytest.raises(StatisticsInputError, match="columns \\['z'\\] are not in its selection"):
+        ctxs = contexts(varied, ["a"], params={"columns": held, "rows": 10})
+        run_local(LocalFederation(2), "stats-correlation-vertical", ctxs)
+    with pytest.raises(StatisticsInputError, match="column 'a' is constant"):
+        ctxs = contexts(
+            parts, ["a"], params={"columns": {"party-0": ["a"], "party-1": ["a"]}, "rows": 10}
+        )
+        run_local(LocalFederation(2), "stats-correlation-vertical", ctxs)
+
+
+def test_every_statistics_protocol_is_installed_and_says_what_it_reveals() -> None:
+    from protocols.registry import installed
+    from protocols.statistics import PROTOCOLS
+
+    for spec in PROTOCOLS:
+        assert installed()[spec.name] is spec
+        assert "Reveals" in (spec.run.__doc__ or ""), spec.name
