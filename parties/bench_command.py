@@ -7,9 +7,10 @@ JSON and, with matplotlib installed, a PNG plot of latency against size.
 Default subset: every operation at 1, 10^3 and 10^6 elements in memory and
 at 1, 10^3 and 10^4 between 3 party processes over gRPC + mutual TLS on
 loopback, within 5 minutes: so matmul runs 256x256 instead of 1000x1000,
-exp, reciprocal, sqrt and inference 10^5 instead of 10^6, and exp,
-reciprocal and sqrt (16-23 rounds) run in memory only. ``--full`` runs
-everything, adding 10^6 over gRPC.
+exp, reciprocal, sqrt, inference and correlation 10^5 instead of 10^6,
+exp, reciprocal and sqrt (16-23 rounds) run in memory only, and the
+statistics start at 15 rows (5 per party, the minimum cell size).
+``--full`` runs everything, adding 10^6 over gRPC.
 ``--check-targets`` also runs the cases the project's targets name, prints
 each target as met or missed and exits 1 on a miss.
 """
@@ -121,6 +122,8 @@ def bench(args: argparse.Namespace) -> int:
 def plan_cases(args: argparse.Namespace) -> tuple[list, list, list]:
     """The cases to run (memory first), those the default caps replaced, those left out.
 
+    A size below an operation's ``min_size`` (e.g. the statistics, which
+    refuse cohorts below the minimum cell size) runs at ``min_size``.
     Unless ``--full`` is on, an operation's ``default_max`` replaces larger
     default sizes by itself (given ``--sizes`` are kept), and an operation
     runs only on its ``default_transports`` unless ``--ops`` names it.
@@ -154,7 +157,7 @@ def plan_cases(args: argparse.Namespace) -> tuple[list, list, list]:
                 continue
             cap = op.default_max
             for size in sizes:
-                case = Case(name, size, transport, transcripts)
+                case = Case(name, max(size, op.min_size), transport, transcripts)
                 if cap is not None and size > cap and args.sizes is None and not args.full:
                     skipped.append(case)
                     case = Case(name, cap, transport, transcripts)

@@ -46,6 +46,9 @@ MOMENT_BITS = 32
 WEIGHT_BITS = 32
 """Fractional bits of sqrt(n_i / N), a hospital's weight in the between-hospital term."""
 
+MOMENTS_ROUNDS = 15
+"""Rounds of :func:`variance` and :func:`covariance` (see :func:`moments`)."""
+
 
 def fixed(values: object, bits: int) -> np.ndarray:
     """round(values * 2^bits) as int64, for integer-encoded inputs at a chosen scale."""

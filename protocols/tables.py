@@ -21,6 +21,9 @@ from protocols.registry import JobContext
 from smpc.runtime import Runtime
 from smpc.shares import SharedTensor
 
+ROUNDS = 10
+"""Rounds of :func:`histogram` and :func:`crosstab`: policies 1, input 1, comparison 8."""
+
 
 def _gated_cells(
     rt: Runtime, ctx: JobContext, cells: np.ndarray, rows: int, dropped: int, extra: Sequence[int]

@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from protocols import logistic
+from protocols import descriptive, logistic, tables
 from protocols.model import LogisticModel
 from smpc import approx, beaver, compare, inverse, truncation
 from smpc.errors import SMPCError
@@ -70,6 +70,8 @@ class Operation:
     """Largest size in the default subset (``--full`` lifts it); None for no limit."""
     default_transports: tuple[str, ...] = ("memory", "grpc")
     """Transports of the default subset; ``--full`` or naming it in ``--ops`` adds the rest."""
+    min_size: int = 1
+    """Smallest meaningful size: smaller requested sizes run at this one."""
 
 
 def size_label(n: int) -> str:
@@ -244,6 +246,69 @@ def _lr_check(got: np.ndarray, expected: np.ndarray, data: Data) -> None:
         raise ResultMismatch(f"{wrong} of {int(clear.sum())} clear labels differ from numpy")
 
 
+# -- statistics over row-split data: the pooled rows split over the 3 parties ---------------
+
+STATS_MIN_CELL = 5
+"""The minimum cell size of the statistics benchmarks (the default policy)."""
+
+HISTOGRAM_EDGES = tuple(float(e) for e in np.linspace(0.0, 100.0, 21))
+"""20 bins over [0, 100]."""
+
+CORRELATION_COLUMNS = 10
+
+
+def _cohort(width: int) -> Callable[[int], Data]:
+    def make(rows: int) -> Data:
+        # Public synthetic values well inside the statistics' bound |x| < 2^14.
+        rng = np.random.default_rng(8)
+        base = rng.normal(50.0, 15.0, (rows, 1))
+        noise = rng.normal(0.0, 10.0, (rows, width)) * np.arange(1, width + 1)
+        return {"rows": _grid(base + noise)}
+
+    return make
+
+
+def _stats_setup(name: str, params: dict[str, Any] | None = None) -> Callable[[Runtime, Data], Any]:
+    def setup(rt: Runtime, data: Data) -> Any:
+        from protocols.statistics import contexts, protocol
+
+        rows = data["rows"]
+        parts = np.array_split(rows, rt.n_parties)
+        columns = [f"c{j}" for j in range(rows.shape[1])]
+        ctx = contexts(parts, columns, params=params, min_cell_size=STATS_MIN_CELL)[rt.party]
+        return protocol(name), ctx
+
+    return setup
+
+
+def _stats_run(rt: Runtime, state: Any) -> dict[str, SharedTensor]:
+    spec, ctx = state
+    return spec.run(rt, ctx)
+
+
+def _stats_reveal(rt: Runtime, out: dict[str, SharedTensor]) -> dict[str, np.ndarray]:
+    return {key: rt.open(out[key]) for key in sorted(out)}
+
+
+def _mean_variance(parts: Sequence[Any]) -> np.ndarray:
+    return np.array([parts[0]["mean"][0], parts[0]["pvariance"][0]])
+
+
+def _histogram_counts(parts: Sequence[Any]) -> np.ndarray:
+    return np.asarray(parts[0]["counts"]).reshape(-1)
+
+
+def _histogram_plaintext(data: Data) -> np.ndarray:
+    counts, _ = np.histogram(data["rows"][:, 0], HISTOGRAM_EDGES)
+    return np.where(counts >= STATS_MIN_CELL, counts, 0)  # cells below m are suppressed
+
+
+def _correlation_of(parts: Sequence[Any]) -> np.ndarray:
+    cov = np.asarray(parts[0]["pcovariance"])
+    scale = np.sqrt(np.diag(cov))
+    return cov / np.outer(scale, scale)
+
+
 FIXED_POINT_PRODUCT_ROUNDS = beaver.ROUNDS + truncation.ROUNDS
 
 OPERATIONS: dict[str, Operation] = {
@@ -388,6 +453,51 @@ OPERATIONS: dict[str, Operation] = {
             baseline="model.logits(X) > 0",
             shape=lambda n: f"{size_label(n)}x{LR_FEATURES}",
             weight=2 * LR_FEATURES,
+            default_max=10**5,
+        ),
+        Operation(
+            name="mean-variance",
+            summary="pooled mean and population variance of one column (stats-variance)",
+            rounds=descriptive.MOMENTS_ROUNDS,
+            data=_cohort(1),
+            setup=_stats_setup("stats-variance"),
+            run=_stats_run,
+            reveal=_stats_reveal,
+            combine=_mean_variance,
+            plaintext=lambda d: np.array([d["rows"][:, 0].mean(), d["rows"][:, 0].var()]),
+            check=_relative(1e-4),
+            baseline="a.mean(), a.var()",
+            min_size=3 * STATS_MIN_CELL,
+        ),
+        Operation(
+            name="histogram",
+            summary="20-bin histogram of one column, cells below 5 suppressed (stats-histogram)",
+            rounds=tables.ROUNDS,
+            data=_cohort(1),
+            setup=_stats_setup("stats-histogram", {"edges": list(HISTOGRAM_EDGES)}),
+            run=_stats_run,
+            reveal=_stats_reveal,
+            combine=_histogram_counts,
+            plaintext=_histogram_plaintext,
+            check=_equal,
+            baseline="np.histogram(a, edges)",
+            min_size=3 * STATS_MIN_CELL,
+        ),
+        Operation(
+            name="correlation",
+            summary=f"{CORRELATION_COLUMNS}x{CORRELATION_COLUMNS} correlation matrix "
+            "(stats-covariance)",
+            rounds=descriptive.MOMENTS_ROUNDS,
+            data=_cohort(CORRELATION_COLUMNS),
+            setup=_stats_setup("stats-covariance"),
+            run=_stats_run,
+            reveal=_stats_reveal,
+            combine=_correlation_of,
+            plaintext=lambda d: np.corrcoef(d["rows"], rowvar=False),
+            check=_close(lambda d: 1e-3),
+            baseline="np.corrcoef(a)",
+            shape=lambda n: f"{size_label(n)}x{CORRELATION_COLUMNS}",
+            min_size=3 * STATS_MIN_CELL,
             default_max=10**5,
         ),
     )

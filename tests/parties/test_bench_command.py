@@ -51,11 +51,12 @@ def test_bench_in_memory_smallest_size_every_operation(tmp_path: Path, capsys) -
     for record in records:
         _check_sane(record)
         assert record["transport"] == "memory" and record["wire_bytes_per_party"] is None
+        assert record["elements"] == OPERATIONS[record["operation"]].min_size
         assert record["repetitions"] == 20
     assert doc["machine"]["cores"] >= 1 and doc["options"]["sizes"] == [1]
     out, err = capsys.readouterr()
     assert "operation" in out.splitlines()[0] and "ratio" in out.splitlines()[0]
-    assert f"[{len(OPERATIONS)}/{len(OPERATIONS)}] lr-inference" in err
+    assert f"[{len(OPERATIONS)}/{len(OPERATIONS)}] {list(OPERATIONS)[-1]}" in err
 
 
 @pytest.mark.process
@@ -145,8 +146,9 @@ def test_default_subset_memory_to_1e6_grpc_to_1e4_with_caps() -> None:
     assert [c.transport for c in cases] == sorted(c.transport for c in cases)[::-1]  # memory first
     for name, op in OPERATIONS.items():
         top = 10**6 if op.default_max is None else op.default_max
-        assert {s for n, s in memory if n == name} == {1, 10**3, top}
-        over_grpc = {1, 10**3, 10**4} if "grpc" in op.default_transports else set()
+        assert {s for n, s in memory if n == name} == {op.min_size, 10**3, top}
+        grpc_sizes = {op.min_size, 10**3, 10**4}
+        over_grpc = grpc_sizes if "grpc" in op.default_transports else set()
         assert {s for n, s in grpc if n == name} == over_grpc
     assert {c.operation for c in replaced} == {
         n for n, op in OPERATIONS.items() if op.default_max is not None and op.default_max < 10**6

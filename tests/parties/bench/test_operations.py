@@ -8,7 +8,7 @@ import pytest
 from parties.bench import operations
 from parties.bench.measure import Case, schedule
 from parties.bench.operations import OPERATIONS, parse_size, size_label
-from protocols import logistic
+from protocols import descriptive, logistic, tables
 from smpc import approx, beaver, compare, inverse, runtime, truncation
 from smpc.runtime import dry_run
 
@@ -26,6 +26,9 @@ ENGINE_ROUNDS = {
     "reciprocal": inverse.RECIPROCAL_ROUNDS,
     "sqrt": inverse.SQRT_ROUNDS,
     "lr-inference": logistic.LABEL_ROUNDS,
+    "mean-variance": descriptive.MOMENTS_ROUNDS,
+    "histogram": tables.ROUNDS,
+    "correlation": descriptive.MOMENTS_ROUNDS,
 }
 
 
@@ -39,7 +42,7 @@ def test_documented_rounds_are_the_engine_constants(name: str) -> None:
 def test_one_repetition_takes_the_documented_rounds(name: str, size: int) -> None:
     """A dry run of one repetition, after the untimed setup, spends exactly op.rounds."""
     op = OPERATIONS[name]
-    data = op.data(size)
+    data = op.data(max(size, op.min_size))
 
     def one(rt):
         state = op.setup(rt, data)
