@@ -8,10 +8,11 @@ mutual TLS. The online phase: each job's preprocessing is expanded before
 its first round; the parties time every repetition themselves
 (``parties.bench.measure``), so the table's p50/p99 are over those samples.
 
-Sizes: 1, 10^3 and 10^6 in memory, 1, 10^3 and 10^4 over gRPC (with the
-default caps of ``smpc bench``). The operations, their data, their round
-counts and plaintext baselines come from ``parties.bench.operations``; add
-an operation there and it appears here. Command::
+Sizes: 1, 10^3 and 10^6 in memory, 1, 10^3 and 10^4 over gRPC, with the
+default caps, minimum sizes and transports of ``smpc bench``. The
+operations, their data, their round counts and plaintext baselines come
+from ``parties.bench.operations``; add an operation there and it appears
+here. Command::
 
     .venv/bin/python -m pytest benchmarks/test_operations.py --benchmark-enable \\
         --benchmark-only --benchmark-json=bench-results/operations.json
@@ -38,9 +39,11 @@ def _cases() -> list[object]:
     params = []
     for transport, sizes in SIZES.items():
         for name, op in OPERATIONS.items():
-            capped = sorted({min(s, op.default_max or s) for s in sizes})
+            if transport not in op.default_transports:
+                continue
+            capped = sorted({max(op.min_size, min(s, op.default_max or s)) for s in sizes})
+            marks = [pytest.mark.process] if transport == "grpc" else []
             for size in capped:
-                marks = [pytest.mark.process] if transport == "grpc" else []
                 case = Case(name, size, transport)
                 params.append(pytest.param(case, id=f"{name}-{size}-{transport}", marks=marks))
     return params
