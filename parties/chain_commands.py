@@ -21,6 +21,7 @@ from typing import Any
 
 from parties.chain_store import SqliteChainStore
 from parties.config import load_config
+from smpc.chain.checkpoint import CheckpointError, check_checkpoint, make_checkpoint
 from smpc.chain.errors import ChainEncodingError, ChainVerificationError, RecordError
 from smpc.chain.genesis import AuthorityKey, Genesis, GenesisError
 from smpc.chain.records import AuthorityVote, ConsentRecord, JobRecord, decode_record
@@ -100,14 +101,58 @@ def show(args: argparse.Namespace) -> int:
     return 0
 
 
+def checkpoint(args: argparse.Namespace) -> int:
+    """``smpc chain checkpoint``: verify the store, then write its head's signed checkpoint."""
+    sources = _sources(args)
+    if sources is None:
+        return EXIT_USAGE
+    db, genesis = sources
+    with SqliteChainStore(db, readonly=True) as store:
+        try:
+            state = replay(store, genesis, _now_ms())
+        except ChainVerificationError as exc:
+            print(f"smpc: chain {db} is invalid: {exc}; no checkpoint written", file=sys.stderr)
+            return EXIT_INVALID
+    try:
+        text = json.dumps(make_checkpoint(state), indent=2, sort_keys=True)
+    except CheckpointError as exc:
+        print(f"smpc: {exc}", file=sys.stderr)
+        return EXIT_INVALID
+    if args.out is None:
+        print(text)
+    else:
+        args.out.write_text(text + "\n", encoding="utf-8")
+        print(f"checkpoint of block {state.height} written to {args.out}")
+    return 0
+
+
+def check(args: argparse.Namespace) -> int:
+    """``smpc chain check-checkpoint FILE``: check a checkpoint's seals (no chain needed)."""
+    genesis = load_genesis(args.genesis) if args.genesis is not None else None
+    try:
+        data = json.loads(args.file.read_text(encoding="utf-8"))
+        verdict = check_checkpoint(data, genesis)
+    except (OSError, json.JSONDecodeError, CheckpointError) as exc:
+        print(f"smpc: checkpoint {args.file} is not valid: {exc}", file=sys.stderr)
+        return EXIT_INVALID
+    print(f"checkpoint {args.file} is valid: {verdict}")
+    return 0
+
+
 def add_parsers(commands: argparse._SubParsersAction) -> None:
-    """The arguments of ``chain verify`` and ``chain show``."""
+    """The arguments of ``chain verify``, ``show``, ``checkpoint`` and ``check-checkpoint``."""
     group = commands.add_parser("chain", help="check and read the chain store")
     actions = group.add_subparsers(dest="action", required=True, metavar="ACTION")
     v = actions.add_parser("verify", help="check a chain store from its genesis")
     s = actions.add_parser("show", help="list the blocks and records of a chain store")
     s.add_argument("--json", action="store_true", help="print machine-readable JSON")
-    for word, parser in (("verify", v), ("show", s)):
+    c = actions.add_parser("checkpoint", help="write a signed checkpoint of the verified head")
+    c.add_argument("--out", type=Path, help="write it to this file (default: print it)")
+    k = actions.add_parser("check-checkpoint", help="check a checkpoint's seals")
+    k.add_argument("file", type=Path, help="the checkpoint JSON file")
+    k.add_argument("--genesis", type=Path, help="the federation's genesis.json, to compare")
+    k.set_defaults(words=("chain", "check-checkpoint"))
+    for word, parser in (("verify", v), ("show", s), ("checkpoint", c)):
         parser.add_argument("--config", type=Path, help="a member's TOML config (db and genesis)")
         parser.add_argument("--db", type=Path, help="the chain store (SQLite file)")
         parser.add_argument("--genesis", type=Path, help="the federation's genesis.json")
@@ -117,6 +162,8 @@ def add_parsers(commands: argparse._SubParsersAction) -> None:
 COMMANDS: dict[tuple[str, ...], Callable[[argparse.Namespace], int]] = {
     ("chain", "verify"): verify,
     ("chain", "show"): show,
+    ("chain", "checkpoint"): checkpoint,
+    ("chain", "check-checkpoint"): check,
 }
 
 

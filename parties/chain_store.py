@@ -62,7 +62,7 @@ class _SqliteFile:
         self,
         path: str | os.PathLike[str],
         table: str,
-        schema: str,
+        schema: str | Sequence[str],
         *,
         readonly: bool,
         synchronous: str,
@@ -86,7 +86,7 @@ class _SqliteFile:
             self._db.close()
             raise
 
-    def _prepare(self, table: str, schema: str, synchronous: str) -> None:
+    def _prepare(self, table: str, schema: str | Sequence[str], synchronous: str) -> None:
         try:
             self._db.execute(f"PRAGMA synchronous = {synchronous}")
             self._db.execute("PRAGMA busy_timeout = 5000")
@@ -97,7 +97,8 @@ class _SqliteFile:
         if version == 0 and not tables and not self.readonly:
             self._db.execute("PRAGMA journal_mode = WAL")
             with self.transaction():
-                self._db.execute(schema)
+                for statement in [schema] if isinstance(schema, str) else schema:
+                    self._db.execute(statement)
                 self._db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
             return
         if version != SCHEMA_VERSION or table not in tables:
@@ -177,6 +178,17 @@ class SqliteChainStore(ChainStore):
             if block.height != expected:
                 raise ChainStoreError(f"the next block is height {expected}, not {block.height}")
             self._file.execute("INSERT INTO blocks VALUES (?, ?, ?, ?)", row)
+
+    def replace_head_seals(self, seals: Sequence[Seal]) -> None:
+        if self._file.readonly:
+            raise ChainStoreError(f"{self.path} is open read-only")
+        with self._file.lock, self._file.transaction():
+            top = self._file.execute("SELECT max(height) FROM blocks").fetchone()[0]
+            if top is None:
+                raise ChainStoreError("the chain holds no block whose seals could be replaced")
+            self._file.execute(
+                "UPDATE blocks SET seals = ? WHERE height = ?", (encode_seals(seals), top)
+            )
 
     def get(self, height: int) -> SealedBlock | None:
         with self._file.lock:

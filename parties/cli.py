@@ -16,7 +16,13 @@ from pathlib import Path
 
 from cryptography import x509
 
-from parties import chain_commands, service_commands, stats_commands
+from parties import (
+    audit_command,
+    chain_commands,
+    consent_command,
+    service_commands,
+    stats_commands,
+)
 from parties.config import ROLES, ConfigError, MemberConfig, check_name
 from parties.federation import (
     CA_CERT_FILE,
@@ -120,6 +126,8 @@ COMMANDS: dict[tuple[str, ...], Handler] = {
     ("federation", "renew"): federation_renew,
     **service_commands.COMMANDS,
     **chain_commands.COMMANDS,
+    **audit_command.COMMANDS,
+    **consent_command.COMMANDS,
     **stats_commands.COMMANDS,
 }
 
@@ -127,6 +135,8 @@ _PARSERS: tuple[Callable[[argparse._SubParsersAction], None], ...] = (
     _add_federation_parsers,
     service_commands.add_parsers,
     chain_commands.add_parsers,
+    audit_command.add_parsers,
+    consent_command.add_parsers,
     stats_commands.add_parsers,
 )
 

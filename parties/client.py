@@ -28,7 +28,7 @@ import numpy as np
 
 from parties import tls, wire_pb2, wire_pb2_grpc
 from parties.config import MemberConfig, dns_name
-from parties.jobs import InputSpec, JobSpec, SignedJob, sign_job
+from parties.jobs import DEFAULT_SCOPE, InputSpec, JobSpec, SignedJob, sign_job
 from parties.mesh import MAX_FRAME_BYTES
 from protocols.registry import lookup
 from protocols.statistics import BY_STATISTIC, protocol, summarise
@@ -94,10 +94,12 @@ class Client:
         parties: Sequence[str] | None = None,
         deadline_s: float = 60.0,
         reveal_probabilities: bool = False,
+        scope: str = DEFAULT_SCOPE,
     ) -> JobSpec:
         """A job spec; ``inputs`` maps a party to its columns or (columns, filter).
 
-        Outputs go to this analyst unless ``outputs`` names other recipients.
+        Outputs go to this analyst unless ``outputs`` names other recipients;
+        ``scope`` is the purpose hospitals check their patients' consent for.
         """
         specs = {party: _input_spec(value) for party, value in inputs.items()}
         declared = lookup(protocol, version).outputs
@@ -117,6 +119,7 @@ class Client:
             deadline_ms=now + int(deadline_s * 1000),
             created_ms=now,
             reveal_probabilities=reveal_probabilities,
+            scope=scope,
         )
 
     def inference_job(
@@ -221,6 +224,7 @@ class Client:
             params=params,
             deadline_s=deadline_s,
             reveal_probabilities=probabilities,
+            scope="model-inference",
         )
 
     def statistics(

@@ -219,11 +219,18 @@ class PolicyConfig:
 
 @dataclass(frozen=True)
 class DataConfig:
-    """Where this member's inputs live: a CSV file, a SQLite table, a model file, or nothing."""
+    """Where this member's inputs live: a CSV file, a SQLite table, a model file, or nothing.
+
+    ``patient_id`` names the column holding each row's patient identifier; with
+    it set, a hospital uses only the rows of patients who consent to the job's
+    scope (see ``parties.consent``). Without it consent cannot be applied, and
+    a hospital that keeps consent records refuses jobs until it is set.
+    """
 
     kind: str = "none"
     path: Path | None = None
     table: str | None = None
+    patient_id: str | None = None
 
     def __post_init__(self) -> None:
         if self.kind not in DATA_KINDS:
@@ -240,6 +247,11 @@ class DataConfig:
             raise ConfigError("kind 'sqlite' needs a table name", key="table")
         if self.kind in ("csv", "model") and self.table is not None:
             raise ConfigError(f"kind {self.kind!r} takes no table", key="table")
+        if self.patient_id is not None:
+            if self.kind not in ("csv", "sqlite"):
+                raise ConfigError(f"kind {self.kind!r} has no patient rows", key="patient_id")
+            if not isinstance(self.patient_id, str) or not self.patient_id:
+                raise ConfigError("expected a column name", key="patient_id")
 
 
 @dataclass(frozen=True)
@@ -334,7 +346,7 @@ _POLICY_REQUIRED = ("analysts", "recipients")
 _POLICY_OPTIONAL = ("protocols", "min_cell_size", "allow_min_max")
 _PEER_KEYS = ("name", "role", "address", "identity")
 _DATA_REQUIRED = ("kind",)
-_DATA_OPTIONAL = ("path", "table")
+_DATA_OPTIONAL = ("path", "table", "patient_id")
 
 
 def load_config(path: str | os.PathLike[str]) -> MemberConfig:
@@ -385,6 +397,8 @@ def write_config(member: MemberConfig, path: str | os.PathLike[str]) -> Path:
         data["path"] = _rel(member.data.path, base)
     if member.data.table is not None:
         data["table"] = member.data.table
+    if member.data.patient_id is not None:
+        data["patient_id"] = member.data.patient_id
     doc["data"] = data
     doc["peers"] = [{key: getattr(p, key) for key in _PEER_KEYS} for p in member.peers]
     header = f"# smpc member config: {member.identity}\n"
@@ -442,6 +456,7 @@ def _member_from_toml(raw: dict[str, Any], file: Path) -> MemberConfig:
             kind=_str(data_raw, "kind", "data"),
             path=_path(data_raw, "path", "data", base) if "path" in data_raw else None,
             table=_str(data_raw, "table", "data") if "table" in data_raw else None,
+            patient_id=_str(data_raw, "patient_id", "data") if "patient_id" in data_raw else None,
         )
 
     peers_raw = raw["peers"]

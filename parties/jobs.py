@@ -17,7 +17,8 @@ the job id and the reason, never an input value or a row count.
 
 Not covered here: certificate revocation (a leaked analyst key is valid until
 its certificate expires) and persistence of seen job ids across restarts
-(:class:`JobLedger` lives in memory).
+(:class:`JobLedger` lives in memory; a party node also refuses the ids kept
+in its records file, see ``parties.node``).
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from parties.config import COMPUTING_ROLES, ConfigError, MemberConfig, check_name, parse_identity
+from smpc.chain.records import CONSENT_SCOPES
 from smpc.errors import JobReplayError, SMPCError
 
 JOB_FORMAT_VERSION = 1
@@ -62,6 +64,11 @@ REJECTION_KINDS: tuple[str, ...] = (
 )
 """The kinds of refusal raised by this module."""
 
+JOB_SCOPES: tuple[str, ...] = tuple(s for s in CONSENT_SCOPES if s != "all")
+"""What a job may be for; a hospital uses the rows of patients who consent to it."""
+
+DEFAULT_SCOPE = "statistics"
+
 COHORT_REFUSAL = "contribution below the minimum cohort size"
 """The one reason given for a small own contribution: it must not reveal the count."""
 
@@ -83,6 +90,7 @@ _SPEC_KEYS = frozenset(
         "deadline_ms",
         "nonce",
         "created_ms",
+        "scope",
     }
 )
 _ENVELOPE_KEYS = frozenset({"version", "spec", "certificate", "signature"})
@@ -170,6 +178,7 @@ class JobSpec:
     deadline_ms: int
     nonce: str = field(default_factory=new_nonce)
     created_ms: int = field(default_factory=now_ms)
+    scope: str = DEFAULT_SCOPE
 
     def __post_init__(self) -> None:
         _name(self.federation, "federation name")
@@ -191,6 +200,11 @@ class JobSpec:
         _millis(self.deadline_ms, "deadline_ms")
         if self.deadline_ms <= self.created_ms:
             raise JobFormatError("deadline_ms must be later than created_ms")
+        if self.scope not in JOB_SCOPES:
+            raise JobFormatError(
+                f"scope {self.scope!r} is not one of {', '.join(JOB_SCOPES)}; a job names"
+                " the purpose its hospitals check consent for"
+            )
         if not isinstance(self.nonce, str) or _NONCE.fullmatch(self.nonce) is None:
             raise JobFormatError("nonce must be 32 lowercase hex digits (16 random bytes)")
         self.to_json()  # every spec can be encoded: no lone surrogates in any string
@@ -248,6 +262,7 @@ class JobSpec:
             "deadline_ms": self.deadline_ms,
             "nonce": self.nonce,
             "created_ms": self.created_ms,
+            "scope": self.scope,
         }
 
     def to_json(self) -> str:
@@ -295,6 +310,7 @@ class JobSpec:
             deadline_ms=raw["deadline_ms"],
             nonce=raw["nonce"],
             created_ms=raw["created_ms"],
+            scope=raw["scope"],
         )
 
 

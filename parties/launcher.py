@@ -35,10 +35,11 @@ class LocalDeployment:
         analysts: Sequence[str] = ("analyst",),
         model_owners: Sequence[str] = (),
         name: str = "local",
+        consent: str = "opt-in",
     ) -> None:
         self.root = Path(root)
         members = init_federation(
-            name, hospitals, analysts, model_owners, self.root / "fed", base_port=0
+            name, hospitals, analysts, model_owners, self.root / "fed", base_port=0, consent=consent
         )
         self.members: dict[str, MemberConfig] = {m.name: m for m in members}
         with data.open(newline="") as f:

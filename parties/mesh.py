@@ -99,11 +99,14 @@ class Mesh:
         *,
         max_job_bytes: int = DEFAULT_JOB_BYTES,
         on_submit: Callable[[wire_pb2.SubmitRequest, str], wire_pb2.SubmitReply] | None = None,
+        on_chain: Callable[[str, bytes], None] | None = None,
     ) -> None:
         self.member = member
         self.name = member.name
         self.max_job_bytes = max_job_bytes
         self.on_submit = on_submit
+        self.on_chain = on_chain
+        self._chain_stubs: dict[str, tuple[grpc.Channel, wire_pb2_grpc.PartyStub]] = {}
         self._active: set[str] = set()
         # Streams join the computing parties; the dealer and analysts use their own calls.
         self._links = {p.name: _Link(p) for p in member.computing_peers}
@@ -152,6 +155,30 @@ class Mesh:
             self._server.stop(grace).wait()
         for thread in self._threads:
             thread.join(timeout=grace + 1)
+        with self._lock:
+            for channel, _ in self._chain_stubs.values():
+                channel.close()
+            self._chain_stubs.clear()
+
+    def chain_send(self, peer: str, data: bytes, timeout: float = 2.0) -> None:
+        """One chain message to ``peer``, over a channel kept per peer; raises if undelivered."""
+        with self._lock:
+            entry = self._chain_stubs.get(peer)
+            if entry is None:
+                target = self.member.peer(peer)
+                options = [
+                    *_KEEPALIVE,
+                    *_SIZES,
+                    ("grpc.ssl_target_name_override", dns_name(self.member.federation, peer)),
+                    ("grpc.initial_reconnect_backoff_ms", 100),
+                    ("grpc.max_reconnect_backoff_ms", 1000),
+                ]
+                channel = grpc.secure_channel(
+                    target.address, tls.channel_credentials(self.member), options
+                )
+                entry = self._chain_stubs[peer] = (channel, wire_pb2_grpc.PartyStub(channel))
+        # Waits for a peer that is (re)starting, up to the timeout, instead of failing at once.
+        entry[1].Chain(wire_pb2.ChainMessage(data=data), timeout=timeout, wait_for_ready=True)
 
     def __enter__(self) -> Mesh:
         return self.start()
@@ -349,6 +376,18 @@ class _Servicer(wire_pb2_grpc.PartyServicer):
         if self._mesh.on_submit is None:
             context.abort(grpc.StatusCode.UNIMPLEMENTED, f"{member.name} does not run jobs")
         return self._mesh.on_submit(request, caller)
+
+    def Chain(self, request, context):  # noqa: N802 - gRPC's method name
+        member = self._mesh.member
+        try:
+            sender = tls.peer_name(context, member)
+        except PeerAuthenticationError as exc:
+            log.warning("%s: refused a chain message from %s: %s", member.name, context.peer(), exc)
+            context.abort(grpc.StatusCode.UNAUTHENTICATED, str(exc))
+        if self._mesh.on_chain is None:
+            context.abort(grpc.StatusCode.UNIMPLEMENTED, f"{member.name} runs no chain node")
+        self._mesh.on_chain(sender, request.data)
+        return wire_pb2.ChainAck()
 
     def Health(self, request, context):  # noqa: N802 - gRPC's method name
         member = self._mesh.member

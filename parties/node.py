@@ -17,21 +17,28 @@ from __future__ import annotations
 
 import functools
 import logging
+import secrets
+import threading
 import time
 from typing import Any
 
 import numpy as np
 
-from parties import wire_pb2
+from parties import consent, job_record, wire_pb2
+from parties.chain_commands import load_genesis
+from parties.chain_node import ChainNode
 from parties.config import MemberConfig
 from parties.datasource import DataSource, open_source
 from parties.dealer_service import DealerLink
 from parties.grpc_transport import GrpcTransport
 from parties.jobs import JobLedger, JobRejected, JobSpec, SignedJob, admit, verify_job
 from parties.mesh import Mesh
+from parties.record_store import RecordStore, records_path
 from protocols.model import LogisticModel
 from protocols.registry import JobContext, ProtocolSpec, lookup
-from smpc.errors import ProtocolAbort, SMPCError
+from smpc.chain.keys import load_private_key
+from smpc.chain.records import Failure
+from smpc.errors import JobReplayError, ProtocolAbort, SMPCError
 from smpc.fixedpoint import FixedPoint
 from smpc.preprocessing import SeededSource
 from smpc.runtime import Runtime, dry_run
@@ -40,6 +47,8 @@ from smpc.transcript import Transcript
 log = logging.getLogger(__name__)
 
 HELLO = "hello"
+FEED_S = 0.5
+"""How often pending records are handed to the chain node."""
 
 
 class PartyNode:
@@ -48,22 +57,71 @@ class PartyNode:
     def __init__(self, member: MemberConfig, *, frac_bits: int = 16) -> None:
         self.member = member
         self.fxp = FixedPoint(frac_bits)
-        self.mesh = Mesh(member, on_submit=self.submit)
+        hospital = member.role == "hospital"
+        self.mesh = Mesh(
+            member, on_submit=self.submit, on_chain=self._chain_message if hospital else None
+        )
+        self.chain: ChainNode | None = None
         self.source: DataSource | None = (
             open_source(member.data) if member.data.kind in ("csv", "sqlite") else None
         )
         self.model = LogisticModel.load(member.data.path) if member.data.kind == "model" else None
         self.results = member.tls.key.parent / "results"
         self.ledger = JobLedger()
+        self.genesis = genesis = load_genesis(member.genesis)
+        self.chain_keys = {a.name: a.public_key for a in genesis.authorities}
+        self.consent_mode = genesis.consent_mode
+        self.chain_key = (
+            load_private_key(member.chain_key.read_bytes()) if member.chain_key else None
+        )
+        self.records = RecordStore(records_path(member))
+        if member.data.patient_id is not None:
+            consent.check_patient_column(member)
 
     def start(self) -> PartyNode:
+        if self.member.role == "hospital":
+            names = [a.name for a in self.genesis.authorities]
+            self.chain = ChainNode(self.member, self.genesis, names, self.mesh.chain_send)
         self.mesh.start()
+        if self.chain is not None:
+            self.chain.start()
+            self._feeding = threading.Event()
+            threading.Thread(target=self._feed_chain, name="chain-feed", daemon=True).start()
         self.dealer = DealerLink(self.member)
         return self
 
+    def _feed_chain(self) -> None:
+        """Hand pending records (kept here, or by ``smpc consent``) to the chain node.
+
+        Job records leave the pending table once a final block holds them;
+        consent records stay, as this hospital's own consent book.
+        """
+        assert self.chain is not None
+        handed: set[bytes] = set()
+        while not self._feeding.wait(FEED_S):
+            try:
+                seen = self.chain.records_seen()
+                for rid, data in self.records.pending():
+                    if rid not in handed and rid not in seen:
+                        self.chain.submit(data)
+                        handed.add(rid)
+                final_jobs = [rid for rid, _ in self.records.pending("job") if rid in seen]
+                if final_jobs:
+                    self.records.remove_pending(final_jobs)
+            except Exception as exc:  # the node keeps serving; the next pass tries again
+                log.warning("%s: handing records to the chain failed: %s", self.member.name, exc)
+
     def stop(self, grace: float = 1.0) -> None:
+        if self.chain is not None:
+            self._feeding.set()
+            self.chain.stop()
         self.mesh.stop(grace)
         self.dealer.close()
+        self.records.close()
+
+    def _chain_message(self, sender: str, data: bytes) -> None:
+        if self.chain is not None:  # None only while starting: the sender retries by the rules
+            self.chain.deliver(sender, data)
 
     def __enter__(self) -> PartyNode:
         return self.start()
@@ -73,20 +131,27 @@ class PartyNode:
 
     # -- one job ------------------------------------------------------------------
     def submit(self, request: wire_pb2.SubmitRequest, caller: str) -> wire_pb2.SubmitReply:
-        """Admit and run one job; the reply carries the caller's output shares or the failure."""
+        """Admit and run one job; the reply carries the caller's output shares or the failure.
+
+        Once a job this party admitted (or refused for a reason other than a
+        replay) ends, its record is assembled with the other parties and kept
+        as pending, on a thread of its own: the reply does not wait for it.
+        """
         name = self.member.name
-        job_id, spec = "unknown", None
+        job_id, spec, ctx, transcript = "unknown", None, None, None
         start = time.perf_counter()
         try:
             signed = SignedJob.from_json(request.signed_job)
             job_id = signed.job_id
             spec = verify_job(signed, self.member)
+            if name in spec.parties:
+                transcript = Transcript(job_id, spec.parties.index(name), len(spec.parties))
             if caller != spec.analyst:
                 raise JobRejected(job_id, "unknown-analyst", f"{caller!r} did not sign this job")
             protocol = lookup(spec.protocol, spec.protocol_version)
             ctx = self._context(spec, categorical=protocol.categorical)
             mine = spec.inputs.get(name)
-            admit(spec, self.member, self.ledger, own_rows=len(ctx.values) if mine else None)
+            admit(spec, self.member, self, own_rows=len(ctx.values) if mine else None)
             log.info(
                 "%s: job %s admitted: %s v%s from %s",
                 name,
@@ -95,9 +160,16 @@ class PartyNode:
                 spec.protocol_version,
                 caller,
             )
-            reply = self._run(request.signed_job, spec, protocol, ctx, caller)
+            if transcript is None:  # admit refuses such a job already; kept for the type checker
+                raise JobRejected(job_id, "not-a-party", f"{name!r} is not a party")
+            reply = self._run(request.signed_job, spec, protocol, ctx, caller, transcript)
             if ctx.delivered:  # per-row outputs for this party, kept only once the job succeeded
                 self._keep(job_id, ctx.delivered)
+            reply.output_key = secrets.token_bytes(32)
+            tag = job_record.output_tag(reply.output_key, reply.outputs)
+            self._record_later(
+                spec, request.signed_job, ctx, transcript, tag, None, reply.output_key
+            )
             reply.seconds = time.perf_counter() - start
             log.info("%s: job %s finished in %.3f s", name, job_id, reply.seconds)
             return reply
@@ -106,6 +178,10 @@ class PartyNode:
             log.warning("%s: job %s failed: %s: %s", name, job_id, kind, exc)
             if spec is not None:
                 self.mesh.abort_job(job_id, spec.parties, kind)
+                if transcript is not None and kind != "refused: replay":
+                    blamed = exc.party if isinstance(exc, ProtocolAbort) and exc.party else name
+                    failure = Failure(blamed, kind)
+                    self._record_later(spec, request.signed_job, ctx, transcript, b"", failure)
             return wire_pb2.SubmitReply(
                 job=job_id,
                 party=name,
@@ -113,6 +189,71 @@ class PartyNode:
                 failure_kind=kind,
                 failure=f"job {job_id}: party {name}: {kind}: {exc}",
             )
+
+    def _record_later(self, spec: JobSpec, *args: Any) -> None:
+        """Assemble the job's record on a thread of its own, off the job's path."""
+        threading.Thread(
+            target=self._record, args=(spec, *args), name=f"record-{spec.job_id[:8]}", daemon=True
+        ).start()
+
+    def _record(
+        self,
+        spec: JobSpec,
+        signed_job: bytes,
+        ctx: JobContext | None,
+        transcript: Transcript,
+        tag: bytes,
+        failure: Failure | None,
+        output_key: bytes = b"",
+    ) -> None:
+        """Assemble the job's record with the other parties and keep it as pending."""
+        name = self.member.name
+        try:
+            if ctx is None:  # failed before its inputs were chosen: it used none
+                ctx = JobContext(params={}, parties=spec.parties, party=name)
+            commit, salt = job_record.input_commitment(spec.job_id, ctx)
+            view = job_record.view_of(name, spec.parties, transcript, commit, tag, failure)
+            self.records.keep_notes(
+                spec.job_id,
+                {
+                    "party": name,
+                    "salt": salt.hex(),
+                    "input_commitment": commit.hex(),
+                    "sent": view.sent,
+                    "received": view.received,
+                    "output_key": output_key.hex(),
+                },
+            )
+            roles = {
+                p: self.member.role if p == name else self.member.peer(p).role for p in spec.parties
+            }
+            record = job_record.assemble(
+                self.mesh, spec, signed_job, roles, view, self.chain_key, self.chain_keys
+            )
+            if self.records.add_pending(record, job=spec.job_id) and self.chain is not None:
+                self.chain.submit(record.encode())
+            log.info(
+                "%s: job %s: record kept (%s, %d of %d contributions)",
+                name,
+                spec.job_id,
+                record.status,
+                len(record.contributions),
+                len(spec.parties),
+            )
+        except Exception as exc:  # a record that cannot be made must not take the node down
+            log.warning(
+                "%s: job %s: no record kept: %s: %s", name, spec.job_id, type(exc).__name__, exc
+            )
+
+    def admit(self, job: str) -> None:
+        """Record a job id, refusing one seen since start or kept in the records file.
+
+        The records file outlives the process, so a restarted node still
+        refuses a job it took part in before.
+        """
+        if self.records.notes(job) is not None or self.records.job_record(job) is not None:
+            raise JobReplayError(f"job id {job} was already used; every job needs a fresh id")
+        self.ledger.admit(job)
 
     def _keep(self, job_id: str, outputs: dict[str, np.ndarray]) -> None:
         self.results.mkdir(mode=0o700, exist_ok=True)
@@ -129,9 +270,9 @@ class PartyNode:
             if self.source is None:
                 raise SMPCError(f"{self.member.name} has no data source configured")
             selection = self.source.select(mine.columns, mine.where, numeric=not categorical)
-            columns, values = tuple(selection.columns), selection.values
+            columns, values = tuple(selection.columns), self._consented(spec, selection.values)
             if categorical:  # the protocol reads text columns, e.g. a contingency table
-                text = {c: selection.categorical(c) for c in columns}
+                text = {c: self._consented(spec, selection.categorical(c)) for c in columns}
         return JobContext(
             params=spec.params,
             parties=spec.parties,
@@ -145,6 +286,24 @@ class PartyNode:
             reveal_probabilities=spec.reveal_probabilities,
         )
 
+    def _consented(self, spec: JobSpec, values: np.ndarray) -> np.ndarray:
+        """The selected rows of patients who consent to the job's scope (see parties.consent)."""
+        name, column = self.member.name, self.member.data.patient_id
+        records = consent.own_records(self.records, name)
+        if column is None:
+            if records:
+                raise consent.ConsentError(
+                    f"{name} keeps consent records but its data config names no patient_id"
+                    " column, so it cannot apply them; set data.patient_id"
+                )
+            return values
+        assert self.source is not None
+        where = spec.inputs[name].where
+        patients = self.source.select([column], where, numeric=False).categorical(column)
+        book = consent.ConsentBook(records, self.consent_mode)
+        keep = book.rows(consent.load_secret(self.member), patients, spec.scope)
+        return values[keep]
+
     def _run(
         self,
         signed_job: bytes,
@@ -152,6 +311,7 @@ class PartyNode:
         protocol: ProtocolSpec,
         ctx: JobContext,
         caller: str,
+        transcript: Transcript,
     ) -> wire_pb2.SubmitReply:
         job_id, names = spec.job_id, spec.parties
         index = names.index(self.member.name)
@@ -168,7 +328,7 @@ class PartyNode:
                 self.mesh,
                 job_id,
                 names,
-                transcript=Transcript(job_id, index, len(names)),
+                transcript=transcript,
                 deadline=time.monotonic() + remaining,
             )
             try:

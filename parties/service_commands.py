@@ -84,6 +84,7 @@ def run(args: argparse.Namespace) -> int:
         outputs=request.get("outputs"),
         params=request.get("params"),
         deadline_s=float(request.get("deadline_s", 60)),
+        **({"scope": request["scope"]} if "scope" in request else {}),
     )
 
 

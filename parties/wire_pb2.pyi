@@ -65,7 +65,7 @@ class SubmitRequest(_message.Message):
     def __init__(self, signed_job: _Optional[bytes] = ...) -> None: ...
 
 class SubmitReply(_message.Message):
-    __slots__ = ("job", "party", "ok", "failure_kind", "failure", "outputs", "public_names", "rounds", "payload_bytes", "wire_bytes", "seconds")
+    __slots__ = ("job", "party", "ok", "failure_kind", "failure", "outputs", "public_names", "rounds", "payload_bytes", "wire_bytes", "seconds", "output_key")
     JOB_FIELD_NUMBER: _ClassVar[int]
     PARTY_FIELD_NUMBER: _ClassVar[int]
     OK_FIELD_NUMBER: _ClassVar[int]
@@ -77,6 +77,7 @@ class SubmitReply(_message.Message):
     PAYLOAD_BYTES_FIELD_NUMBER: _ClassVar[int]
     WIRE_BYTES_FIELD_NUMBER: _ClassVar[int]
     SECONDS_FIELD_NUMBER: _ClassVar[int]
+    OUTPUT_KEY_FIELD_NUMBER: _ClassVar[int]
     job: str
     party: str
     ok: bool
@@ -88,7 +89,18 @@ class SubmitReply(_message.Message):
     payload_bytes: int
     wire_bytes: int
     seconds: float
-    def __init__(self, job: _Optional[str] = ..., party: _Optional[str] = ..., ok: _Optional[bool] = ..., failure_kind: _Optional[str] = ..., failure: _Optional[str] = ..., outputs: _Optional[_Iterable[_Union[Tensor, _Mapping]]] = ..., public_names: _Optional[_Iterable[str]] = ..., rounds: _Optional[int] = ..., payload_bytes: _Optional[int] = ..., wire_bytes: _Optional[int] = ..., seconds: _Optional[float] = ...) -> None: ...
+    output_key: bytes
+    def __init__(self, job: _Optional[str] = ..., party: _Optional[str] = ..., ok: _Optional[bool] = ..., failure_kind: _Optional[str] = ..., failure: _Optional[str] = ..., outputs: _Optional[_Iterable[_Union[Tensor, _Mapping]]] = ..., public_names: _Optional[_Iterable[str]] = ..., rounds: _Optional[int] = ..., payload_bytes: _Optional[int] = ..., wire_bytes: _Optional[int] = ..., seconds: _Optional[float] = ..., output_key: _Optional[bytes] = ...) -> None: ...
+
+class ChainMessage(_message.Message):
+    __slots__ = ("data",)
+    DATA_FIELD_NUMBER: _ClassVar[int]
+    data: bytes
+    def __init__(self, data: _Optional[bytes] = ...) -> None: ...
+
+class ChainAck(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
 
 class ProvisionRequest(_message.Message):
     __slots__ = ("signed_job", "plan")

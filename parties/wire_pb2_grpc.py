@@ -49,6 +49,11 @@ class PartyStub:
                 request_serializer=parties_dot_wire__pb2.SubmitRequest.SerializeToString,
                 response_deserializer=parties_dot_wire__pb2.SubmitReply.FromString,
                 _registered_method=True)
+        self.Chain = channel.unary_unary(
+                '/smpc.wire.v1.Party/Chain',
+                request_serializer=parties_dot_wire__pb2.ChainMessage.SerializeToString,
+                response_deserializer=parties_dot_wire__pb2.ChainAck.FromString,
+                _registered_method=True)
 
 
 class PartyServicer:
@@ -74,6 +79,13 @@ class PartyServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Chain(self, request, context):
+        """A hospital's chain node sends one message to another's.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_PartyServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -91,6 +103,11 @@ def add_PartyServicer_to_server(servicer, server):
                     servicer.Submit,
                     request_deserializer=parties_dot_wire__pb2.SubmitRequest.FromString,
                     response_serializer=parties_dot_wire__pb2.SubmitReply.SerializeToString,
+            ),
+            'Chain': grpc.unary_unary_rpc_method_handler(
+                    servicer.Chain,
+                    request_deserializer=parties_dot_wire__pb2.ChainMessage.FromString,
+                    response_serializer=parties_dot_wire__pb2.ChainAck.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -174,6 +191,33 @@ class Party:
             '/smpc.wire.v1.Party/Submit',
             parties_dot_wire__pb2.SubmitRequest.SerializeToString,
             parties_dot_wire__pb2.SubmitReply.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Chain(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/smpc.wire.v1.Party/Chain',
+            parties_dot_wire__pb2.ChainMessage.SerializeToString,
+            parties_dot_wire__pb2.ChainAck.FromString,
             options,
             channel_credentials,
             insecure,

@@ -38,6 +38,8 @@ VOTE_ACTIONS: tuple[str, ...] = ("add", "remove")
 _COMMIT_DOMAIN = b"smpc/chain/input-commitment/v1"
 _JOB_SIGN_DOMAIN = "smpc/chain/job-contribution/v1"
 _VOTE_SIGN_DOMAIN = "smpc/chain/authority-vote/v1"
+_CONSENT_SIGN_DOMAIN = "smpc/chain/consent/v1"
+_DIGEST_DOMAIN = "smpc/chain/output-digest/v1"
 _HEX_DIGEST = re.compile(r"[0-9a-f]{64}")
 
 
@@ -55,6 +57,11 @@ def commitment(tag: bytes, salt: bytes, values: bytes) -> bytes:
     h.update(struct.pack(">Q", len(values)))
     h.update(values)
     return h.digest()
+
+
+def output_digest(tags: Mapping[str, bytes]) -> bytes:
+    """SHA-256 over every party's output tag, by party name: a finished job's output digest."""
+    return hashlib.sha256(encode([_DIGEST_DOMAIN, dict(sorted(tags.items()))])).digest()
 
 
 def record_id(data: bytes) -> bytes:
@@ -135,8 +142,11 @@ class Contribution:
 
     ``sent`` maps each peer to the hex SHA-256 of what this party sent it,
     ``received`` to what it received from it; an auditor compares i's ``sent[j]``
-    with j's ``received[i]``. ``signature`` is the party's Ed25519 signature of
-    :meth:`JobRecord.signing_message` (empty until signed).
+    with j's ``received[i]``. ``output_tag`` is the party's HMAC of the output
+    shares it returned (empty unless the job finished); the record's output
+    digest is :func:`output_digest` over every party's tag. ``signature`` is the
+    party's Ed25519 signature of :meth:`JobRecord.signing_message` (empty until
+    signed).
     """
 
     party: str
@@ -144,6 +154,7 @@ class Contribution:
     sent: tuple[tuple[str, str], ...]
     received: tuple[tuple[str, str], ...]
     signature: bytes = b""
+    output_tag: bytes = b""
 
     def __post_init__(self) -> None:
         _name(self.party, "contributing party")
@@ -161,6 +172,10 @@ class Contribution:
             self.signature == b"" or len(self.signature) == SIGNATURE_SIZE,
             f"{self.party}'s signature must be {SIGNATURE_SIZE} bytes",
         )
+        _check(
+            isinstance(self.output_tag, bytes) and len(self.output_tag) in (0, DIGEST_SIZE),
+            f"{self.party}'s output tag must be empty or {DIGEST_SIZE} bytes",
+        )
 
     def value(self, with_signature: bool = True) -> Value:
         body: dict[str, Value] = {
@@ -168,6 +183,7 @@ class Contribution:
             "input_commitment": self.input_commitment,
             "sent": dict(self.sent),
             "received": dict(self.received),
+            "output_tag": self.output_tag,
         }
         if with_signature:
             body["signature"] = self.signature
@@ -177,7 +193,7 @@ class Contribution:
     def from_value(cls, value: Value) -> Contribution:
         _check(isinstance(value, dict), "a contribution must be a map")
         f = cast(dict[str, Any], value)
-        names = {"party", "input_commitment", "sent", "received", "signature"}
+        names = {"party", "input_commitment", "sent", "received", "signature", "output_tag"}
         _check(set(f) == names, f"a contribution has fields {sorted(names)}")
         return cls(
             party=f["party"],
@@ -185,6 +201,7 @@ class Contribution:
             sent=_hex_map(f["sent"], "sent"),
             received=_hex_map(f["received"], "received"),
             signature=f["signature"],
+            output_tag=f["output_tag"],
         )
 
 
@@ -271,9 +288,25 @@ class JobRecord:
         raise RecordError(f"job {self.job_id} has no contribution by {party}")
 
     def signing_message(self, party: str) -> bytes:
-        """What ``party`` signs: the record's common fields and its own contribution."""
+        """What ``party`` signs: the common fields but the digest, and its own contribution.
+
+        The output digest is left out because a party cannot know it before the
+        others' tags arrive; it is covered through the signed tags instead
+        (:meth:`digest_matches_tags`), so one exchange of signed contributions
+        assembles a finished job's record.
+        """
+        common = self._common()
+        del common["output_digest"]
         mine = self.contribution(party).value(with_signature=False)
-        return encode([_JOB_SIGN_DOMAIN, self._common(), mine])
+        return encode([_JOB_SIGN_DOMAIN, common, mine])
+
+    def digest_matches_tags(self) -> bool:
+        """Whether a finished job's output digest is the digest of its contributions' tags."""
+        if self.status != "finished":
+            return self.output_digest == b""
+        return self.output_digest == output_digest(
+            {c.party: c.output_tag for c in self.contributions}
+        )
 
     def signed_by(self, party: str, key: Ed25519PrivateKey) -> JobRecord:
         """A copy with ``party``'s contribution signed by ``key``."""
@@ -355,7 +388,8 @@ class ConsentRecord:
 
     ``patient_key`` is HMAC-SHA256 of the patient identifier under a secret the
     hospital never puts on the chain; destroying that secret makes its records
-    unlinkable to anyone.
+    unlinkable to anyone. ``signature`` is the hospital's Ed25519 signature of
+    :meth:`signing_message` (empty until signed), so each record is attributable.
     """
 
     action: str
@@ -363,6 +397,7 @@ class ConsentRecord:
     patient_key: bytes
     scope: str
     time_ms: int
+    signature: bytes = b""
 
     KIND = "consent"
 
@@ -376,10 +411,13 @@ class ConsentRecord:
             "time_ms must be an integer",
         )
         _check(0 <= self.time_ms < 2**63, "time_ms must be milliseconds since 1970 (UTC)")
+        _check(
+            self.signature == b"" or len(self.signature) == SIGNATURE_SIZE,
+            f"{self.hospital}'s consent signature must be {SIGNATURE_SIZE} bytes",
+        )
 
-    def value(self) -> Value:
+    def _body(self) -> dict[str, Value]:
         return {
-            "kind": self.KIND,
             "action": self.action,
             "hospital": self.hospital,
             "patient_key": self.patient_key,
@@ -387,12 +425,27 @@ class ConsentRecord:
             "time_ms": self.time_ms,
         }
 
+    def value(self) -> Value:
+        return {"kind": self.KIND, **self._body(), "signature": self.signature}
+
     def encode(self) -> bytes:
         return encode(self.value())
 
+    def signing_message(self) -> bytes:
+        """What the hospital signs: every field but the signature."""
+        return encode([_CONSENT_SIGN_DOMAIN, self._body()])
+
+    def signed_by(self, key: Ed25519PrivateKey) -> ConsentRecord:
+        """A copy signed by the hospital's chain key ``key``."""
+        return replace(self, signature=key.sign(self.signing_message()))
+
+    def signature_valid(self, public_key: bytes) -> bool:
+        """Whether the record is signed by ``public_key`` (the hospital's raw chain key)."""
+        return signature_valid(public_key, self.signature, self.signing_message())
+
     @classmethod
     def from_value(cls, value: Value) -> ConsentRecord:
-        names = ("action", "hospital", "patient_key", "scope", "time_ms")
+        names = ("action", "hospital", "patient_key", "scope", "time_ms", "signature")
         f = _fields(value, cls.KIND, names)
         return cls(**{name: f[name] for name in names})
 

@@ -42,6 +42,10 @@ class ChainStore(ABC):
     def iterate(self) -> Iterator[SealedBlock]:
         """Every stored block, in stored order (lowest height first)."""
 
+    @abstractmethod
+    def replace_head_seals(self, seals: Sequence[Seal]) -> None:
+        """Store another quorum of seals with the head block (no later block commits to it yet)."""
+
 
 class MemoryStore(ChainStore):
     """A store in a Python list (tests, scripting, a node's cache)."""
@@ -63,6 +67,11 @@ class MemoryStore(ChainStore):
 
     def iterate(self) -> Iterator[SealedBlock]:
         return iter(list(self._blocks))
+
+    def replace_head_seals(self, seals: Sequence[Seal]) -> None:
+        if not self._blocks:
+            raise ChainStoreError("the chain holds no block whose seals could be replaced")
+        self._blocks[-1] = SealedBlock(self._blocks[-1].block, tuple(seals))
 
 
 class SealLog(ABC):

@@ -118,6 +118,21 @@ class ChainState:
         self.authorities = authorities
         self.epoch = epoch
 
+    def adopt_head_seals(self, head: Block, seals: Sequence[Seal]) -> None:
+        """Take another valid quorum of seals for the head block (not yet committed to).
+
+        Nodes may finish the same block with different quorums; the next block
+        commits to one of them, which every node then stores with the head.
+        """
+        h = self.height
+        if h == 0 or head.hash() != self.head_hash:
+            self._fail(h + 1, "parent_seals", "seal a block that is not this chain's head")
+        problem = self._seal_problem(head, seals, self.sets_by_height[h])
+        if problem is not None:
+            self._fail(h + 1, "parent_seals", problem)
+        self.head_seals = tuple(seals)
+        self.hashes_by_height[h] = (self.head_hash, self.head_seals)
+
     def check_equivocation(self, block: Block, seals: Sequence[Seal]) -> None:
         """Raise if ``seals`` show an authority that sealed ``block`` and the stored block too."""
         h = block.height
@@ -148,8 +163,10 @@ class ChainState:
     def _fail(height: int, what: str, reason: str) -> NoReturn:
         raise ChainVerificationError(height, what, reason)
 
-    def _seal_problem(self, block: Block, seals: Sequence[Seal]) -> str | None:
-        members = self.authorities
+    def _seal_problem(
+        self, block: Block, seals: Sequence[Seal], members: Sequence[AuthorityKey] | None = None
+    ) -> str | None:
+        members = self.authorities if members is None else members
         indices = [s.authority for s in seals]
         if indices != sorted(set(indices)):
             return "seals must be sorted by authority index without repeats"

@@ -278,3 +278,57 @@ def test_verify_accepts_a_store_holding_only_the_genesis(
     status, out, err = run(capsys, "chain", "verify", "--db", str(empty), "--genesis", str(genesis))
     assert status == 0, err
     assert "genesis only" in out
+
+
+# -- checkpoints --------------------------------------------------------------------
+
+
+def test_a_checkpoint_of_the_head_checks_out_and_a_forged_one_does_not(
+    capsys: pytest.CaptureFixture[str], chain: tuple[Path, Path], tmp_path: Path
+) -> None:
+    db, genesis = chain
+    out_file = tmp_path / "checkpoint.json"
+    status, out, err = run(
+        capsys,
+        "chain",
+        "checkpoint",
+        "--db",
+        str(db),
+        "--genesis",
+        str(genesis),
+        "--out",
+        str(out_file),
+    )
+    assert status == 0, err
+    data = json.loads(out_file.read_text())
+    with SqliteChainStore(db, readonly=True) as store:
+        head = store.head()
+    assert data["height"] == BLOCKS and data["block"] == head.block.hash().hex()
+    status, out, err = run(
+        capsys, "chain", "check-checkpoint", str(out_file), "--genesis", str(genesis)
+    )
+    assert status == 0, err
+    assert f"block {BLOCKS}" in out and "the genesis authority set" in out
+    data["block"] = "00" * 32  # the seals no longer match the block named
+    out_file.write_text(json.dumps(data))
+    status, out, err = run(capsys, "chain", "check-checkpoint", str(out_file))
+    assert status == 1 and "does not verify" in err
+
+
+def test_a_checkpoint_with_too_few_seals_or_of_another_genesis_is_refused(
+    capsys: pytest.CaptureFixture[str], chain: tuple[Path, Path], tmp_path: Path
+) -> None:
+    db, genesis = chain
+    status, out, _ = run(capsys, "chain", "checkpoint", "--db", str(db), "--genesis", str(genesis))
+    data = json.loads(out)
+    data["seals"] = data["seals"][:1]
+    path = tmp_path / "few.json"
+    path.write_text(json.dumps(data))
+    status, _, err = run(capsys, "chain", "check-checkpoint", str(path))
+    assert status == 1 and "below the quorum" in err
+    other = tmp_path / "other-genesis.json"
+    other.write_text(genesis_json(ck.ChainKit(3).genesis))
+    data = json.loads(out)
+    path.write_text(json.dumps(data))
+    status, _, err = run(capsys, "chain", "check-checkpoint", str(path), "--genesis", str(other))
+    assert status == 1 and "another genesis" in err

@@ -21,7 +21,7 @@ import pytest
 
 from parties.chain_store import SqliteChainStore, SqliteSealLog, StoredBlockError
 from smpc.chain.block import encode_seals, quorum
-from smpc.chain.errors import ChainStoreError, EquivocationError
+from smpc.chain.errors import ChainStoreError, ChainVerificationError, EquivocationError
 from smpc.chain.ledger import Authority, MemoryStore, SealedBlock
 from smpc.chain.verify import replay, verify_chain
 
@@ -337,3 +337,22 @@ def test_encode_seals_is_what_the_row_holds(tmp_path: Path) -> None:
         assert digest == entry.block.hash()
         assert data == entry.block.encode()
         assert seals == encode_seals(entry.seals)
+
+
+@pytest.mark.parametrize("kind", ["memory", "sqlite"])
+def test_the_head_takes_another_quorum_of_seals_and_still_verifies(tmp_path: Path, kind) -> None:
+    kit = ck.ChainKit(4)
+    kit.add_block([ck.consent(1)])
+    head = kit.add_block([ck.consent(2)], signers=range(quorum(4)))
+    store = kit.store if kind == "memory" else copy_into(tmp_path / "c.db", kit.entries())
+    other = tuple(kit.seal_as(i, head) for i in range(1, 4))  # another quorum of 3
+    store.replace_head_seals(other)
+    assert store.head().seals == other and store.get(1).seals == kit.entries()[0].seals
+    verify_chain(store, kit.genesis, now_ms())
+
+
+def test_a_minority_of_parent_seals_is_refused_as_the_heads_seals() -> None:
+    kit = ck.ChainKit(4)
+    head = kit.add_block([ck.consent(1)])
+    with pytest.raises(ChainVerificationError, match="below the quorum"):
+        kit.state.adopt_head_seals(head, (kit.seal_as(0, head),))

@@ -14,6 +14,7 @@ from parties.config import MemberConfig
 from parties.federation import init_federation
 from parties.jobs import (
     COHORT_REFUSAL,
+    DEFAULT_SCOPE,
     REJECTION_KINDS,
     SIGNATURE_TAG,
     InputSpec,
@@ -397,3 +398,14 @@ def test_ledger_refuses_repeats() -> None:
         ledger.admit("a" * 64)
     assert "a" * 64 in ledger
     assert "b" * 64 not in ledger
+
+
+def test_a_job_names_its_scope_from_the_fixed_list() -> None:
+    assert make_spec().scope == DEFAULT_SCOPE == "statistics"
+    spec = make_spec(scope="model-inference")
+    assert JobSpec.from_json(spec.canonical()) == spec
+    assert '"scope":"model-inference"' in spec.to_json()
+    assert replace(spec, scope="statistics").job_id != spec.job_id  # the scope is signed
+    for scope in ("research", "all", ""):
+        with pytest.raises(JobFormatError, match=f"scope {scope!r} is not one of statistics"):
+            make_spec(scope=scope)

@@ -22,6 +22,7 @@ from smpc.chain.records import (
     Vote,
     commitment,
     decode_record,
+    output_digest,
     record_id,
 )
 
@@ -188,3 +189,42 @@ def test_decode_record_refuses_malformed_job_fields(kit: SimpleNamespace) -> Non
     ]:
         with pytest.raises(RecordError):
             decode_record(encode({**value, field: bad}))
+
+
+def test_a_consent_record_is_signed_by_its_hospital(kit: SimpleNamespace) -> None:
+    key, other = kit.key("h0"), kit.key("h1")
+    unsigned = ConsentRecord("revoke", "h0", bytes(range(32)), "statistics", 5)
+    record = unsigned.signed_by(key)
+    assert decode_record(record.encode()) == record
+    assert record.signature_valid(public_bytes(key))
+    assert not record.signature_valid(public_bytes(other))
+    assert not unsigned.signature_valid(public_bytes(key))
+    for change in ({"scope": "all"}, {"action": "grant"}, {"time_ms": 6}):
+        assert not dataclasses.replace(record, **change).signature_valid(public_bytes(key))
+    with pytest.raises(RecordError, match="signature"):
+        dataclasses.replace(record, signature=b"short")
+
+
+def test_signatures_cover_the_own_output_tag_and_the_digest_follows_the_tags(
+    kit: SimpleNamespace,
+) -> None:
+    keys = {"a": kit.key("a"), "b": kit.key("b")}
+    record = kit.job("job-6", list(keys), {})
+    tags = {"a": bytes([1]) * 32, "b": bytes([2]) * 32}
+    tagged = tuple(dataclasses.replace(c, output_tag=tags[c.party]) for c in record.contributions)
+    record = dataclasses.replace(record, contributions=tagged, output_digest=output_digest(tags))
+    for name, k in keys.items():
+        record = record.signed_by(name, k)
+    assert record.digest_matches_tags() and decode_record(record.encode()) == record
+    publics = {name: public_bytes(k) for name, k in keys.items()}
+    record.verify_signatures(publics)
+    # The digest is not signed directly, but a wrong one no longer matches the signed tags.
+    wrong = dataclasses.replace(record, output_digest=bytes(32))
+    wrong.verify_signatures(publics)
+    assert not wrong.digest_matches_tags()
+    changed = dataclasses.replace(record.contribution("b"), output_tag=bytes(32))
+    forged = dataclasses.replace(record, contributions=(record.contribution("a"), changed))
+    with pytest.raises(RecordError, match="b's signature"):
+        forged.verify_signatures(publics)
+    with pytest.raises(RecordError, match="output tag"):
+        dataclasses.replace(changed, output_tag=b"short")

@@ -1,0 +1,210 @@
+"""Chain agreement between replicas over a simulated network: finality, round change, catch-up."""
+
+from __future__ import annotations
+
+from collections import deque
+
+import pytest
+
+from smpc.chain.block import Block, quorum
+from smpc.chain.consensus import Outbox, Replica
+from smpc.chain.errors import ChainEncodingError
+from smpc.chain.messages import (
+    Commit,
+    Gossip,
+    Message,
+    Proposal,
+    RoundChange,
+    SealVote,
+    SyncReply,
+    SyncRequest,
+    decode_message,
+    encode_message,
+)
+from smpc.chain.store import MemorySealLog, MemoryStore
+from smpc.chain.verify import verify_chain
+
+ROUND_MS = 1_000
+
+
+class Network:
+    """Replicas h0..h{n-1} exchanging encoded messages; nodes can be down, links cut."""
+
+    def __init__(self, kit, n: int) -> None:
+        self.kit = kit.ChainKit(n)
+        self.consent = kit.consent
+        self.now = kit.GENESIS_MS + 10_000_000
+        self.names = list(self.kit.keys)
+        self.stores = {name: MemoryStore() for name in self.names}
+        self.logs = {name: MemorySealLog() for name in self.names}
+        self.replicas = {name: self._replica(name) for name in self.names}
+        self.down: set[str] = set()
+        self.cut: set[tuple[str, str]] = set()  # (sender, receiver) links that drop
+        self.queue: deque[tuple[str, str, bytes]] = deque()
+
+    def _replica(self, name: str) -> Replica:
+        return Replica(
+            name,
+            self.kit.genesis,
+            self.stores[name],
+            self.kit.keys[name],
+            self.logs[name],
+            lambda: self.now,
+            round_ms=ROUND_MS,
+        )
+
+    def send(self, sender: str, outbox: Outbox) -> None:
+        for dest, message in outbox:
+            for target in [dest] if dest else [n for n in self.names if n != sender]:
+                self.queue.append((sender, target, encode_message(message)))
+
+    def run(self) -> None:
+        while self.queue:
+            sender, target, data = self.queue.popleft()
+            if {sender, target} & self.down or (sender, target) in self.cut:
+                continue
+            self.send(target, self.replicas[target].handle(sender, decode_message(data)))
+
+    def submit(self, name: str, record: bytes) -> None:
+        self.send(name, self.replicas[name].submit(record))
+        self.run()
+
+    def advance(self, ms: int) -> None:
+        self.now += ms
+        for name in self.names:
+            if name not in self.down:
+                self.send(name, self.replicas[name].tick())
+        self.run()
+
+    def restart(self, name: str) -> None:
+        self.down.discard(name)
+        self.replicas[name] = self._replica(name)
+        self.send(name, self.replicas[name].catch_up())
+        self.run()
+
+    def heights(self) -> dict[str, int]:
+        return {n: r.state.height for n, r in self.replicas.items() if n not in self.down}
+
+    def record(self, i: int) -> bytes:
+        return self.consent(i).encode()
+
+
+@pytest.mark.parametrize("n", [3, 5])
+def test_a_submitted_record_is_final_in_the_same_block_at_every_node(kit, n: int) -> None:
+    net = Network(kit, n)
+    net.submit("h0", net.record(1))
+    assert set(net.heights().values()) == {1}
+    heads = {net.stores[name].head().block.hash() for name in net.names}
+    assert len(heads) == 1
+    for name in net.names:
+        entry = net.stores[name].get(1)
+        assert entry.block.records == (net.record(1),)
+        assert len(entry.seals) >= quorum(n)
+        verify_chain(net.stores[name], net.kit.genesis, net.now)
+        assert not net.replicas[name].pending
+
+
+def test_records_from_many_nodes_each_land_in_exactly_one_block(kit) -> None:
+    net = Network(kit, 3)
+    for i in range(12):
+        net.submit(net.names[i % 3], net.record(i))
+    net.submit("h1", net.record(3))  # a record already final is not put on the chain again
+    store = net.stores["h2"]
+    on_chain = [r for entry in store.iterate() for r in entry.block.records]
+    assert sorted(on_chain) == sorted(net.record(i) for i in range(12))
+    assert len(set(net.heights().values())) == 1
+
+
+def test_the_round_changes_when_the_proposer_is_down_and_it_catches_up_later(kit) -> None:
+    net = Network(kit, 3)
+    net.down.add("h1")  # the proposer of height 1, round 0
+    net.submit("h0", net.record(1))
+    assert net.heights() == {"h0": 0, "h2": 0}
+    net.advance(ROUND_MS + 1)  # round 1: h2 proposes after the round changes
+    assert net.heights() == {"h0": 1, "h2": 1}
+    assert net.stores["h0"].get(1).block.round == 1
+    net.submit("h2", net.record(2))
+    net.restart("h1")
+    assert net.heights() == {"h0": 2, "h1": 2, "h2": 2}
+    verify_chain(net.stores["h1"], net.kit.genesis, net.now)
+
+
+def test_a_block_one_node_sealed_before_the_proposer_died_is_proposed_again(kit) -> None:
+    net = Network(kit, 4)  # quorum 3: with h1 down every live node must seal the same block
+    for other in ("h0", "h3"):
+        net.cut.add(("h1", other))
+    for other in net.names:
+        net.cut.add(("h2", other))  # h2's seal is lost too
+    net.submit("h0", net.record(1))  # every node holds it; h1 proposes, only h2 hears it
+    sealed = net.logs["h2"].sealed(1)
+    assert sealed is not None and net.heights()["h2"] == 0
+    net.down.add("h1")
+    net.cut.clear()
+    net.advance(ROUND_MS + 1)
+    assert set(net.heights().values()) == {1}
+    final = net.stores["h0"].get(1).block
+    assert final.hash() == sealed and final.round == 0  # the same block, from round 0
+
+
+def _honest(net: Network) -> tuple[Replica, int]:
+    target = net.replicas["h0"]
+    return target, len(target.rejected)
+
+
+def test_forged_blocks_are_refused_with_the_reason_and_the_node_stays_honest(kit) -> None:
+    net = Network(kit, 3)
+    k = net.kit
+    node, before = _honest(net)
+    minority = k.forge([net.record(5)], signers=[0])
+    node.handle("h1", Commit(minority.block, minority.seals))
+    wrong = k.forge([net.record(5)], proposer=0)  # round 0 of height 1 belongs to h1
+    node.handle("h1", Proposal(wrong.block))
+    good = k.forge([net.record(5)])
+    bad_seal = good.seals[0].__class__(good.seals[0].authority, bytes(64))
+    node.handle("h1", Commit(good.block, (bad_seal, *good.seals[1:])))
+    node.handle("outsider", Gossip(net.record(6)))
+    reasons = node.rejected[before:]
+    assert len(reasons) == 4
+    assert "below the quorum" in reasons[0]
+    assert "proposer" in reasons[1]
+    assert "does not verify" in reasons[2]
+    assert "outsider is not an authority" in reasons[3]
+    assert node.state.height == 0
+    net.submit("h0", net.record(1))  # the honest chain still goes on
+    assert set(net.heights().values()) == {1}
+
+
+def test_a_proposal_repeating_a_final_record_is_refused(kit) -> None:
+    net = Network(kit, 3)
+    net.submit("h0", net.record(1))
+    node = net.replicas["h0"]
+    k = net.kit
+    k.state = node.state  # forge on top of the nodes' chain
+    repeat = k.forge([net.record(1)])
+    node.handle("h2", Proposal(repeat.block))  # height 2 round 0 belongs to h2
+    assert "repeats a record of block 1" in node.rejected[-1]
+    assert node.state.height == 1
+
+
+def test_messages_round_trip_and_malformed_bytes_are_refused(kit) -> None:
+    net = Network(kit, 3)
+    net.submit("h0", net.record(1))
+    entry = net.stores["h0"].get(1)
+    block: Block = entry.block
+    messages: list[Message] = [
+        Proposal(block),
+        SealVote(1, block.hash(), entry.seals[0]),
+        Commit(block, tuple(entry.seals)),
+        RoundChange(2, 1, block),
+        RoundChange(2, 1, None),
+        SyncRequest(0),
+        SyncReply((Commit(block, tuple(entry.seals)),)),
+        Gossip(net.record(2)),
+    ]
+    for message in messages:
+        assert decode_message(encode_message(message)) == message
+    for junk in (b"", b"\x00garbage", encode_message(SyncRequest(0))[:-1]):
+        with pytest.raises(ChainEncodingError):
+            decode_message(junk)
+    with pytest.raises(ChainEncodingError, match="over the limit"):
+        decode_message(bytes(65 << 20))
