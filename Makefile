@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 export NUMBA_NUM_THREADS := 1
 export OPENBLAS_NUM_THREADS := 1
 
-.PHONY: install test test-all demo bench lint format clean proto
+.PHONY: install test test-all demo bench bench-suites lint format clean proto
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -27,7 +27,12 @@ test-all: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/python -m parties.demo
 
+# Per-operation latency, in memory and between 3 party processes (table, JSON, PNG).
 bench: $(STAMP)
+	$(BIN)/smpc bench
+
+# The pytest-benchmark suites (phases, transcripts on and off) and their table.
+bench-suites: $(STAMP)
 	$(BIN)/python -m pytest benchmarks --benchmark-enable --benchmark-only -q \
 		--benchmark-json=bench-results/engine-inmemory.json
 	$(BIN)/python -m benchmarks.report --json bench-results/engine-inmemory.json

@@ -10,19 +10,18 @@ import os
 
 # Party processes run single-threaded kernels (ARCHITECTURE.md, "Arithmetic");
 # so do the parties here and the plaintext baselines they are compared with.
-# `make bench` exports the same values; these defaults cover a bare pytest run.
+# `make bench-suites` exports the same values; these defaults cover a bare pytest run.
 # They must be set before numpy (OpenBLAS) and numba are first imported.
 os.environ.setdefault("NUMBA_NUM_THREADS", "1")
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
-import statistics
 from collections.abc import Callable, Sequence
-from time import perf_counter
 from typing import Any
 
 import pytest
 from pytest_benchmark.fixture import BenchmarkFixture
 
+from parties.bench.measure import plaintext_seconds
 from smpc.local import JobResult, LocalFederation, PreparedJob
 
 ONLINE = "online"
@@ -41,32 +40,6 @@ def pytest_benchmark_update_machine_info(config: pytest.Config, machine_info: di
     machine_info["threads"] = {
         name: os.environ.get(name) for name in ("NUMBA_NUM_THREADS", "OPENBLAS_NUM_THREADS")
     }
-
-
-def plaintext_seconds(
-    fn: Callable[[], object], *, repeats: int = 101, min_block: float = 2e-4
-) -> float:
-    """Median seconds per call of ``fn``.
-
-    Calls are timed in blocks long enough (``min_block``) for the clock to
-    resolve a microsecond operation; the median is over ``repeats`` blocks.
-    """
-    fn()
-    loops = 1
-    while True:
-        start = perf_counter()
-        for _ in range(loops):
-            fn()
-        if perf_counter() - start >= min_block or loops >= 1 << 20:
-            break
-        loops *= 2
-    samples = []
-    for _ in range(repeats):
-        start = perf_counter()
-        for _ in range(loops):
-            fn()
-        samples.append((perf_counter() - start) / loops)
-    return statistics.median(samples)
 
 
 class JobBench:

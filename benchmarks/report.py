@@ -19,12 +19,15 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from parties.bench.measure import percentile
+from parties.bench.output import format_count, format_ms, format_ratio
+from parties.bench.targets import check
 
 DEFAULT_JSON = Path("bench-results/engine-inmemory.json")
 
@@ -59,66 +62,6 @@ class Row:
         return self.p50 / self.plaintext if self.plaintext else None
 
 
-@dataclass(frozen=True)
-class Target:
-    """A goal from the issue: ``metric`` of the rows matching ``where`` at most ``limit``."""
-
-    goal: str
-    where: dict[str, Any]
-    metric: str  # "ratio", "p50_ms" or "per_second" (a lower bound)
-    limit: float
-
-
-TARGETS = (
-    Target(
-        "10^6 fixed-point mul, online, transcripts off: within 30x of np.multiply",
-        {"operation": "mul", "elements": 10**6, "transcripts": "off", "phase": "online"},
-        "ratio",
-        30.0,
-    ),
-    Target(
-        "10^6 fixed-point mul, online+preprocessing, transcripts off: within 120x",
-        {
-            "operation": "mul",
-            "elements": 10**6,
-            "transcripts": "off",
-            "phase": "online+preprocessing",
-        },
-        "ratio",
-        120.0,
-    ),
-    Target(
-        "256x256 fixed-point matmul, transcripts off: under 20 ms",
-        {"operation": "matmul", "size": "256x256", "transcripts": "off"},
-        "p50_ms",
-        20.0,
-    ),
-    Target(
-        "chained fixed-point mul, 3 processes, gRPC + mTLS, transcripts on: p50 <= 1.2 ms",
-        {"operation": "chained mul", "transport": "grpc"},
-        "p50_ms",
-        1.2,
-    ),
-    Target(
-        "10^6 fixed-point mul, 3 processes, gRPC + mTLS, transcripts on: >= 2.6 million/s",
-        {"operation": "mul", "elements": 10**6, "transport": "grpc"},
-        "per_second",
-        2.6e6,
-    ),
-)
-
-
-def percentile(data: Sequence[float], q: float) -> float:
-    """The q-th percentile (0..100) of ``data``, interpolating linearly between order statistics."""
-    ordered = sorted(data)
-    if not ordered:
-        raise ValueError("percentile of no data")
-    position = (len(ordered) - 1) * q / 100.0
-    low = math.floor(position)
-    high = min(low + 1, len(ordered) - 1)
-    return ordered[low] + (ordered[high] - ordered[low]) * (position - low)
-
-
 def to_row(bench: dict[str, Any]) -> Row:
     """Read one entry of the JSON's ``benchmarks`` list."""
     stats = bench["stats"]
@@ -149,21 +92,6 @@ def to_row(bench: dict[str, Any]) -> Row:
     )
 
 
-def _ms(seconds: float | None) -> str:
-    if seconds is None:
-        return "-"
-    ms = seconds * 1e3
-    return f"{ms:.4f}" if ms < 0.1 else f"{ms:.3f}" if ms < 10 else f"{ms:.1f}"
-
-
-def _count(value: int | None) -> str:
-    return "-" if value is None else f"{value:,}"
-
-
-def _ratio(value: float | None) -> str:
-    return "-" if value is None else f"{value:.1f}x" if value < 1000 else f"{value:,.0f}x"
-
-
 def table(rows: Sequence[Row]) -> str:
     """The rows as a fixed-width text table."""
     header = (
@@ -192,15 +120,15 @@ def table(rows: Sequence[Row]) -> str:
             r.transcripts,
             r.phase,
             str(r.samples),
-            _ms(r.p50),
-            _ms(r.p99) if r.p99_exact else f"<={_ms(r.p99)}",
-            _count(r.rounds),
-            _count(r.bytes_per_party),
-            _count(r.wire_bytes_per_party),
-            "-" if r.per_second is None else f"{r.per_second:,.0f}",
+            format_ms(r.p50),
+            format_ms(r.p99) if r.p99_exact else f"<={format_ms(r.p99)}",
+            format_count(r.rounds),
+            format_count(r.bytes_per_party),
+            format_count(r.wire_bytes_per_party),
+            format_count(r.per_second),
             r.baseline,
-            _ms(r.plaintext),
-            _ratio(r.ratio),
+            format_ms(r.plaintext),
+            format_ratio(r.ratio),
         )
         for r in rows
     ]
@@ -214,35 +142,6 @@ def table(rows: Sequence[Row]) -> str:
 
     rule = "  ".join("-" * w for w in widths)
     return "\n".join([line(header), rule, *(line(c) for c in cells)])
-
-
-def _matches(row: Row, where: dict[str, Any]) -> bool:
-    return all(getattr(row, key) == value for key, value in where.items())
-
-
-def targets(rows: Sequence[Row]) -> str:
-    """One line per row a target of the issue applies to: value, limit, met or missed."""
-    lines = []
-    for target in TARGETS:
-        matching = [r for r in rows if _matches(r, target.where)]
-        if not matching:
-            lines.append(f"  not measured  {target.goal}")
-        for r in matching:
-            value = {"ratio": r.ratio, "p50_ms": r.p50 * 1e3, "per_second": r.per_second}[
-                target.metric
-            ]
-            if value is None:
-                lines.append(f"  no baseline   {target.goal} [{r.phase}]")
-                continue
-            met = value >= target.limit if target.metric == "per_second" else value <= target.limit
-            verdict = "met   " if met else "MISSED"
-            shown = {
-                "ratio": f"{value:.1f}x",
-                "p50_ms": f"{value:.2f} ms",
-                "per_second": f"{value / 1e6:.2f} M/s",
-            }[target.metric]
-            lines.append(f"  {verdict} {shown:>9}  {target.goal} [{r.phase}]")
-    return "\n".join(lines)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -278,8 +177,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"{machine.get('cpu', {}).get('brand_raw', '?')}, threads {machine.get('threads', '?')}"
     )
     print(table(rows))
-    print("\nTargets (issues: engine core; gRPC transport):")
-    print(targets(rows))
+    print("\nTargets:")
+    print("\n".join(v.line() for v in check(rows)))
     return 0
 
 

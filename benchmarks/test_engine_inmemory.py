@@ -31,7 +31,7 @@ the same computation on float64 numpy arrays measured in the same run, with
 the ratio median secure time / plaintext time. share and open compute
 nothing in plaintext; their baseline is a copy of the array.
 
-Run (short by default; ``make bench`` does this and prints the table)::
+Run (short by default; ``make bench-suites`` does this and prints the table)::
 
     .venv/bin/python -m pytest benchmarks --benchmark-enable --benchmark-only \\
         --benchmark-json=bench-results/engine-inmemory.json

@@ -5,7 +5,7 @@ own loopback address (127.0.0.1-3), every message through the gRPC mesh with
 mutual TLS and per-channel transcripts on; semi-honest parties, the
 coordinator playing the seed-based dealer. Command::
 
-    make bench        # or: .venv/bin/python -m pytest benchmarks --benchmark-enable \\
+    make bench-suites # or: .venv/bin/python -m pytest benchmarks --benchmark-enable \\
                       #        --benchmark-only -k grpc --benchmark-json=bench-results/grpc.json
 
 Each timed job runs many operations; the parties time every operation
@@ -53,7 +53,7 @@ def test_grpc_chained_mul_latency(benchmark, processes: ProcessFederation) -> No
 
     benchmark.pedantic(job, rounds=2, iterations=1, warmup_rounds=1)
     benchmark.extra_info.update(
-        operation="chained mul",
+        operation="mul",  # one element at a time, chained
         size="1",
         elements=1,
         transport="grpc",

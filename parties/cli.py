@@ -18,6 +18,7 @@ from cryptography import x509
 
 from parties import (
     audit_command,
+    bench_command,
     chain_commands,
     consent_command,
     service_commands,
@@ -129,6 +130,7 @@ COMMANDS: dict[tuple[str, ...], Handler] = {
     **audit_command.COMMANDS,
     **consent_command.COMMANDS,
     **stats_commands.COMMANDS,
+    **bench_command.COMMANDS,
 }
 
 _PARSERS: tuple[Callable[[argparse._SubParsersAction], None], ...] = (
@@ -138,6 +140,7 @@ _PARSERS: tuple[Callable[[argparse._SubParsersAction], None], ...] = (
     audit_command.add_parsers,
     consent_command.add_parsers,
     stats_commands.add_parsers,
+    bench_command.add_parsers,
 )
 
 

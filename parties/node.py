@@ -270,9 +270,10 @@ class PartyNode:
             if self.source is None:
                 raise SMPCError(f"{self.member.name} has no data source configured")
             selection = self.source.select(mine.columns, mine.where, numeric=not categorical)
-            columns, values = tuple(selection.columns), self._consented(spec, selection.values)
+            keep = self._consented(spec)
+            columns, values = tuple(selection.columns), selection.values[keep]
             if categorical:  # the protocol reads text columns, e.g. a contingency table
-                text = {c: self._consented(spec, selection.categorical(c)) for c in columns}
+                text = {c: selection.categorical(c)[keep] for c in columns}
         return JobContext(
             params=spec.params,
             parties=spec.parties,
@@ -286,8 +287,11 @@ class PartyNode:
             reveal_probabilities=spec.reveal_probabilities,
         )
 
-    def _consented(self, spec: JobSpec, values: np.ndarray) -> np.ndarray:
-        """The selected rows of patients who consent to the job's scope (see parties.consent)."""
+    def _consented(self, spec: JobSpec) -> np.ndarray | slice:
+        """Which selected rows belong to patients who consent to the job's scope (parties.consent).
+
+        A boolean mask over the job's selection, or every row where consent does not apply.
+        """
         name, column = self.member.name, self.member.data.patient_id
         records = consent.own_records(self.records, name)
         if column is None:
@@ -296,13 +300,12 @@ class PartyNode:
                     f"{name} keeps consent records but its data config names no patient_id"
                     " column, so it cannot apply them; set data.patient_id"
                 )
-            return values
+            return slice(None)
         assert self.source is not None
         where = spec.inputs[name].where
         patients = self.source.select([column], where, numeric=False).categorical(column)
         book = consent.ConsentBook(records, self.consent_mode)
-        keep = book.rows(consent.load_secret(self.member), patients, spec.scope)
-        return values[keep]
+        return book.rows(consent.load_secret(self.member), patients, spec.scope)
 
     def _run(
         self,

@@ -75,7 +75,10 @@ class ProcessFederation:
         frac_bits: int = 16,
         transcripts: bool = True,
         timeout: float = 60.0,
+        prefetch: bool = False,
     ) -> None:
+        """``prefetch``: each party expands all of a job's preprocessing before its first
+        round (benchmarks of the online phase) instead of on a background thread."""
         if len(members) < 2:
             raise ValueError("a federation needs at least 2 computing parties")
         self.members = sorted(members, key=lambda m: m.name)
@@ -84,6 +87,7 @@ class ProcessFederation:
         self.fxp = FixedPoint(frac_bits)
         self.transcripts = transcripts
         self.timeout = timeout
+        self.prefetch = prefetch
         self._jobs = JobRegistry()
         self._procs: list[mp.process.BaseProcess] = []
         self._commands: list[Connection] = []
@@ -175,6 +179,7 @@ class ProcessFederation:
                     self.fxp.frac_bits,
                     self.transcripts,
                     self.timeout,
+                    self.prefetch,
                 )
             )
         feeder = threading.Thread(target=self._feed, args=(dealer, len(plan)), daemon=True)
@@ -247,12 +252,17 @@ def _party_main(member: MemberConfig, conn: Connection, corrections: Connection 
             command = conn.recv()
             if command[0] == "stop":
                 return
-            _, job, names, fn, arg, seed, plan_json, frac_bits, transcripts, timeout = command
+            _, job, names, fn, arg, seed, plan_json, frac_bits, transcripts, timeout, prefetch = (
+                command
+            )
             plan = Plan.from_json(plan_json)
             index = names.index(member.name)
             feed = _PipeFeed(corrections, timeout) if corrections is not None else None
             source = SeededSource(index, seed, plan, feed)
-            source.expand_ahead()
+            if prefetch:
+                source.prefetch()
+            else:
+                source.expand_ahead()
             transcript = Transcript(job, index, len(names)) if transcripts else None
             transport = GrpcTransport(
                 mesh, job, names, transcript=transcript, deadline=time.monotonic() + timeout

@@ -145,6 +145,10 @@ def _score(
     return labels, opened
 
 
+LABEL_ROUNDS = 12
+"""Rounds of :func:`infer` for labels: input 1, product 2, comparison 8, reveal 1."""
+
+
 def infer(
     rt: Runtime,
     owner: int,

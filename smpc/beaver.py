@@ -30,6 +30,9 @@ if TYPE_CHECKING:
 
 _NO_MASK = np.empty(0, dtype=np.uint64)
 
+ROUNDS = 1
+"""Rounds of a product of integer tensors; a fixed-point product adds ``truncation.ROUNDS``."""
+
 
 def _product_scale(rt: Runtime, x: SharedTensor, y: SharedTensor) -> int:
     if not isinstance(x, SharedTensor) or not isinstance(y, SharedTensor):

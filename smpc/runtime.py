@@ -27,6 +27,12 @@ from smpc.transport import CountingTransport, Expect, Transport
 _U64 = np.dtype(np.uint64)
 _SEED = Expect(np.dtype(np.uint8), SEED_BYTES)
 
+INPUT_ROUNDS = 1
+"""Rounds of :meth:`Runtime.input` (and ``input_all``, ``input_each``), for any size."""
+
+OPEN_ROUNDS = 1
+"""Rounds of :meth:`Runtime.open` (and ``open_ring``, ``open_parts``), for any size."""
+
 
 class Runtime:
     """One party's view of one job: transport, preprocessing, encoder."""

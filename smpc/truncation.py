@@ -30,6 +30,9 @@ from smpc.shares import SharedTensor
 if TYPE_CHECKING:
     from smpc.runtime import Runtime
 
+ROUNDS = 1
+"""Rounds of one truncation, for any tensor size."""
+
 
 def truncate(rt: Runtime, x: SharedTensor) -> SharedTensor:
     """x with F fewer fractional bits (scale 2F -> F); one round."""
