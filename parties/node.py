@@ -135,7 +135,9 @@ class PartyNode:
 
         Once a job this party admitted (or refused for a reason other than a
         replay) ends, its record is assembled with the other parties and kept
-        as pending, on a thread of its own: the reply does not wait for it.
+        as pending: before the reply for a finished job (one more round, so the
+        record exists when the caller has its result), on a thread of its own
+        for an aborted one (so the failure is reported at once).
         """
         name = self.member.name
         job_id, spec, ctx, transcript = "unknown", None, None, None
@@ -167,9 +169,7 @@ class PartyNode:
                 self._keep(job_id, ctx.delivered)
             reply.output_key = secrets.token_bytes(32)
             tag = job_record.output_tag(reply.output_key, reply.outputs)
-            self._record_later(
-                spec, request.signed_job, ctx, transcript, tag, None, reply.output_key
-            )
+            self._record(spec, request.signed_job, ctx, transcript, tag, None, reply.output_key)
             reply.seconds = time.perf_counter() - start
             log.info("%s: job %s finished in %.3f s", name, job_id, reply.seconds)
             return reply
@@ -191,7 +191,7 @@ class PartyNode:
             )
 
     def _record_later(self, spec: JobSpec, *args: Any) -> None:
-        """Assemble the job's record on a thread of its own, off the job's path."""
+        """Assemble an aborted job's record on a thread of its own."""
         threading.Thread(
             target=self._record, args=(spec, *args), name=f"record-{spec.job_id[:8]}", daemon=True
         ).start()

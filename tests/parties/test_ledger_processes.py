@@ -112,8 +112,11 @@ def final_block_of(member: MemberConfig, job: str, wait_s: float = 20.0) -> byte
     home = member.config_path.parent / member.name
     deadline = time.monotonic() + wait_s
     while True:
-        found = find_record(job, home / CHAIN_DB_FILE, records_path(member))
-        if found.block is not None:
+        try:
+            found = find_record(job, home / CHAIN_DB_FILE, records_path(member))
+        except AuditError:  # not kept yet
+            found = None
+        if found is not None and found.block is not None:
             with SqliteChainStore(home / CHAIN_DB_FILE, readonly=True) as store:
                 return store.get(found.block).block.hash()
         assert time.monotonic() < deadline, f"the record of {job} is not final at {member.name}"
