@@ -173,7 +173,8 @@ class _Octaves:
     def normalised(self, start: tuple[float, float]) -> Steps[tuple[np.ndarray, np.ndarray]]:
         """x_n = x / 2^(j+1), or 0.75 outside the range, and start[0] + start[1] x_n; 1 round."""
         f = self.rt.fxp.frac_bits
-        bits = max(self.hi + 1 + _START_BITS, _G - f)  # start[1] 2^-(j+1) exactly
+        # start[1] 2^-(j+1) exactly; at least one bit above G, so the round count is fixed
+        bits = max(self.hi + 1 + _START_BITS, _G - f + 1)
         sigma = [2.0 ** -(j + 1) if self.inside(j) else 0.0 for j in self.regions]
         out = {j: 0.0 if self.inside(j) else _SATURATED for j in self.regions}
         c0, c1 = start

@@ -85,13 +85,20 @@ def test_a_narrower_range_is_as_accurate_and_sends_fewer_bytes() -> None:
     assert narrow.rounds == wide.rounds == inverse.RECIPROCAL_ROUNDS
 
 
+@pytest.mark.parametrize("octaves", [None, (-1, 7), (0, 1), (-8, 3)])
 @pytest.mark.parametrize("shape", [(1,), (64,), (100, 3)])
-def test_each_takes_its_documented_rounds_whatever_the_size(shape: tuple[int, ...]) -> None:
+def test_each_takes_its_documented_rounds_whatever_the_size_and_range(
+    shape: tuple[int, ...], octaves: tuple[int, int] | None
+) -> None:
     fed = LocalFederation(N_PARTIES)
     x = fed.share(np.ones(shape))[0]
-    assert dry_run(inverse.reciprocal, N_PARTIES, x).rounds == inverse.RECIPROCAL_ROUNDS
-    assert dry_run(inverse.inv_sqrt, N_PARTIES, x).rounds == inverse.INV_SQRT_ROUNDS
-    assert dry_run(inverse.sqrt, N_PARTIES, x).rounds == inverse.SQRT_ROUNDS
+    for fn, rounds in (
+        (inverse.reciprocal, inverse.RECIPROCAL_ROUNDS),
+        (inverse.inv_sqrt, inverse.INV_SQRT_ROUNDS),
+        (inverse.sqrt, inverse.SQRT_ROUNDS),
+    ):
+        run = dry_run(lambda rt, s, fn=fn: fn(rt, s, octaves=octaves), N_PARTIES, x)
+        assert run.rounds == rounds
 
 
 def test_shapes_are_kept() -> None:
