@@ -159,14 +159,15 @@ def _selected(
     return total
 
 
-def _constant(rt: Runtime, value: float, scale: int, size: int) -> np.ndarray:
-    """Raw shares of a public constant at ``scale``: the first party holds it."""
+def public_constant(rt: Runtime, value: float, scale: int, size: int) -> np.ndarray:
+    """Raw flat shares of a public constant with ``scale`` fractional bits: party 0 holds it."""
     if rt.first:
         return _ring_int(value * 2.0**scale, size)
     return np.zeros(size, dtype=np.uint64)
 
 
-def _check(rt: Runtime, x: object, name: str) -> SharedTensor:
+def check_fixed_point(rt: Runtime, x: object, name: str) -> SharedTensor:
+    """``x`` if it is a shared tensor of scale F; TypeError or ValueError naming ``name``."""
     if not isinstance(x, SharedTensor):
         raise TypeError(f"expected a SharedTensor, got {type(x).__name__}")
     f = rt.fxp.frac_bits
@@ -191,14 +192,14 @@ def sigmoid(rt: Runtime, x: SharedTensor) -> SharedTensor:
        and the Beaver opening of s * f_k for the comparison daBit s (round 8).
     3. Locally, 1 - sum_k [x < b_k] f_k.
     """
-    x = _check(rt, x, "sigmoid")
+    x = check_fixed_point(rt, x, "sigmoid")
     f = rt.fxp.frac_bits
     flat = x.flatten()
 
     def pieces() -> Steps[list[np.ndarray]]:
         left, middle, right = yield from _sigmoid_pieces(rt, flat.share)
         zero = np.zeros(flat.size, dtype=np.uint64)
-        return [zero, left, middle, right, _constant(rt, 1.0, f, flat.size)]
+        return [zero, left, middle, right, public_constant(rt, 1.0, f, flat.size)]
 
     raw = _selected(rt, flat, _BREAKPOINTS, pieces(), "sigmoid")
     return rt.shared(raw.reshape(x.shape), f)
@@ -220,7 +221,7 @@ def _exp_power_steps(rt: Runtime, x: np.ndarray) -> Steps[np.ndarray]:
     u5, u6, u7, u8 = yield from products(rt, [(u4, u), (u4, u2), (u4, u3), (u4, u4)], [g] * 4)
     powers = [None, u, u2, u3, u4, u5, u6, u7, u8]
     coefficients = _exp_coefficients()
-    acc = _constant(rt, coefficients[0], 2 * g, x.size)
+    acc = public_constant(rt, coefficients[0], 2 * g, x.size)
     for k in range(1, len(coefficients)):
         acc = ring.add(acc, ring.mul(powers[k], _ring_int(coefficients[k] * 2.0**g, 1)))
     (y,) = yield from truncations(rt, [acc], [g])
@@ -257,14 +258,14 @@ def exp(rt: Runtime, x: SharedTensor) -> SharedTensor:
     (its first-order base loses e^(-x^2/512)); a comparison-based range
     reduction to 2^frac would need a comparison per integer of the range.
     """
-    x = _check(rt, x, "exp")
+    x = check_fixed_point(rt, x, "exp")
     f = rt.fxp.frac_bits
     flat = x.flatten()
 
     def pieces() -> Steps[list[np.ndarray]]:
         inside = yield from _exp_power_steps(rt, flat.share)
         zero = np.zeros(flat.size, dtype=np.uint64)
-        return [zero, inside, _constant(rt, float(np.exp(EXP_RANGE[1])), f, flat.size)]
+        return [zero, inside, public_constant(rt, float(np.exp(EXP_RANGE[1])), f, flat.size)]
 
     raw = _selected(rt, flat, EXP_RANGE, pieces(), "exp")
     return rt.shared(raw.reshape(x.shape), f)

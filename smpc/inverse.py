@@ -54,6 +54,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from smpc import compare
+from smpc.approx import check_fixed_point, public_constant
 from smpc.shares import SharedTensor, concatenate
 from smpc.steps import Steps, drive, lockstep, products, truncations
 
@@ -89,11 +90,8 @@ _INV_SQRT_START = (1.7492604, -0.75)
 
 
 def _check(rt: Runtime, x: object, name: str) -> SharedTensor:
-    if not isinstance(x, SharedTensor):
-        raise TypeError(f"expected a SharedTensor, got {type(x).__name__}")
+    x = check_fixed_point(rt, x, name)
     f = rt.fxp.frac_bits
-    if x.scale != f:
-        raise ValueError(f"{name} takes a fixed-point tensor of scale {f}; truncate it first")
     if f > MAX_FRAC_BITS:
         raise ValueError(f"{name} supports at most {MAX_FRAC_BITS} fractional bits, not {f}")
     return x
@@ -114,13 +112,6 @@ def _octaves(
 def _ring_ints(values: list[float], bits: int) -> np.ndarray:
     """round(v * 2^bits) for each v, as ring elements (two's complement)."""
     return np.array([round(v * 2.0**bits) % (1 << 64) for v in values], dtype=np.uint64)
-
-
-def _constant(rt: Runtime, value: float, bits: int, size: int) -> np.ndarray:
-    """Raw shares of a public constant at ``bits`` fractional bits: the first party holds it."""
-    if rt.first:
-        return np.full(size, round(value * 2.0**bits) % (1 << 64), dtype=np.uint64)
-    return np.zeros(size, dtype=np.uint64)
 
 
 def _scale_for(largest: float, other_bits: float) -> int:
@@ -165,7 +156,7 @@ class _Octaves:
         acc = ring.add(acc, ring.matmul(d_const[None, :], self.below).reshape(-1))
         if slopes[-1]:
             acc = ring.add(acc, ring.mul(self.x, _ring_ints([slopes[-1]], bits)))
-        return ring.add(acc, _constant(self.rt, consts[-1], f + bits, self.x.size))
+        return ring.add(acc, public_constant(self.rt, consts[-1], f + bits, self.x.size))
 
     def inside(self, j: int) -> bool:
         return self.lo <= j < self.hi
@@ -189,7 +180,7 @@ class _Octaves:
 
 def _newton_reciprocal(rt: Runtime, x_n: np.ndarray, y: np.ndarray) -> Steps[np.ndarray]:
     """One step y (2 - x_n y) at G bits; 4 rounds."""
-    two = _constant(rt, 2.0, _G, x_n.size)
+    two = public_constant(rt, 2.0, _G, x_n.size)
     (a,) = yield from products(rt, [(x_n, y)], [_G])
     (y,) = yield from products(rt, [(y, rt.ring.sub(two, a))], [_G])
     return y
@@ -243,7 +234,7 @@ def reciprocal(
             y = yield from _newton_reciprocal(rt, x_n, y)
         # The last step with the factor: omega y (2 - x_n y), omega y formed alongside x_n y.
         w, a = yield from products(rt, [(omega, y), (x_n, y)], [weight_bits + _G - out_bits, _G])
-        two = _constant(rt, 2.0, _G, flat.size)
+        two = public_constant(rt, 2.0, _G, flat.size)
         (r,) = yield from products(rt, [(w, rt.ring.sub(two, a))], [out_bits + _G - f])
         return r
 
