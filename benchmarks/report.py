@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from parties.bench.measure import percentile
-from parties.bench.output import format_count, format_ms, format_ratio
+from parties.bench.output import aligned, format_count, format_ms, format_ratio
 from parties.bench.targets import check
 
 DEFAULT_JSON = Path("bench-results/engine-inmemory.json")
@@ -132,16 +132,7 @@ def table(rows: Sequence[Row]) -> str:
         )
         for r in rows
     ]
-    widths = [max(len(h), *(len(c[i]) for c in cells)) for i, h in enumerate(header)]
-
-    def line(values: Sequence[str]) -> str:
-        return "  ".join(
-            v.ljust(w) if h in left else v.rjust(w)
-            for v, w, h in zip(values, widths, header, strict=True)
-        ).rstrip()
-
-    rule = "  ".join("-" * w for w in widths)
-    return "\n".join([line(header), rule, *(line(c) for c in cells)])
+    return aligned(header, cells, left)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -69,16 +69,21 @@ def table(results: Sequence[Result]) -> str:
         )
         for r in results
     ]
-    widths = [max(len(h), *(len(c[i]) for c in cells)) for i, h in enumerate(HEADER)]
+    return aligned(HEADER, cells, _LEFT)
+
+
+def aligned(header: Sequence[str], cells: Sequence[Sequence[str]], left: set[str]) -> str:
+    """Fixed-width text: columns named in ``left`` flush left, the others right."""
+    widths = [max(len(h), *(len(c[i]) for c in cells)) for i, h in enumerate(header)]
 
     def line(values: Sequence[str]) -> str:
         return "  ".join(
-            v.ljust(w) if h in _LEFT else v.rjust(w)
-            for v, w, h in zip(values, widths, HEADER, strict=True)
+            v.ljust(w) if h in left else v.rjust(w)
+            for v, w, h in zip(values, widths, header, strict=True)
         ).rstrip()
 
     rule = "  ".join("-" * w for w in widths)
-    return "\n".join([line(HEADER), rule, *(line(c) for c in cells)])
+    return "\n".join([line(header), rule, *(line(c) for c in cells)])
 
 
 def machine() -> dict[str, Any]:
