@@ -26,7 +26,7 @@ from smpc.chain.errors import ChainEncodingError, ChainVerificationError, Record
 from smpc.chain.genesis import AuthorityKey, Genesis, GenesisError
 from smpc.chain.records import AuthorityVote, ConsentRecord, JobRecord, decode_record
 from smpc.chain.store import SealedBlock
-from smpc.chain.verify import replay
+from smpc.chain.verify import ChainState, replay
 
 CHAIN_DB_FILE = "chain.db"
 HASH_PREFIX = 12
@@ -44,18 +44,14 @@ def verify(args: argparse.Namespace) -> int:
     if sources is None:
         return EXIT_USAGE
     db, genesis = sources
-    with SqliteChainStore(db, readonly=True) as store:
-        try:
-            # replay is verify_chain without conflicting blocks, and it returns
-            # the state verified, so the head reported is the head checked.
-            state = replay(store, genesis, _now_ms())
-        except ChainVerificationError as exc:
-            print(
-                f"smpc: chain {db} is invalid at height {exc.height}, field {exc.field}: "
-                f"{exc.reason}",
-                file=sys.stderr,
-            )
-            return EXIT_INVALID
+    try:
+        state = _replayed(db, genesis)
+    except ChainVerificationError as exc:
+        print(
+            f"smpc: chain {db} is invalid at height {exc.height}, field {exc.field}: {exc.reason}",
+            file=sys.stderr,
+        )
+        return EXIT_INVALID
     what = f"{state.height} blocks" if state.height else "genesis only"
     print(
         f"chain {db} is valid: {what}, head {state.head_hash.hex()[:HASH_PREFIX]}, "
@@ -107,12 +103,11 @@ def checkpoint(args: argparse.Namespace) -> int:
     if sources is None:
         return EXIT_USAGE
     db, genesis = sources
-    with SqliteChainStore(db, readonly=True) as store:
-        try:
-            state = replay(store, genesis, _now_ms())
-        except ChainVerificationError as exc:
-            print(f"smpc: chain {db} is invalid: {exc}; no checkpoint written", file=sys.stderr)
-            return EXIT_INVALID
+    try:
+        state = _replayed(db, genesis)
+    except ChainVerificationError as exc:
+        print(f"smpc: chain {db} is invalid: {exc}; no checkpoint written", file=sys.stderr)
+        return EXIT_INVALID
     try:
         text = json.dumps(make_checkpoint(state), indent=2, sort_keys=True)
     except CheckpointError as exc:
@@ -186,6 +181,16 @@ def _sources(args: argparse.Namespace) -> tuple[Path, Genesis] | None:
         )
         return None
     return db, load_genesis(genesis)
+
+
+def _replayed(db: Path, genesis: Genesis) -> ChainState:
+    """The state after verifying every block of the store at ``db`` from ``genesis``.
+
+    replay is verify_chain without conflicting blocks, and it returns the state
+    verified, so the head a command reports is the head it checked.
+    """
+    with SqliteChainStore(db, readonly=True) as store:
+        return replay(store, genesis, _now_ms())
 
 
 def load_genesis(path: Path) -> Genesis:
