@@ -16,7 +16,7 @@ import logging
 import queue
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
 from parties.chain_store import SqliteChainStore, SqliteSealLog
@@ -133,10 +133,11 @@ class ChainNode:
                     return height
                 self._changed.wait(min(left, TICK_S))
 
-    def records_seen(self) -> set[bytes]:
-        """Ids of the records in final blocks."""
+    def final(self, rids: Iterable[bytes]) -> set[bytes]:
+        """Those of ``rids`` whose records are in final blocks."""
         with self._lock:
-            return set(self.replica.state.records_seen)
+            seen = self.replica.state.records_seen
+            return {rid for rid in rids if rid in seen}
 
     @property
     def height(self) -> int:

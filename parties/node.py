@@ -100,8 +100,9 @@ class PartyNode:
         handed: set[bytes] = set()
         while not self._feeding.wait(FEED_S):
             try:
-                seen = self.chain.records_seen()
-                for rid, data in self.records.pending():
+                pending = self.records.pending()
+                seen = self.chain.final(rid for rid, _ in pending)
+                for rid, data in pending:
                     if rid not in handed and rid not in seen:
                         self.chain.submit(data)
                         handed.add(rid)

@@ -117,10 +117,10 @@ class Replica:
 
     def submit(self, record: bytes) -> Outbox:
         """A record to put on the chain: kept pending, sent to every authority."""
-        decode_record(record)  # malformed records are refused here, with the reason
         rid = record_id(record)
         if rid in self.state.records_seen or rid in self.pending:
             return []
+        decode_record(record)  # malformed records are refused here, with the reason
         self.pending[rid] = record
         return [(None, Gossip(record)), *self.tick()]
 
