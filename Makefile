@@ -25,7 +25,7 @@ test-all: $(STAMP)
 	$(BIN)/python -m pytest -q
 
 demo: $(STAMP)
-	$(BIN)/python -m parties.demo
+	$(BIN)/python -m parties.local.demo
 
 # Per-operation latency, in memory and between 3 party processes (table, JSON, PNG).
 bench: $(STAMP)
@@ -45,10 +45,10 @@ format: $(STAMP)
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
-# Regenerate the gRPC code from parties/wire.proto with the pinned grpcio-tools;
+# Regenerate the gRPC code from parties/service/wire.proto with the pinned grpcio-tools;
 # the output needs the protobuf runtime pinned in pyproject.toml.
 proto: $(STAMP)
-	$(BIN)/python -m grpc_tools.protoc -I. --python_out=. --grpc_python_out=. --pyi_out=. parties/wire.proto
+	$(BIN)/python -m grpc_tools.protoc -I. --python_out=. --grpc_python_out=. --pyi_out=. parties/service/wire.proto
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .benchmarks

@@ -31,7 +31,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from pytest_benchmark.fixture import BenchmarkFixture
 
-from parties.chain_store import SqliteChainStore
+from parties.ledger.chain_store import SqliteChainStore
 from smpc.chain.block import Block, make_seal, proposer_index, quorum
 from smpc.chain.keys import public_bytes
 from smpc.chain.ledger import Authority, ChainState, Genesis, MemoryStore, verify_chain

@@ -24,7 +24,7 @@ import pytest
 from pytest_benchmark.fixture import BenchmarkFixture
 
 from parties.federation import init_federation
-from parties.node import PartyNode
+from parties.service.node import PartyNode
 from smpc.chain.records import ConsentRecord
 
 WAIT_S = 30.0

@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 
 from parties.federation import init_federation
-from parties.process_federation import ProcessFederation
+from parties.local.process_federation import ProcessFederation
 from protocols.operations import big_product, chained_products
 from smpc.local import LocalFederation
 

@@ -23,12 +23,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from parties.audit_command import AuditError, find_record
-from parties.chain_commands import CHAIN_DB_FILE
+from parties.cli.audit import AuditError, find_record
 from parties.client import Client
 from parties.config import DataConfig, MemberConfig
-from parties.launcher import DATA_PATH, LocalDeployment
-from parties.record_store import records_path
+from parties.ledger.chain_node import CHAIN_DB_FILE
+from parties.ledger.record_store import records_path
+from parties.local.launcher import DATA_PATH, LocalDeployment
 from protocols.model import train
 
 HOSPITALS = ("hospital-a", "hospital-b", "hospital-c")

@@ -26,10 +26,10 @@ from typing import Any
 import grpc
 import numpy as np
 
-from parties import tls, wire_pb2, wire_pb2_grpc
 from parties.config import MemberConfig, dns_name
-from parties.jobs import DEFAULT_SCOPE, InputSpec, JobSpec, SignedJob, sign_job
-from parties.mesh import MAX_FRAME_BYTES
+from parties.jobs.spec import DEFAULT_SCOPE, InputSpec, JobSpec, SignedJob, sign_job
+from parties.service import tls, wire_pb2, wire_pb2_grpc
+from parties.service.mesh import MAX_FRAME_BYTES
 from protocols.registry import lookup
 from protocols.statistics import BY_STATISTIC, protocol, summarise
 from smpc import ring

@@ -223,7 +223,7 @@ class DataConfig:
 
     ``patient_id`` names the column holding each row's patient identifier; with
     it set, a hospital uses only the rows of patients who consent to the job's
-    scope (see ``parties.consent``). Without it consent cannot be applied, and
+    scope (see ``parties.data.consent``). Without it consent cannot be applied, and
     a hospital that keeps consent records refuses jobs until it is set.
     """
 

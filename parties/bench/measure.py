@@ -42,7 +42,7 @@ from smpc.runtime import Runtime
 
 if TYPE_CHECKING:
     from parties.config import MemberConfig
-    from parties.process_federation import ProcessFederation
+    from parties.local.process_federation import ProcessFederation
 
 JOB_BUDGET = 4_000_000
 """Elements times the operation's weight that one job may plan for: with a product's
@@ -260,7 +260,7 @@ class ProcessRunner:
 
     def _federation(self, transcripts: bool) -> ProcessFederation:
         from parties.federation import init_federation
-        from parties.process_federation import ProcessFederation
+        from parties.local.process_federation import ProcessFederation
 
         if self._members is None:
             members = init_federation("bench", self.HOSPITALS, [], [], self.workdir, base_port=0)

@@ -12,9 +12,9 @@ import pytest
 
 from parties.config import MemberConfig
 from parties.federation import init_federation
-from parties.grpc_transport import GrpcTransport
-from parties.launcher import LocalDeployment
-from parties.mesh import Mesh
+from parties.local.launcher import LocalDeployment
+from parties.service.grpc_transport import GrpcTransport
+from parties.service.mesh import Mesh
 from smpc.preprocessing import Dealer
 from smpc.runtime import Runtime, dry_run
 from smpc.transcript import Transcript

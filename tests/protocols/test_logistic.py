@@ -13,7 +13,7 @@ from protocols.model import LogisticModel, ModelFormatError, train
 from smpc.errors import FixedPointRangeError, ShapeMismatchError
 from smpc.local import LocalFederation
 
-DATA = Path(__file__).resolve().parents[2] / "parties" / "data" / "breast_cancer.csv"
+DATA = Path(__file__).resolve().parents[2] / "parties" / "local" / "data" / "breast_cancer.csv"
 HOSPITALS = [0, 1, 2]
 OWNER = 3
 

@@ -1,0 +1,205 @@
+"""The ``smpc`` command line.
+
+One function per subcommand, registered in :data:`COMMANDS` under its words
+(e.g. ``("federation", "init")``); :func:`build_parser` adds the arguments.
+A new subcommand (party, dealer, run, chain, bench) adds a parser function
+and a table entry. Output lists files and addresses, never key material.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from cryptography import x509
+
+from parties.cli import audit as audit_command
+from parties.cli import bench as bench_command
+from parties.cli import chain as chain_commands
+from parties.cli import consent as consent_command
+from parties.cli import service as service_commands
+from parties.cli import stats as stats_commands
+from parties.config import ROLES, ConfigError, MemberConfig, check_name
+from parties.federation import (
+    CA_CERT_FILE,
+    CA_DIR,
+    CA_KEY_FILE,
+    CONSENT_MODES,
+    GENESIS_FILE,
+    add_member,
+    certificate_expiry_warning,
+    init_federation,
+    renew,
+)
+from smpc.errors import SMPCError
+
+Handler = Callable[[argparse.Namespace], int]
+
+
+# -- federation -------------------------------------------------------------------
+
+
+def federation_init(args: argparse.Namespace) -> int:
+    """``smpc federation init``: CA, member keys and certificates, genesis, configs."""
+    members = init_federation(
+        args.name,
+        args.hospitals,
+        args.analysts,
+        args.model_owners,
+        args.out,
+        args.base_port,
+        consent=args.consent,
+        force=args.force,
+    )
+    out = members[0].config_path.parent
+    print(f"federation {args.name!r} created in {out}")
+    print(f"  {CA_DIR}/{CA_CERT_FILE}  federation CA certificate")
+    print(f"  {CA_DIR}/{CA_KEY_FILE}  CA private key (mode 0600): move it offline")
+    hospitals = sum(m.role == "hospital" for m in members)
+    print(f"  {GENESIS_FILE}  {hospitals} chain authorities, consent {args.consent}")
+    for member in members:
+        _print_member(member, out)
+    print(f"certificates valid until {_expiry(members[0]):%Y-%m-%d}")
+    return 0
+
+
+def federation_add_member(args: argparse.Namespace) -> int:
+    """``smpc federation add-member``: issue a new member and list it at every peer."""
+    member = add_member(args.dir, args.name, args.role)
+    out = member.config_path.parent
+    print(f"member {member.name!r} ({member.role}) added to federation {member.federation!r}")
+    _print_member(member, out)
+    others = ", ".join(p.name for p in member.peers)
+    print(f"added as a peer to: {others}")
+    print("their policies are unchanged: edit [policy] where they should accept it")
+    if member.role == "hospital":
+        print("its chain key is not in the genesis: the authorities must vote it in on the chain")
+    return 0
+
+
+def federation_renew(args: argparse.Namespace) -> int:
+    """``smpc federation renew``: a new certificate for a member's existing key."""
+    path = renew(args.dir, args.name)
+    cert = x509.load_pem_x509_certificate(path.read_bytes())
+    print(f"renewed the certificate of {args.name!r}: {path}")
+    print(f"  serial {cert.serial_number:x}, valid until {cert.not_valid_after_utc:%Y-%m-%d}")
+    print("  TLS key and chain key unchanged; restart the member to load it")
+    return 0
+
+
+def _add_federation_parsers(commands: argparse._SubParsersAction) -> None:
+    group = commands.add_parser("federation", help="set up a federation: CA, keys, configs")
+    actions = group.add_subparsers(dest="action", required=True, metavar="ACTION")
+
+    init = actions.add_parser("init", help="create a federation folder")
+    init.add_argument("--name", required=True, type=_name, help="federation name")
+    init.add_argument("--hospitals", required=True, type=_names, help="a,b,c")
+    init.add_argument("--analysts", type=_names, default=(), help="x,y")
+    init.add_argument("--model-owners", type=_names, default=(), help="m,n")
+    init.add_argument("--consent", choices=CONSENT_MODES, default="opt-in")
+    init.add_argument("--out", required=True, type=Path, help="folder to create")
+    init.add_argument("--base-port", type=int, default=50051, help="port of the first member")
+    init.add_argument("--force", action="store_true", help="replace a federation in --out")
+    init.set_defaults(words=("federation", "init"))
+
+    add = actions.add_parser("add-member", help="issue a certificate for a new member")
+    add.add_argument("--dir", required=True, type=Path, help="the federation folder")
+    add.add_argument("--name", required=True, type=_name)
+    add.add_argument("--role", required=True, choices=ROLES)
+    add.set_defaults(words=("federation", "add-member"))
+
+    ren = actions.add_parser("renew", help="re-issue a member's certificate for one more year")
+    ren.add_argument("--dir", required=True, type=Path, help="the federation folder")
+    ren.add_argument("--name", required=True, type=_name)
+    ren.set_defaults(words=("federation", "renew"))
+
+
+# -- dispatch ---------------------------------------------------------------------
+
+COMMANDS: dict[tuple[str, ...], Handler] = {
+    ("federation", "init"): federation_init,
+    ("federation", "add-member"): federation_add_member,
+    ("federation", "renew"): federation_renew,
+    **service_commands.COMMANDS,
+    **chain_commands.COMMANDS,
+    **audit_command.COMMANDS,
+    **consent_command.COMMANDS,
+    **stats_commands.COMMANDS,
+    **bench_command.COMMANDS,
+}
+
+_PARSERS: tuple[Callable[[argparse._SubParsersAction], None], ...] = (
+    _add_federation_parsers,
+    service_commands.add_parsers,
+    chain_commands.add_parsers,
+    audit_command.add_parsers,
+    consent_command.add_parsers,
+    stats_commands.add_parsers,
+    bench_command.add_parsers,
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The full ``smpc`` argument parser."""
+    parser = argparse.ArgumentParser(
+        prog="smpc", description="Secure multi-party computation for hospitals."
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for add_parsers in _PARSERS:
+        add_parsers(commands)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run one ``smpc`` command; returns the exit status (2 for usage, 1 for failures)."""
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # --help, or a usage error already printed by argparse
+        return exc.code if isinstance(exc.code, int) else 2
+    try:
+        return COMMANDS[args.words](args)
+    except (SMPCError, OSError) as exc:
+        print(f"smpc: error: {exc}", file=sys.stderr)
+        return 1
+
+
+# -- helpers ----------------------------------------------------------------------
+
+
+def _print_member(member: MemberConfig, out: Path) -> None:
+    home = member.tls.key.parent
+    place = home.relative_to(out) if home.is_relative_to(out) else home
+    chain = ", chain key" if member.chain_key is not None else ""
+    print(
+        f"  {member.config_path.name}  {member.name} ({member.role}) at {member.address};"
+        f" TLS key, certificate{chain} in {place}/"
+    )
+    warning = certificate_expiry_warning(member.tls.cert)
+    if warning:
+        print(f"  warning: {warning}")
+
+
+def _expiry(member: MemberConfig) -> dt.datetime:
+    return x509.load_pem_x509_certificate(member.tls.cert.read_bytes()).not_valid_after_utc
+
+
+def _name(value: str) -> str:
+    try:
+        return check_name(value)
+    except ConfigError as exc:
+        raise argparse.ArgumentTypeError(exc.message) from None
+
+
+def _names(value: str) -> tuple[str, ...]:
+    names = tuple(part.strip() for part in value.split(",") if part.strip())
+    if not names:
+        raise argparse.ArgumentTypeError("expected a comma-separated list of names")
+    return tuple(_name(n) for n in names)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

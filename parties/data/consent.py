@@ -1,0 +1,168 @@
+"""Patients' consent at one hospital: the secret, the records, and which rows a job may use.
+
+A consent record names a patient only by ``HMAC-SHA256(secret, identifier)``,
+where the secret is 32 random bytes in ``<config folder>/<name>/consent-secret``
+(mode 0600, made on first use) that never leaves the hospital: the chain alone
+cannot link a record to a patient, and destroying the secret makes every
+record of the hospital unlinkable for good. Records are signed with the
+hospital's chain key and kept as pending records until blocks carry them.
+
+What counts for a job of scope S is each patient's latest record (by time,
+then by the order kept) whose scope is S or ``all``; a patient with none
+follows the federation's mode from the genesis: included under ``opt-out``,
+excluded under ``opt-in``. Identifiers and secrets are never logged.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import os
+import secrets
+import time
+from collections.abc import Iterable
+from pathlib import Path
+
+import numpy as np
+
+from parties.config import MemberConfig
+from parties.data.sources import open_source
+from parties.ledger.record_store import RecordStore
+from smpc.chain.errors import ChainEncodingError, RecordError
+from smpc.chain.keys import load_private_key
+from smpc.chain.records import CONSENT_ACTIONS, CONSENT_SCOPES, ConsentRecord, decode_record
+from smpc.errors import SMPCError
+
+CONSENT_SECRET_FILE = "consent-secret"
+SECRET_SIZE = 32
+
+
+class ConsentError(SMPCError, ValueError):
+    """Consent cannot be recorded or applied: wrong member, no patient column, bad scope."""
+
+
+def secret_path(member: MemberConfig) -> Path:
+    """Where ``member`` keeps its consent secret."""
+    return member.config_path.parent / member.name / CONSENT_SECRET_FILE
+
+
+def load_secret(member: MemberConfig, *, create: bool = False) -> bytes | None:
+    """The hospital's consent secret; made (mode 0600) when missing and ``create`` is set."""
+    path = secret_path(member)
+    if create and not path.exists():
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:
+            pass  # made by another process meanwhile
+        else:
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(secrets.token_bytes(SECRET_SIZE))
+    if not path.exists():
+        return None
+    secret = path.read_bytes()
+    if len(secret) != SECRET_SIZE:
+        raise ConsentError(f"{path} does not hold a {SECRET_SIZE}-byte consent secret")
+    return secret
+
+
+def patient_key(secret: bytes, patient: str) -> bytes:
+    """HMAC-SHA256 of a patient identifier under the hospital's consent secret."""
+    return hmac.new(secret, patient.encode("utf-8"), hashlib.sha256).digest()
+
+
+def record_consent(
+    member: MemberConfig, store: RecordStore, action: str, patient: str, scope: str
+) -> ConsentRecord:
+    """Sign a grant or revoke for ``patient`` and keep it as pending; returns the record.
+
+    Refused (ConsentError) unless ``member`` is a hospital whose data source has
+    its ``patient_id`` column, the scope is one of the fixed list, and the
+    identifier is not empty.
+    """
+    if member.role != "hospital" or member.chain_key is None:
+        raise ConsentError(f"{member.name} is a {member.role}; consent is kept by hospitals")
+    if action not in CONSENT_ACTIONS:
+        raise ConsentError(f"action {action!r} is not one of {', '.join(CONSENT_ACTIONS)}")
+    if scope not in CONSENT_SCOPES:
+        raise ConsentError(f"scope {scope!r} is not one of {', '.join(CONSENT_SCOPES)}")
+    if not patient.strip():
+        raise ConsentError("the patient identifier is empty")
+    check_patient_column(member)
+    secret = load_secret(member, create=True)
+    if secret is None:
+        raise ConsentError(f"cannot make the consent secret at {secret_path(member)}")
+    key = load_private_key(member.chain_key.read_bytes())
+    now = time.time_ns() // 1_000_000
+    record = ConsentRecord(action, member.name, patient_key(secret, patient.strip()), scope, now)
+    record = record.signed_by(key)
+    store.add_pending(record)
+    return record
+
+
+def check_patient_column(member: MemberConfig) -> str:
+    """The data source's patient identifier column; ConsentError naming what is missing."""
+    data = member.data
+    if data.kind not in ("csv", "sqlite"):
+        raise ConsentError(
+            f"{member.name} has no data source (data kind {data.kind!r}); set [data] in its"
+            " config before recording consent"
+        )
+    if data.patient_id is None:
+        raise ConsentError(
+            f"{member.name}'s data config names no patient_id column; set data.patient_id to"
+            " the column that identifies each patient"
+        )
+    columns = open_source(data).columns
+    if data.patient_id not in columns:
+        raise ConsentError(
+            f"{member.name}'s data source has no patient_id column {data.patient_id!r};"
+            f" its columns: {', '.join(columns)}"
+        )
+    return data.patient_id
+
+
+def own_records(store: RecordStore, hospital: str) -> list[ConsentRecord]:
+    """This hospital's consent records kept in ``store``, in the order kept."""
+    out = []
+    for _, data in store.pending(ConsentRecord.KIND):
+        try:
+            record = decode_record(data)
+        except (ChainEncodingError, RecordError):
+            continue  # a damaged row cannot grant anything; revocations are re-recorded
+        if isinstance(record, ConsentRecord) and record.hospital == hospital:
+            out.append(record)
+    return out
+
+
+class ConsentBook:
+    """Each patient's latest consent per scope, from a hospital's records."""
+
+    def __init__(self, records: Iterable[ConsentRecord], mode: str) -> None:
+        if mode not in ("opt-in", "opt-out"):
+            raise ConsentError(f"consent mode {mode!r} is not opt-in or opt-out")
+        self.mode = mode
+        self._latest: dict[tuple[bytes, str], tuple[int, int, bool]] = {}
+        for order, r in enumerate(records):
+            slot = (r.patient_key, r.scope)
+            entry = (r.time_ms, order, r.action == "grant")
+            if slot not in self._latest or entry[:2] > self._latest[slot][:2]:
+                self._latest[slot] = entry
+
+    def __len__(self) -> int:
+        return len(self._latest)
+
+    def allows(self, key: bytes, scope: str) -> bool:
+        """Whether the patient with ``key`` consents to a job of ``scope``."""
+        found = [self._latest[s] for s in ((key, scope), (key, "all")) if s in self._latest]
+        if not found:
+            return self.mode == "opt-out"
+        return max(found)[2]
+
+    def rows(self, secret: bytes | None, patients: np.ndarray, scope: str) -> np.ndarray:
+        """A boolean mask: which rows (by patient identifier) a job of ``scope`` may use."""
+        if secret is None:  # no consent was ever recorded here
+            return np.full(len(patients), self.mode == "opt-out", dtype=bool)
+        return np.array(
+            [self.allows(patient_key(secret, str(p)), scope) for p in patients], dtype=bool
+        )

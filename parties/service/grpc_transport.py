@@ -1,0 +1,132 @@
+"""The engine's Transport over a party process's gRPC mesh.
+
+One instance per job. Party indices are positions in the job's sorted list
+of computing parties. Payloads travel as raw little-endian bytes in chunks of
+at most 1 MiB; round and payload-byte counts come from the engine's base
+class, and this class adds the serialized (protobuf) bytes it sent and
+received.
+"""
+
+from __future__ import annotations
+
+import queue
+import time
+from collections.abc import Sequence
+
+import numpy as np
+
+from parties.service import wire_pb2
+from parties.service.mesh import CHUNK_BYTES, Mesh, Rejection
+from smpc.errors import MalformedMessageError, ProtocolAbort, UnknownPartyError
+from smpc.transcript import Envelope
+from smpc.transport import Expect, Transport
+
+UNREACHABLE_GRACE = 3.0  # seconds a peer's stream may be down before its jobs abort
+
+
+class GrpcTransport(Transport):
+    """Messages of one job between the processes named in ``parties``."""
+
+    def __init__(self, mesh: Mesh, job: str, parties: Sequence[str], **kwargs: object) -> None:
+        names = sorted(parties)
+        if len(set(names)) != len(names):
+            raise ValueError("a job names each computing party once")
+        if mesh.name not in names:
+            raise UnknownPartyError(f"{mesh.name} is not a computing party of job {job}")
+        super().__init__(job, names.index(mesh.name), len(names), names=names, **kwargs)  # type: ignore[arg-type]
+        self.mesh = mesh
+        mesh.open_job(job)
+        self.wire_bytes_sent = 0
+        self.wire_bytes_received = 0
+
+    def _send(self, env: Envelope, payload: np.ndarray) -> None:
+        raw = np.ascontiguousarray(payload).reshape(-1).view(np.uint8)
+        total = raw.nbytes
+        count = max(1, -(-total // CHUNK_BYTES))
+        peer = self.names[env.receiver]
+        for chunk in range(count):
+            message = wire_pb2.Envelope(
+                job=env.job,
+                round=env.round,
+                seq=env.seq,
+                sender=self.mesh.name,
+                purpose=env.purpose,
+                chunk=chunk,
+                last=chunk == count - 1,
+                dtype=payload.dtype.str,
+                length=total,
+                payload=raw[chunk * CHUNK_BYTES : (chunk + 1) * CHUNK_BYTES].tobytes(),
+            )
+            self.wire_bytes_sent += message.ByteSize()
+            self.mesh.send(peer, message)
+
+    def _receive(
+        self, peer: int, expect: Expect, purpose: str, timeout: float | None
+    ) -> tuple[Envelope, np.ndarray]:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        first = self._next_chunk(peer, deadline)
+        if first.last and first.chunk == 0:
+            data = np.frombuffer(first.payload, dtype=np.uint8)
+        else:
+            data = self._assemble(peer, first, deadline)
+        if data.nbytes != first.length:
+            self._malformed(
+                peer, f"{data.nbytes} payload bytes where {first.length} were announced"
+            )
+        try:
+            dtype = np.dtype(first.dtype)
+        except TypeError:
+            self._malformed(peer, f"unknown dtype {first.dtype!r}")
+        if dtype.kind not in "uib" or data.nbytes % dtype.itemsize:
+            self._malformed(peer, f"payload of dtype {first.dtype!r} cannot be read")
+        env = Envelope(self.job, first.round, first.seq, peer, self.party, first.purpose)
+        return env, data.view(dtype)
+
+    def _assemble(self, peer: int, first: wire_pb2.Envelope, deadline: float | None) -> np.ndarray:
+        if first.length > self.mesh.max_job_bytes:
+            self._malformed(peer, "announced payload exceeds the job's byte limit")
+        data = np.empty(first.length, dtype=np.uint8)
+        offset, message, expected = 0, first, 0
+        while True:
+            if message.chunk != expected or (message.round, message.seq) != (
+                first.round,
+                first.seq,
+            ):
+                self._malformed(peer, "chunks out of order")
+            size = len(message.payload)
+            if offset + size > data.nbytes:
+                self._malformed(peer, "chunks exceed the announced payload length")
+            data[offset : offset + size] = np.frombuffer(message.payload, dtype=np.uint8)
+            offset += size
+            if message.last:
+                return data[:offset]
+            expected += 1
+            message = self._next_chunk(peer, deadline)
+
+    def _next_chunk(self, peer: int, deadline: float | None) -> wire_pb2.Envelope:
+        name = self.names[peer]
+        while True:  # wake now and then to notice a peer whose stream is gone
+            timeout = 0.5 if deadline is None else min(0.5, max(0.0, deadline - time.monotonic()))
+            try:
+                item = self.mesh.receive(self.job, name, timeout)
+                break
+            except queue.Empty:
+                if self.mesh.unreachable_for(name) > UNREACHABLE_GRACE:
+                    raise ProtocolAbort(
+                        self.job, name, "party unreachable", "no stream to it"
+                    ) from None
+                if deadline is not None and time.monotonic() >= deadline:
+                    raise self.timeout_error(peer) from None
+        if isinstance(item, Rejection):
+            if item.kind == "malformed message":
+                self._malformed(peer, item.reason)
+            raise ProtocolAbort(self.job, self.names[peer], item.kind, item.reason)
+        self.wire_bytes_received += item.ByteSize()
+        return item
+
+    def _malformed(self, peer: int, reason: str) -> None:
+        raise MalformedMessageError(self.job, self.names[peer], "malformed message", reason)
+
+    def close(self) -> None:
+        """Release the job's mailboxes in the mesh."""
+        self.mesh.close_job(self.job)

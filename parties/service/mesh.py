@@ -1,0 +1,396 @@
+"""A party process's links to its peers: one mutually authenticated gRPC stream per pair.
+
+For every pair of members the one whose name sorts first dials; the single
+bidirectional stream carries both directions for every job. Inbound messages
+are checked (the ``sender`` field must equal the TLS-authenticated peer, chunks
+are at most 1 MiB, a job's inbound bytes are capped) and sorted into one
+mailbox per (job, peer), from which the job's :class:`GrpcTransport` reads. A
+rejected message never reaches a mailbox; the job that was its target sees a
+:class:`Rejection` naming the authenticated peer and the reason, and the
+process keeps serving.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator
+from concurrent import futures
+from dataclasses import dataclass
+
+import grpc
+
+from parties.config import MemberConfig, PeerConfig, dns_name
+from parties.federation import certificate_expiry_warning
+from parties.service import tls, wire_pb2, wire_pb2_grpc
+from smpc.errors import PeerAuthenticationError
+
+log = logging.getLogger(__name__)
+
+CHUNK_BYTES = 1 << 20
+MAX_FRAME_BYTES = CHUNK_BYTES + (64 << 10)  # a chunk plus its envelope fields
+DEFAULT_JOB_BYTES = 8 << 30
+
+_KEEPALIVE = [
+    ("grpc.keepalive_time_ms", 20_000),
+    ("grpc.keepalive_timeout_ms", 10_000),
+    ("grpc.keepalive_permit_without_calls", 1),
+    ("grpc.http2.max_pings_without_data", 0),
+]
+_SIZES = [
+    ("grpc.max_receive_message_length", MAX_FRAME_BYTES),
+    ("grpc.max_send_message_length", MAX_FRAME_BYTES),
+]
+_SERVER_OPTIONS = [
+    *_KEEPALIVE,
+    *_SIZES,
+    ("grpc.http2.min_ping_interval_without_data_ms", 5_000),
+]
+
+
+@dataclass(frozen=True)
+class Rejection:
+    """Stands in a mailbox for a message that was refused or never came: who, why, what kind."""
+
+    peer: str
+    reason: str
+    kind: str = "malformed message"
+
+
+ABORT = "abort"  # purpose of the message a failing party sends every peer of its job
+
+
+class _Link:
+    """The outbound queue towards one peer, drained by whichever stream is current."""
+
+    def __init__(self, peer: PeerConfig) -> None:
+        self.peer = peer
+        self.outbound: queue.SimpleQueue[wire_pb2.Envelope] = queue.SimpleQueue()
+        self.connected = threading.Event()
+        self.down_since: float | None = time.monotonic()  # None while a stream is up
+        self._generation = 0
+        self._lock = threading.Lock()
+
+    def new_stream(self) -> int:
+        with self._lock:
+            self._generation += 1
+            return self._generation
+
+    def current(self, generation: int) -> bool:
+        return self._generation == generation
+
+    def drain(self, generation: int, stopping: threading.Event) -> Iterator[wire_pb2.Envelope]:
+        """Yield queued messages while this stream is the link's current one."""
+        while not stopping.is_set() and self.current(generation):
+            try:
+                yield self.outbound.get(timeout=0.25)
+            except queue.Empty:
+                continue
+
+
+class Mesh:
+    """Links to every peer of one member, over gRPC with mutual TLS."""
+
+    def __init__(
+        self,
+        member: MemberConfig,
+        *,
+        max_job_bytes: int = DEFAULT_JOB_BYTES,
+        on_submit: Callable[[wire_pb2.SubmitRequest, str], wire_pb2.SubmitReply] | None = None,
+        on_chain: Callable[[str, bytes], None] | None = None,
+    ) -> None:
+        self.member = member
+        self.name = member.name
+        self.max_job_bytes = max_job_bytes
+        self.on_submit = on_submit
+        self.on_chain = on_chain
+        self._chain_stubs: dict[str, tuple[grpc.Channel, wire_pb2_grpc.PartyStub]] = {}
+        self._active: set[str] = set()
+        # Streams join the computing parties; the dealer and analysts use their own calls.
+        self._links = {p.name: _Link(p) for p in member.computing_peers}
+        self._mailboxes: dict[tuple[str, str], queue.SimpleQueue[object]] = {}
+        self._job_bytes: dict[str, int] = {}
+        self._lock = threading.Lock()
+        self._stopping = threading.Event()
+        self._server: grpc.Server | None = None
+        self._threads: list[threading.Thread] = []
+        self.bound_port: int | None = None
+
+    # -- life cycle -------------------------------------------------------------
+    def start(self) -> Mesh:
+        """Serve on the member's address and dial every peer whose name sorts after ours.
+
+        Warns (in the log) when this member's certificate expires within 30 days.
+        """
+        warning = certificate_expiry_warning(self.member.tls.cert)
+        if warning is not None:
+            log.warning("%s: %s", self.name, warning)
+        server = grpc.server(
+            futures.ThreadPoolExecutor(max_workers=2 * len(self._links) + 4),
+            options=_SERVER_OPTIONS,
+        )
+        wire_pb2_grpc.add_PartyServicer_to_server(_Servicer(self), server)
+        self.bound_port = server.add_secure_port(
+            self.member.address, tls.server_credentials(self.member)
+        )
+        if self.bound_port == 0:
+            raise OSError(f"{self.name}: cannot listen on {self.member.address}")
+        server.start()
+        self._server = server
+        for link in self._links.values():
+            if self.name < link.peer.name:
+                thread = threading.Thread(
+                    target=self._dial, args=(link,), name=f"dial-{link.peer.name}", daemon=True
+                )
+                thread.start()
+                self._threads.append(thread)
+        return self
+
+    def stop(self, grace: float = 1.0) -> None:
+        """Close every stream and stop serving."""
+        self._stopping.set()
+        if self._server is not None:
+            self._server.stop(grace).wait()
+        for thread in self._threads:
+            thread.join(timeout=grace + 1)
+        with self._lock:
+            for channel, _ in self._chain_stubs.values():
+                channel.close()
+            self._chain_stubs.clear()
+
+    def chain_send(self, peer: str, data: bytes, timeout: float = 2.0) -> None:
+        """One chain message to ``peer``, over a channel kept per peer; raises if undelivered."""
+        with self._lock:
+            entry = self._chain_stubs.get(peer)
+            if entry is None:
+                target = self.member.peer(peer)
+                options = [
+                    *_KEEPALIVE,
+                    *_SIZES,
+                    ("grpc.ssl_target_name_override", dns_name(self.member.federation, peer)),
+                    ("grpc.initial_reconnect_backoff_ms", 100),
+                    ("grpc.max_reconnect_backoff_ms", 1000),
+                ]
+                channel = grpc.secure_channel(
+                    target.address, tls.channel_credentials(self.member), options
+                )
+                entry = self._chain_stubs[peer] = (channel, wire_pb2_grpc.PartyStub(channel))
+        # Waits for a peer that is (re)starting, up to the timeout, instead of failing at once.
+        entry[1].Chain(wire_pb2.ChainMessage(data=data), timeout=timeout, wait_for_ready=True)
+
+    def __enter__(self) -> Mesh:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def wait_connected(self, timeout: float) -> bool:
+        """True once a stream to every peer is up."""
+        deadline = time.monotonic() + timeout
+        for link in self._links.values():
+            if not link.connected.wait(max(0.0, deadline - time.monotonic())):
+                return False
+        return True
+
+    # -- messages ---------------------------------------------------------------
+    def send(self, peer: str, envelope: wire_pb2.Envelope) -> None:
+        """Queue a message for ``peer``; it leaves on the pair's current stream."""
+        self._link(peer).outbound.put(envelope)
+
+    def unreachable_for(self, peer: str) -> float:
+        """Seconds since the stream to ``peer`` went down (0 while it is up)."""
+        since = self._link(peer).down_since
+        return 0.0 if since is None else time.monotonic() - since
+
+    def receive(self, job: str, peer: str, timeout: float | None) -> wire_pb2.Envelope | Rejection:
+        """The next message (or rejection) from ``peer`` for ``job``; queue.Empty on timeout."""
+        return self._mailbox(job, peer).get(timeout=timeout)  # type: ignore[return-value]
+
+    def open_job(self, job: str) -> None:
+        """Mark a job as running here: if a peer's stream drops, the job hears of it at once."""
+        with self._lock:
+            self._active.add(job)
+
+    def abort_job(self, job: str, peers: Iterable[str], kind: str) -> None:
+        """Tell the job's other parties that it failed here (the kind only, never data)."""
+        for peer in peers:
+            if peer != self.name and peer in self._links:
+                self.send(
+                    peer,
+                    wire_pb2.Envelope(
+                        job=job,
+                        sender=self.name,
+                        purpose=ABORT,
+                        last=True,
+                        payload=kind.encode()[:200],
+                    ),
+                )
+
+    def close_job(self, job: str) -> None:
+        """Forget a finished job's mailboxes and byte count."""
+        with self._lock:
+            self._active.discard(job)
+            for key in [k for k in self._mailboxes if k[0] == job]:
+                del self._mailboxes[key]
+            self._job_bytes.pop(job, None)
+
+    def _link(self, peer: str) -> _Link:
+        link = self._links.get(peer)
+        if link is None:
+            raise PeerAuthenticationError(f"{peer!r} is not a peer of {self.name}")
+        return link
+
+    def _mailbox(self, job: str, peer: str) -> queue.SimpleQueue[object]:
+        with self._lock:
+            box = self._mailboxes.get((job, peer))
+            if box is None:
+                box = self._mailboxes[(job, peer)] = queue.SimpleQueue()
+            return box
+
+    def deliver(self, peer: str, envelope: wire_pb2.Envelope) -> None:
+        """Check a message that arrived from the authenticated ``peer`` and file it."""
+        reason = None
+        if envelope.sender == peer and envelope.purpose == ABORT:
+            kind = envelope.payload.decode(errors="replace")
+            self._mailbox(envelope.job, peer).put(
+                Rejection(peer, f"it aborted the job: {kind}", "party aborted")
+            )
+            return
+        if envelope.sender != peer:
+            reason = f"sender field {envelope.sender!r} differs from the authenticated peer"
+        elif len(envelope.payload) > CHUNK_BYTES:
+            reason = f"chunk of {len(envelope.payload)} bytes exceeds {CHUNK_BYTES}"
+        else:
+            with self._lock:
+                total = self._job_bytes.get(envelope.job, 0) + len(envelope.payload)
+                self._job_bytes[envelope.job] = total
+            if total > self.max_job_bytes:
+                reason = f"job exceeded its limit of {self.max_job_bytes} inbound bytes"
+        if reason is None:
+            self._mailbox(envelope.job, peer).put(envelope)
+            return
+        log.warning(
+            "%s: rejected a message from %s for job %s: %s", self.name, peer, envelope.job, reason
+        )
+        self._mailbox(envelope.job, peer).put(Rejection(peer, reason))
+
+    def _peer_lost(self, peer: str) -> None:
+        with self._lock:
+            jobs = list(self._active)
+        for job in jobs:
+            self._mailbox(job, peer).put(Rejection(peer, "its stream closed", "party unreachable"))
+
+    # -- streams ----------------------------------------------------------------
+    def _dial(self, link: _Link) -> None:
+        peer = link.peer
+        options = [
+            *_KEEPALIVE,
+            *_SIZES,
+            ("grpc.ssl_target_name_override", dns_name(self.member.federation, peer.name)),
+        ]
+        backoff = 0.05
+        while not self._stopping.is_set():
+            channel = grpc.secure_channel(
+                peer.address, tls.channel_credentials(self.member), options
+            )
+            generation = link.new_stream()
+            try:
+                grpc.channel_ready_future(channel).result(timeout=2.0)
+                responses = wire_pb2_grpc.PartyStub(channel).Link(
+                    link.drain(generation, self._stopping)
+                )
+                link.connected.set()
+                link.down_since = None
+                backoff = 0.05
+                for envelope in responses:
+                    self.deliver(peer.name, envelope)
+            except grpc.FutureTimeoutError:
+                pass
+            except grpc.RpcError as exc:
+                if not self._stopping.is_set():
+                    log.warning("%s: stream to %s ended: %s", self.name, peer.name, exc.code())
+            finally:
+                if link.connected.is_set():
+                    self._peer_lost(peer.name)
+                    link.down_since = time.monotonic()
+                link.connected.clear()
+                link.new_stream()  # retire this stream's drain
+                channel.close()
+            self._stopping.wait(backoff)
+            backoff = min(2.0, backoff * 2)
+
+    def accept(
+        self, peer: str, requests: Iterator[wire_pb2.Envelope]
+    ) -> Iterator[wire_pb2.Envelope]:
+        """Serve the stream a peer dialed: read in a thread, answer from the link's queue."""
+        link = self._link(peer)
+        generation = link.new_stream()
+        link.connected.set()
+        link.down_since = None
+
+        def read() -> None:
+            try:
+                for envelope in requests:
+                    self.deliver(peer, envelope)
+            except grpc.RpcError:
+                pass
+            finally:
+                if link.current(generation):
+                    link.connected.clear()
+                    link.down_since = time.monotonic()
+                    link.new_stream()
+                    self._peer_lost(peer)
+
+        threading.Thread(target=read, name=f"read-{peer}", daemon=True).start()
+        return link.drain(generation, self._stopping)
+
+
+class _Servicer(wire_pb2_grpc.PartyServicer):
+    """Thin servicer: authenticate the peer from TLS, hand the stream to the mesh."""
+
+    def __init__(self, mesh: Mesh) -> None:
+        self._mesh = mesh
+
+    def Link(self, request_iterator, context):  # noqa: N802 - gRPC's method name
+        member = self._mesh.member
+        try:
+            peer = tls.peer_name(context, member)
+            if not peer < member.name:
+                raise PeerAuthenticationError(f"{peer!r} must wait for {member.name!r} to dial")
+        except PeerAuthenticationError as exc:
+            log.warning("%s: refused a stream from %s: %s", member.name, context.peer(), exc)
+            context.abort(grpc.StatusCode.UNAUTHENTICATED, str(exc))
+        return self._mesh.accept(peer, request_iterator)
+
+    def Submit(self, request, context):  # noqa: N802 - gRPC's method name
+        member = self._mesh.member
+        try:
+            caller = tls.peer_name(context, member)
+        except PeerAuthenticationError as exc:
+            log.warning(
+                "%s: refused a job submission from %s: %s", member.name, context.peer(), exc
+            )
+            context.abort(grpc.StatusCode.UNAUTHENTICATED, str(exc))
+        if self._mesh.on_submit is None:
+            context.abort(grpc.StatusCode.UNIMPLEMENTED, f"{member.name} does not run jobs")
+        return self._mesh.on_submit(request, caller)
+
+    def Chain(self, request, context):  # noqa: N802 - gRPC's method name
+        member = self._mesh.member
+        try:
+            sender = tls.peer_name(context, member)
+        except PeerAuthenticationError as exc:
+            log.warning("%s: refused a chain message from %s: %s", member.name, context.peer(), exc)
+            context.abort(grpc.StatusCode.UNAUTHENTICATED, str(exc))
+        if self._mesh.on_chain is None:
+            context.abort(grpc.StatusCode.UNIMPLEMENTED, f"{member.name} runs no chain node")
+        self._mesh.on_chain(sender, request.data)
+        return wire_pb2.ChainAck()
+
+    def Health(self, request, context):  # noqa: N802 - gRPC's method name
+        member = self._mesh.member
+        return wire_pb2.HealthReply(
+            name=member.name, federation=member.federation, status="serving"
+        )

@@ -1,0 +1,410 @@
+"""A computing party's process: serves its peers and runs the jobs it admits.
+
+For each submitted job the node, in order: checks the analyst's signature,
+finds the protocol at its pinned version, selects its own rows from its data
+source with the job's local filter, runs the admission checks of its policy
+(including its own contribution against the minimum cohort size), plans the
+job with a dry run, fetches its seed (and, as party 0, the corrections) from
+the dealer, agrees on the job id with every peer before the first round, runs
+the protocol over the gRPC mesh, reveals each output only to its recipients,
+and answers the caller with the caller's shares. A failure anywhere ends the
+job at every party with an error naming the job, the party and the kind of
+failure; no partial output is revealed, and the node serves the next job.
+Logs carry one line per job event, never a value, share or key.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import secrets
+import threading
+import time
+from typing import Any
+
+import numpy as np
+
+from parties.config import MemberConfig
+from parties.data import consent
+from parties.data.sources import DataSource, open_source
+from parties.jobs.spec import JobLedger, JobRejected, JobSpec, SignedJob, admit, verify_job
+from parties.ledger.chain_node import ChainNode
+from parties.ledger.genesis import load_genesis
+from parties.ledger.record_store import RecordStore, records_path
+from parties.service import job_record, wire_pb2
+from parties.service.dealer_service import DealerLink
+from parties.service.grpc_transport import GrpcTransport
+from parties.service.mesh import Mesh
+from protocols.model import LogisticModel
+from protocols.registry import JobContext, ProtocolSpec, lookup
+from smpc.chain.keys import load_private_key
+from smpc.chain.records import Failure
+from smpc.errors import JobReplayError, ProtocolAbort, SMPCError
+from smpc.fixedpoint import FixedPoint
+from smpc.preprocessing import SeededSource
+from smpc.runtime import Runtime, dry_run
+from smpc.transcript import Transcript
+
+log = logging.getLogger(__name__)
+
+HELLO = "hello"
+FEED_S = 0.5
+"""How often pending records are handed to the chain node."""
+
+
+class PartyNode:
+    """A hospital or model owner: one mesh, one data source, one ledger of job ids."""
+
+    def __init__(self, member: MemberConfig, *, frac_bits: int = 16) -> None:
+        self.member = member
+        self.fxp = FixedPoint(frac_bits)
+        hospital = member.role == "hospital"
+        self.mesh = Mesh(
+            member, on_submit=self.submit, on_chain=self._chain_message if hospital else None
+        )
+        self.chain: ChainNode | None = None
+        self.source: DataSource | None = (
+            open_source(member.data) if member.data.kind in ("csv", "sqlite") else None
+        )
+        self.model = LogisticModel.load(member.data.path) if member.data.kind == "model" else None
+        self.results = member.tls.key.parent / "results"
+        self.ledger = JobLedger()
+        self.genesis = genesis = load_genesis(member.genesis)
+        self.chain_keys = {a.name: a.public_key for a in genesis.authorities}
+        self.consent_mode = genesis.consent_mode
+        self.chain_key = (
+            load_private_key(member.chain_key.read_bytes()) if member.chain_key else None
+        )
+        self.records = RecordStore(records_path(member))
+        if member.data.patient_id is not None:
+            consent.check_patient_column(member)
+
+    def start(self) -> PartyNode:
+        if self.member.role == "hospital":
+            names = [a.name for a in self.genesis.authorities]
+            self.chain = ChainNode(self.member, self.genesis, names, self.mesh.chain_send)
+        self.mesh.start()
+        if self.chain is not None:
+            self.chain.start()
+            self._feeding = threading.Event()
+            threading.Thread(target=self._feed_chain, name="chain-feed", daemon=True).start()
+        self.dealer = DealerLink(self.member)
+        return self
+
+    def _feed_chain(self) -> None:
+        """Hand pending records (kept here, or by ``smpc consent``) to the chain node.
+
+        Job records leave the pending table once a final block holds them;
+        consent records stay, as this hospital's own consent book.
+        """
+        assert self.chain is not None
+        handed: set[bytes] = set()
+        while not self._feeding.wait(FEED_S):
+            try:
+                pending = self.records.pending()
+                seen = self.chain.final(rid for rid, _ in pending)
+                for rid, data in pending:
+                    if rid not in handed and rid not in seen:
+                        self.chain.submit(data)
+                        handed.add(rid)
+                final_jobs = [rid for rid, _ in self.records.pending("job") if rid in seen]
+                if final_jobs:
+                    self.records.remove_pending(final_jobs)
+            except Exception as exc:  # the node keeps serving; the next pass tries again
+                log.warning("%s: handing records to the chain failed: %s", self.member.name, exc)
+
+    def stop(self, grace: float = 1.0) -> None:
+        if self.chain is not None:
+            self._feeding.set()
+            self.chain.stop()
+        self.mesh.stop(grace)
+        self.dealer.close()
+        self.records.close()
+
+    def _chain_message(self, sender: str, data: bytes) -> None:
+        if self.chain is not None:  # None only while starting: the sender retries by the rules
+            self.chain.deliver(sender, data)
+
+    def __enter__(self) -> PartyNode:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    # -- one job ------------------------------------------------------------------
+    def submit(self, request: wire_pb2.SubmitRequest, caller: str) -> wire_pb2.SubmitReply:
+        """Admit and run one job; the reply carries the caller's output shares or the failure.
+
+        Once a job this party admitted (or refused for a reason other than a
+        replay) ends, its record is assembled with the other parties and kept
+        as pending: before the reply for a finished job (one more round, so the
+        record exists when the caller has its result), on a thread of its own
+        for an aborted one (so the failure is reported at once).
+        """
+        name = self.member.name
+        job_id, spec, ctx, transcript = "unknown", None, None, None
+        start = time.perf_counter()
+        try:
+            signed = SignedJob.from_json(request.signed_job)
+            job_id = signed.job_id
+            spec = verify_job(signed, self.member)
+            if name in spec.parties:
+                transcript = Transcript(job_id, spec.parties.index(name), len(spec.parties))
+            if caller != spec.analyst:
+                raise JobRejected(job_id, "unknown-analyst", f"{caller!r} did not sign this job")
+            protocol = lookup(spec.protocol, spec.protocol_version)
+            ctx = self._context(spec, categorical=protocol.categorical)
+            mine = spec.inputs.get(name)
+            admit(spec, self.member, self, own_rows=len(ctx.values) if mine else None)
+            log.info(
+                "%s: job %s admitted: %s v%s from %s",
+                name,
+                job_id,
+                spec.protocol,
+                spec.protocol_version,
+                caller,
+            )
+            if transcript is None:  # admit refuses such a job already; kept for the type checker
+                raise JobRejected(job_id, "not-a-party", f"{name!r} is not a party")
+            reply = self._run(request.signed_job, spec, protocol, ctx, caller, transcript)
+            if ctx.delivered:  # per-row outputs for this party, kept only once the job succeeded
+                self._keep(job_id, ctx.delivered)
+            reply.output_key = secrets.token_bytes(32)
+            tag = job_record.output_tag(reply.output_key, reply.outputs)
+            self._record(spec, request.signed_job, ctx, transcript, tag, None, reply.output_key)
+            reply.seconds = time.perf_counter() - start
+            log.info("%s: job %s finished in %.3f s", name, job_id, reply.seconds)
+            return reply
+        except Exception as exc:  # every failure becomes a reply; the node keeps serving
+            kind = failure_kind(exc)
+            log.warning("%s: job %s failed: %s: %s", name, job_id, kind, exc)
+            if spec is not None:
+                self.mesh.abort_job(job_id, spec.parties, kind)
+                if transcript is not None and kind != "refused: replay":
+                    blamed = exc.party if isinstance(exc, ProtocolAbort) and exc.party else name
+                    failure = Failure(blamed, kind)
+                    self._record_later(spec, request.signed_job, ctx, transcript, b"", failure)
+            return wire_pb2.SubmitReply(
+                job=job_id,
+                party=name,
+                ok=False,
+                failure_kind=kind,
+                failure=f"job {job_id}: party {name}: {kind}: {exc}",
+            )
+
+    def _record_later(self, spec: JobSpec, *args: Any) -> None:
+        """Assemble an aborted job's record on a thread of its own."""
+        threading.Thread(
+            target=self._record, args=(spec, *args), name=f"record-{spec.job_id[:8]}", daemon=True
+        ).start()
+
+    def _record(
+        self,
+        spec: JobSpec,
+        signed_job: bytes,
+        ctx: JobContext | None,
+        transcript: Transcript,
+        tag: bytes,
+        failure: Failure | None,
+        output_key: bytes = b"",
+    ) -> None:
+        """Assemble the job's record with the other parties and keep it as pending."""
+        name = self.member.name
+        try:
+            if ctx is None:  # failed before its inputs were chosen: it used none
+                ctx = JobContext(params={}, parties=spec.parties, party=name)
+            commit, salt = job_record.input_commitment(spec.job_id, ctx)
+            view = job_record.view_of(name, spec.parties, transcript, commit, tag, failure)
+            self.records.keep_notes(
+                spec.job_id,
+                {
+                    "party": name,
+                    "salt": salt.hex(),
+                    "input_commitment": commit.hex(),
+                    "sent": view.sent,
+                    "received": view.received,
+                    "output_key": output_key.hex(),
+                },
+            )
+            roles = {
+                p: self.member.role if p == name else self.member.peer(p).role for p in spec.parties
+            }
+            record = job_record.assemble(
+                self.mesh, spec, signed_job, roles, view, self.chain_key, self.chain_keys
+            )
+            if self.records.add_pending(record, job=spec.job_id) and self.chain is not None:
+                self.chain.submit(record.encode())
+            log.info(
+                "%s: job %s: record kept (%s, %d of %d contributions)",
+                name,
+                spec.job_id,
+                record.status,
+                len(record.contributions),
+                len(spec.parties),
+            )
+        except Exception as exc:  # a record that cannot be made must not take the node down
+            log.warning(
+                "%s: job %s: no record kept: %s: %s", name, spec.job_id, type(exc).__name__, exc
+            )
+
+    def admit(self, job: str) -> None:
+        """Record a job id, refusing one seen since start or kept in the records file.
+
+        The records file outlives the process, so a restarted node still
+        refuses a job it took part in before.
+        """
+        if self.records.notes(job) is not None or self.records.job_record(job) is not None:
+            raise JobReplayError(f"job id {job} was already used; every job needs a fresh id")
+        self.ledger.admit(job)
+
+    def _keep(self, job_id: str, outputs: dict[str, np.ndarray]) -> None:
+        self.results.mkdir(mode=0o700, exist_ok=True)
+        path = self.results / f"{job_id}.npz"
+        np.savez(path, **outputs)
+        log.info("%s: job %s: kept %s in %s", self.member.name, job_id, ", ".join(outputs), path)
+
+    def _context(self, spec: JobSpec, *, categorical: bool = False) -> JobContext:
+        mine = spec.inputs.get(self.member.name)
+        columns: tuple[str, ...] = ()
+        values = np.zeros((0, 0))
+        text: dict[str, np.ndarray] = {}
+        if mine is not None:
+            if self.source is None:
+                raise SMPCError(f"{self.member.name} has no data source configured")
+            selection = self.source.select(mine.columns, mine.where, numeric=not categorical)
+            keep = self._consented(spec)
+            columns, values = tuple(selection.columns), selection.values[keep]
+            if categorical:  # the protocol reads text columns, e.g. a contingency table
+                text = {c: selection.categorical(c)[keep] for c in columns}
+        return JobContext(
+            params=spec.params,
+            parties=spec.parties,
+            party=self.member.name,
+            columns=columns,
+            values=values,
+            min_cell_size=self.member.policy.min_cell_size,
+            allow_min_max=self.member.policy.allow_min_max,
+            text=text,
+            model=self.model,
+            reveal_probabilities=spec.reveal_probabilities,
+        )
+
+    def _consented(self, spec: JobSpec) -> np.ndarray | slice:
+        """Which selected rows belong to patients who consent to the job's scope.
+
+        Consent rules live in parties.data.consent.
+
+        A boolean mask over the job's selection, or every row where consent does not apply.
+        """
+        name, column = self.member.name, self.member.data.patient_id
+        records = consent.own_records(self.records, name)
+        if column is None:
+            if records:
+                raise consent.ConsentError(
+                    f"{name} keeps consent records but its data config names no patient_id"
+                    " column, so it cannot apply them; set data.patient_id"
+                )
+            return slice(None)
+        assert self.source is not None
+        where = spec.inputs[name].where
+        patients = self.source.select([column], where, numeric=False).categorical(column)
+        book = consent.ConsentBook(records, self.consent_mode)
+        return book.rows(consent.load_secret(self.member), patients, spec.scope)
+
+    def _run(
+        self,
+        signed_job: bytes,
+        spec: JobSpec,
+        protocol: ProtocolSpec,
+        ctx: JobContext,
+        caller: str,
+        transcript: Transcript,
+    ) -> wire_pb2.SubmitReply:
+        job_id, names = spec.job_id, spec.parties
+        index = names.index(self.member.name)
+        body = functools.partial(_job_body, protocol=protocol, spec=spec, caller=caller)
+        plan = dry_run(body, len(names), ctx, party=index, fxp=self.fxp, job=job_id).plan
+        remaining = spec.deadline_ms / 1000 - time.time()
+        if remaining <= 0:
+            raise JobRejected(job_id, "expired", "the job's deadline has passed")
+        dealer = self.dealer.provision(job_id, signed_job, plan, timeout=remaining)
+        try:
+            source = SeededSource(index, dealer.seed, plan, dealer.feed() if index == 0 else None)
+            source.expand_ahead()
+            transport = GrpcTransport(
+                self.mesh,
+                job_id,
+                names,
+                transcript=transcript,
+                deadline=time.monotonic() + remaining,
+            )
+            try:
+                shares = body(Runtime(transport, source, self.fxp), ctx)
+            finally:
+                transport.close()
+        finally:
+            dealer.close()
+        outputs = [
+            wire_pb2.Tensor(
+                name=key,
+                dtype="<u8",
+                shape=list(share.shape),
+                frac_bits=scale,
+                data=np.ascontiguousarray(share).tobytes(),
+            )
+            for key, (share, scale) in shares.items()
+        ]
+        return wire_pb2.SubmitReply(
+            job=job_id,
+            party=self.member.name,
+            ok=True,
+            outputs=outputs,
+            rounds=transport.rounds,
+            payload_bytes=transport.bytes_sent,
+            wire_bytes=transport.wire_bytes_sent,
+        )
+
+
+def _job_body(
+    rt: Runtime, ctx: JobContext, *, protocol: ProtocolSpec, spec: JobSpec, caller: str
+) -> dict[str, tuple[np.ndarray, int]]:
+    """The job as every party runs it: agree on the id, compute, reveal to the recipients."""
+    hello = np.frombuffer(bytes.fromhex(spec.job_id), dtype=np.uint8)
+    heard = rt.exchange_all(hello, HELLO)
+    if not rt.planning:
+        for peer, digest in enumerate(heard):
+            if not np.array_equal(digest, hello):
+                raise ProtocolAbort(
+                    spec.job_id,
+                    spec.parties[peer],
+                    "job mismatch",
+                    "the peer is running a different job",
+                )
+    outputs = protocol.run(rt, ctx)
+    for_caller: dict[str, tuple[np.ndarray, int]] = {}
+    for name in protocol.outputs:
+        value = outputs.get(name)
+        if value is None:  # delivered by the protocol itself (e.g. each hospital's own rows)
+            continue
+        recipients = spec.outputs.get(name, ())
+        inside = [spec.parties.index(r) for r in recipients if r in spec.parties]
+        if inside:
+            rt.open(value, to=inside)  # a computing recipient learns it; logged, never printed
+        if caller in recipients:
+            for_caller[name] = (value.share.copy(), value.scale)
+    return for_caller
+
+
+def failure_kind(exc: BaseException) -> str:
+    """The kind of a failure, safe to send to peers and to the chain (no data)."""
+    if isinstance(exc, JobRejected):
+        return f"refused: {exc.kind}"
+    if isinstance(exc, ProtocolAbort):
+        return exc.kind
+    return type(exc).__name__
+
+
+def serve_forever(member: MemberConfig, stop: Any) -> None:
+    """Run a party until ``stop`` (a threading.Event) is set."""
+    with PartyNode(member):
+        stop.wait()

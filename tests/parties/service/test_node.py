@@ -1,0 +1,136 @@
+"""Party nodes in one process: admission refusals and a malformed message from a peer."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+
+from parties.client import Client, JobFailed
+from parties.jobs.spec import JobSpec, SignedJob, sign_job
+from parties.service import grpc_transport
+from parties.service.dealer_service import serve
+from parties.service.node import PartyNode
+
+HOSPITALS = ("hospital-a", "hospital-b", "hospital-c")
+
+
+@pytest.fixture(scope="module")
+def fed(federation_files):
+    return federation_files
+
+
+class Nodes:
+    """Three in-process nodes and a dealer; policies may be changed per test."""
+
+    def __init__(self, fed, **policy_changes) -> None:
+        self.fed = fed
+        self.dealer = serve(fed.members["dealer"])
+        self.nodes = []
+        for name in HOSPITALS:
+            member = fed.members[name]
+            policy = dataclasses.replace(member.policy, **policy_changes)
+            self.nodes.append(PartyNode(dataclasses.replace(member, policy=policy)).start())
+        for node in self.nodes:
+            assert node.mesh.wait_connected(10)
+        self.client = Client(fed.members["analyst"])
+
+    def close(self) -> None:
+        self.client.close()
+        for node in self.nodes:
+            node.stop(0)
+        self.dealer.stop(0)
+
+
+@pytest.fixture
+def nodes(fed):
+    made: list[Nodes] = []
+
+    def make(**policy_changes) -> Nodes:
+        made.append(Nodes(fed, **policy_changes))
+        return made[-1]
+
+    yield make
+    for n in made:
+        n.close()
+
+
+def _count_job(client: Client, where: str | None = None, **changes) -> JobSpec:
+    job = client.job("pooled-count", "1", inputs={h: (["mean_radius"], where) for h in HOSPITALS})
+    return dataclasses.replace(job, **changes) if changes else job
+
+
+def _refusal(n: Nodes, signed: SignedJob, spec: JobSpec) -> JobFailed:
+    with pytest.raises(JobFailed) as err:
+        n.client.submit_signed(signed, spec)
+    assert spec.job_id in str(err.value) or signed.job_id in str(err.value)
+    return err.value
+
+
+@pytest.mark.parametrize("how", ["flipped bit", "no signature"])
+def test_an_unsigned_or_tampered_job_is_refused(nodes, how: str) -> None:
+    n = nodes()
+    spec = _count_job(n.client)
+    signed = sign_job(spec, n.client.member.tls.key, n.client.member.tls.cert)
+    flipped = bytes([signed.signature[0] ^ 1]) + signed.signature[1:]
+    forged = dataclasses.replace(signed, signature=b"" if how == "no signature" else flipped)
+    assert "bad-signature" in _refusal(n, forged, spec).kind
+
+
+def test_a_job_signed_by_a_hospital_is_refused(nodes, fed) -> None:
+    n = nodes()
+    spec = _count_job(n.client)
+    hospital = fed.members["hospital-a"].tls
+    signed = sign_job(spec, hospital.key, hospital.cert)
+    assert "bad-signature" in _refusal(n, signed, spec).kind
+
+
+@pytest.mark.parametrize(
+    ("policy", "kind"),
+    [
+        ({"analysts": ()}, "unknown-analyst"),
+        ({"protocols": {"pooled-sum": "1"}}, "protocol-not-allowed"),
+        ({"protocols": {"pooled-count": "2"}}, "protocol-version"),
+        ({"recipients": ("hospital-a",)}, "recipient-not-allowed"),
+    ],
+)
+def test_jobs_outside_a_partys_policy_are_refused(nodes, policy, kind) -> None:
+    n = nodes(**policy)
+    spec = _count_job(n.client)
+    signed = sign_job(spec, n.client.member.tls.key, n.client.member.tls.cert)
+    assert kind in _refusal(n, signed, spec).kind
+
+
+def test_a_contribution_below_the_minimum_is_refused_without_revealing_its_size(nodes, fed) -> None:
+    n = nodes()
+    spec = _count_job(n.client, where="mean_radius > 26")  # a handful of rows at most
+    tiny = {
+        h: sum(float(r[fed.header.index("mean_radius")]) > 26 for r in fed.rows[h])
+        for h in HOSPITALS
+    }
+    assert min(tiny.values()) < 5  # the oracle: someone's cohort is too small
+    signed = sign_job(spec, n.client.member.tls.key, n.client.member.tls.cert)
+    error = _refusal(n, signed, spec)
+    assert error.kind == "refused: cohort-too-small"
+    for count in set(tiny.values()):
+        assert f" {count} " not in str(error) and f"({count})" not in str(error)
+
+
+def test_a_malformed_message_aborts_the_job_and_the_next_job_runs(nodes, fed, monkeypatch) -> None:
+    n = nodes()
+    real_send = grpc_transport.GrpcTransport._send
+
+    def short_beaver(self, env, payload):  # hospital-b sends one element too few
+        if self.mesh.name == "hospital-b" and env.purpose == "input":
+            payload = payload[:-1]
+        return real_send(self, env, payload)
+
+    monkeypatch.setattr(grpc_transport.GrpcTransport, "_send", short_beaver)
+    with pytest.raises(JobFailed) as err:
+        n.client.submit(_count_job(n.client))
+    assert "malformed message" in str(err.value) and "hospital-b" in str(err.value)
+    monkeypatch.undo()
+    outcome = n.client.submit(_count_job(n.client))
+    assert int(outcome.outputs["count"][0]) == len(fed.column("mean_radius"))
+    assert np.isfinite(outcome.seconds)
