@@ -311,11 +311,15 @@ class Client:
         signed = sign_job(spec, self.member.tls.key, self.member.tls.cert)
         return self.submit_signed(signed, spec)
 
-    def submit_signed(self, signed: SignedJob, spec: JobSpec) -> JobOutcome:
-        """Send an already signed job; raise JobFailed if any party failed it."""
+    def replies(
+        self, signed: SignedJob, spec: JobSpec
+    ) -> tuple[dict[str, wire_pb2.SubmitReply], dict[str, grpc.RpcError]]:
+        """Send a signed job to every party at once; each party's reply, or its call error.
+
+        This is everything the analyst sees of a job, as it arrived.
+        """
         payload = wire_pb2.SubmitRequest(signed_job=signed.to_json().encode())
         timeout = max(1.0, spec.deadline_ms / 1000 - time.time() + 5)
-        start = time.perf_counter()
         with futures.ThreadPoolExecutor(max_workers=len(spec.parties)) as pool:
             calls = {
                 party: pool.submit(self._stub(party).Submit, payload, timeout=timeout)
@@ -328,6 +332,12 @@ class Client:
                     replies[party] = call.result()
                 except grpc.RpcError as exc:
                     unreachable[party] = exc
+        return replies, unreachable
+
+    def submit_signed(self, signed: SignedJob, spec: JobSpec) -> JobOutcome:
+        """Send an already signed job; raise JobFailed if any party failed it."""
+        start = time.perf_counter()
+        replies, unreachable = self.replies(signed, spec)
         seconds = time.perf_counter() - start
         # A party's own account names who failed and how; the root cause before the
         # parties that only heard of it.
