@@ -34,6 +34,10 @@ COMPUTING_ROLES: frozenset[str] = frozenset({"hospital", "model-owner"})
 
 DATA_KINDS: tuple[str, ...] = ("csv", "sqlite", "model", "none")
 
+DEFAULT_QUERY_BUDGET = 1000
+DEFAULT_QUERY_WINDOW_S = 86_400
+"""By default one analyst may have 1,000 jobs a day admitted by one member."""
+
 IDENTITY_SCHEME = "smpc://"
 DNS_SUFFIX = "smpc"
 
@@ -189,7 +193,12 @@ class PolicyConfig:
 
     ``min_cell_size`` is the smallest cohort or cell this member lets a result
     describe (the job uses the maximum over all parties); ``allow_min_max``
-    permits jobs that reveal a minimum or maximum, which are single records.
+    permits jobs that reveal a minimum or maximum, which are single records;
+    ``allow_probabilities`` permits inference jobs that reveal probabilities,
+    which give away the model and, through a one-feature logit, the feature.
+    ``query_budget`` is how many jobs one analyst may have admitted here per
+    ``query_window_s`` seconds (0: no limit): a bound on differencing attacks,
+    which no per-job check can see.
     """
 
     analysts: tuple[str, ...]
@@ -197,6 +206,9 @@ class PolicyConfig:
     recipients: tuple[str, ...]
     min_cell_size: int = 5
     allow_min_max: bool = False
+    allow_probabilities: bool = False
+    query_budget: int = DEFAULT_QUERY_BUDGET
+    query_window_s: int = DEFAULT_QUERY_WINDOW_S
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "analysts", _names(self.analysts, "analysts"))
@@ -213,8 +225,13 @@ class PolicyConfig:
         size = self.min_cell_size
         if not isinstance(size, int) or isinstance(size, bool) or size < 1:
             raise ConfigError(f"expected an integer >= 1, got {size!r}", key="min_cell_size")
-        if not isinstance(self.allow_min_max, bool):
-            raise ConfigError("expected true or false", key="allow_min_max")
+        for key in ("allow_min_max", "allow_probabilities"):
+            if not isinstance(getattr(self, key), bool):
+                raise ConfigError("expected true or false", key=key)
+        for key, least in (("query_budget", 0), ("query_window_s", 1)):
+            value = getattr(self, key)
+            if not isinstance(value, int) or isinstance(value, bool) or value < least:
+                raise ConfigError(f"expected an integer >= {least}, got {value!r}", key=key)
 
 
 @dataclass(frozen=True)
@@ -343,7 +360,14 @@ _TOP_REQUIRED = ("federation", "name", "role", "address", "genesis", "tls", "pol
 _TOP_OPTIONAL = ("chain_key", "data")
 _TLS_KEYS = ("ca_cert", "cert", "key")
 _POLICY_REQUIRED = ("analysts", "recipients")
-_POLICY_OPTIONAL = ("protocols", "min_cell_size", "allow_min_max")
+_POLICY_OPTIONAL = (
+    "protocols",
+    "min_cell_size",
+    "allow_min_max",
+    "allow_probabilities",
+    "query_budget",
+    "query_window_s",
+)
 _PEER_KEYS = ("name", "role", "address", "identity")
 _DATA_REQUIRED = ("kind",)
 _DATA_OPTIONAL = ("path", "table", "patient_id")
@@ -390,6 +414,9 @@ def write_config(member: MemberConfig, path: str | os.PathLike[str]) -> Path:
         "recipients": list(member.policy.recipients),
         "min_cell_size": member.policy.min_cell_size,
         "allow_min_max": member.policy.allow_min_max,
+        "allow_probabilities": member.policy.allow_probabilities,
+        "query_budget": member.policy.query_budget,
+        "query_window_s": member.policy.query_window_s,
         "protocols": dict(sorted(member.policy.protocols.items())),
     }
     data: dict[str, Any] = {"kind": member.data.kind}
@@ -444,6 +471,9 @@ def _member_from_toml(raw: dict[str, Any], file: Path) -> MemberConfig:
         recipients=tuple(_str_list(policy_raw, "recipients", "policy")),
         min_cell_size=policy_raw.get("min_cell_size", 5),
         allow_min_max=policy_raw.get("allow_min_max", False),
+        allow_probabilities=policy_raw.get("allow_probabilities", False),
+        query_budget=policy_raw.get("query_budget", DEFAULT_QUERY_BUDGET),
+        query_window_s=policy_raw.get("query_window_s", DEFAULT_QUERY_WINDOW_S),
     )
 
     data = DataConfig()

@@ -62,6 +62,9 @@ def _member(folder: Path, name: str = "alpha", role: str = "hospital") -> Member
             recipients=("ana", "alpha"),
             min_cell_size=10,
             allow_min_max=True,
+            allow_probabilities=True,
+            query_budget=40,
+            query_window_s=3600,
         ),
         data=DataConfig("sqlite", folder / "data" / "records.db", "patients"),
         chain_key=folder / name / "chain.pem" if role == "hospital" else None,
@@ -254,12 +257,21 @@ def test_paths_outside_the_folder_stay_absolute(tmp_path: Path) -> None:
 def test_optional_keys_take_their_defaults(tmp_path: Path) -> None:
     doc = _raw(tmp_path)
     del doc["data"]
-    for key in ("protocols", "min_cell_size", "allow_min_max"):
-        del doc["policy"][key]
+    for key in (
+        "protocols",
+        "min_cell_size",
+        "allow_min_max",
+        "allow_probabilities",
+        "query_budget",
+        "query_window_s",
+    ):
+        doc["policy"].pop(key, None)
     member = _load(tmp_path, doc)
     assert member.data == DataConfig()
     assert member.policy.protocols == {}
     assert (member.policy.min_cell_size, member.policy.allow_min_max) == (5, False)
+    assert member.policy.allow_probabilities is False
+    assert (member.policy.query_budget, member.policy.query_window_s) == (1000, 86_400)
 
 
 def _drop(*keys: str) -> Any:
@@ -303,6 +315,9 @@ def _set(value: Any, *keys: str | int) -> Any:
         (_set(0, "policy", "min_cell_size"), "policy.min_cell_size", ">= 1"),
         (_set("5", "policy", "min_cell_size"), "policy.min_cell_size", ">= 1"),
         (_set("yes", "policy", "allow_min_max"), "policy.allow_min_max", "true or false"),
+        (_set(1, "policy", "allow_probabilities"), "policy.allow_probabilities", "true or false"),
+        (_set(-1, "policy", "query_budget"), "policy.query_budget", ">= 0"),
+        (_set(0, "policy", "query_window_s"), "policy.query_window_s", ">= 1"),
         (_set("ana", "policy", "analysts"), "policy.analysts", "list of strings"),
         (_set(["Ana"], "policy", "recipients"), "policy.recipients[0]", "not valid"),
         (_set(1, "policy", "protocols", "mean"), "policy.protocols.mean", "version"),
