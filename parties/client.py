@@ -27,10 +27,10 @@ import grpc
 import numpy as np
 
 from parties.config import MemberConfig, dns_name
-from parties.jobs.spec import DEFAULT_SCOPE, InputSpec, JobSpec, SignedJob, sign_job
+from parties.jobs.spec import InputSpec, JobSpec, SignedJob, sign_job
 from parties.service import tls, wire_pb2, wire_pb2_grpc
 from parties.service.mesh import MAX_FRAME_BYTES
-from protocols.registry import lookup
+from protocols.registry import installed, lookup
 from protocols.statistics import BY_STATISTIC, protocol, summarise
 from smpc import ring
 from smpc.errors import PeerTimeoutError, ProtocolAbort
@@ -94,15 +94,16 @@ class Client:
         parties: Sequence[str] | None = None,
         deadline_s: float = 60.0,
         reveal_probabilities: bool = False,
-        scope: str = DEFAULT_SCOPE,
     ) -> JobSpec:
         """A job spec; ``inputs`` maps a party to its columns or (columns, filter).
 
-        Outputs go to this analyst unless ``outputs`` names other recipients;
-        ``scope`` is the purpose hospitals check their patients' consent for.
+        Outputs go to this analyst unless ``outputs`` names other recipients.
+        The job's consent scope, the purpose hospitals check their patients'
+        consent for, is the protocol's own.
         """
         specs = {party: _input_spec(value) for party, value in inputs.items()}
-        declared = lookup(protocol, version).outputs
+        chosen = lookup(protocol, version)
+        declared = chosen.outputs
         now = int(time.time() * 1000)
         return JobSpec(
             federation=self.member.federation,
@@ -119,7 +120,7 @@ class Client:
             deadline_ms=now + int(deadline_s * 1000),
             created_ms=now,
             reveal_probabilities=reveal_probabilities,
-            scope=scope,
+            scope=chosen.scope,
         )
 
     def inference_job(
@@ -159,7 +160,7 @@ class Client:
             columns.append(label_column)
         return self.job(
             "logistic-inference",
-            "2",
+            installed()["logistic-inference"].version,
             inputs={h: columns for h in hospitals},
             parties=[*hospitals, model_owner],
             outputs=outputs,
@@ -208,7 +209,6 @@ class Client:
             "holders": {h: list(cols) for h, cols in holders.items()},
             "id_column": id_column,
             "patients": [int(p) for p in patients],
-            "recipients": list(recipients),
             "min_cell_size": int(min_cell_size),
         }
         if label_holder is not None:
@@ -217,14 +217,13 @@ class Client:
             outputs["metrics"] = list(metrics_to) or [self.member.name]
         return self.job(
             "logistic-inference-columns",
-            "1",
+            installed()["logistic-inference-columns"].version,
             inputs=inputs,
             parties=parties,
             outputs=outputs,
             params=params,
             deadline_s=deadline_s,
             reveal_probabilities=probabilities,
-            scope="model-inference",
         )
 
     def statistics(

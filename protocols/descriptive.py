@@ -23,7 +23,7 @@ from __future__ import annotations
 import numpy as np
 
 from protocols.disclosure import (
-    DisclosureRefused,
+    PolicyRefused,
     StatisticsInputError,
     agree,
     check_contribution,
@@ -236,7 +236,7 @@ def extremes(rt: Runtime, ctx: JobContext) -> dict[str, SharedTensor]:
     """Outputs ``count``, ``dropped``, ``min`` and ``max`` per column, where every policy allows.
 
     A minimum or a maximum is one patient's value, so each party refuses
-    (:class:`DisclosureRefused`) unless its policy sets ``allow_min_max``.
+    (:class:`PolicyRefused`) unless its policy sets ``allow_min_max``.
 
     1. Policies (1 round); hospital i shares [n_i, dropped_i, -min_i, max_i]
        (an empty hospital shares -2^14 for both, which never wins; 1 round).
@@ -250,7 +250,7 @@ def extremes(rt: Runtime, ctx: JobContext) -> dict[str, SharedTensor]:
     """
     check_frac_bits(rt)
     if not ctx.allow_min_max:
-        raise DisclosureRefused("this party's policy does not permit a minimum or maximum")
+        raise PolicyRefused("this party's policy does not permit a minimum or maximum")
     rows, dropped = local_rows(rt, ctx)
     p = len(ctx.columns)
     m = agree(rt, ctx)

@@ -45,6 +45,10 @@ class DisclosureRefused(SMPCError):
     """A party refuses to contribute: its policy forbids what the job would reveal."""
 
 
+class PolicyRefused(DisclosureRefused):
+    """A party's policy forbids the statistic itself: decided by the job alone, never by data."""
+
+
 class StatisticsInputError(SMPCError, statistics.StatisticsError):
     """A party's data or the job's parameters do not fit the statistic; names column and row.
 

@@ -285,6 +285,9 @@ def logistic_inference(rt: Runtime, ctx: JobContext) -> dict[str, SharedTensor]:
     features = tuple(str(f) for f in params["features"])
     label = params.get("label_column")
     m = _min_cell_size(ctx)
+    for output in ("labels", "probabilities") if ctx.reveal_probabilities else ("labels",):
+        if set(ctx.recipients(output)) != set(hospitals):
+            raise ValueError(f"the job's {output} must go to exactly the scoring hospitals")
     model = ctx.model if rt.party == owner else None
     _check_model(ctx, model, features)
     expected = features + ((str(label),) if label is not None else ())
@@ -330,9 +333,10 @@ def logistic_inference_columns(rt: Runtime, ctx: JobContext) -> dict[str, Shared
     ``params``: ``model_owner``; ``features`` (the model's names, in order);
     ``holders`` ({hospital: the feature names it holds}); ``id_column`` (a
     study pseudonym column every holder selects first) and ``patients``
-    (pseudonyms, the row order); ``recipients`` (parties that get the
-    labels); optional ``label_holder`` with ``label_column`` (selected last)
-    for the ``metrics`` output, and ``min_cell_size``.
+    (pseudonyms, the row order); optional ``label_holder`` with
+    ``label_column`` (selected last) for the ``metrics`` output, and
+    ``min_cell_size``. The labels (and probabilities) go to the recipients the
+    job's ``outputs`` name for them, and to no one else.
     """
     params = ctx.params
     names = ctx.parties
@@ -348,6 +352,9 @@ def logistic_inference_columns(rt: Runtime, ctx: JobContext) -> dict[str, Shared
     label = params.get("label_column")
     patients = list(params["patients"])
     m = _min_cell_size(ctx)
+    recipients = ctx.recipients("labels")
+    if ctx.reveal_probabilities and set(ctx.recipients("probabilities")) != set(recipients):
+        raise ValueError("the job's probabilities must go to the recipients of its labels")
     model = ctx.model if rt.party == owner else None
     _check_model(ctx, model, features)
     me = names[rt.party]
@@ -369,7 +376,7 @@ def logistic_inference_columns(rt: Runtime, ctx: JobContext) -> dict[str, Shared
         columns,
         len(patients),
         block,
-        [names.index(str(r)) for r in params["recipients"]],
+        recipients,
         probabilities=ctx.reveal_probabilities,
         truth_holder=None if label_holder is None else names.index(str(label_holder)),
         min_cell_size=m,
@@ -382,18 +389,21 @@ def logistic_inference_columns(rt: Runtime, ctx: JobContext) -> dict[str, Shared
 PROTOCOLS = (
     ProtocolSpec(
         "logistic-inference",
-        "2",
+        "3",
         logistic_inference,
         ("labels", "probabilities", "metrics"),
         "each hospital's own rows' labels (and probabilities if the job says so), to it only; "
         "with a label column, the confusion counts or 'suppressed' to the metrics recipients",
+        scope="model-inference",
     ),
     ProtocolSpec(
         "logistic-inference-columns",
-        "1",
+        "2",
         logistic_inference_columns,
         ("labels", "probabilities", "metrics"),
-        "every aligned row's label (and probabilities if the job says so) to the named parties; "
-        "with a label holder, the confusion counts or 'suppressed' to the metrics recipients",
+        "every aligned row's label (and probabilities if the job says so) to the recipients "
+        "the job's outputs name; with a label holder, the confusion counts or 'suppressed' to "
+        "the metrics recipients",
+        scope="model-inference",
     ),
 )

@@ -50,6 +50,12 @@ class JobContext:
     """Categorical columns as stripped strings ("" where missing), for protocols that ask."""
     delivered: dict[str, np.ndarray] = field(default_factory=dict)
     """Per-row outputs this party received; the party keeps them locally once the job ends."""
+    outputs: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    """The job's recipients of each output: the only place a protocol may take them from."""
+
+    def recipients(self, output: str) -> tuple[int, ...]:
+        """Party indices of the recipients the job names for ``output`` (none if not named)."""
+        return tuple(self.parties.index(r) for r in self.outputs.get(output, ()))
 
 
 @dataclass(frozen=True)
@@ -63,6 +69,8 @@ class ProtocolSpec:
     reveals: str
     categorical: bool = False
     """True if the protocol reads text columns (``JobContext.text``), e.g. a contingency table."""
+    scope: str = "statistics"
+    """The consent scope of every job of this protocol: patients are asked about this use."""
 
 
 @functools.cache

@@ -578,14 +578,13 @@ class DataSource(ABC):
     def _load(self, names: Sequence[str]) -> tuple[dict[str, Sequence[object]], np.ndarray]:
         """The cells of each named column, and the 1-based row ids, in source order."""
 
-    def select(
-        self, columns: Sequence[str], where: str | None = None, *, numeric: bool = True
-    ) -> Selection:
-        """The ``columns`` of the rows that pass ``where`` (all rows when None).
+    def check(
+        self, columns: Sequence[str], where: str | None = None
+    ) -> tuple[tuple[str, ...], Filter | None]:
+        """Check a request against the header alone: names, known columns, the filter's syntax.
 
-        With ``numeric=True`` every selected column must hold numbers (or
-        missing cells) in the kept rows; otherwise a column that holds text
-        is NaN in ``values`` and read with ``Selection.categorical``.
+        Reads no row, so its errors say nothing of any patient and may go back
+        to the analyst as they are. Returns the column names and the parsed filter.
         """
         if isinstance(columns, str) or not isinstance(columns, Sequence):
             raise DataSourceError("columns must be a list of column names")
@@ -597,7 +596,6 @@ class DataSource(ABC):
             raise DataSourceError("a column is selected twice")
         parsed = parse_filter(where) if where is not None else None
         known = self.columns
-        needed = dict.fromkeys(names)
         for name in names:
             if name not in known:
                 raise _unknown(name, known, "")
@@ -605,6 +603,20 @@ class DataSource(ABC):
             for name in parsed.columns:
                 if name not in known:
                     raise _unknown(name, known, " in the filter")
+        return names, parsed
+
+    def select(
+        self, columns: Sequence[str], where: str | None = None, *, numeric: bool = True
+    ) -> Selection:
+        """The ``columns`` of the rows that pass ``where`` (all rows when None).
+
+        With ``numeric=True`` every selected column must hold numbers (or
+        missing cells) in the kept rows; otherwise a column that holds text
+        is NaN in ``values`` and read with ``Selection.categorical``.
+        """
+        names, parsed = self.check(columns, where)
+        needed = dict.fromkeys(names)
+        if parsed is not None:
             needed.update(dict.fromkeys(parsed.columns))
         cells, row_ids = self._load(tuple(needed))
 

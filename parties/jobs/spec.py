@@ -60,7 +60,10 @@ REJECTION_KINDS: tuple[str, ...] = (
     "not-a-party",
     "expired",
     "replay",
-    "cohort-too-small",
+    "scope",
+    "probabilities-not-allowed",
+    "budget",
+    "bad-request",
 )
 """The kinds of refusal raised by this module."""
 
@@ -69,8 +72,18 @@ JOB_SCOPES: tuple[str, ...] = tuple(s for s in CONSENT_SCOPES if s != "all")
 
 DEFAULT_SCOPE = "statistics"
 
-COHORT_REFUSAL = "contribution below the minimum cohort size"
-"""The one reason given for a small own contribution: it must not reveal the count."""
+LOCAL_DATA_REASON = (
+    "this party cannot use its selected rows for the job; its operator's log names the cause"
+)
+"""The one reason a party gives for any failure that depends on its data.
+
+A small contribution, an unparsable or out-of-range value, a shape that does
+not match the job, a missing pseudonym: each depends on which rows a filter
+kept, so each answer must read the same, or a filter that selects one patient
+only when a condition holds turns the answer into a test of that patient's
+value. The detail (column, row, range; never a value) goes to the party's own
+log only.
+"""
 
 _NONCE = re.compile(r"[0-9a-f]{32}")
 _PROTOCOL = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:-]*")
@@ -115,6 +128,20 @@ class JobRejected(SMPCError):
         self.kind = kind
         self.reason = reason
         super().__init__(f"job {job_id} refused ({kind}): {reason}")
+
+
+class LocalDataError(SMPCError):
+    """A party cannot use its selected rows for a job; the cause stays in its own log.
+
+    Its message is always :data:`LOCAL_DATA_REASON`, whatever the cause, so it
+    can go to the analyst, the peers and the chain.
+    """
+
+    kind = "local-data"
+
+    def __init__(self, job_id: str) -> None:
+        self.job_id = job_id
+        super().__init__(f"job {job_id}: {LOCAL_DATA_REASON}")
 
 
 def now_ms() -> int:
@@ -196,6 +223,10 @@ class JobSpec:
         object.__setattr__(self, "outputs", self._checked_outputs())
         if not isinstance(self.reveal_probabilities, bool):
             raise JobFormatError("reveal_probabilities must be true or false")
+        if self.reveal_probabilities and "probabilities" not in self.outputs:
+            raise JobFormatError(
+                "reveal_probabilities needs outputs to name the probabilities' recipients"
+            )
         _millis(self.created_ms, "created_ms")
         _millis(self.deadline_ms, "deadline_ms")
         if self.deadline_ms <= self.created_ms:
@@ -470,6 +501,12 @@ class JobIdRegistry(Protocol):
     def admit(self, job: str) -> None: ...
 
 
+class QueryCounter(Protocol):
+    """Anything that counts an analyst's admitted jobs: False once the budget is used."""
+
+    def charge(self, analyst: str, job: str, now_ms: int) -> bool: ...
+
+
 class JobLedger:
     """The job ids this process has admitted; a repeat raises JobReplayError.
 
@@ -504,15 +541,20 @@ def admit(
     *,
     own_rows: int | None = None,
     now_ms: int | None = None,
+    scope: str | None = None,
+    budget: QueryCounter | None = None,
 ) -> JobSpec:
     """Run this member's admission checks and record the job id; return the spec.
 
     A :class:`SignedJob` is verified first; a :class:`JobSpec` is taken as
     already verified by :func:`verify_job`. Checks, in order: analyst,
-    protocol and pinned version, recipients, party membership (for
-    hospitals and model owners), deadline, own contribution size (when
-    ``own_rows`` is given), and last the replay check, so only a job that
-    passes everything else uses up its id.
+    protocol and pinned version, the protocol's consent ``scope`` (when
+    given), recipients, probabilities, party membership (for hospitals and
+    model owners), deadline, own contribution size (when ``own_rows`` is
+    given), the replay check, and last the analyst's query ``budget`` (when
+    given), so only a job that passes everything else uses up its id and
+    the budget. None of these reads a row of data: a party runs them all
+    before it selects its rows, so their answer cannot depend on a patient.
     """
     when = _now(now_ms)
     spec = verify_job(job, member, when) if isinstance(job, SignedJob) else job
@@ -530,10 +572,22 @@ def admit(
             f"protocol {spec.protocol!r} version {spec.protocol_version!r} is not the pinned"
             f" version {pinned!r}",
         )
+    if scope is not None and spec.scope != scope:
+        _reject(
+            job_id,
+            "scope",
+            f"protocol {spec.protocol!r} runs under consent scope {scope!r}, not {spec.scope!r}",
+        )
     refused = sorted(spec.recipients - set(policy.recipients))
     if refused:
         _reject(
             job_id, "recipient-not-allowed", f"recipients not accepted here: {', '.join(refused)}"
+        )
+    if spec.reveal_probabilities and not policy.allow_probabilities:
+        _reject(
+            job_id,
+            "probabilities-not-allowed",
+            "this member's policy does not permit revealing probabilities (allow_probabilities)",
         )
     _check_parties(spec, member)
     if spec.deadline_ms <= when:
@@ -544,18 +598,25 @@ def admit(
         registry.admit(job_id)
     except JobReplayError:
         _reject(job_id, "replay", "this job id was already admitted")
+    if budget is not None and not budget.charge(spec.analyst, job_id, when):
+        _reject(
+            job_id,
+            "budget",
+            f"analyst {spec.analyst!r} has used this member's query budget of"
+            f" {policy.query_budget} jobs per {policy.query_window_s} s",
+        )
     return spec
 
 
 def check_cohort(spec: JobSpec, member: MemberConfig, own_rows: int) -> None:
-    """Refuse, with a reason that does not reveal the count, a contribution below the minimum.
+    """Refuse a contribution below the minimum with the one reason every data failure gives.
 
     Usable on its own when rows are counted only after :func:`admit`.
     """
     if not isinstance(own_rows, int) or isinstance(own_rows, bool) or own_rows < 0:
         raise TypeError("own_rows must be a non-negative int")
     if own_rows < member.policy.min_cell_size:
-        raise JobRejected(spec.job_id, "cohort-too-small", COHORT_REFUSAL)
+        raise LocalDataError(spec.job_id)
 
 
 def _check_parties(spec: JobSpec, member: MemberConfig) -> None:

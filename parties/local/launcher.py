@@ -64,11 +64,15 @@ class LocalDeployment:
         write_config(member, member.config_path)
         self.members[name] = load_config(member.config_path)
 
+    def log_path(self, name: str) -> Path:
+        """The log file of member ``name``'s process (its standard error)."""
+        return self.root / f"{name}.log"
+
     def start(self, name: str, timeout: float = 60.0) -> None:
         """Start one member's process and wait until it serves."""
         member = self.members[name]
         command = "dealer" if member.role == "dealer" else "party"
-        log = (self.root / f"{name}.log").open("a")
+        log = self.log_path(name).open("a")
         proc = subprocess.Popen(
             [sys.executable, "-m", "parties.cli", command, "--config", str(member.config_path)],
             stdout=subprocess.PIPE,
@@ -78,7 +82,7 @@ class LocalDeployment:
         line = proc.stdout.readline() if proc.stdout is not None else ""
         if not line.startswith("ready"):
             proc.kill()
-            raise RuntimeError(f"{name} did not start; see {self.root / (name + '.log')}")
+            raise RuntimeError(f"{name} did not start; see {self.log_path(name)}")
         self.procs[name] = proc
 
     def start_all(self) -> None:

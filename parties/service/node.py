@@ -1,16 +1,27 @@
 """A computing party's process: serves its peers and runs the jobs it admits.
 
 For each submitted job the node, in order: checks the analyst's signature,
-finds the protocol at its pinned version, selects its own rows from its data
-source with the job's local filter, runs the admission checks of its policy
-(including its own contribution against the minimum cohort size), plans the
-job with a dry run, fetches its seed (and, as party 0, the corrections) from
-the dealer, agrees on the job id with every peer before the first round, runs
-the protocol over the gRPC mesh, reveals each output only to its recipients,
-and answers the caller with the caller's shares. A failure anywhere ends the
+finds the protocol at its pinned version, runs every admission check of its
+policy that needs no data (analyst, protocol, version, consent scope,
+recipients, probabilities, deadline, replay, the analyst's query budget) and
+checks the job's columns and filter against its source's header; only then
+selects its own rows with the job's local filter and checks its own
+contribution against the minimum cohort size; plans the job with a dry run,
+fetches its seed (and, as party 0, the corrections) from the dealer, agrees
+on the job id with every peer before the first round, runs the protocol over
+the gRPC mesh, reveals each output only to its recipients, and answers the
+caller with the caller's shares. A failure anywhere ends the
 job at every party with an error naming the job, the party and the kind of
 failure; no partial output is revealed, and the node serves the next job.
 Logs carry one line per job event, never a value, share or key.
+
+A failure that depends on the data (a small contribution, a value that does
+not parse or is out of range, a shape or alignment that does not match the
+job) reaches the analyst, the peers and the chain as one fixed kind,
+``local-data``, with one fixed reason, whatever the cause and whenever it
+happens: otherwise a filter that selects one patient only when a condition on
+their value holds would turn the answer into a test of that value. The cause
+goes to this party's own log only (column and row, never a value).
 """
 
 from __future__ import annotations
@@ -26,8 +37,20 @@ import numpy as np
 
 from parties.config import MemberConfig
 from parties.data import consent
-from parties.data.sources import DataSource, open_source
-from parties.jobs.spec import JobLedger, JobRejected, JobSpec, SignedJob, admit, verify_job
+from parties.data.sources import DataSource, DataSourceError, open_source
+from parties.jobs.budget import BUDGET_DB_FILE, QueryBudget
+from parties.jobs.spec import (
+    LOCAL_DATA_REASON,
+    JobFormatError,
+    JobLedger,
+    JobRejected,
+    JobSpec,
+    LocalDataError,
+    SignedJob,
+    admit,
+    check_cohort,
+    verify_job,
+)
 from parties.ledger.chain_node import ChainNode
 from parties.ledger.genesis import load_genesis
 from parties.ledger.record_store import RecordStore, records_path
@@ -35,11 +58,12 @@ from parties.service import job_record, wire_pb2
 from parties.service.dealer_service import DealerLink
 from parties.service.grpc_transport import GrpcTransport
 from parties.service.mesh import Mesh
+from protocols.disclosure import PolicyRefused
 from protocols.model import LogisticModel
-from protocols.registry import JobContext, ProtocolSpec, lookup
+from protocols.registry import JobContext, ProtocolSpec, UnknownProtocolError, lookup
 from smpc.chain.keys import load_private_key
 from smpc.chain.records import Failure
-from smpc.errors import JobReplayError, ProtocolAbort, SMPCError
+from smpc.errors import JobReplayError, ProtocolAbort
 from smpc.fixedpoint import FixedPoint
 from smpc.preprocessing import SeededSource
 from smpc.runtime import Runtime, dry_run
@@ -76,6 +100,12 @@ class PartyNode:
             load_private_key(member.chain_key.read_bytes()) if member.chain_key else None
         )
         self.records = RecordStore(records_path(member))
+        policy = member.policy
+        self.budget = QueryBudget(
+            member.config_path.parent / member.name / BUDGET_DB_FILE,
+            policy.query_budget,
+            policy.query_window_s * 1000,
+        )
         if member.data.patient_id is not None:
             consent.check_patient_column(member)
 
@@ -120,6 +150,7 @@ class PartyNode:
         self.mesh.stop(grace)
         self.dealer.close()
         self.records.close()
+        self.budget.close()
 
     def _chain_message(self, sender: str, data: bytes) -> None:
         if self.chain is not None:  # None only while starting: the sender retries by the rules
@@ -153,9 +184,9 @@ class PartyNode:
             if caller != spec.analyst:
                 raise JobRejected(job_id, "unknown-analyst", f"{caller!r} did not sign this job")
             protocol = lookup(spec.protocol, spec.protocol_version)
+            admit(spec, self.member, self, scope=protocol.scope, budget=self.budget)
+            self._check_request(spec)
             ctx = self._context(spec, categorical=protocol.categorical)
-            mine = spec.inputs.get(name)
-            admit(spec, self.member, self, own_rows=len(ctx.values) if mine else None)
             log.info(
                 "%s: job %s admitted: %s v%s from %s",
                 name,
@@ -176,7 +207,7 @@ class PartyNode:
             log.info("%s: job %s finished in %.3f s", name, job_id, reply.seconds)
             return reply
         except Exception as exc:  # every failure becomes a reply; the node keeps serving
-            kind = failure_kind(exc)
+            kind, reason = public_failure(exc)
             log.warning("%s: job %s failed: %s: %s", name, job_id, kind, exc)
             if spec is not None:
                 self.mesh.abort_job(job_id, spec.parties, kind)
@@ -189,7 +220,7 @@ class PartyNode:
                 party=name,
                 ok=False,
                 failure_kind=kind,
-                failure=f"job {job_id}: party {name}: {kind}: {exc}",
+                failure=f"job {job_id}: party {name}: {kind}: {reason}",
             )
 
     def _record_later(self, spec: JobSpec, *args: Any) -> None:
@@ -263,19 +294,53 @@ class PartyNode:
         np.savez(path, **outputs)
         log.info("%s: job %s: kept %s in %s", self.member.name, job_id, ", ".join(outputs), path)
 
+    def _check_request(self, spec: JobSpec) -> None:
+        """Refuse a job whose columns or filter do not fit this party's source, reading no row."""
+        mine = spec.inputs.get(self.member.name)
+        if mine is None:
+            return
+        if self.source is None:
+            raise JobRejected(spec.job_id, "bad-request", "this party has no data source")
+        try:
+            self.source.check(mine.columns, mine.where)
+        except DataSourceError as exc:
+            raise JobRejected(spec.job_id, "bad-request", str(exc)) from None
+
     def _context(self, spec: JobSpec, *, categorical: bool = False) -> JobContext:
+        """This party's selected rows (after consent) as the protocol sees them.
+
+        Any failure here depends on the data, so it leaves as LocalDataError;
+        the cause is logged here only.
+        """
         mine = spec.inputs.get(self.member.name)
         columns: tuple[str, ...] = ()
         values = np.zeros((0, 0))
         text: dict[str, np.ndarray] = {}
         if mine is not None:
-            if self.source is None:
-                raise SMPCError(f"{self.member.name} has no data source configured")
-            selection = self.source.select(mine.columns, mine.where, numeric=not categorical)
-            keep = self._consented(spec)
-            columns, values = tuple(selection.columns), selection.values[keep]
-            if categorical:  # the protocol reads text columns, e.g. a contingency table
-                text = {c: selection.categorical(c)[keep] for c in columns}
+            assert self.source is not None  # _check_request refused the job otherwise
+            try:
+                selection = self.source.select(mine.columns, mine.where, numeric=not categorical)
+                keep = self._consented(spec)
+                columns, values = tuple(selection.columns), selection.values[keep]
+                if categorical:  # the protocol reads text columns, e.g. a contingency table
+                    text = {c: selection.categorical(c)[keep] for c in columns}
+                check_cohort(spec, self.member, len(values))
+            except LocalDataError:
+                log.warning(
+                    "%s: job %s: contribution below the minimum cohort size",
+                    self.member.name,
+                    spec.job_id,
+                )
+                raise
+            except Exception as exc:
+                log.warning(
+                    "%s: job %s: its selected rows cannot be used: %s: %s",
+                    self.member.name,
+                    spec.job_id,
+                    type(exc).__name__,
+                    exc,
+                )
+                raise LocalDataError(spec.job_id) from None
         return JobContext(
             params=spec.params,
             parties=spec.parties,
@@ -287,6 +352,7 @@ class PartyNode:
             text=text,
             model=self.model,
             reveal_probabilities=spec.reveal_probabilities,
+            outputs=spec.outputs,
         )
 
     def _consented(self, spec: JobSpec) -> np.ndarray | slice:
@@ -395,16 +461,21 @@ def _job_body(
     return for_caller
 
 
-def failure_kind(exc: BaseException) -> str:
-    """The kind of a failure, safe to send to peers and to the chain (no data)."""
+_REQUEST_ERRORS = (UnknownProtocolError, JobFormatError, PolicyRefused)
+"""Failures that depend on the job alone, never on data: their message may go out as it is."""
+
+
+def public_failure(exc: BaseException) -> tuple[str, str]:
+    """The kind and reason of a failure as the analyst, the peers and the chain may see them.
+
+    A refusal by policy, a peer's abort and a malformed request depend on the
+    job alone; anything else may depend on this party's rows, so it reads as
+    ``local-data`` with one fixed reason, and its cause stays in the log.
+    """
     if isinstance(exc, JobRejected):
-        return f"refused: {exc.kind}"
+        return f"refused: {exc.kind}", exc.reason
     if isinstance(exc, ProtocolAbort):
-        return exc.kind
-    return type(exc).__name__
-
-
-def serve_forever(member: MemberConfig, stop: Any) -> None:
-    """Run a party until ``stop`` (a threading.Event) is set."""
-    with PartyNode(member):
-        stop.wait()
+        return exc.kind, f"party {exc.party}: {exc.kind}"
+    if isinstance(exc, _REQUEST_ERRORS):
+        return type(exc).__name__, str(exc)
+    return LocalDataError.kind, LOCAL_DATA_REASON

@@ -8,8 +8,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from protocols.logistic import METRICS_ROUNDS, AlignmentError, align, infer, infer_columns
+from protocols.logistic import (
+    METRICS_ROUNDS,
+    AlignmentError,
+    align,
+    infer,
+    infer_columns,
+    logistic_inference_columns,
+)
 from protocols.model import LogisticModel, ModelFormatError, train
+from protocols.registry import JobContext
 from smpc.errors import FixedPointRangeError, ShapeMismatchError
 from smpc.local import LocalFederation
 
@@ -220,3 +228,59 @@ def test_align_orders_rows_by_the_jobs_pseudonyms_and_names_missing_ones() -> No
         align(ids, [20, 50, 60], "h1")
     with pytest.raises(AlignmentError, match="duplicate"):
         align(np.array([1.0, 1.0]), [1], "h1")
+
+
+def _column_job(model, x, ids, outputs, *, probabilities: bool = False):
+    """The column-split job at 2 holders and the model owner; what each party kept."""
+    parties = ("alpha", "beta", "owner")
+    names = list(model.feature_names)
+    params = {
+        "model_owner": "owner",
+        "features": names,
+        "holders": {"alpha": names[:10], "beta": names[10:]},
+        "id_column": "id",
+        "patients": [int(i) for i in ids],
+        # a recipient named here, and not in the job's outputs, must get nothing
+        "recipients": ["owner"],
+    }
+    values = {
+        "alpha": np.column_stack([ids, x[:, :10]]),
+        "beta": np.column_stack([ids, x[:, 10:]]),
+    }
+    contexts = [
+        JobContext(
+            params=params,
+            parties=parties,
+            party=p,
+            columns=("id", *(names[:10] if p == "alpha" else names[10:])) if p != "owner" else (),
+            values=values.get(p, np.zeros((0, 0))),
+            model=model if p == "owner" else None,
+            reveal_probabilities=probabilities,
+            outputs=outputs,
+        )
+        for p in parties
+    ]
+    LocalFederation(3).run(logistic_inference_columns, inputs=contexts)
+    return {ctx.party: ctx.delivered for ctx in contexts}
+
+
+def test_column_split_job_delivers_to_the_outputs_recipients_only(data, model) -> None:
+    x, _, _ = data
+    x, ids = x[:40], np.arange(1, 41, dtype=float)
+    kept = _column_job(model, x, ids, {"labels": ("alpha",)})
+    assert kept["owner"] == {} and kept["beta"] == {}
+    logits = model.logits(x)
+    clear = np.abs(logits) > 0.01
+    np.testing.assert_array_equal(kept["alpha"]["labels"][clear], (logits > 0)[clear])
+
+
+def test_column_split_probabilities_go_where_the_labels_go(data, model) -> None:
+    x, _, _ = data
+    with pytest.raises(ValueError, match="recipients of its labels"):
+        _column_job(
+            model,
+            x[:20],
+            np.arange(1, 21, dtype=float),
+            {"labels": ("alpha",), "probabilities": ("owner",)},
+            probabilities=True,
+        )

@@ -893,3 +893,28 @@ def test_the_fast_column_parser_takes_plain_numbers_and_leaves_the_rest() -> Non
     np.testing.assert_array_equal(_all_numbers(["1", " 2.5", "3e2", "-.5"]), [1, 2.5, 300, -0.5])
     for odd in (["1", ""], ["1", "NA"], ["inf"], ["1_000"], ["1e999"], ["1e"], ["٣"]):
         assert _all_numbers(odd) is None, odd
+
+
+class _HeaderOnly(DataSource):
+    """A source that knows its columns but fails the test if any row is read."""
+
+    columns = ("id", "age", "diagnosis")
+    row_count = 3
+
+    def _load(self, names):
+        raise AssertionError("check() read rows")
+
+
+def test_check_answers_from_the_header_alone() -> None:
+    source = _HeaderOnly()
+    names, parsed = source.check(["age"], 'diagnosis == "M" and id > 2')
+    assert names == ("age",)
+    assert parsed is not None and set(parsed.columns) == {"diagnosis", "id"}
+    with pytest.raises(DataSourceError, match="unknown column 'weight'"):
+        source.check(["weight"])
+    with pytest.raises(DataSourceError, match="unknown column 'bmi' in the filter"):
+        source.check(["age"], "bmi > 30")
+    with pytest.raises(FilterSyntaxError):
+        source.check(["age"], "age >")
+    with pytest.raises(DataSourceError, match="selected twice"):
+        source.check(["age", "age"])

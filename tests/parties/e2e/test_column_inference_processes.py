@@ -121,7 +121,16 @@ def test_a_patient_missing_at_a_holder_fails_the_job_with_a_clear_error(deployme
     dep = deployment
     client = Client(dep.members["analyst"])
     try:
-        with pytest.raises(JobFailed, match="1 of the job's 3 patients are not in its rows"):
+        with pytest.raises(JobFailed) as failed:
             client.submit(_job(dep, client, [int(dep.ids[0]), int(dep.ids[1]), 999_999]))
     finally:
         client.close()
+    # Which patients a holder has is its data: the analyst gets the one data reason,
+    # and the holders' own logs say what is missing.
+    assert failed.value.kind == "local-data"
+    assert "patients" not in str(failed.value)
+    logs = [dep.log_path(h).read_text() for h in dep.split]
+    assert any(
+        failed.value.job in log and "1 of the job's 3 patients are not in its rows" in log
+        for log in logs
+    )

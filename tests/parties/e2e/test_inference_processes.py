@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 
 from parties.client import Client
-from parties.config import DataConfig
+from parties.config import DataConfig, load_config, write_config
 from parties.local.launcher import LocalDeployment
 from protocols.model import train
 
@@ -29,6 +31,11 @@ def deployment(tmp_path_factory):
     model.save(path)
     dep.set_data("model-owner", DataConfig("model", path))
     dep.model = model
+    for name in (*HOSPITALS, "model-owner"):  # every party must permit revealing probabilities
+        member = dep.members[name]
+        policy = dataclasses.replace(member.policy, allow_probabilities=True)
+        write_config(dataclasses.replace(member, policy=policy), member.config_path)
+        dep.members[name] = load_config(member.config_path)
     try:
         dep.start_all()
         yield dep

@@ -59,11 +59,19 @@ def test_correlation_matrix_matches_numpy(running, client) -> None:
     assert np.max(np.abs(result["covariance"] - expected) / scale) < 1e-4
 
 
-def test_an_unknown_or_non_numeric_column_fails_the_job_naming_it(client) -> None:
-    with pytest.raises(JobFailed, match="no_such_column"):
+def test_an_unknown_column_is_named_and_a_non_numeric_one_only_in_the_log(running, client) -> None:
+    # The header is no patient's data: the analyst learns which column is unknown.
+    with pytest.raises(JobFailed, match="no_such_column") as unknown:
         client.statistics("mean", ["no_such_column"])
-    with pytest.raises(JobFailed, match="'diagnosis'"):
+    assert unknown.value.kind == "refused: bad-request"
+    # Whether a selected value parses depends on the rows: the analyst gets the one
+    # data reason, and each hospital's own log names the column.
+    with pytest.raises(JobFailed) as text:
         client.statistics("variance", ["diagnosis"])
+    assert text.value.kind == "local-data"
+    assert "'diagnosis'" not in str(text.value)
+    logs = [running.log_path(h).read_text() for h in ("hospital-a", "hospital-b", "hospital-c")]
+    assert any(text.value.job in log and "'diagnosis'" in log for log in logs)
 
 
 def test_smpc_stats_prints_json_with_suppressed_cells(running) -> None:

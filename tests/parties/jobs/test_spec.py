@@ -13,8 +13,8 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from parties.config import MemberConfig
 from parties.federation import init_federation
 from parties.jobs.spec import (
-    COHORT_REFUSAL,
     DEFAULT_SCOPE,
+    LOCAL_DATA_REASON,
     REJECTION_KINDS,
     SIGNATURE_TAG,
     InputSpec,
@@ -22,6 +22,7 @@ from parties.jobs.spec import (
     JobLedger,
     JobRejected,
     JobSpec,
+    LocalDataError,
     SignedJob,
     admit,
     check_cohort,
@@ -360,27 +361,78 @@ def test_replayed_id_is_refused(fed: dict[str, MemberConfig]) -> None:
 def test_a_refused_job_does_not_use_up_its_id(fed: dict[str, MemberConfig]) -> None:
     signed = sign_as(fed["analyst"], make_spec())
     ledger = JobLedger()
-    assert refusal(signed, fed["alpha"], ledger, own_rows=1).kind == "cohort-too-small"
+    member = _with_policy(fed["alpha"], analysts=("bob",))
+    assert refusal(signed, member, ledger).kind == "unknown-analyst"
     assert signed.job_id not in ledger
     admit(signed, fed["alpha"], ledger)
 
 
-def test_small_contribution_is_refused_without_the_count(
+def test_small_contribution_is_refused_with_the_one_data_reason(
     fed: dict[str, MemberConfig],
 ) -> None:
     signed = sign_as(fed["analyst"], make_spec())
     member = _with_policy(fed["alpha"], min_cell_size=11)
     messages = set()
     for rows in (0, 3, 7, 10):
-        error = refusal(signed, member, own_rows=rows)
-        assert error.kind == "cohort-too-small"
-        assert error.reason == COHORT_REFUSAL
-        messages.add(str(error))
-    assert messages == {f"job {signed.job_id} refused (cohort-too-small): {COHORT_REFUSAL}"}
+        with pytest.raises(LocalDataError) as error:
+            admit(signed, member, JobLedger(), own_rows=rows)
+        messages.add(str(error.value))
+    assert messages == {f"job {signed.job_id}: {LOCAL_DATA_REASON}"}
     assert admit(signed, member, JobLedger(), own_rows=11) == _spec_of(signed)
     check_cohort(_spec_of(signed), member, 11)
-    with pytest.raises(JobRejected):
+    with pytest.raises(LocalDataError):
         check_cohort(_spec_of(signed), member, 10)
+
+
+def test_a_scope_other_than_the_protocols_is_refused(fed: dict[str, MemberConfig]) -> None:
+    signed = sign_as(fed["analyst"], make_spec(scope="statistics"))
+    error = refusal(signed, fed["alpha"], scope="model-inference")
+    assert error.kind == "scope"
+    assert admit(signed, fed["alpha"], JobLedger(), scope="statistics") == _spec_of(signed)
+
+
+def test_probabilities_need_the_members_permission(fed: dict[str, MemberConfig]) -> None:
+    spec = make_spec(
+        reveal_probabilities=True, outputs={"labels": ("alpha",), "probabilities": ("alpha",)}
+    )
+    signed = sign_as(fed["analyst"], spec)
+    assert refusal(signed, fed["alpha"]).kind == "probabilities-not-allowed"
+    allowed = _with_policy(fed["alpha"], allow_probabilities=True)
+    assert admit(signed, allowed, JobLedger()) == _spec_of(signed)
+
+
+def test_revealing_probabilities_needs_their_recipients() -> None:
+    with pytest.raises(JobFormatError, match="probabilities' recipients"):
+        make_spec(reveal_probabilities=True, outputs={"labels": ("alpha",)})
+
+
+class _Counter:
+    """A budget of ``limit`` jobs, counted in memory."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit, self.charged = limit, []
+
+    def charge(self, analyst: str, job: str, now_ms: int) -> bool:
+        if len(self.charged) >= self.limit:
+            return False
+        self.charged.append((analyst, job))
+        return True
+
+
+def test_a_used_up_budget_refuses_and_is_charged_last(fed: dict[str, MemberConfig]) -> None:
+    member = _with_policy(fed["alpha"], query_budget=1)
+    budget = _Counter(member.policy.query_budget)
+    first, second = (sign_as(fed["analyst"], make_spec()) for _ in range(2))
+    admit(first, member, JobLedger(), budget=budget)
+    assert budget.charged == [("analyst", first.job_id)]
+    error = refusal(second, member, budget=budget)
+    assert error.kind == "budget"
+    assert error.reason.endswith("query budget of 1 jobs per 86400 s")
+    # a job refused by an earlier check is not charged
+    unused = _Counter(5)
+    outsider = _with_policy(fed["alpha"], analysts=("bob",))
+    assert refusal(second, outsider, budget=unused).kind == "unknown-analyst"
+    assert unused.charged == []
 
 
 def test_rejection_is_an_smpc_error(fed: dict[str, MemberConfig]) -> None:

@@ -8,10 +8,14 @@ import numpy as np
 import pytest
 
 from parties.client import Client, JobFailed
-from parties.jobs.spec import JobSpec, SignedJob, sign_job
+from parties.data.sources import DataSourceError
+from parties.jobs.spec import LOCAL_DATA_REASON, JobRejected, JobSpec, SignedJob, sign_job
 from parties.service import grpc_transport
 from parties.service.dealer_service import serve
-from parties.service.node import PartyNode
+from parties.service.node import PartyNode, public_failure
+from protocols.disclosure import PolicyRefused
+from protocols.registry import UnknownProtocolError
+from smpc.errors import FixedPointRangeError, ProtocolAbort, ShapeMismatchError
 
 HOSPITALS = ("hospital-a", "hospital-b", "hospital-c")
 
@@ -112,7 +116,7 @@ def test_a_contribution_below_the_minimum_is_refused_without_revealing_its_size(
     assert min(tiny.values()) < 5  # the oracle: someone's cohort is too small
     signed = sign_job(spec, n.client.member.tls.key, n.client.member.tls.cert)
     error = _refusal(n, signed, spec)
-    assert error.kind == "refused: cohort-too-small"
+    assert error.kind == "local-data"
     for count in set(tiny.values()):
         assert f" {count} " not in str(error) and f"({count})" not in str(error)
 
@@ -134,3 +138,22 @@ def test_a_malformed_message_aborts_the_job_and_the_next_job_runs(nodes, fed, mo
     outcome = n.client.submit(_count_job(n.client))
     assert int(outcome.outputs["count"][0]) == len(fed.column("mean_radius"))
     assert np.isfinite(outcome.seconds)
+
+
+def test_a_failure_that_may_depend_on_data_goes_out_as_the_one_fixed_reason() -> None:
+    job = "0" * 64
+    from_data = [
+        DataSourceError("column 'x' holds a value that is not a number at data row 3"),
+        FixedPointRangeError("a value is outside the fixed-point range"),
+        ShapeMismatchError("input has shape (40, 2), the job declares (1, 2)"),
+        ValueError("the label column must hold only 0 and 1"),
+    ]
+    assert {public_failure(e) for e in from_data} == {("local-data", LOCAL_DATA_REASON)}
+    refused = JobRejected(job, "unknown-analyst", "analyst 'x' is not accepted here")
+    assert public_failure(refused) == ("refused: unknown-analyst", refused.reason)
+    abort = ProtocolAbort(job, "hospital-b", "party aborted", "it aborted the job: local-data")
+    assert public_failure(abort) == ("party aborted", "party hospital-b: party aborted")
+    missing = UnknownProtocolError("protocol 'x' is not installed here")
+    assert public_failure(missing) == ("UnknownProtocolError", str(missing))
+    forbidden = PolicyRefused("this party's policy does not permit a minimum or maximum")
+    assert public_failure(forbidden) == ("PolicyRefused", str(forbidden))
