@@ -59,7 +59,7 @@ from smpc.chain.messages import (
 )
 from smpc.chain.records import decode_record, record_id
 from smpc.chain.store import ChainStore, SealLog
-from smpc.chain.verify import replay
+from smpc.chain.verify import SignedJobCheck, replay
 
 log = logging.getLogger(__name__)
 
@@ -97,12 +97,13 @@ class Replica:
         clock: Callable[[], int],
         *,
         round_ms: int = 2000,
+        jobs: SignedJobCheck | None = None,
     ) -> None:
         self.name = name
         self.store = store
         self.clock = clock
         self.round_ms = round_ms
-        self.state = replay(store, genesis, clock())
+        self.state = replay(store, genesis, clock(), jobs=jobs)
         self.authority = Authority(key, seal_log)
         if public_bytes(key) not in {a.public_key for a in self.state.authorities}:
             raise ChainError(f"{name}'s chain key is not an authority of this chain")

@@ -51,6 +51,7 @@ class Network:
             self.logs[name],
             lambda: self.now,
             round_ms=ROUND_MS,
+            jobs=self.kit.jobs,
         )
 
     def send(self, sender: str, outbox: Outbox) -> None:
@@ -100,7 +101,7 @@ def test_a_submitted_record_is_final_in_the_same_block_at_every_node(kit, n: int
         entry = net.stores[name].get(1)
         assert entry.block.records == (net.record(1),)
         assert len(entry.seals) >= quorum(n)
-        verify_chain(net.stores[name], net.kit.genesis, net.now)
+        verify_chain(net.stores[name], net.kit.genesis, net.now, jobs=net.kit.jobs)
         assert not net.replicas[name].pending
 
 
@@ -126,7 +127,7 @@ def test_the_round_changes_when_the_proposer_is_down_and_it_catches_up_later(kit
     net.submit("h2", net.record(2))
     net.restart("h1")
     assert net.heights() == {"h0": 2, "h1": 2, "h2": 2}
-    verify_chain(net.stores["h1"], net.kit.genesis, net.now)
+    verify_chain(net.stores["h1"], net.kit.genesis, net.now, jobs=net.kit.jobs)
 
 
 def test_a_block_one_node_sealed_before_the_proposer_died_is_proposed_again(kit) -> None:
