@@ -3,7 +3,8 @@
 Layout of a federation folder made by :func:`init_federation`::
 
     ca/ca.pem, ca/ca-key.pem        the federation CA (the key belongs offline)
-    genesis.json                    canonical JSON: federation, hospitals' chain keys, consent
+    genesis.json                    canonical JSON: federation, hospitals' chain keys, consent,
+                                    the CA certificate (DER, hex) that signs analysts' jobs
     <name>.toml                     one config per member (see parties.config)
     <name>/tls-cert.pem, tls-key.pem, ca.pem, chain-key.pem (hospitals only)
 
@@ -45,6 +46,7 @@ from parties.config import (
     write_config,
     write_text_atomic,
 )
+from smpc.chain.genesis import GENESIS_VERSION
 from smpc.errors import SMPCError
 
 CA_VALIDITY = dt.timedelta(days=3650)
@@ -56,7 +58,6 @@ CLOCK_SKEW = dt.timedelta(minutes=5)
 CONSENT_MODES: tuple[str, ...] = ("opt-in", "opt-out")
 DEALER_NAME = "dealer"
 GENESIS_FILE = "genesis.json"
-GENESIS_VERSION = 1
 CA_DIR = "ca"
 CA_CERT_FILE = "ca.pem"
 CA_KEY_FILE = "ca-key.pem"
@@ -163,6 +164,7 @@ def init_federation(
         "federation": name,
         "consent_mode": consent,
         "created_ms": _ms(now),
+        "federation_ca": ca_cert.public_bytes(serialization.Encoding.DER).hex(),
         "hospitals": [
             {"name": hospital, "chain_public_key": chain_public[hospital]}
             for hospital in sorted(chain_public)

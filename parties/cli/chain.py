@@ -23,6 +23,7 @@ from parties.config import load_config
 from parties.ledger.chain_node import CHAIN_DB_FILE
 from parties.ledger.chain_store import SqliteChainStore
 from parties.ledger.genesis import load_genesis
+from parties.ledger.job_check import job_check
 from smpc.chain.checkpoint import CheckpointError, check_checkpoint, make_checkpoint
 from smpc.chain.errors import ChainEncodingError, ChainVerificationError, RecordError
 from smpc.chain.genesis import AuthorityKey, Genesis
@@ -191,7 +192,7 @@ def _replayed(db: Path, genesis: Genesis) -> ChainState:
     verified, so the head a command reports is the head it checked.
     """
     with SqliteChainStore(db, readonly=True) as store:
-        return replay(store, genesis, _now_ms())
+        return replay(store, genesis, _now_ms(), jobs=job_check(genesis))
 
 
 def _now_ms() -> int:

@@ -417,9 +417,17 @@ def verify_job(signed: SignedJob, member: MemberConfig, now_ms: int | None = Non
     ``now_ms``, and name ``smpc://<this federation>/analyst/<spec.analyst>``;
     the signature must cover the tag and the exact canonical spec bytes.
     """
+    ca = x509.load_pem_x509_certificate(Path(member.tls.ca_cert).read_bytes())
+    return verify_signed_job(signed, ca, member.federation, now_ms)
+
+
+def verify_signed_job(
+    signed: SignedJob, ca: x509.Certificate, federation: str, now_ms: int | None = None
+) -> JobSpec:
+    """:func:`verify_job` against a given CA and federation (e.g. those pinned in the genesis)."""
     job_id = signed.job_id
     when = _now(now_ms)
-    _, role, signer = _check_certificate(signed, member, when)
+    _, role, signer = _check_certificate(signed, ca, federation, when)
     if role != "analyst":
         _reject(job_id, "bad-signature", f"the job is signed by {role} {signer!r}, not an analyst")
     try:
@@ -428,7 +436,7 @@ def verify_job(signed: SignedJob, member: MemberConfig, now_ms: int | None = Non
         _reject(job_id, "malformed", str(exc))
     if spec.canonical() != signed.spec_bytes:
         _reject(job_id, "malformed", "the signed spec is not in canonical encoding")
-    if spec.federation != member.federation:
+    if spec.federation != federation:
         _reject(job_id, "bad-signature", f"the job is for federation {spec.federation!r}")
     if spec.analyst != signer:
         _reject(
@@ -437,14 +445,15 @@ def verify_job(signed: SignedJob, member: MemberConfig, now_ms: int | None = Non
     return spec
 
 
-def _check_certificate(signed: SignedJob, member: MemberConfig, when: int) -> tuple[str, str, str]:
+def _check_certificate(
+    signed: SignedJob, ca: x509.Certificate, federation: str, when: int
+) -> tuple[str, str, str]:
     """Chain, validity, identity and signature checks; returns the signer's identity."""
     job_id = signed.job_id
     try:
         cert = x509.load_pem_x509_certificate(signed.certificate_pem.encode("ascii"))
     except (ValueError, UnicodeEncodeError):
         _reject(job_id, "bad-signature", "the signer's certificate is not a PEM certificate")
-    ca = x509.load_pem_x509_certificate(Path(member.tls.ca_cert).read_bytes())
     try:
         cert.verify_directly_issued_by(ca)
     except (ValueError, TypeError, InvalidSignature):
@@ -462,7 +471,7 @@ def _check_certificate(signed: SignedJob, member: MemberConfig, when: int) -> tu
     if is_ca:
         _reject(job_id, "bad-signature", "the job is signed with a CA certificate")
     identity = _identity(cert, job_id)
-    if identity[0] != member.federation:
+    if identity[0] != federation:
         _reject(job_id, "bad-signature", f"the signer belongs to federation {identity[0]!r}")
     public = cert.public_key()
     if not isinstance(public, ec.EllipticCurvePublicKey) or public.curve.name != "secp256r1":

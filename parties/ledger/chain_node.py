@@ -4,7 +4,9 @@
 with the process's real clock, a ticker thread and one sender thread per peer,
 so handling a message never waits on the network. It stores final blocks in
 ``<member folder>/chain.db`` (the file ``smpc chain verify --config`` reads)
-and what it sealed in ``seals.db``, committed before a seal leaves. Messages
+and what it sealed in ``seals.db``, committed before a seal leaves; it checks
+job records' signed jobs against the federation CA of the genesis
+(:mod:`parties.ledger.job_check`). Messages
 travel as canonical bytes (:mod:`smpc.chain.messages`); the party's gRPC
 server hands incoming ones to :meth:`ChainNode.deliver` with the sender's name
 taken from its TLS certificate, and ``send`` carries outgoing ones.
@@ -21,6 +23,7 @@ from pathlib import Path
 
 from parties.config import MemberConfig
 from parties.ledger.chain_store import SqliteChainStore, SqliteSealLog
+from parties.ledger.job_check import job_check
 from smpc.chain.consensus import Outbox, Replica
 from smpc.chain.errors import ChainEncodingError, ChainError
 from smpc.chain.genesis import Genesis
@@ -67,7 +70,14 @@ class ChainNode:
         self.seal_log = SqliteSealLog(folder / SEAL_LOG_FILE)
         key = load_private_key(member.chain_key.read_bytes())
         self.replica = Replica(
-            member.name, genesis, self.store, key, self.seal_log, now_ms, round_ms=round_ms
+            member.name,
+            genesis,
+            self.store,
+            key,
+            self.seal_log,
+            now_ms,
+            round_ms=round_ms,
+            jobs=job_check(genesis),
         )
         self.peers = [p for p in peers if p != member.name]
         self._send = send

@@ -9,10 +9,19 @@ counted in ``rejected`` with the reason, and logged.
 
 The rules, proof of authority in the manner of QBFT, for crash faults:
 
+- **Taking records in.** A record submitted here or gossiped by an authority
+  is kept pending only if it passes the checks a block's records get
+  (:meth:`ChainState.admissible`: signatures of the hospital, voters or
+  parties it names, the analyst's signed job); a refused one is logged with
+  the reason and counted in ``rejected``. After each final block, pending
+  records that no longer pass (e.g. another record of the same job became
+  final) are dropped the same way.
 - **Proposing.** The proposer of (height, round) is authority
   (height + round) mod n. In round 0 it proposes as soon as it holds pending
   records. A record is in at most one final block: proposals skip records
-  already on the chain, and verification refuses repeats.
+  already on the chain, and verification refuses repeats. Pending records
+  are checked again at the block's time; a block holds at most one record
+  per job and one authority vote (a vote names the epoch it changes).
 - **Sealing.** A node seals any valid block for the next height (its proposer
   matching its own round) unless it has sealed a different one there; it
   stores the sealed hash before the seal leaves (``Authority.seal``). With
@@ -57,9 +66,9 @@ from smpc.chain.messages import (
     SyncReply,
     SyncRequest,
 )
-from smpc.chain.records import decode_record, record_id
+from smpc.chain.records import AuthorityVote, JobRecord, decode_record, record_id
 from smpc.chain.store import ChainStore, SealLog
-from smpc.chain.verify import replay
+from smpc.chain.verify import SignedJobCheck, replay
 
 log = logging.getLogger(__name__)
 
@@ -97,12 +106,13 @@ class Replica:
         clock: Callable[[], int],
         *,
         round_ms: int = 2000,
+        jobs: SignedJobCheck | None = None,
     ) -> None:
         self.name = name
         self.store = store
         self.clock = clock
         self.round_ms = round_ms
-        self.state = replay(store, genesis, clock())
+        self.state = replay(store, genesis, clock(), jobs=jobs)
         self.authority = Authority(key, seal_log)
         if public_bytes(key) not in {a.public_key for a in self.state.authorities}:
             raise ChainError(f"{name}'s chain key is not an authority of this chain")
@@ -116,12 +126,12 @@ class Replica:
         return [(None, SyncRequest(self.state.height))]
 
     def submit(self, record: bytes) -> Outbox:
-        """A record to put on the chain: kept pending, sent to every authority."""
+        """A record to put on the chain: if it passes the checks, kept pending and gossiped."""
         rid = record_id(record)
         if rid in self.state.records_seen or rid in self.pending:
             return []
-        decode_record(record)  # malformed records are refused here, with the reason
-        self.pending[rid] = record
+        if not self._take(self.name, rid, record):
+            return []
         return [(None, Gossip(record)), *self.tick()]
 
     def tick(self) -> Outbox:
@@ -167,10 +177,9 @@ class Replica:
 
     # -- message handlers ---------------------------------------------------------
     def _on_gossip(self, sender: str, message: Gossip) -> Outbox:
-        decode_record(message.record)
         rid = record_id(message.record)
-        if rid not in self.state.records_seen:
-            self.pending.setdefault(rid, message.record)
+        if rid not in self.state.records_seen and rid not in self.pending:
+            self._take(sender, rid, message.record)
         return self._maybe_propose(self.clock())
 
     def _on_proposal(self, sender: str, block: Block, now: int) -> Outbox:
@@ -296,8 +305,24 @@ class Replica:
         return [(None, Proposal(block)), *self._on_proposal(self.name, block, now)]
 
     def _new_block(self, now: int, round: int) -> Block:
-        records = list(self.pending.values())[:MAX_RECORDS_PER_BLOCK]
         timestamp = max(now, self.state.head_timestamp_ms)
+        self._drop_refused(timestamp)
+        records: list[bytes] = []
+        jobs: set[str] = set()
+        voted = False
+        for data in self.pending.values():
+            if len(records) == MAX_RECORDS_PER_BLOCK:
+                break
+            record = decode_record(data)  # checked when it was taken in
+            if isinstance(record, JobRecord):
+                if record.job_id in jobs:
+                    continue  # another party's record of the job; one per block
+                jobs.add(record.job_id)
+            if isinstance(record, AuthorityVote):
+                if voted:
+                    continue  # the next vote is for the epoch after this one
+                voted = True
+            records.append(data)
         return self.authority.propose(self.state, records, timestamp, round)
 
     def _finalise_if_sealed(self, block_hash: bytes, now: int) -> Outbox:
@@ -331,6 +356,24 @@ class Replica:
             self.pending.pop(record_id(data), None)
         self._next = _Height(started_ms=now)
         log.info("%s: block %d final with %d seals", self.name, block.height, len(seals))
+        self._drop_refused(now)
+
+    def _drop_refused(self, at_ms: int) -> None:
+        """Drop pending records that no longer pass (e.g. their job became final meanwhile)."""
+        for rid, data in list(self.pending.items()):
+            problem = self.state.admissible(data, at_ms)
+            if problem is not None:
+                del self.pending[rid]
+                self._reject(self.name, f"dropped pending record {rid.hex()[:12]}: {problem}")
+
+    def _take(self, sender: str, rid: bytes, data: bytes) -> bool:
+        """Keep ``data`` pending if it passes the checks; else refuse it with the reason."""
+        problem = self.state.admissible(data, self.clock())
+        if problem is not None:
+            self._reject(sender, f"sent record {rid.hex()[:12]}: {problem}")
+            return False
+        self.pending[rid] = data
+        return True
 
     def _reject(self, sender: str, reason: str) -> Outbox:
         message = f"{sender} {reason}"

@@ -4,6 +4,12 @@
 file and pass the dict here (``smpc`` opens no files). The authorities are the
 hospitals' raw Ed25519 chain keys, in the order listed. Block 1's parent is
 :meth:`Genesis.hash`, and its timestamp may not precede ``created_ms``.
+
+Version 2 also pins the federation CA (``federation_ca``, the DER certificate
+in hex), so anyone holding the chain and its genesis can check the analyst's
+signature on every job record. A version 1 genesis still loads, with an empty
+``federation_ca``, and keeps its hash; a job record cannot be verified against
+it (see :mod:`smpc.chain.verify`).
 """
 
 from __future__ import annotations
@@ -13,11 +19,15 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import cast
 
-from smpc.chain.encoding import encode
+from cryptography import x509
+
+from smpc.chain.encoding import Value, encode
 from smpc.chain.errors import ChainError
 from smpc.chain.keys import PUBLIC_KEY_SIZE
 
-GENESIS_VERSION = 1
+GENESIS_VERSION = 2
+"""The version written by ``smpc federation init``; version 1 (no federation CA) still loads."""
+GENESIS_VERSIONS: tuple[int, ...] = (1, 2)
 CONSENT_MODES: tuple[str, ...] = ("opt-in", "opt-out")
 
 
@@ -35,17 +45,31 @@ class AuthorityKey:
 
 @dataclass(frozen=True, slots=True)
 class Genesis:
-    """The federation's name, consent mode, creation time and first authority set."""
+    """The federation's name, consent mode, creation time, first authority set and CA.
+
+    ``federation_ca`` is the DER certificate of the federation CA (empty only in
+    a version 1 genesis).
+    """
 
     federation: str
     consent_mode: str
     created_ms: int
     authorities: tuple[AuthorityKey, ...]
+    federation_ca: bytes = b""
     version: int = GENESIS_VERSION
 
     def __post_init__(self) -> None:
-        if self.version != GENESIS_VERSION:
-            raise GenesisError(f"genesis version {self.version!r} is not {GENESIS_VERSION}")
+        if self.version not in GENESIS_VERSIONS:
+            raise GenesisError(f"genesis version {self.version!r} is not one of {GENESIS_VERSIONS}")
+        if self.version == 1 and self.federation_ca:
+            raise GenesisError("a version 1 genesis has no federation_ca; version 2 has one")
+        if self.version >= 2:
+            try:
+                x509.load_der_x509_certificate(self.federation_ca)
+            except (TypeError, ValueError):
+                raise GenesisError(
+                    "federation_ca must be the federation CA's DER certificate in hex"
+                ) from None
         if not isinstance(self.federation, str) or not self.federation:
             raise GenesisError("genesis federation must be a non-empty string")
         if self.consent_mode not in CONSENT_MODES:
@@ -69,6 +93,8 @@ class Genesis:
     def from_dict(cls, data: Mapping[str, object]) -> Genesis:
         """Parse the dict stored in ``genesis.json``; unknown or missing fields are refused."""
         fields = {"version", "federation", "consent_mode", "created_ms", "hospitals"}
+        if isinstance(data, Mapping) and data.get("version") != 1:
+            fields.add("federation_ca")
         if not isinstance(data, Mapping) or set(data) != fields:
             raise GenesisError(f"a genesis has exactly the fields {sorted(fields)}")
         hospitals = data["hospitals"]
@@ -86,17 +112,25 @@ class Genesis:
             except ValueError as exc:
                 raise GenesisError(f"chain_public_key {key_hex!r} is not hex") from exc
             authorities.append(AuthorityKey(cast(str, entry["name"]), key))
+        ca_hex = data.get("federation_ca", "")
+        if not isinstance(ca_hex, str) or ca_hex != ca_hex.lower():
+            raise GenesisError("federation_ca must be lowercase hex")
+        try:
+            ca = bytes.fromhex(ca_hex)
+        except ValueError:
+            raise GenesisError("federation_ca is not hex") from None
         return cls(
             federation=cast(str, data["federation"]),
             consent_mode=cast(str, data["consent_mode"]),
             created_ms=cast(int, data["created_ms"]),
             authorities=tuple(authorities),
+            federation_ca=ca,
             version=cast(int, data["version"]),
         )
 
     def hash(self) -> bytes:
         """SHA-256 of the genesis' canonical encoding: the parent of block 1."""
-        value = {
+        value: dict[str, Value] = {
             "kind": "genesis",
             "version": self.version,
             "federation": self.federation,
@@ -104,4 +138,6 @@ class Genesis:
             "created_ms": self.created_ms,
             "authorities": [[a.name, a.public_key] for a in self.authorities],
         }
+        if self.version >= 2:  # a version 1 genesis keeps the hash its chain was built on
+            value["federation_ca"] = self.federation_ca
         return hashlib.sha256(encode(value)).digest()

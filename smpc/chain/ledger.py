@@ -21,7 +21,7 @@ from smpc.chain.genesis import AuthorityKey, Genesis, GenesisError
 from smpc.chain.keys import public_bytes
 from smpc.chain.records import Record
 from smpc.chain.store import ChainStore, MemorySealLog, MemoryStore, SealedBlock, SealLog
-from smpc.chain.verify import ChainState, replay, verify_chain
+from smpc.chain.verify import ChainState, SignedJobCheck, SignedJobFacts, replay, verify_chain
 
 __all__ = [
     "Authority",
@@ -34,6 +34,8 @@ __all__ = [
     "MemoryStore",
     "SealLog",
     "SealedBlock",
+    "SignedJobCheck",
+    "SignedJobFacts",
     "replay",
     "verify_chain",
 ]

@@ -15,11 +15,30 @@ records decode, appear once, and hash to the Merkle root; the block carries
 valid seals from at least ceil(2n/3) distinct authorities. An authority-set
 vote in block h is checked against the set in force at h and changes the set
 from block h+1, i.e. only once h is final.
+
+Every record is also checked for who vouches for it (:meth:`ChainState.admissible`
+runs the same checks on a record before a node takes it in):
+
+- a consent record is signed by the chain key of the hospital it names;
+- an authority vote's signatures verify against the voters it names, all of
+  them current authorities, at least ceil(2n/3), for the current epoch;
+- a job record carries its analyst's signed job, and the signed job checks
+  out: its signature and certificate, its id (SHA-256 of the signed spec
+  bytes) equal to the record's job id, and its protocol, version, parties and
+  outputs equal to the record's. Each party that is an authority is a
+  hospital and its contribution is signed by its chain key; any other party
+  is a model owner (it has no chain key) and its contribution is unsigned; at
+  least one hospital's signed contribution is present.
+
+``smpc.chain`` knows neither the job format nor certificates: the check of a
+signed job is a :data:`SignedJobCheck` the caller passes in (``parties`` gives
+one that verifies against the federation CA pinned in the genesis). Without
+one, every job record is refused, so nothing unverified is taken as final.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import NoReturn
 
@@ -35,8 +54,35 @@ from smpc.chain.block import (
 from smpc.chain.errors import ChainEncodingError, ChainVerificationError, RecordError
 from smpc.chain.genesis import AuthorityKey, Genesis
 from smpc.chain.merkle import merkle_root
-from smpc.chain.records import AuthorityVote, JobRecord, Record, decode_record, record_id
+from smpc.chain.records import (
+    AuthorityVote,
+    ConsentRecord,
+    JobRecord,
+    Record,
+    decode_record,
+    record_id,
+)
 from smpc.chain.store import ChainStore
+
+
+@dataclass(frozen=True, slots=True)
+class SignedJobFacts:
+    """What an analyst's signed job states, once its signature is checked.
+
+    ``job_id`` is the hex SHA-256 of the signed spec bytes; ``parties`` are
+    sorted by name and ``outputs`` map each output (by name) to its sorted
+    recipients, as a job record lists them.
+    """
+
+    job_id: str
+    protocol: str
+    protocol_version: str
+    parties: tuple[str, ...]
+    outputs: tuple[tuple[str, tuple[str, ...]], ...]
+
+
+SignedJobCheck = Callable[[bytes, int], SignedJobFacts]
+"""Checks a job record's ``signed_job`` bytes at a time (ms UTC); raises RecordError if bad."""
 
 
 @dataclass
@@ -54,11 +100,27 @@ class ChainState:
     jobs_seen: dict[str, int] = field(default_factory=dict)
     sets_by_height: dict[int, tuple[AuthorityKey, ...]] = field(default_factory=dict)
     hashes_by_height: dict[int, tuple[bytes, tuple[Seal, ...]]] = field(default_factory=dict)
+    jobs: SignedJobCheck | None = None
 
     @classmethod
-    def start(cls, genesis: Genesis) -> ChainState:
-        """The state of a chain that holds only ``genesis``."""
-        return cls(genesis, 0, genesis.hash(), genesis.created_ms, (), genesis.authorities)
+    def start(cls, genesis: Genesis, jobs: SignedJobCheck | None = None) -> ChainState:
+        """The state of a chain that holds only ``genesis``; ``jobs`` checks signed jobs."""
+        return cls(
+            genesis, 0, genesis.hash(), genesis.created_ms, (), genesis.authorities, jobs=jobs
+        )
+
+    def admissible(self, data: bytes, now_ms: int) -> str | None:
+        """Why record ``data`` may not go into the next block, or None if it may.
+
+        The checks a block's records get, on this record alone, at ``now_ms``.
+        """
+        height = self.height + 1
+        try:
+            records = self._decode_records(height, [data], now_ms, alone=True)
+            self._votes_applied(height, records, alone=True)
+        except ChainVerificationError as exc:
+            return exc.reason
+        return None
 
     def check_block(self, block: Block, now_ms: int) -> None:
         """Check ``block`` as the next block, all but its own seals; raise on the first fault."""
@@ -91,7 +153,7 @@ class ChainState:
                 f"authority {block.proposer} proposed, but round {block.round} belongs to "
                 f"authority {proposer_index(h, block.round, n)} of {n}",
             )
-        records = self._decode_records(block)
+        records = self._decode_records(h, block.records, block.timestamp_ms)
         if merkle_root(block.records) != block.merkle_root:
             if seals is not None and self._seal_problem(block, seals) is None:
                 self._fail(h, "records", "a record was altered: they no longer match the root")
@@ -181,35 +243,84 @@ class ChainState:
             return f"{len(seals)} seals, below the quorum of {need} of {len(members)}"
         return None
 
-    def _decode_records(self, block: Block) -> list[Record]:
-        h = block.height
+    def _decode_records(
+        self, h: int, datas: Sequence[bytes], at_ms: int, *, alone: bool = False
+    ) -> list[Record]:
+        # ``alone``: one record on its own, named "the record" rather than by index.
         records: list[Record] = []
         ids: set[bytes] = set()
         jobs: set[str] = set()
-        names = {a.name: a.public_key for a in self.authorities}
-        for i, data in enumerate(block.records):
+        for i, data in enumerate(datas):
+            name = "the record" if alone else f"record {i}"
             try:
                 record = decode_record(data)
             except (ChainEncodingError, RecordError) as exc:
-                self._fail(h, "records", f"record {i} does not decode: {exc}")
+                self._fail(h, "records", f"{name} does not decode: {exc}")
             rid = record_id(data)
             if rid in ids or rid in self.records_seen:
                 where = self.records_seen.get(rid, h)
-                self._fail(h, "records", f"record {i} repeats a record of block {where}")
+                self._fail(h, "records", f"{name} repeats a record of block {where}")
             ids.add(rid)
             if isinstance(record, JobRecord):
+                where = f"{name} (job {record.job_id})"
                 if record.job_id in jobs or record.job_id in self.jobs_seen:
-                    self._fail(h, "records", f"record {i}: job {record.job_id} already recorded")
+                    self._fail(h, "records", f"{where}: the job is already recorded")
                 jobs.add(record.job_id)
-                try:
-                    record.verify_signatures(names)
-                except RecordError as exc:
-                    self._fail(h, "records", f"record {i}: {exc}")
+                problem = self._job_problem(record, at_ms)
+            elif isinstance(record, ConsentRecord):
+                where = f"{name} (consent of {record.hospital})"
+                problem = self._consent_problem(record)
+            else:
+                where, problem = "", None  # votes: see _votes_applied
+            if problem is not None:
+                self._fail(h, "records", f"{where}: {problem}")
             records.append(record)
         return records
 
+    def _consent_problem(self, record: ConsentRecord) -> str | None:
+        keys = {a.name: a.public_key for a in self.authorities}
+        if record.hospital not in keys:
+            return f"{record.hospital} is not a hospital with a chain key"
+        if not record.signature_valid(keys[record.hospital]):
+            return f"not signed by {record.hospital}'s chain key"
+        return None
+
+    def _job_problem(self, record: JobRecord, at_ms: int) -> str | None:
+        if self.jobs is None:
+            return "no check of analysts' signed jobs was given, so it cannot be verified"
+        try:
+            facts = self.jobs(record.signed_job, at_ms)
+        except RecordError as exc:
+            return f"the signed job does not verify: {exc}"
+        if facts.job_id != record.job_id:
+            return f"the signed job's id is {facts.job_id}, not the record's"
+        stated = (
+            record.protocol,
+            record.protocol_version,
+            tuple(p.name for p in record.parties),
+            record.outputs,
+        )
+        if stated != (facts.protocol, facts.protocol_version, facts.parties, facts.outputs):
+            return "its protocol, version, parties or outputs differ from the signed job's"
+        keys = {a.name: a.public_key for a in self.authorities}
+        roles = {p.name: p.role for p in record.parties}
+        for name, role in roles.items():
+            expected = "hospital" if name in keys else "model-owner"
+            if role != expected:
+                return f"{name} is listed as a {role}, but can only be a {expected} here"
+        try:
+            record.verify_signatures(keys)  # each hospital's contribution, by its chain key
+        except RecordError as exc:
+            return str(exc)
+        for c in record.contributions:
+            if c.party not in keys and c.signature != b"":
+                return f"{c.party} has no chain key, so its contribution must be unsigned"
+        if not any(c.party in keys for c in record.contributions):
+            return "no hospital of the job signed the record"
+        return None
+
     def _votes_applied(
-        self, height: int, records: Iterable[Record]
+        self, height: int, records: Iterable[Record], *, alone: bool = False
     ) -> tuple[tuple[AuthorityKey, ...], int]:
         # Votes are cast by the set in force for this block; several votes in one
         # block change the pending set one after another, each a new epoch.
@@ -219,7 +330,8 @@ class ChainState:
         for i, record in enumerate(records):
             if not isinstance(record, AuthorityVote):
                 continue
-            where = f"record {i} ({record.action} {record.name})"
+            name = "the record" if alone else f"record {i}"
+            where = f"{name} ({record.action} {record.name})"
             if record.epoch != epoch:
                 self._fail(height, "records", f"{where} is for epoch {record.epoch}, not {epoch}")
             voters = record.valid_voters() & voting
@@ -241,9 +353,15 @@ class ChainState:
         return members, epoch
 
 
-def replay(store: ChainStore, genesis: Genesis, now_ms: int) -> ChainState:
-    """Verify every block of ``store`` from ``genesis`` and return the resulting state."""
-    state = ChainState.start(genesis)
+def replay(
+    store: ChainStore, genesis: Genesis, now_ms: int, *, jobs: SignedJobCheck | None = None
+) -> ChainState:
+    """Verify every block of ``store`` from ``genesis`` and return the resulting state.
+
+    ``jobs`` checks the analysts' signed jobs in job records (without it, a job
+    record makes its block invalid).
+    """
+    state = ChainState.start(genesis, jobs)
     for entry in store.iterate():
         state.apply(entry.block, entry.seals, now_ms)
     return state
@@ -255,14 +373,16 @@ def verify_chain(
     now_ms: int,
     *,
     conflicting: Iterable[tuple[Block, Sequence[Seal]]] = (),
+    jobs: SignedJobCheck | None = None,
 ) -> None:
     """Check ``store`` from ``genesis``; raise ChainVerificationError on the first fault.
 
-    ``now_ms`` is the verifier's clock (ms since 1970, UTC). ``conflicting``
+    ``now_ms`` is the verifier's clock (ms since 1970, UTC); ``jobs`` checks
+    signed jobs, as for :func:`replay`. ``conflicting``
     are other sealed blocks the verifier has seen (e.g. from peers): a valid
     seal on one by an authority that also sealed the stored block at that
     height is equivocation and is reported.
     """
-    state = replay(store, genesis, now_ms)
+    state = replay(store, genesis, now_ms, jobs=jobs)
     for block, seals in conflicting:
         state.check_equivocation(block, seals)

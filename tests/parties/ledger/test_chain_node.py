@@ -9,6 +9,7 @@ import pytest
 from parties.federation import init_federation
 from parties.ledger.chain_node import ChainNode
 from parties.ledger.genesis import load_genesis
+from smpc.chain.keys import load_private_key
 from smpc.chain.records import ConsentRecord
 from smpc.chain.verify import verify_chain
 
@@ -45,10 +46,13 @@ def _start(hospitals, genesis, wires: Wires, name: str, round_ms: int = 300) -> 
     return node.start()
 
 
-def _record(i: int) -> bytes:
-    return ConsentRecord(
+def _record(hospitals, i: int) -> bytes:
+    """A consent grant at hospital-a, signed by its chain key."""
+    key = load_private_key(hospitals["hospital-a"].chain_key.read_bytes())
+    record = ConsentRecord(
         "grant", "hospital-a", bytes([i]) * 32, "statistics", 1_800_000_000_000 + i
-    ).encode()
+    )
+    return record.signed_by(key).encode()
 
 
 def test_a_record_becomes_final_at_every_node_and_every_store_verifies(federation) -> None:
@@ -56,7 +60,7 @@ def test_a_record_becomes_final_at_every_node_and_every_store_verifies(federatio
     wires = Wires()
     nodes = [_start(hospitals, genesis, wires, h) for h in HOSPITALS]
     try:
-        rid = nodes[0].submit(_record(1))
+        rid = nodes[0].submit(_record(hospitals, 1))
         heights = [n.wait_final(rid, timeout=10) for n in nodes]
         assert heights == [1, 1, 1]
     finally:
@@ -74,7 +78,7 @@ def test_a_node_down_during_a_block_catches_up_when_it_starts_again(federation) 
     try:
         wires.down.add("hospital-b")  # the proposer of height 1, round 0
         nodes["hospital-b"].stop()
-        rid = nodes["hospital-a"].submit(_record(2))
+        rid = nodes["hospital-a"].submit(_record(hospitals, 2))
         assert nodes["hospital-c"].wait_final(rid, timeout=15) == 1  # after a round change
         wires.down.discard("hospital-b")
         nodes["hospital-b"] = _start(hospitals, genesis, wires, "hospital-b")
@@ -90,7 +94,7 @@ def test_malformed_bytes_from_a_peer_are_refused_and_the_node_keeps_going(federa
     nodes = [_start(hospitals, genesis, wires, h) for h in HOSPITALS]
     try:
         nodes[0].deliver("hospital-b", b"\x00not a chain message")
-        rid = nodes[1].submit(_record(3))
+        rid = nodes[1].submit(_record(hospitals, 3))
         assert nodes[0].wait_final(rid, timeout=10) == 1
     finally:
         for n in nodes:

@@ -87,7 +87,7 @@ def test_round_trip_equals_the_memory_store(tmp_path: Path) -> None:
         assert store.height() == top.block.height
         for h in (0, 1, 7, top.block.height, top.block.height + 1):
             assert store.get(h) == memory.get(h)
-        verify_chain(store, kit.genesis, now_ms())
+        verify_chain(store, kit.genesis, now_ms(), jobs=kit.jobs)
 
 
 def test_empty_store_holds_only_the_genesis(tmp_path: Path) -> None:
@@ -232,7 +232,7 @@ APPENDER = textwrap.dedent(
 
     kit = ck.ChainKit(3)
     kit.store = SqliteChainStore(db)
-    kit.state = replay(kit.store, kit.genesis, kit.now)
+    kit.state = replay(kit.store, kit.genesis, kit.now, jobs=kit.jobs)
     names = list(kit.keys)
     first = True
     while True:
@@ -283,7 +283,8 @@ def test_a_process_killed_mid_append_leaves_a_verifiable_prefix(tmp_path: Path) 
     script = tmp_path / "appender.py"
     script.write_text(APPENDER)
     db = tmp_path / "chain.db"
-    genesis = ck.ChainKit(3).genesis
+    fresh = ck.ChainKit(3)
+    genesis, jobs = fresh.genesis, fresh.jobs
     heights = [0]
     for attempt in range(4):
         proc = child(script, str(KIT_PATH), str(db))
@@ -302,8 +303,8 @@ def test_a_process_killed_mid_append_leaves_a_verifiable_prefix(tmp_path: Path) 
             raw.close()
         assert rows == list(range(1, len(rows) + 1)), note
         with SqliteChainStore(db, readonly=True) as store:
-            verify_chain(store, genesis, now_ms())
-            state = replay(store, genesis, now_ms())
+            verify_chain(store, genesis, now_ms(), jobs=jobs)
+            state = replay(store, genesis, now_ms(), jobs=jobs)
         assert state.height == len(rows) > heights[-1], note
         heights.append(state.height)
 
@@ -348,7 +349,7 @@ def test_the_head_takes_another_quorum_of_seals_and_still_verifies(tmp_path: Pat
     other = tuple(kit.seal_as(i, head) for i in range(1, 4))  # another quorum of 3
     store.replace_head_seals(other)
     assert store.head().seals == other and store.get(1).seals == kit.entries()[0].seals
-    verify_chain(store, kit.genesis, now_ms())
+    verify_chain(store, kit.genesis, now_ms(), jobs=kit.jobs)
 
 
 def test_a_minority_of_parent_seals_is_refused_as_the_heads_seals() -> None:

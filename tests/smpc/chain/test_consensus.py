@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections import deque
 
 import pytest
@@ -51,6 +52,7 @@ class Network:
             self.logs[name],
             lambda: self.now,
             round_ms=ROUND_MS,
+            jobs=self.kit.jobs,
         )
 
     def send(self, sender: str, outbox: Outbox) -> None:
@@ -100,7 +102,7 @@ def test_a_submitted_record_is_final_in_the_same_block_at_every_node(kit, n: int
         entry = net.stores[name].get(1)
         assert entry.block.records == (net.record(1),)
         assert len(entry.seals) >= quorum(n)
-        verify_chain(net.stores[name], net.kit.genesis, net.now)
+        verify_chain(net.stores[name], net.kit.genesis, net.now, jobs=net.kit.jobs)
         assert not net.replicas[name].pending
 
 
@@ -126,7 +128,7 @@ def test_the_round_changes_when_the_proposer_is_down_and_it_catches_up_later(kit
     net.submit("h2", net.record(2))
     net.restart("h1")
     assert net.heights() == {"h0": 2, "h1": 2, "h2": 2}
-    verify_chain(net.stores["h1"], net.kit.genesis, net.now)
+    verify_chain(net.stores["h1"], net.kit.genesis, net.now, jobs=net.kit.jobs)
 
 
 def test_a_block_one_node_sealed_before_the_proposer_died_is_proposed_again(kit) -> None:
@@ -208,3 +210,77 @@ def test_messages_round_trip_and_malformed_bytes_are_refused(kit) -> None:
             decode_message(junk)
     with pytest.raises(ChainEncodingError, match="over the limit"):
         decode_message(bytes(65 << 20))
+
+
+# -- what a node takes in ---------------------------------------------------------
+
+
+def forged(kit, net: Network) -> dict[str, tuple[bytes, str]]:
+    return kit.forged_records(net.kit)
+
+
+def test_forged_records_are_refused_with_the_reason_never_proposed_nor_final(kit) -> None:
+    net = Network(kit, 3)
+    records = forged(kit, net)
+    for name, (data, reason) in records.items():
+        for node in net.names:  # gossiped by another authority, and submitted locally
+            replica = net.replicas[node]
+            sender = "h1" if node != "h1" else "h0"
+            before = len(replica.rejected)
+            net.send(node, replica.handle(sender, Gossip(data)))
+            net.submit(node, data)
+            assert len(replica.rejected) == before + 2, name
+            assert all(reason in r for r in replica.rejected[before:]), name
+            assert replica.pending == {}, name
+    net.run()
+    assert set(net.heights().values()) == {0}  # nothing was proposed
+    net.submit("h0", net.record(1))
+    assert set(net.heights().values()) == {1}
+    for name in net.names:
+        verify_chain(net.stores[name], net.kit.genesis, net.now, jobs=net.kit.jobs)
+        final = net.stores[name].get(1).block.records
+        assert final == (net.record(1),)
+
+
+def test_a_proposal_holding_a_forged_record_is_refused_by_every_honest_node(kit) -> None:
+    net = Network(kit, 3)
+    for name, (data, _) in forged(kit, net).items():
+        block = net.kit.forge([net.record(1), data]).block  # h1 proposes height 1, round 0
+        for node in ("h0", "h2"):
+            replica = net.replicas[node]
+            replica.handle("h1", Proposal(block))
+            assert "sent an invalid block: block 1: records: record 1 (" in replica.rejected[-1]
+            assert replica.authority.log.sealed(1) is None, name  # it sealed nothing
+    assert set(net.heights().values()) == {0}
+
+
+def test_two_records_of_one_job_make_one_final_and_the_other_is_dropped(kit) -> None:
+    net = Network(kit, 3)
+    names = ["h0", "h1", "h2"]
+    both = kit.job("job-1", names, net.kit.keys)
+    fewer = dataclasses.replace(both, contributions=both.contributions[:2])
+    net.submit("h0", both.encode())
+    net.submit("h2", fewer.encode())  # the job is final already: refused with the reason
+    assert "already recorded" in net.replicas["h2"].rejected[-1]
+    net.advance(ROUND_MS + 1)
+    assert set(net.heights().values()) == {1}
+    assert all(not r.pending for r in net.replicas.values())
+    for name in net.names:
+        assert net.stores[name].get(1).block.records == (both.encode(),)
+
+
+def test_pending_records_of_one_job_are_proposed_once_and_the_rest_dropped(kit) -> None:
+    net = Network(kit, 3)
+    names = ["h0", "h1", "h2"]
+    both = kit.job("job-2", names, net.kit.keys)
+    fewer = dataclasses.replace(both, contributions=both.contributions[:2])
+    net.down.add("h1")  # the proposer of height 1 is away while both records arrive
+    net.submit("h0", both.encode())
+    net.submit("h2", fewer.encode())
+    assert {len(net.replicas[n].pending) for n in ("h0", "h2")} == {2}
+    net.advance(ROUND_MS + 1)  # round 1: h2 proposes one record of the job, not both
+    assert net.heights() == {"h0": 1, "h2": 1}
+    block = net.stores["h0"].get(1).block
+    assert len(block.records) == 1
+    assert all(not net.replicas[n].pending for n in ("h0", "h2"))
+    assert any("dropped pending record" in r for r in net.replicas["h0"].rejected)

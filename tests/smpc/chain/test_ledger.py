@@ -35,8 +35,8 @@ def test_an_honest_chain_verifies(kit: SimpleNamespace, n: int) -> None:
     quorum_only = list(range(n))[-((2 * n + 2) // 3) :]
     chain.add_block([kit.consent(999)], signers=quorum_only)
 
-    verify_chain(chain.store, chain.genesis, chain.now)
-    state = replay(chain.store, chain.genesis, chain.now)
+    verify_chain(chain.store, chain.genesis, chain.now, jobs=chain.jobs)
+    state = replay(chain.store, chain.genesis, chain.now, jobs=chain.jobs)
     head = chain.store.head()
     assert head is not None and state.height == head.block.height == 8
     assert state.head_hash == head.block.hash()
@@ -139,7 +139,7 @@ def test_authority_records_before_it_signs(kit: SimpleNamespace) -> None:
 def test_authority_checks_a_block_before_sealing(kit: SimpleNamespace) -> None:
     chain = kit.ChainKit(3)
     chain.add_block()
-    stale = ChainState.start(chain.genesis)
+    stale = ChainState.start(chain.genesis, chain.jobs)
     block = chain.member(2).propose(chain.state, [], chain.next_timestamp())
     with pytest.raises(ChainVerificationError) as info:
         chain.member(0).seal(block, stale, chain.now)

@@ -34,7 +34,7 @@ def expect_fault(
 ) -> ChainVerificationError:
     store = chain.store if entries is None else chain.store_of(entries)
     with pytest.raises(ChainVerificationError) as info:
-        verify_chain(store, chain.genesis, chain.now, conflicting=conflicting)
+        verify_chain(store, chain.genesis, chain.now, conflicting=conflicting, jobs=chain.jobs)
     error = info.value
     assert (error.height, error.field) == (height, field), str(error)
     assert f"block {height}" in str(error) and field in str(error)
@@ -48,7 +48,7 @@ def chain(kit: SimpleNamespace) -> SimpleNamespace:
     c = kit.ChainKit(4)
     for height in range(1, 6):
         c.add_block([kit.consent(10 * height + i) for i in range(2)])
-    verify_chain(c.store, c.genesis, c.now)
+    verify_chain(c.store, c.genesis, c.now, jobs=c.jobs)
     return c
 
 
@@ -151,7 +151,7 @@ def test_a_dropped_seal_below_quorum(kit: SimpleNamespace) -> None:
     c.add_block([kit.consent(1)])
     c.add_block([kit.consent(2)], signers=[0, 2, 3])  # exactly the quorum of 3
     c.add_block([kit.consent(3)])
-    verify_chain(c.store, c.genesis, c.now)
+    verify_chain(c.store, c.genesis, c.now, jobs=c.jobs)
     entries = c.entries()
     short = replaced(entries, 2, seals=entries[1].seals[1:])
     expect_fault(c, short, 2, "seals", "below the quorum of 3 of 4")
@@ -282,7 +282,7 @@ def test_an_added_authority_counts_only_after_its_vote_is_final(kit: SimpleNames
     expect_fault(c, [*c.entries(), two_old], 3, "seals", "quorum of 3 of 4")
     c.add_block([kit.consent(3)], signers=[1, 2, 3])
     c.add_block([kit.consent(4)])
-    verify_chain(c.store, c.genesis, c.now)
+    verify_chain(c.store, c.genesis, c.now, jobs=c.jobs)
 
 
 def test_a_vote_block_that_is_not_final_changes_nothing(kit: SimpleNamespace) -> None:
@@ -302,7 +302,7 @@ def test_a_removed_authority_seals_its_own_removal_but_nothing_after(kit: Simple
     late = SealedBlock(late.block, (*late.seals, make_seal(c.keys["h3"], 3, late.block.hash())))
     expect_fault(c, [*c.entries(), late], 2, "seals", "there are 3 authorities")
     c.add_block([], signers=[0, 2])
-    verify_chain(c.store, c.genesis, c.now)
+    verify_chain(c.store, c.genesis, c.now, jobs=c.jobs)
 
 
 @pytest.mark.parametrize(
@@ -330,4 +330,54 @@ def test_a_vote_cannot_be_replayed(kit: SimpleNamespace) -> None:
     assert isinstance(replay_vote, AuthorityVote)
     expect_fault(c, [*c.entries(), c.forge([replay_vote.encode()])], 3, "records")
     c.add_block([c.vote("add", "h3", ["h0", "h1"], epoch=2)])
-    verify_chain(c.store, c.genesis, c.now)
+    verify_chain(c.store, c.genesis, c.now, jobs=c.jobs)
+
+
+# -- who vouches for each record ----------------------------------------------------
+
+FORGED = (
+    "unsigned consent",
+    "consent signed by another hospital",
+    "consent of a non-authority",
+    "vote with a bad signature",
+    "job id not of its signed job",
+    "bad analyst signature",
+    "job signed by a hospital",
+    "contribution signed by the wrong key",
+    "hospital listed as a model owner",
+    "parties not those of the signed job",
+    "job record signed by no hospital",
+)
+
+
+@pytest.mark.parametrize("name", FORGED)
+def test_a_block_holding_a_forged_record_is_refused_naming_it(
+    kit: SimpleNamespace, name: str
+) -> None:
+    c = kit.ChainKit(3)
+    c.add_block([kit.consent(1)])
+    data, reason = kit.forged_records(c)[name]
+    error = expect_fault(c, [*c.entries(), c.forge([kit.consent(2).encode(), data])], 2, "records")
+    assert reason in error.reason and "record 1 (" in error.reason
+
+
+def test_the_forged_records_are_the_ones_listed(kit: SimpleNamespace) -> None:
+    assert tuple(kit.forged_records(kit.ChainKit(3))) == FORGED
+
+
+def test_signed_records_of_every_kind_verify(kit: SimpleNamespace) -> None:
+    c = kit.ChainKit(3)
+    c.add_key("h3")
+    keys = {n: c.keys[n] for n in ("h0", "h1")}
+    owner = kit.job("job-m", ["h0", "h1", "owner"], keys, roles={"owner": "model-owner"})
+    pair = kit.job("job-n", ["h1", "h2"], {n: c.keys[n] for n in ("h1", "h2")})
+    c.add_block([kit.consent(1, "h2"), owner, pair])
+    c.add_block([c.vote("add", "h3", ["h0", "h1"])])
+    verify_chain(c.store, c.genesis, c.now, jobs=c.jobs)
+
+
+def test_without_a_signed_job_check_a_job_record_is_refused(kit: SimpleNamespace) -> None:
+    c = kit.ChainKit(3)
+    c.add_block([kit.job("job-z", ["h0", "h1"], {n: c.keys[n] for n in ("h0", "h1")})])
+    with pytest.raises(ChainVerificationError, match="no check of analysts' signed jobs"):
+        verify_chain(c.store, c.genesis, c.now)
