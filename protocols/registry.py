@@ -48,6 +48,8 @@ class JobContext:
     allow_min_max: bool = False  # this party's policy permits revealing a minimum or maximum
     text: Mapping[str, np.ndarray] = field(default_factory=dict)
     """Categorical columns as stripped strings ("" where missing), for protocols that ask."""
+    selections: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    """Every party's selected columns as the signed job names them (public to every party)."""
     delivered: dict[str, np.ndarray] = field(default_factory=dict)
     """Per-row outputs this party received; the party keeps them locally once the job ends."""
 
