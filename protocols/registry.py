@@ -70,10 +70,9 @@ class ProtocolSpec:
 @functools.cache
 def installed() -> dict[str, ProtocolSpec]:
     """Every protocol installed here: the built-ins and the entry points (read once)."""
-    from protocols import aggregates, logistic, probe, statistics
+    from protocols import logistic, probe, statistics
 
     builtin = (
-        *aggregates.PROTOCOLS,
         *probe.PROTOCOLS,
         *logistic.PROTOCOLS,
         *statistics.PROTOCOLS,

@@ -142,8 +142,8 @@ class FakeMesh:
 def spec() -> JobSpec:
     return JobSpec(
         federation="testfed",
-        protocol="pooled-count",
-        protocol_version="1",
+        protocol="stats-count",
+        protocol_version="2",
         analyst="analyst",
         parties=PARTIES,
         inputs={p: InputSpec(("x",)) for p in PARTIES},
