@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import hashlib
 import statistics
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -110,21 +111,26 @@ def agree(
 
 
 def check_same_selection(ctx: JobContext) -> None:
-    """Every party of the job selects the columns this party selects, as the signed job says.
+    """Every party of the job selects the same columns, as the signed job says.
 
     Decided from the job itself, which every party holds, so each party stops
-    with the same error before its dry run, its dealer request or any share.
-    The error names the first party that differs, never a count or a shape.
+    with the same error (naming first a party without input, else the first
+    whose columns differ from those most parties select) before its dry run,
+    its dealer request or any share. It names a party, never a count or a shape.
     """
     if not ctx.selections:
         return
-    mine = tuple(ctx.selections.get(ctx.party, ctx.columns))
-    for party in ctx.parties:
-        theirs = tuple(ctx.selections.get(party, ()))
-        if theirs != mine:
+    chosen = [tuple(ctx.selections.get(party, ())) for party in ctx.parties]
+    for party, columns in zip(ctx.parties, chosen, strict=True):
+        if not columns:
             raise StatisticsInputError(
-                f"every party must select the same columns; {party} selects "
-                f"{'other ones' if theirs else 'none'}"
+                f"every party must select the same columns; {party} selects none"
+            )
+    usual = Counter(chosen).most_common(1)[0][0]
+    for party, columns in zip(ctx.parties, chosen, strict=True):
+        if columns != usual:
+            raise StatisticsInputError(
+                f"every party must select the same columns; {party} selects other ones"
             )
 
 

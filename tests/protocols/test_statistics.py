@@ -272,6 +272,10 @@ def test_parties_selecting_different_columns_stop_before_the_dry_run_ends() -> N
     with pytest.raises(StatisticsInputError, match=r"same columns; party-2 selects other ones"):
         dry_run(protocol("stats-mean").run, 3, ctxs[0])
     for ctx in ctxs:
+        ctx.selections["party-0"] = ("b",)  # now most parties select b: party-1 differs
+    with pytest.raises(StatisticsInputError, match=r"same columns; party-1 selects other ones"):
+        dry_run(protocol("stats-mean").run, 3, ctxs[1])
+    for ctx in ctxs:
         del ctx.selections["party-2"]
     with pytest.raises(StatisticsInputError, match=r"same columns; party-2 selects none$"):
         run_local(LocalFederation(3), "stats-count", ctxs)

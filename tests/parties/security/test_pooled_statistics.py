@@ -85,8 +85,9 @@ def test_smpc_shortcuts_suppress_one_patient_isolated_by_missing_values(gaps, wo
     result = json.loads(done.stdout)
     assert result.get("suppressed") is True, result
     assert not {"count", "sum", "mean", "outputs"} & set(result)
-    value = _texture(gaps)[1]
-    assert f"{value:g}" not in done.stdout and str(int(value)) not in json.dumps(result)
+    shown = [v for k, v in result.items() if k not in ("job", "seconds")]
+    numbers = np.array([v for v in np.ravel(shown) if isinstance(v, int | float)], dtype=float)
+    assert not np.isclose(numbers, _texture(gaps)[1], atol=0.01).any()
 
 
 def test_client_mean_suppresses_the_same_attack(client) -> None:
@@ -112,7 +113,7 @@ def test_parties_that_select_different_columns_fail_before_any_share(client) -> 
     with pytest.raises(JobFailed, match="same columns") as caught:
         client.submit(client.job("stats-mean", version, inputs=inputs))
     message = str(caught.value)
-    assert "hospital-b" in message and caught.value.job in message
+    assert "hospital-b selects other ones" in message and caught.value.job in message
     assert not any(token in message for token in ("shape", "(1,)", "(2,)", "1 column"))
 
 
@@ -122,4 +123,4 @@ def test_a_party_without_input_fails_the_job_naming_it(client) -> None:
     job = client.job("stats-mean", version, inputs=inputs, parties=list(HOSPITALS))
     with pytest.raises(JobFailed, match="same columns") as caught:
         client.submit(job)
-    assert "hospital-c" in str(caught.value) and caught.value.job in str(caught.value)
+    assert "hospital-c selects none" in str(caught.value) and caught.value.job in str(caught.value)
