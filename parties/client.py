@@ -6,10 +6,11 @@
     from parties.config import load_config
 
     client = Client(load_config("fed/analyst.toml"))
-    job = client.job("pooled-sum", "1",
-                     inputs={"hospital-a": ["age"], "hospital-b": ["age"], "hospital-c": ["age"]})
-    outcome = client.submit(job)
-    outcome.outputs["count"], outcome.outputs["sum"]
+    result = client.statistics("mean", ["age"], where="age >= 50")
+    result["count"], result["mean"]  # or result["suppressed"] is True below the minimum
+
+    job = client.job("stats-mean", "2", inputs={h: ["age"] for h in ("hospital-a", "hospital-b")})
+    outcome = client.submit(job)  # the raw outputs, each hospital's shares added up
 
 The client receives one share of each output from every party and adds them;
 a single party's reply reveals nothing.
@@ -239,13 +240,35 @@ class Client:
         """A joint statistic over the hospitals' selected rows, with disclosure control.
 
         ``statistic`` is a key of ``protocols.statistics.BY_STATISTIC`` (e.g.
-        "mean", "stdev", "histogram" with ``params={"edges": [...]}``,
-        "crosstab" with ``params={"levels": [[...], [...]]}``, "median");
-        every hospital of the federation takes part unless ``hospitals`` says
-        otherwise. Returns ``protocols.statistics.summarise`` of the outputs
-        (``{"suppressed": True, ...}`` below the minimum cell size) with the
-        job id and its seconds.
+        "count", "sum", "mean", "stdev", "histogram" with
+        ``params={"edges": [...]}``, "crosstab" with
+        ``params={"levels": [[...], [...]]}``, "median"); every hospital of the
+        federation takes part unless ``hospitals`` says otherwise. Returns
+        ``protocols.statistics.summarise`` of the outputs (``{"suppressed":
+        True, ...}`` below the minimum cell size) with the job id and its
+        seconds.
         """
+        summary, _ = self.statistics_outcome(
+            statistic,
+            columns,
+            where=where,
+            hospitals=hospitals,
+            params=params,
+            deadline_s=deadline_s,
+        )
+        return summary
+
+    def statistics_outcome(
+        self,
+        statistic: str,
+        columns: Sequence[str],
+        *,
+        where: str | None = None,
+        hospitals: Sequence[str] | None = None,
+        params: Mapping[str, object] | None = None,
+        deadline_s: float = 60.0,
+    ) -> tuple[dict[str, Any], JobOutcome]:
+        """:meth:`statistics`, and the job's outcome with each party's costs."""
         name = BY_STATISTIC.get(statistic)
         if name is None:
             raise ValueError(
@@ -267,7 +290,7 @@ class Client:
         summary = summarise(name, outcome.outputs)
         if statistic == "median" and "quantiles" in summary:
             summary["median"] = float(summary["quantiles"][0])
-        return {**summary, "job": outcome.job, "seconds": outcome.seconds}
+        return {**summary, "job": outcome.job, "seconds": outcome.seconds}, outcome
 
     def column_split(
         self,

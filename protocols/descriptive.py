@@ -3,11 +3,11 @@
 Each hospital shares local aggregates of its own complete rows (rows with a
 missing value in any requested column are dropped locally), never the rows,
 so the cost does not grow with the number of patients. Disclosure control is
-that of :mod:`protocols.disclosure`: a local refusal of a contribution of 1 to
-m - 1 rows, and a comparison of each pooled count with m inside MPC; a count
-below m (or 0) comes out as 0 and every value that depends on it as 0, read
-"suppressed". The number of dropped rows is an output too, 0 unless it
-reaches m.
+that of :mod:`protocols.disclosure`, all inside MPC: a veto from any party
+whose own complete rows number 1 to m - 1, and a comparison of each pooled
+count of complete rows with m; then the count and every value that depends
+on it come out as 0, read "suppressed". The number of dropped rows is an
+output too, 0 unless it reaches m (and no party vetoed).
 
 Scales (F = 16; inputs |x| < 2^14, checked locally; 10^6 rows per hospital,
 up to 2^24 pooled rows in all): counts are integers; sums carry 16 fractional
@@ -26,10 +26,11 @@ from protocols.disclosure import (
     PolicyRefused,
     StatisticsInputError,
     agree,
-    check_contribution,
+    check_same_selection,
     check_values,
     complete_rows,
     gate,
+    small_contribution,
 )
 from protocols.registry import JobContext
 from smpc import compare
@@ -64,9 +65,12 @@ def check_frac_bits(rt: Runtime) -> None:
 def local_rows(rt: Runtime, ctx: JobContext, *, bounded: bool = True) -> tuple[np.ndarray, int]:
     """This party's complete rows of the requested columns and how many it dropped.
 
-    The dry run that plans a job needs only shapes, which do not depend on
-    the rows, so it skips the local work and sees no rows.
+    Every party must select the same columns (checked first, on the signed
+    job, so a mismatch stops every party before any share). The dry run that
+    plans a job needs only shapes, which do not depend on the rows, so it
+    skips the local work and sees no rows.
     """
+    check_same_selection(ctx)
     if not ctx.columns:
         raise StatisticsInputError(f"{ctx.party}: the job selects no column")
     if rt.planning:
@@ -96,15 +100,15 @@ def count(rt: Runtime, ctx: JobContext) -> dict[str, SharedTensor]:
 
     Reveals to the job's recipients: the pooled count if it reaches m (else 0)
     and the pooled number of rows dropped for a missing value if it reaches m
-    (else 0). Nothing to the computing parties but m, the maximum of their
-    policies. Rounds: policies 1, input 1, comparison 8.
+    (else 0), both 0 if a party's own complete rows number 1 to m - 1.
+    Nothing to the computing parties but m, the maximum of their policies.
+    Rounds: policies 1, input 1, comparison 8.
     """
     check_frac_bits(rt)
     rows, dropped = local_rows(rt, ctx, bounded=False)
     m = agree(rt, ctx)
-    check_contribution(len(rows), m)
-    pooled = pooled_integers(rt, np.array([len(rows), dropped]))
-    _, (kept,) = gate(rt, pooled, m, [(pooled, None)])
+    pooled = pooled_integers(rt, np.array([len(rows), dropped, small_contribution(len(rows), m)]))
+    _, (kept,) = gate(rt, pooled[:2], m, [(pooled[:2], None)], pooled[2:])
     return {"count": kept[:1], "dropped": kept[1:]}
 
 
@@ -113,16 +117,17 @@ def total(rt: Runtime, ctx: JobContext) -> dict[str, SharedTensor]:
 
     Reveals to the job's recipients: the pooled count and per-column sums if
     the count reaches m (else 0), hence the means sum / count, and the dropped
-    count as in :func:`count`. The sums carry 16 fractional bits. Nothing to
-    the computing parties but m.
+    count, each suppressed as in :func:`count`. The sums carry 16 fractional
+    bits. Nothing to the computing parties but m.
     """
     check_frac_bits(rt)
     rows, dropped = local_rows(rt, ctx)
     m = agree(rt, ctx)
-    check_contribution(len(rows), m)
     sums = rows.sum(axis=0) if len(rows) else np.zeros(len(ctx.columns))
-    pooled = pooled_integers(rt, np.concatenate([[len(rows), dropped], fixed(sums, SUM_BITS)]))
-    _, (kept, sum_kept) = gate(rt, pooled[:2], m, [(pooled[:2], None), (pooled[2:], 0)])
+    head = [len(rows), dropped, small_contribution(len(rows), m)]
+    pooled = pooled_integers(rt, np.concatenate([head, fixed(sums, SUM_BITS)]))
+    counts = pooled[:2]
+    _, (kept, sum_kept) = gate(rt, counts, m, [(counts, None), (pooled[3:], 0)], pooled[2:3])
     return {
         "count": kept[:1],
         "dropped": kept[1:],
@@ -143,9 +148,10 @@ def moments(rt: Runtime, ctx: JobContext, *, matrix: bool) -> dict[str, SharedTe
 
     where C_i is hospital i's centred co-moment matrix (two-pass, local).
 
-    1. Policies (1 round); each hospital shares [n_i, dropped_i] (1 round).
+    1. Policies (1 round); each hospital shares [n_i, dropped_i] and its veto
+       bit (1 round).
     2. :func:`~protocols.disclosure.gate`: N against max(m, 2) and the dropped
-       count against m (8 rounds); N * [N >= max(m, 2)] is opened to every
+       count against m, both 0 on a veto (8 rounds); the gated N is opened to every
        computing party (1 round): N is a declared public intermediate, needed
        to divide by. If it is 0 (suppressed) every party shares zeros below.
     3. Hospital i shares C_i / N (32 bits), w_i mean_i (16 and 32 bits),
@@ -166,9 +172,9 @@ def moments(rt: Runtime, ctx: JobContext, *, matrix: bool) -> dict[str, SharedTe
     rows, dropped = local_rows(rt, ctx)
     p = len(ctx.columns)
     m = agree(rt, ctx)
-    check_contribution(len(rows), m)
-    counts = pooled_integers(rt, np.array([len(rows), dropped]))
-    _, (kept,) = gate(rt, counts, np.array([max(m, 2), m]), [(counts, None)])
+    pooled = pooled_integers(rt, np.array([len(rows), dropped, small_contribution(len(rows), m)]))
+    counts = pooled[:2]
+    _, (kept,) = gate(rt, counts, np.array([max(m, 2), m]), [(counts, None)], pooled[2:])
     opened = rt.open(kept[:1])
     pooled_n = 0 if opened is None else int(opened[0])
     n = len(rows)
@@ -238,12 +244,13 @@ def extremes(rt: Runtime, ctx: JobContext) -> dict[str, SharedTensor]:
     A minimum or a maximum is one patient's value, so each party refuses
     (:class:`PolicyRefused`) unless its policy sets ``allow_min_max``.
 
-    1. Policies (1 round); hospital i shares [n_i, dropped_i, -min_i, max_i]
-       (an empty hospital shares -2^14 for both, which never wins; 1 round).
+    1. Policies (1 round); hospital i shares [n_i, dropped_i, veto_i, -min_i,
+       max_i] (an empty hospital shares -2^14 for both, which never wins; 1 round).
     2. A tournament of exact maxima (``compare.maximum``) over the hospitals,
        minima as maxima of negated values, all columns in one batch per level:
        8 rounds per level, ceil(log2 k) levels.
-    3. :func:`~protocols.disclosure.gate` on N and the dropped count (8 rounds).
+    3. :func:`~protocols.disclosure.gate` on N and the dropped count, with the
+       vetoes (8 rounds).
 
     Reveals to the job's recipients: N and each column's minimum and maximum
     if N >= m (else 0), and the dropped count as in :func:`count`.
@@ -254,17 +261,18 @@ def extremes(rt: Runtime, ctx: JobContext) -> dict[str, SharedTensor]:
     rows, dropped = local_rows(rt, ctx)
     p = len(ctx.columns)
     m = agree(rt, ctx)
-    check_contribution(len(rows), m)
     if len(rows):
         ends = np.concatenate([-rows.min(axis=0), rows.max(axis=0)])
     else:
         ends = np.full(2 * p, -(2.0**14))
-    local = np.concatenate([[len(rows), dropped], fixed(ends, SUM_BITS)])
+    head = [len(rows), dropped, small_contribution(len(rows), m)]
+    local = np.concatenate([head, fixed(ends, SUM_BITS)])
     parts = rt.input_all(local, (len(local),), integer=True)
-    counts = parts[0][:2]
+    totals = parts[0][:3]
     for part in parts[1:]:
-        counts = counts + part[:2]
-    contenders = [_as_scale(rt, part[2:], rt.fxp.frac_bits) for part in parts]
+        totals = totals + part[:3]
+    counts = totals[:2]
+    contenders = [_as_scale(rt, part[3:], rt.fxp.frac_bits) for part in parts]
     while len(contenders) > 1:
         pairs = len(contenders) // 2
         left = concatenate(contenders[0 : 2 * pairs : 2])
@@ -272,7 +280,7 @@ def extremes(rt: Runtime, ctx: JobContext) -> dict[str, SharedTensor]:
         best = compare.maximum(rt, left, right)
         winners = [best[j * 2 * p : (j + 1) * 2 * p] for j in range(pairs)]
         contenders = winners + contenders[2 * pairs :]
-    _, (kept, ends_kept) = gate(rt, counts, m, [(counts, None), (contenders[0], 0)])
+    _, (kept, ends_kept) = gate(rt, counts, m, [(counts, None), (contenders[0], 0)], totals[2:])
     return {
         "count": kept[:1],
         "dropped": kept[1:],

@@ -1,26 +1,32 @@
-"""Disclosure control shared by the statistics protocols: minimum sizes, local and inside MPC.
+"""Disclosure control shared by the statistics protocols: minimum sizes, decided inside MPC.
 
 Every statistic applies the minimum cell size m of the job, the largest of
-the parties' policies (:func:`agree`):
+the parties' policies (:func:`agree`), to complete rows (rows left after
+dropping those with a missing value):
 
-1. *Locally*, on each party's own contribution: a party whose selected,
-   complete rows number from 1 to m - 1 refuses with the one generic reason
-   :data:`REFUSAL` (:class:`DisclosureRefused`), which does not say how many.
-   An empty contribution adds nothing and is allowed, so an empty pooled
-   cohort reads like a small one. (A party process refuses at admission,
-   before any round, a selection below its own policy's minimum.)
-2. *Inside MPC*, on pooled counts and cells (:func:`gate`): each count is
-   compared with m by the exact comparison of ``smpc.compare`` and every
-   value that depends on it is multiplied by the outcome, in the same
-   8 rounds. A small count and an empty one both come out as 0 with the flag
-   ``suppressed`` = 1; the size of a suppressed count is never opened.
+1. To each party's own contribution: a party whose complete rows number from
+   1 to m - 1 does not refuse (a refusal would tell the analyst that it holds
+   a few such rows, e.g. that a given patient has no missing value). It
+   shares a veto bit with its aggregates instead (:func:`small_contribution`),
+   and any veto suppresses every output of the job inside MPC. An empty
+   contribution adds nothing and casts no veto. (A party process also
+   refuses at admission, before any round, a selection below its own
+   policy's minimum, counted before missing values are dropped.)
+2. To pooled counts and cells (:func:`gate`): each count is compared with m
+   by the exact comparison of ``smpc.compare`` and every value that depends
+   on it is multiplied by the outcome, in the same 8 rounds.
+
+So a small contribution, a small pooled count and an empty one all come out
+as 0, read "suppressed"; which of them it was is never opened.
 """
 
 from __future__ import annotations
 
 import hashlib
 import statistics
+from collections import Counter
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -41,6 +47,10 @@ VALUE_BOUND = 2.0**14
 """Numeric inputs of the statistics must satisfy |x| < 2^14 = 16384 (costs up to 10^4 fit)."""
 
 
+VETO_WEIGHT = 2**48
+"""A veto's weight in :func:`gate`: larger than any count or minimum it is compared with."""
+
+
 class DisclosureRefused(SMPCError):
     """A party refuses to contribute: its policy forbids what the job would reveal."""
 
@@ -56,10 +66,20 @@ class StatisticsInputError(SMPCError, statistics.StatisticsError):
     """
 
 
-def agree(
+@dataclass(frozen=True)
+class Policy:
+    """What the job's parties agreed to reveal: the strictest of their policies."""
+
+    min_cell_size: int
+    """m, the largest minimum cell size over the parties."""
+    allow_min_max: bool
+    """True only if every party's policy permits revealing a minimum or maximum."""
+
+
+def agree_policy(
     rt: Runtime, ctx: JobContext, extra: Sequence[int] = (), *, same_columns: bool = True
-) -> int:
-    """The job's minimum cell size m: the largest over the parties' policies; one round.
+) -> Policy:
+    """The job's :class:`Policy`, from every party's own; one round of public values.
 
     The round also carries a digest of the columns each party selected (and
     ``extra`` public integers), so parties that were asked for different
@@ -68,17 +88,54 @@ def agree(
     """
     names = "\x00".join(ctx.columns) if same_columns else ""
     digest = hashlib.sha256(names.encode()).digest()[:8]
-    mine = np.array([ctx.min_cell_size, int.from_bytes(digest, "little"), *extra], dtype=np.uint64)
+    mine = np.array(
+        [ctx.min_cell_size, int(ctx.allow_min_max), int.from_bytes(digest, "little"), *extra],
+        dtype=np.uint64,
+    )
     heard = rt.exchange_all(mine, "policy")
     if rt.planning:
-        return max(1, ctx.min_cell_size)
+        return Policy(max(1, ctx.min_cell_size), ctx.allow_min_max)
     for party, theirs in enumerate(heard):
-        if not np.array_equal(theirs[1:], mine[1:]):
+        if not np.array_equal(theirs[2:], mine[2:]):
             raise StatisticsInputError(
                 f"party {ctx.parties[party] if party < len(ctx.parties) else party} selected "
                 "different columns or parameters; every party must select the same ones"
             )
-    return int(max(int(h[0]) for h in heard))
+    return Policy(
+        min_cell_size=int(max(int(h[0]) for h in heard)),
+        allow_min_max=all(int(h[1]) == 1 for h in heard),
+    )
+
+
+def agree(
+    rt: Runtime, ctx: JobContext, extra: Sequence[int] = (), *, same_columns: bool = True
+) -> int:
+    """The job's minimum cell size m (see :func:`agree_policy`); one round."""
+    return agree_policy(rt, ctx, extra, same_columns=same_columns).min_cell_size
+
+
+def check_same_selection(ctx: JobContext) -> None:
+    """Every party of the job selects the same columns, as the signed job says.
+
+    Decided from the job itself, which every party holds, so each party stops
+    with the same error (naming first a party without input, else the first
+    whose columns differ from those most parties select) before its dry run,
+    its dealer request or any share. It names a party, never a count or a shape.
+    """
+    if not ctx.selections:
+        return
+    chosen = [tuple(ctx.selections.get(party, ())) for party in ctx.parties]
+    for party, columns in zip(ctx.parties, chosen, strict=True):
+        if not columns:
+            raise StatisticsInputError(
+                f"every party must select the same columns; {party} selects none"
+            )
+    usual = Counter(chosen).most_common(1)[0][0]
+    for party, columns in zip(ctx.parties, chosen, strict=True):
+        if columns != usual:
+            raise StatisticsInputError(
+                f"every party must select the same columns; {party} selects other ones"
+            )
 
 
 def complete_rows(values: np.ndarray) -> tuple[np.ndarray, int]:
@@ -92,10 +149,13 @@ def complete_rows(values: np.ndarray) -> tuple[np.ndarray, int]:
     return (values if dropped == 0 else values[keep]), dropped
 
 
-def check_contribution(rows: int, m: int) -> None:
-    """Refuse a contribution of 1 to m - 1 rows with the generic reason (local check)."""
-    if 0 < rows < m:
-        raise DisclosureRefused(REFUSAL)
+def small_contribution(rows: int, m: int) -> int:
+    """1 if this party's own contribution of ``rows`` complete rows is from 1 to m - 1, else 0.
+
+    Shared with the party's aggregates, never opened: the pooled sum of these
+    bits is the job's veto count, which :func:`gate` folds into every count.
+    """
+    return int(0 < rows < m)
 
 
 def check_values(values: np.ndarray, columns: Sequence[str], bound: float = VALUE_BOUND) -> None:
@@ -117,6 +177,7 @@ def gate(
     counts: SharedTensor,
     minimum: np.ndarray | int,
     factors: Sequence[tuple[SharedTensor, int | None]] = (),
+    vetoes: SharedTensor | None = None,
 ) -> tuple[SharedTensor, list[SharedTensor]]:
     """Flags [count < minimum] and factors kept only where their count reaches it; 8 rounds.
 
@@ -129,12 +190,23 @@ def gate(
     the comparison's first round (as ``compare.relu`` does). Returns the
     flags (1 = suppressed, integers) and the gated factors (0 where
     suppressed), all still shared. Reveals nothing.
+
+    ``vetoes`` (one shared integer, the pooled :func:`small_contribution`
+    bits) suppresses everything when it is not 0: each count is compared as
+    count - 2^48 vetoes, which is negative for any veto since counts and
+    minimums stay below 2^48 (rows below 2^24, probability numerators
+    below 2^14). No extra round.
     """
     if counts.scale != 0 or counts.ndim != 1:
         raise ValueError("gate compares a flat tensor of integer counts")
     k = counts.size
     limits = np.broadcast_to(np.asarray(minimum, dtype=np.int64), (k,))
-    s, bit = compare.sign_bit_steps(rt, counts - limits)
+    compared = counts - limits
+    if vetoes is not None:
+        if vetoes.scale != 0 or vetoes.size != 1:
+            raise ValueError("vetoes must be one shared integer")
+        compared = compared - vetoes.reshape(1)[np.zeros(k, dtype=np.int64)] * VETO_WEIGHT
+    s, bit = compare.sign_bit_steps(rt, compared)
     lanes = []
     for y, index in factors:
         if index is None:

@@ -6,15 +6,27 @@ The q-quantile here is the smallest value v with F(v) = #{x <= v} / N >= q
 ``statistics.median_low``). It is searched on the grid
 lo + j (hi - lo) / 2^bits, j = 0 .. 2^bits, of the job's public
 ``params["range"] = [lo, hi]`` (default [-2^14, 2^14]) with
-``params["bits"]`` (default 20) bits: the reported value is the middle of
-the grid interval (lo + (j - 1) w, lo + j w] that holds the quantile,
-w = (hi - lo) / 2^bits, so it is within **w / 2 = (hi - lo) / 2^(bits + 1)**
-of the exact one. Values outside the range count as lo or hi.
+``params["bits"]`` (default 20, at most 32) bits: the reported value is the
+middle of the grid interval (lo + (j - 1) w, lo + j w] that holds the
+quantile, w = (hi - lo) / 2^bits, so it is within
+**w / 2 = (hi - lo) / 2^(bits + 1)** of the exact one. Values outside the
+range count as lo or hi. The bound on bits: 32 bits resolve the widest range
+to 2^-18, finer than the 2^-16 at which the other statistics read their
+inputs, in at most 91 rounds; a finer grid would cost rounds and add nothing.
 
-1. Policies (1 round); hospital i shares [n_i, dropped_i] (1 round); the
-   pooled N and dropped count are gated by m (8 rounds) and the flag
-   [N >= m] is opened to every computing party (1 round). A suppressed job
-   goes on with zeros, so every job takes the same rounds.
+Probabilities are rounded to fractions a / b with b <= 10^4 and must stay in
+[1/10^4, 1 - 1/10^4]. A quantile at q with q N < m (or (1 - q) N < m) is one
+of the m smallest (largest) values, at q -> 0 the minimum itself, so it is
+revealed only where every party's policy sets ``allow_min_max``. Otherwise
+the job is suppressed unless q* N >= m for q* = min over the probabilities of
+min(q, 1 - q), compared inside MPC as a* N - b* m >= 0 (q* = a* / b*), in the
+place of N >= m (which it implies): N is never opened to decide.
+
+1. Policies (1 round); hospital i shares [n_i, dropped_i] and its veto bit
+   (1 round); the pooled N (as a* N, see above) and dropped count are gated
+   (8 rounds) and the flag [not suppressed] is opened to every computing party
+   (1 round). A suppressed job goes on with zeros, so every job takes the
+   same rounds.
 2. Each step narrows every quantile's interval 16-fold: for 15 public
    thresholds v per quantile, each hospital counts its own values <= v (in
    the clear, on its sorted column) and shares the counts (1 round); one
@@ -24,7 +36,8 @@ of the exact one. Values outside the range count as lo or hi.
    ceil(bits / 4) steps: 10 rounds each.
 
 Rounds: 11 + 10 ceil(bits / 4), 61 for the default 20 bits. Reveals to every
-computing party and to the job's recipients: whether N >= m and, if so,
+computing party and to the job's recipients: whether the job is suppressed
+(N < m, a party's veto, or an extreme quantile not allowed) and, if not,
 each quantile at the grid resolution (each opened bit says on which side of
 a threshold a quantile lies, which the result implies); to the recipients
 also N and the dropped count (gated as in ``protocols.descriptive.count``).
@@ -42,20 +55,26 @@ from protocols.descriptive import check_frac_bits, local_rows, pooled_integers
 from protocols.disclosure import (
     VALUE_BOUND,
     StatisticsInputError,
-    agree,
-    check_contribution,
+    agree_policy,
     gate,
     public,
+    small_contribution,
 )
 from protocols.registry import JobContext
 from smpc import compare
 from smpc.runtime import Runtime
-from smpc.shares import SharedTensor
+from smpc.shares import SharedTensor, concatenate
 
 STEP_BITS = 4
 """Bits of the grid index resolved per step: 2^4 - 1 = 15 thresholds per quantile."""
 
 DEFAULT_BITS = 20
+MAX_BITS = 32
+"""The finest grid a job may ask for (see the module)."""
+
+DENOMINATOR = 10_000
+"""Probabilities are rounded to fractions with at most this denominator."""
+
 DEFAULT_PROBABILITIES = (0.25, 0.5, 0.75)
 
 
@@ -70,26 +89,47 @@ def _params(ctx: JobContext) -> tuple[list[Fraction], float, float, int]:
         raise StatisticsInputError("params.probabilities must list at least one probability")
     fractions = []
     for q in qs:
-        if not isinstance(q, int | float) or not 0 < q < 1:
+        if isinstance(q, bool) or not isinstance(q, int | float) or not 0 < q < 1:
             raise StatisticsInputError("each probability must lie strictly between 0 and 1")
-        fractions.append(Fraction(q).limit_denominator(10_000))
-    lo, hi = ctx.params.get("range", [-VALUE_BOUND, VALUE_BOUND])
+        fraction = Fraction(q).limit_denominator(DENOMINATOR)
+        if not 0 < fraction < 1:
+            raise StatisticsInputError(
+                f"each probability must lie in [1/{DENOMINATOR}, 1 - 1/{DENOMINATOR}]"
+            )
+        fractions.append(fraction)
+    bounds = ctx.params.get("range", [-VALUE_BOUND, VALUE_BOUND])
+    if (
+        not isinstance(bounds, list | tuple)
+        or len(bounds) != 2
+        or not all(isinstance(v, int | float) and not isinstance(v, bool) for v in bounds)
+    ):
+        raise StatisticsInputError("params.range must be two numbers lo < hi")
+    lo, hi = bounds
     if not (math.isfinite(lo) and math.isfinite(hi) and lo < hi):
         raise StatisticsInputError("params.range must be two finite numbers lo < hi")
     if max(abs(lo), abs(hi)) > VALUE_BOUND:
         raise StatisticsInputError(f"params.range must lie within +-{VALUE_BOUND:g}")
     bits = ctx.params.get("bits", DEFAULT_BITS)
-    if not isinstance(bits, int) or not 1 <= bits <= 40:
-        raise StatisticsInputError("params.bits must be an integer from 1 to 40")
+    if isinstance(bits, bool) or not isinstance(bits, int) or not 1 <= bits <= MAX_BITS:
+        raise StatisticsInputError(f"params.bits must be an integer from 1 to {MAX_BITS}")
     return fractions, float(lo), float(hi), bits
+
+
+def nearest_end(qs: list[Fraction], allow_min_max: bool) -> Fraction:
+    """q*: the smallest distance of a probability to 0 or 1, or 1 where min and max are allowed.
+
+    The job goes on only if q* N >= m, so no quantile closer to an end than
+    m / N is revealed unless every policy allows a minimum or maximum.
+    """
+    return Fraction(1) if allow_min_max else min(min(q, 1 - q) for q in qs)
 
 
 def quantiles(rt: Runtime, ctx: JobContext) -> dict[str, SharedTensor]:
     """Outputs ``count``, ``dropped`` and ``quantiles`` (one per probability); see the module.
 
-    Reveals to every computing party and the job's recipients: whether
-    N >= m and the quantiles at the grid resolution; to the recipients also
-    N and the dropped count, each gated by m.
+    Reveals to every computing party and the job's recipients: whether the
+    job is suppressed and, if not, the quantiles at the grid resolution; to
+    the recipients also N and the dropped count, each gated by m.
     """
     check_frac_bits(rt)
     qs, lo, hi, bits = _params(ctx)
@@ -97,10 +137,15 @@ def quantiles(rt: Runtime, ctx: JobContext) -> dict[str, SharedTensor]:
         raise StatisticsInputError("quantiles take exactly one column")
     rows, dropped = local_rows(rt, ctx, bounded=False)
     values = np.sort(np.clip(rows[:, 0], lo, hi))
-    m = agree(rt, ctx)
-    check_contribution(len(values), m)
-    counts = pooled_integers(rt, np.array([len(values), dropped]))
-    flags, (kept,) = gate(rt, counts, m, [(counts, None)])
+    policy = agree_policy(rt, ctx)
+    m = policy.min_cell_size
+    veto = small_contribution(len(values), m)
+    pooled = pooled_integers(rt, np.array([len(values), dropped, veto]))
+    end = nearest_end(qs, policy.allow_min_max)
+    counts = pooled[:2]
+    compared = concatenate([counts[:1] * end.numerator, counts[1:]])
+    minimum = np.array([end.denominator * m, m])
+    flags, (kept,) = gate(rt, compared, minimum, [(counts, None)], pooled[2:])
     opened = rt.open(flags[:1])
     ok = rt.planning or (opened is not None and int(opened[0]) == 0)
     a = np.array([q.numerator for q in qs], dtype=np.int64)

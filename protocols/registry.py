@@ -48,6 +48,8 @@ class JobContext:
     allow_min_max: bool = False  # this party's policy permits revealing a minimum or maximum
     text: Mapping[str, np.ndarray] = field(default_factory=dict)
     """Categorical columns as stripped strings ("" where missing), for protocols that ask."""
+    selections: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    """Every party's selected columns as the signed job names them (public to every party)."""
     delivered: dict[str, np.ndarray] = field(default_factory=dict)
     """Per-row outputs this party received; the party keeps them locally once the job ends."""
     outputs: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
@@ -76,10 +78,9 @@ class ProtocolSpec:
 @functools.cache
 def installed() -> dict[str, ProtocolSpec]:
     """Every protocol installed here: the built-ins and the entry points (read once)."""
-    from protocols import aggregates, logistic, probe, statistics
+    from protocols import logistic, probe, statistics
 
     builtin = (
-        *aggregates.PROTOCOLS,
         *probe.PROTOCOLS,
         *logistic.PROTOCOLS,
         *statistics.PROTOCOLS,

@@ -31,40 +31,43 @@ from smpc.local import JobResult, LocalFederation
 from smpc.runtime import Runtime
 from smpc.shares import SharedTensor
 
-_GATED = "if the pooled count reaches the minimum cell size m (else 0), to the job's recipients"
+_GATED = (
+    "if the pooled count of complete rows reaches the minimum cell size m and no party's own "
+    "count is from 1 to m - 1 (else 0), to the job's recipients"
+)
 
 PROTOCOLS = (
     ProtocolSpec(
         "stats-count",
-        "1",
+        "2",
         descriptive.count,
         ("count", "dropped"),
         f"the pooled count of complete rows and of dropped rows, each {_GATED}",
     ),
     ProtocolSpec(
         "stats-mean",
-        "1",
+        "2",
         descriptive.total,
         ("count", "dropped", "sum"),
         f"the pooled count and per-column sums (hence means) {_GATED}",
     ),
     ProtocolSpec(
         "stats-variance",
-        "1",
+        "2",
         descriptive.variance,
         ("count", "dropped", "mean", "pvariance"),
         f"the pooled count, means and population variances {_GATED}; N to the parties",
     ),
     ProtocolSpec(
         "stats-covariance",
-        "1",
+        "2",
         descriptive.covariance,
         ("count", "dropped", "mean", "pcovariance"),
         f"the pooled count, means and population covariance matrix {_GATED}; N to the parties",
     ),
     ProtocolSpec(
         "stats-minmax",
-        "1",
+        "2",
         descriptive.extremes,
         ("count", "dropped", "min", "max"),
         f"the pooled count and each column's minimum and maximum {_GATED}; only where every "
@@ -72,36 +75,39 @@ PROTOCOLS = (
     ),
     ProtocolSpec(
         "stats-histogram",
-        "1",
+        "2",
         tables.histogram,
         ("counts", "dropped"),
-        "each pooled bin count that reaches m (else 0), to the job's recipients",
+        "each pooled bin count that reaches m (else 0; all 0 if a party's own count is from 1 to "
+        "m - 1), to the job's recipients",
     ),
     ProtocolSpec(
         "stats-crosstab",
-        "1",
+        "2",
         tables.crosstab,
         ("counts", "dropped"),
-        "each pooled cell count that reaches m (else 0), to the job's recipients",
+        "each pooled cell count that reaches m (else 0; all 0 if a party's own count is from 1 to "
+        "m - 1), to the job's recipients",
         categorical=True,
     ),
     ProtocolSpec(
         "stats-quantiles",
-        "1",
+        "2",
         order.quantiles,
         ("count", "dropped", "quantiles"),
-        f"the quantiles at the grid resolution {_GATED}, also to the parties; N to the recipients",
+        f"the quantiles at the grid resolution {_GATED} and none is nearer 0 or 1 than m / N "
+        "unless every policy allows a minimum or maximum, also to the parties; N to the recipients",
     ),
     ProtocolSpec(
         "stats-correlation-vertical",
-        "1",
+        "2",
         vertical.correlation,
         ("count", "correlation"),
         "N and the correlation matrix of columns held by different parties (column split)",
     ),
     ProtocolSpec(
         "stats-covariance-vertical",
-        "1",
+        "2",
         vertical.covariance,
         ("count", "correlation", "stdev"),
         "N, the correlation matrix and the standard deviations (column split)",
@@ -204,13 +210,14 @@ def contexts(
     params: Mapping[str, Any] | None = None,
     text: Sequence[Mapping[str, np.ndarray]] | None = None,
     min_cell_size: int | Sequence[int] = 5,
-    allow_min_max: bool = False,
+    allow_min_max: bool | Sequence[bool] = False,
     names: Sequence[str] | None = None,
 ) -> list[JobContext]:
     """One JobContext per party for an in-process run: its rows of ``columns``.
 
     ``columns`` names every party's columns, or gives one list per party
-    (column-split data).
+    (column-split data); ``min_cell_size`` and ``allow_min_max`` give every
+    party's policy, or one value per party.
     """
     held = [
         tuple(columns[i]) if columns and not isinstance(columns[0], str) else tuple(columns)
@@ -218,6 +225,9 @@ def contexts(
     ]
     names = list(names) if names is not None else [f"party-{i}" for i in range(len(parts))]
     sizes = [min_cell_size] * len(parts) if isinstance(min_cell_size, int) else list(min_cell_size)
+    allowed = (
+        [allow_min_max] * len(parts) if isinstance(allow_min_max, bool) else list(allow_min_max)
+    )
     return [
         JobContext(
             params=dict(params or {}),
@@ -225,8 +235,9 @@ def contexts(
             party=names[i],
             columns=held[i],
             values=np.asarray(part, dtype=np.float64).reshape(len(part), len(held[i])),
+            selections=dict(zip(names, held, strict=True)),
             min_cell_size=sizes[i],
-            allow_min_max=allow_min_max,
+            allow_min_max=allowed[i],
             text=dict(text[i]) if text is not None else {},
         )
         for i, part in enumerate(parts)

@@ -1,9 +1,11 @@
 """Histograms over public bin edges; frequency and contingency tables of categorical columns.
 
 Each hospital counts its own complete rows into the public cells and shares
-the cell counts (with its dropped-row count) in one round; every pooled cell
-is compared with m inside MPC in one batch (8 rounds). Rounds: 10 (policies,
-input, comparison). A cell below m, or empty, comes out as 0: "suppressed".
+the cell counts (with its dropped-row count and its veto bit, see
+:mod:`protocols.disclosure`) in one round; every pooled cell is compared with
+m inside MPC in one batch (8 rounds). Rounds: 10 (policies, input,
+comparison). A cell below m, or empty, comes out as 0: "suppressed"; a veto
+suppresses every cell.
 Cells are suppressed independently: a suppressed cell can be recovered by
 subtraction from a total published elsewhere (e.g. by a count job), which
 disclosure control per cell does not prevent.
@@ -16,7 +18,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from protocols.descriptive import check_frac_bits, local_rows, pooled_integers
-from protocols.disclosure import StatisticsInputError, agree, check_contribution, gate
+from protocols.disclosure import StatisticsInputError, agree, gate, small_contribution
 from protocols.registry import JobContext
 from smpc.runtime import Runtime
 from smpc.shares import SharedTensor
@@ -29,10 +31,10 @@ def _gated_cells(
     rt: Runtime, ctx: JobContext, cells: np.ndarray, rows: int, dropped: int, extra: Sequence[int]
 ) -> dict[str, SharedTensor]:
     m = agree(rt, ctx, extra)
-    check_contribution(rows, m)
-    flat = np.concatenate([cells.reshape(-1), [dropped]]).astype(np.int64)
-    pooled = pooled_integers(rt, flat)
-    _, (kept,) = gate(rt, pooled, m, [(pooled, None)])
+    flat = np.concatenate([cells.reshape(-1), [dropped, small_contribution(rows, m)]])
+    pooled = pooled_integers(rt, flat.astype(np.int64))
+    counts = pooled[:-1]
+    _, (kept,) = gate(rt, counts, m, [(counts, None)], pooled[-1:])
     return {"counts": kept[:-1].reshape(*cells.shape), "dropped": kept[-1:]}
 
 

@@ -89,23 +89,18 @@ def run(args: argparse.Namespace) -> int:
 
 
 def shortcut(args: argparse.Namespace) -> int:
-    """``smpc count|sum|mean``: a pooled statistic over every hospital's selected rows."""
-    member = load_config(args.config)
-    columns = [c.strip() for c in args.columns.split(",") if c.strip()]
-    hospitals = [p.name for p in member.computing_peers if p.role == "hospital"]
-    inputs = {h: (columns, args.where) for h in hospitals}
-    protocol = "pooled-count" if args.words == ("count",) else "pooled-sum"
-    return _submit(args, protocol, "1", inputs, mean=args.words == ("mean",))
+    """``smpc count|sum|mean``: the statistics job of that name, with disclosure control.
+
+    The same job as ``smpc stats count|sum|mean``: counts are of complete rows
+    and every result below the minimum cell size prints as "suppressed".
+    """
+    from parties.cli.stats import submit
+
+    return submit(args, args.words[0], {})
 
 
 def _submit(
-    args: argparse.Namespace,
-    protocol: str,
-    version: str,
-    inputs: dict,
-    *,
-    mean: bool = False,
-    **job: object,
+    args: argparse.Namespace, protocol: str, version: str, inputs: dict, **job: object
 ) -> int:
     from parties.client import Client
 
@@ -115,8 +110,6 @@ def _submit(
     finally:
         client.close()
     outputs = dict(outcome.outputs)
-    if mean:
-        outputs["mean"] = outputs["sum"] / outputs["count"][0]
     if args.json:
         print(
             json.dumps(

@@ -52,12 +52,20 @@ def _plain(value: Any, suppressed: Any = None) -> Any:
 
 def stats(args: argparse.Namespace) -> int:
     """Submit one statistics job over every hospital and print the result."""
+    return submit(args, args.statistic, _params(args))
+
+
+def submit(args: argparse.Namespace, statistic: str, params: dict[str, Any]) -> int:
+    """Run ``statistic`` over every hospital's selected rows and print it (``--json``: as JSON).
+
+    Shared by ``smpc stats`` and ``smpc count|sum|mean``.
+    """
     from parties.client import Client
 
     client = Client(load_config(args.config))
     columns = [c.strip() for c in args.columns.split(",") if c.strip()]
     try:
-        result = client.statistics(args.statistic, columns, where=args.where, params=_params(args))
+        result = client.statistics(statistic, columns, where=args.where, params=params)
     finally:
         client.close()
     cells = result.get("suppressed") if "counts" in result else None
@@ -71,7 +79,7 @@ def stats(args: argparse.Namespace) -> int:
         return 0
     print(f"job {result['job']} ({result['seconds']:.3f} s)")
     if result.get("suppressed") is True:
-        print("  suppressed: the pooled cohort is below the minimum cell size")
+        print("  suppressed: below the minimum cell size")
         return 0
     for key, value in shown.items():
         if key not in ("job", "seconds"):

@@ -4,11 +4,12 @@ Three hospitals each hold a disjoint third of the UCI breast cancer data
 (569 patients; patient ``id`` goes to hospital ``(id - 1) mod 3``). The demo
 creates a fresh federation (CA, certificates, configs), starts the dealer and
 each hospital as its own process on its own loopback address, and an analyst
-submits signed jobs over gRPC with mutual TLS: pooled counts and means, then
-logistic-regression labels for every patient from a model owner's secret
-model, each hospital keeping its own patients' labels, and joint statistics
-with disclosure control (``parties.local.demo_statistics``). Every secure result is
-printed beside the plaintext answer; then everything shuts down.
+submits signed jobs over gRPC with mutual TLS: counts and means (with the
+minimum cell size in force), then logistic-regression labels for every
+patient from a model owner's secret model, each hospital keeping its own
+patients' labels, and joint statistics with disclosure control
+(``parties.local.demo_statistics``). Every secure result is printed beside the
+plaintext answer; then everything shuts down.
 """
 
 from __future__ import annotations
@@ -42,36 +43,23 @@ def _plain(dep: LocalDeployment, column: str, where_diagnosis: str | None = None
 
 
 def run_jobs(dep: LocalDeployment, client: Client) -> list[tuple[str, float, float]]:
-    """Submit the demo's jobs; return (quantity, secure, plaintext) rows."""
+    """Submit the demo's count and mean jobs; return (quantity, secure, plaintext) rows."""
     rows: list[tuple[str, float, float]] = []
     for letter, label in (("M", "malignant"), ("B", "benign")):
-        print(f"  job: count {label} patients (pooled-count) ...", flush=True)
-        job = client.job(
-            "pooled-count",
-            "1",
-            inputs={h: (["mean_radius"], f'diagnosis == "{letter}"') for h in HOSPITALS},
-        )
-        secure = client.submit(job).outputs["count"][0]
+        print(f"  job: count {label} patients (stats-count) ...", flush=True)
+        counted = client.statistics("count", ["mean_radius"], where=f'diagnosis == "{letter}"')
         rows.append(
             (
                 f"patients, diagnosis {letter}",
-                float(secure),
+                float(counted["count"]),
                 float(len(_plain(dep, "mean_radius", letter))),
             )
         )
-    print("  job: pooled sums of three features (pooled-sum) ...", flush=True)
-    outcome = client.submit(
-        client.job("pooled-sum", "1", inputs={h: list(FEATURES) for h in HOSPITALS})
-    )
-    count = outcome.outputs["count"][0]
+    print("  job: means of three features (stats-mean) ...", flush=True)
+    means, outcome = client.statistics_outcome("mean", list(FEATURES))
     for k, feature in enumerate(FEATURES):
-        rows.append(
-            (
-                f"mean({feature})",
-                float(outcome.outputs["sum"][k] / count),
-                float(_plain(dep, feature).mean()),
-            )
-        )
+        plain = float(_plain(dep, feature).mean())
+        rows.append((f"mean({feature})", float(means["mean"][k]), plain))
     replies = list(outcome.replies.values())
     rounds = max(r.rounds for r in replies)
     payload = max(r.payload_bytes for r in replies)

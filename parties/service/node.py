@@ -347,6 +347,7 @@ class PartyNode:
             party=self.member.name,
             columns=columns,
             values=values,
+            selections={p: tuple(s.columns) for p, s in spec.inputs.items()},
             min_cell_size=self.member.policy.min_cell_size,
             allow_min_max=self.member.policy.allow_min_max,
             text=text,

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from protocols import order
-from protocols.disclosure import REFUSAL, DisclosureRefused, StatisticsInputError, gate
+from protocols.disclosure import DisclosureRefused, StatisticsInputError, gate
 from protocols.statistics import contexts, protocol, run_local
 from protocols.synthetic import DIAGNOSES, SEXES, cohort
 from smpc.local import LocalFederation
@@ -211,18 +211,137 @@ def test_a_pooled_cohort_below_the_minimum_is_suppressed_not_refused() -> None:
     assert list(table["counts"]) == [11, 0] and list(table["suppressed"]) == [False, True]
 
 
-def test_a_small_own_contribution_is_refused_with_one_generic_reason() -> None:
-    reasons = set()
+def test_a_small_own_contribution_is_suppressed_inside_mpc_not_refused() -> None:
+    # a refusal would tell the analyst that a party holds 1 to m - 1 complete rows
     for rows in (1, 4):
         parts = [np.ones((rows, 1)), np.ones((50, 1)), np.ones((50, 1))]
-        with pytest.raises(DisclosureRefused) as caught:
-            run_local(LocalFederation(3), "stats-mean", contexts(parts, ["a"]))
-        reasons.add(str(caught.value))
-    assert reasons == {REFUSAL}
+        for name in ("stats-count", "stats-mean", "stats-variance"):
+            result, job = run_local(LocalFederation(3), name, contexts(parts, ["a"]))
+            assert result == {"dropped": None, "suppressed": True}, (name, rows)
+            assert not any(np.any(v) for v in job.results[0].values())
     # the job's minimum is the largest policy: 6 rows pass m = 5 but not another party's 8
     parts = [np.ones((6, 1)), np.ones((50, 1))]
-    with pytest.raises(DisclosureRefused):
-        run_local(LocalFederation(2), "stats-count", contexts(parts, ["a"], min_cell_size=[5, 8]))
+    ctxs = contexts(parts, ["a"], min_cell_size=[5, 8])
+    assert run_local(LocalFederation(2), "stats-count", ctxs)[0]["suppressed"] is True
+    ctxs = contexts([np.ones((8, 1)), np.ones((50, 1))], ["a"], min_cell_size=[5, 8])
+    assert run_local(LocalFederation(2), "stats-count", ctxs)[0]["count"] == 58
+
+
+def _lone_patient() -> list[np.ndarray]:
+    """Ten rows with a missing value at each of three parties, and one complete row at the first."""
+    gaps = np.column_stack([np.arange(10.0), np.full(10, np.nan)])
+    return [np.vstack([gaps, [[1.0, 10.38]]]), gaps.copy(), gaps.copy()]
+
+
+@pytest.mark.parametrize(
+    ("name", "params"),
+    [
+        ("stats-count", {}),
+        ("stats-mean", {}),
+        ("stats-variance", {}),
+        ("stats-covariance", {}),
+        ("stats-minmax", {}),
+        ("stats-histogram", {"edges": [0.0, 20.0]}),
+        ("stats-quantiles", {"probabilities": [0.5], "range": [0, 64]}),
+    ],
+)
+def test_one_complete_row_among_missing_ones_is_suppressed(name: str, params) -> None:
+    parts = _lone_patient()
+    rows = np.vstack(parts)
+    complete = rows[~np.isnan(rows).any(axis=1)]
+    assert len(complete) == 1  # numpy: the selection isolates one patient
+    columns = ["id", "texture"]
+    if name in ("stats-histogram", "stats-quantiles"):
+        parts, columns = [p[:, 1:] for p in parts], ["texture"]
+    ctxs = contexts(parts, columns, params=params, allow_min_max=True)
+    result, job = run_local(LocalFederation(3), name, ctxs)
+    if name == "stats-histogram":
+        assert result["suppressed"].all() and not result["counts"].any()
+    else:
+        assert result["suppressed"] is True and "count" not in result
+    assert result["dropped"] is None  # a veto suppresses every output of the job
+    revealed = np.concatenate([np.ravel(v) for k, v in job.results[0].items() if k != "dropped"])
+    assert not np.isclose(revealed, 10.38, atol=0.01).any()
+
+
+def test_parties_selecting_different_columns_stop_before_the_dry_run_ends() -> None:
+    parts = [np.ones((10, 1))] * 3
+    ctxs = contexts(parts, ["a"])
+    for ctx in ctxs:
+        ctx.selections["party-2"] = ("b",)  # what the signed job says party-2 selects
+    with pytest.raises(StatisticsInputError, match=r"same columns; party-2 selects other ones"):
+        dry_run(protocol("stats-mean").run, 3, ctxs[0])
+    for ctx in ctxs:
+        ctx.selections["party-0"] = ("b",)  # now most parties select b: party-1 differs
+    with pytest.raises(StatisticsInputError, match=r"same columns; party-1 selects other ones"):
+        dry_run(protocol("stats-mean").run, 3, ctxs[1])
+    for ctx in ctxs:
+        del ctx.selections["party-2"]
+    with pytest.raises(StatisticsInputError, match=r"same columns; party-2 selects none$"):
+        run_local(LocalFederation(3), "stats-count", ctxs)
+
+
+def _quantile_job(parts, probabilities, allow, **kwargs):
+    params = {"probabilities": probabilities, "range": [0.0, 128.0], "bits": 12}
+    ctxs = contexts(parts, ["a"], params=params, allow_min_max=allow, **kwargs)
+    return run_local(LocalFederation(len(parts)), "stats-quantiles", ctxs)[0]
+
+
+def test_quantiles_nearer_an_end_than_m_over_n_need_min_and_max_allowed() -> None:
+    rng = np.random.default_rng(3)
+    parts = [rng.uniform(1.0, 100.0, (n, 1)) for n in (30, 40, 30)]  # N = 100, m = 5
+    x = np.vstack(parts)[:, 0]
+    resolution = 128.0 / 2**12
+    for q in (0.0001, 0.04, 0.96, 0.9999):  # q N < 5 or (1 - q) N < 5
+        assert _quantile_job(parts, [q], False)["suppressed"] is True, q
+        assert _quantile_job(parts, [0.5, q], [True, True, False])["suppressed"] is True, q
+        allowed = _quantile_job(parts, [q], True)
+        expected = np.quantile(x, q, method="inverted_cdf")
+        assert abs(allowed["quantiles"][0] - expected) <= resolution / 2 + 1e-9
+    assert _quantile_job(parts, [0.0001], True)["quantiles"][0] == pytest.approx(
+        x.min(), abs=resolution / 2
+    )
+    inside = _quantile_job(parts, [0.05, 0.5, 0.95], False)  # q N = 5 = m: one of m values
+    expected = np.quantile(x, [0.05, 0.5, 0.95], method="inverted_cdf")
+    assert np.max(np.abs(inside["quantiles"] - expected)) <= resolution / 2 + 1e-9
+    assert inside["count"] == 100
+    # the median of N = 9 < 2m is one of the 5 smallest and of the 5 largest values
+    small = [np.arange(1.0, 6.0).reshape(5, 1), np.arange(6.0, 10.0).reshape(4, 1) + 0.5]
+    assert _quantile_job(small, [0.5], False, min_cell_size=[5, 4])["suppressed"] is True
+
+
+@pytest.mark.parametrize(
+    ("params", "message"),
+    [
+        ({"bits": 33}, "params.bits must be an integer from 1 to 32"),
+        ({"bits": 0}, "params.bits must be an integer from 1 to 32"),
+        ({"bits": True}, "params.bits must be an integer from 1 to 32"),
+        ({"probabilities": [0.00001]}, r"must lie in \[1/10000, 1 - 1/10000\]"),
+        ({"probabilities": [1.0]}, "strictly between 0 and 1"),
+        ({"range": [0.0]}, "params.range must be two numbers"),
+        ({"range": ["a", "b"]}, "params.range must be two numbers"),
+    ],
+)
+def test_bad_quantile_parameters_are_refused_before_any_round(params, message) -> None:
+    ctx = contexts([np.ones((10, 1))] * 2, ["a"], params=params)[0]
+    with pytest.raises(StatisticsInputError, match=message):
+        dry_run(protocol("stats-quantiles").run, 2, ctx)
+
+
+def test_gate_vetoes_suppress_every_count() -> None:
+    counts = np.array([5, 1000])
+
+    def fn(rt, veto):
+        c = rt.input(counts if rt.party == 0 else None, 0, (2,), integer=True)
+        v = rt.input_all(np.array([veto]), (1,), integer=True)
+        total = v[0] + v[1]
+        flags, (kept,) = gate(rt, c, 5, [(c, None)], total)
+        return rt.open(flags), rt.open(kept)
+
+    for vetoes, expected in (([0, 0], [5, 1000]), ([1, 0], [0, 0]), ([1, 1], [0, 0])):
+        flags, kept = LocalFederation(2).run(fn, inputs=vetoes).results[0]
+        assert kept.tolist() == expected
+        assert flags.tolist() == [int(e == 0) for e in expected]
 
 
 def test_dropped_rows_are_reported_only_from_the_minimum_on() -> None:

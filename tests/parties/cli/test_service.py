@@ -21,7 +21,7 @@ def test_a_job_through_the_client_api_matches_numpy(running) -> None:
     try:
         columns = ["mean_radius", "mean_area"]
         job = client.job(
-            "pooled-sum", "1", inputs={h: (columns, 'diagnosis == "M"') for h in HOSPITALS}
+            "stats-mean", "2", inputs={h: (columns, 'diagnosis == "M"') for h in HOSPITALS}
         )
         outcome = client.submit(job)
     finally:
@@ -42,8 +42,8 @@ def test_a_job_through_the_client_api_matches_numpy(running) -> None:
 
 def test_a_job_through_smpc_run_prints_json(running, tmp_path) -> None:
     job = {
-        "protocol": "pooled-count",
-        "version": "1",
+        "protocol": "stats-count",
+        "version": "2",
         "inputs": {
             h: {"columns": ["mean_radius"], "where": "mean_radius >= 15"} for h in HOSPITALS
         },
@@ -86,18 +86,18 @@ def test_statistic_shortcuts_match_numpy(running) -> None:
         if r[running.header.index("diagnosis")] == "B"
     ]
     area = np.array([float(r[running.header.index("mean_area")]) for r in benign])
-    count = json.loads(
-        _smpc(
-            "count", "--config", config, "--columns", "mean_area", "--where", where, "--json"
-        ).stdout
-    )
-    assert count["outputs"]["count"] == [len(benign)]
-    mean = json.loads(
-        _smpc(
-            "mean", "--config", config, "--columns", "mean_area", "--where", where, "--json"
-        ).stdout
-    )
-    np.testing.assert_allclose(mean["outputs"]["mean"], [area.mean()], rtol=1e-6)
+    results = {
+        word: json.loads(
+            _smpc(
+                word, "--config", config, "--columns", "mean_area", "--where", where, "--json"
+            ).stdout
+        )
+        for word in ("count", "sum", "mean")
+    }
+    assert results["count"]["count"] == len(benign) and results["count"]["dropped"] is None
+    np.testing.assert_allclose(results["sum"]["sum"], [area.sum()], rtol=1e-6)
+    np.testing.assert_allclose(results["mean"]["mean"], [area.mean()], rtol=1e-6)
+    assert results["mean"]["count"] == len(benign) and results["mean"]["suppressed"] is False
 
 
 def test_health_reports_every_member(running) -> None:

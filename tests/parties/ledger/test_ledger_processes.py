@@ -88,7 +88,7 @@ def column(fed: LocalDeployment, name: str, skip: frozenset[str] = frozenset()) 
 
 def test_a_finished_job_leaves_the_same_signed_record_at_every_hospital(fed, client) -> None:
     outcome = client.submit(
-        client.job("pooled-sum", "1", inputs={h: ["mean_area"] for h in HOSPITALS})
+        client.job("stats-mean", "2", inputs={h: ["mean_area"] for h in HOSPITALS})
     )
     records = [job_record_at(fed.members[h], outcome.job) for h in HOSPITALS]
     assert all(r.encode() == records[0].encode() for r in records)
@@ -99,7 +99,7 @@ def test_a_finished_job_leaves_the_same_signed_record_at_every_hospital(fed, cli
     assert record.channel_mismatches() == []
     # The analyst, holding every share and key, recomputes the digest; nobody else can.
     assert record.output_digest == digest_of_replies(outcome.replies)
-    assert dict(record.outputs) == {"count": ("analyst",), "sum": ("analyst",)}
+    assert dict(record.outputs) == {h: ("analyst",) for h in ("count", "dropped", "sum")}
 
 
 def cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
@@ -128,7 +128,7 @@ def test_a_jobs_record_is_final_in_one_block_at_every_hospital_and_audits_there(
     fed, client
 ) -> None:
     outcome = client.submit(
-        client.job("pooled-count", "1", inputs={h: ["mean_radius"] for h in HOSPITALS})
+        client.job("stats-count", "2", inputs={h: ["mean_radius"] for h in HOSPITALS})
     )
     blocks = {final_block_of(fed.members[h], outcome.job) for h in HOSPITALS}
     assert len(blocks) == 1  # the same final block everywhere
@@ -163,7 +163,7 @@ def test_audit_names_a_tampered_record_and_a_mismatched_transcript(
     fed, client, tmp_path, capsys
 ) -> None:
     outcome = client.submit(
-        client.job("pooled-count", "1", inputs={h: ["mean_radius"] for h in HOSPITALS})
+        client.job("stats-count", "2", inputs={h: ["mean_radius"] for h in HOSPITALS})
     )
     record = job_record_at(fed.members["hospital-a"], outcome.job)
     genesis = str(fed.members["hospital-a"].genesis)
@@ -224,7 +224,7 @@ def test_audit_refuses_unknown_jobs_and_malformed_records(fed, tmp_path, capsys)
 def test_an_aborted_job_leaves_a_record_with_its_failure(fed, client) -> None:
     # hospital-a's own rows are below the minimum cohort: it refuses, the others abort.
     inputs = {h: (["mean_radius"], "id < 4" if h == "hospital-a" else None) for h in HOSPITALS}
-    job = client.job("pooled-count", "1", inputs=inputs)
+    job = client.job("stats-count", "2", inputs=inputs)
     with pytest.raises(JobFailed):
         client.submit(job)
     records = [job_record_at(fed.members[h], job.job_id) for h in HOSPITALS]
@@ -239,7 +239,7 @@ def test_an_aborted_job_leaves_a_record_with_its_failure(fed, client) -> None:
 
 
 def _sum_job(client: Client):
-    job = client.job("pooled-sum", "1", inputs={h: ["mean_area"] for h in HOSPITALS})
+    job = client.job("stats-mean", "2", inputs={h: ["mean_area"] for h in HOSPITALS})
     return client.submit(job).outputs
 
 
@@ -319,7 +319,7 @@ def test_consent_refuses_an_unknown_scope_and_a_hospital_without_patient_data(
 
 
 def test_a_restarted_hospital_still_refuses_a_replayed_job(fed, client) -> None:
-    job = client.job("pooled-count", "1", inputs={h: ["mean_radius"] for h in HOSPITALS})
+    job = client.job("stats-count", "2", inputs={h: ["mean_radius"] for h in HOSPITALS})
     signed = sign_job(job, client.member.tls.key, client.member.tls.cert)
     client.submit_signed(signed, job)
     record = job_record_at(fed.members["hospital-a"], job.job_id)

@@ -22,8 +22,8 @@ def job(job_id: str, status: str = "finished") -> JobRecord:
     return JobRecord(
         job_id=job_id,
         signed_job=b"{}",
-        protocol="pooled-count",
-        protocol_version="1",
+        protocol="stats-count",
+        protocol_version="2",
         parties=(Party("a", "hospital"), Party("b", "hospital")),
         outputs=(("count", ("analyst",)),),
         output_digest=bytes(32) if status == "finished" else b"",

@@ -105,9 +105,9 @@ def test_every_party_derives_the_same_outcome_from_the_same_views() -> None:
     aborted = [
         view("a", Failure("c", "party aborted")),
         view("b", Failure("c", "party aborted")),
-        view("c", Failure("c", "refused: cohort-too-small")),
+        view("c", Failure("c", "local-data")),
     ]
-    assert agree(aborted) == ("aborted", Failure("c", "refused: cohort-too-small"), b"")
+    assert agree(aborted) == ("aborted", Failure("c", "local-data"), b"")
     assert agree(list(reversed(aborted))) == agree(aborted)
     # Only consequences: the first party by name names it.
     echoes = [view("b", Failure("a", "timed out")), view("a", Failure("c", "party unreachable"))]
@@ -142,8 +142,8 @@ class FakeMesh:
 def spec() -> JobSpec:
     return JobSpec(
         federation="testfed",
-        protocol="pooled-count",
-        protocol_version="1",
+        protocol="stats-count",
+        protocol_version="2",
         analyst="analyst",
         parties=PARTIES,
         inputs={p: InputSpec(("x",)) for p in PARTIES},
@@ -237,7 +237,7 @@ def test_an_aborted_job_takes_a_second_round_to_agree_on_its_failure() -> None:
     public = {p: public_bytes(k) for p, k in keys.items()}
     views = {
         "a": view("a"),  # finished here before hearing of the failure
-        "b": view("b", Failure("b", "refused: cohort-too-small")),
+        "b": view("b", Failure("b", "local-data")),
         "c": view("c", Failure("b", "party aborted")),
     }
     out, _, threads = run_parties(job, PARTIES, keys, public, views)
@@ -246,6 +246,6 @@ def test_an_aborted_job_takes_a_second_round_to_agree_on_its_failure() -> None:
     records = [out[p] for p in PARTIES]
     assert all(r == records[0] for r in records)
     record = records[0]
-    assert (record.status, record.failure) == ("aborted", Failure("b", "refused: cohort-too-small"))
+    assert (record.status, record.failure) == ("aborted", Failure("b", "local-data"))
     assert [c.party for c in record.contributions] == list(PARTIES)
     record.verify_signatures(public)

@@ -61,7 +61,7 @@ def nodes(fed):
 
 
 def _count_job(client: Client, where: str | None = None, **changes) -> JobSpec:
-    job = client.job("pooled-count", "1", inputs={h: (["mean_radius"], where) for h in HOSPITALS})
+    job = client.job("stats-count", "2", inputs={h: (["mean_radius"], where) for h in HOSPITALS})
     return dataclasses.replace(job, **changes) if changes else job
 
 
@@ -94,8 +94,8 @@ def test_a_job_signed_by_a_hospital_is_refused(nodes, fed) -> None:
     ("policy", "kind"),
     [
         ({"analysts": ()}, "unknown-analyst"),
-        ({"protocols": {"pooled-sum": "1"}}, "protocol-not-allowed"),
-        ({"protocols": {"pooled-count": "2"}}, "protocol-version"),
+        ({"protocols": {"stats-mean": "2"}}, "protocol-not-allowed"),
+        ({"protocols": {"stats-count": "1"}}, "protocol-version"),
         ({"recipients": ("hospital-a",)}, "recipient-not-allowed"),
     ],
 )
