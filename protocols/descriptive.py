@@ -24,7 +24,7 @@ import numpy as np
 
 from protocols.disclosure import (
     PolicyRefused,
-    StatisticsInputError,
+    StatisticsParamsError,
     agree,
     check_same_selection,
     check_values,
@@ -72,7 +72,7 @@ def local_rows(rt: Runtime, ctx: JobContext, *, bounded: bool = True) -> tuple[n
     """
     check_same_selection(ctx)
     if not ctx.columns:
-        raise StatisticsInputError(f"{ctx.party}: the job selects no column")
+        raise StatisticsParamsError(f"{ctx.party}: the job selects no column")
     if rt.planning:
         return np.zeros((0, len(ctx.columns))), 0
     rows, dropped = complete_rows(np.asarray(ctx.values, dtype=np.float64))

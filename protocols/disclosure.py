@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from protocols.registry import JobContext
+from protocols.registry import JobContext, JobParamsError
 from smpc import compare
 from smpc.errors import SMPCError
 from smpc.shares import SharedTensor
@@ -64,6 +64,10 @@ class StatisticsInputError(SMPCError, statistics.StatisticsError):
 
     A ``statistics.StatisticsError`` (hence a ValueError), as in Python's module.
     """
+
+
+class StatisticsParamsError(StatisticsInputError, JobParamsError):
+    """The job's parameters or columns do not fit the statistic (the job alone decides it)."""
 
 
 @dataclass(frozen=True)
@@ -127,13 +131,13 @@ def check_same_selection(ctx: JobContext) -> None:
     chosen = [tuple(ctx.selections.get(party, ())) for party in ctx.parties]
     for party, columns in zip(ctx.parties, chosen, strict=True):
         if not columns:
-            raise StatisticsInputError(
+            raise StatisticsParamsError(
                 f"every party must select the same columns; {party} selects none"
             )
     usual = Counter(chosen).most_common(1)[0][0]
     for party, columns in zip(ctx.parties, chosen, strict=True):
         if columns != usual:
-            raise StatisticsInputError(
+            raise StatisticsParamsError(
                 f"every party must select the same columns; {party} selects other ones"
             )
 

@@ -48,7 +48,7 @@ from collections.abc import Callable, Sequence
 import numpy as np
 
 from protocols.model import LogisticModel
-from protocols.registry import JobContext, ProtocolSpec
+from protocols.registry import JobContext, JobParamsError, ProtocolSpec
 from smpc import approx, compare
 from smpc.errors import ShapeMismatchError, SMPCError
 from smpc.runtime import Runtime
@@ -287,7 +287,7 @@ def logistic_inference(rt: Runtime, ctx: JobContext) -> dict[str, SharedTensor]:
     m = _min_cell_size(ctx)
     for output in ("labels", "probabilities") if ctx.reveal_probabilities else ("labels",):
         if set(ctx.recipients(output)) != set(hospitals):
-            raise ValueError(f"the job's {output} must go to exactly the scoring hospitals")
+            raise JobParamsError(f"the job's {output} must go to exactly the scoring hospitals")
     model = ctx.model if rt.party == owner else None
     _check_model(ctx, model, features)
     expected = features + ((str(label),) if label is not None else ())
@@ -354,7 +354,7 @@ def logistic_inference_columns(rt: Runtime, ctx: JobContext) -> dict[str, Shared
     m = _min_cell_size(ctx)
     recipients = ctx.recipients("labels")
     if ctx.reveal_probabilities and set(ctx.recipients("probabilities")) != set(recipients):
-        raise ValueError("the job's probabilities must go to the recipients of its labels")
+        raise JobParamsError("the job's probabilities must go to the recipients of its labels")
     model = ctx.model if rt.party == owner else None
     _check_model(ctx, model, features)
     me = names[rt.party]

@@ -54,7 +54,7 @@ import numpy as np
 from protocols.descriptive import check_frac_bits, local_rows, pooled_integers
 from protocols.disclosure import (
     VALUE_BOUND,
-    StatisticsInputError,
+    StatisticsParamsError,
     agree_policy,
     gate,
     public,
@@ -86,14 +86,14 @@ def rounds(bits: int = DEFAULT_BITS) -> int:
 def _params(ctx: JobContext) -> tuple[list[Fraction], float, float, int]:
     qs = ctx.params.get("probabilities", list(DEFAULT_PROBABILITIES))
     if not isinstance(qs, list | tuple) or not qs:
-        raise StatisticsInputError("params.probabilities must list at least one probability")
+        raise StatisticsParamsError("params.probabilities must list at least one probability")
     fractions = []
     for q in qs:
         if isinstance(q, bool) or not isinstance(q, int | float) or not 0 < q < 1:
-            raise StatisticsInputError("each probability must lie strictly between 0 and 1")
+            raise StatisticsParamsError("each probability must lie strictly between 0 and 1")
         fraction = Fraction(q).limit_denominator(DENOMINATOR)
         if not 0 < fraction < 1:
-            raise StatisticsInputError(
+            raise StatisticsParamsError(
                 f"each probability must lie in [1/{DENOMINATOR}, 1 - 1/{DENOMINATOR}]"
             )
         fractions.append(fraction)
@@ -103,15 +103,15 @@ def _params(ctx: JobContext) -> tuple[list[Fraction], float, float, int]:
         or len(bounds) != 2
         or not all(isinstance(v, int | float) and not isinstance(v, bool) for v in bounds)
     ):
-        raise StatisticsInputError("params.range must be two numbers lo < hi")
+        raise StatisticsParamsError("params.range must be two numbers lo < hi")
     lo, hi = bounds
     if not (math.isfinite(lo) and math.isfinite(hi) and lo < hi):
-        raise StatisticsInputError("params.range must be two finite numbers lo < hi")
+        raise StatisticsParamsError("params.range must be two finite numbers lo < hi")
     if max(abs(lo), abs(hi)) > VALUE_BOUND:
-        raise StatisticsInputError(f"params.range must lie within +-{VALUE_BOUND:g}")
+        raise StatisticsParamsError(f"params.range must lie within +-{VALUE_BOUND:g}")
     bits = ctx.params.get("bits", DEFAULT_BITS)
     if isinstance(bits, bool) or not isinstance(bits, int) or not 1 <= bits <= MAX_BITS:
-        raise StatisticsInputError(f"params.bits must be an integer from 1 to {MAX_BITS}")
+        raise StatisticsParamsError(f"params.bits must be an integer from 1 to {MAX_BITS}")
     return fractions, float(lo), float(hi), bits
 
 
@@ -134,7 +134,7 @@ def quantiles(rt: Runtime, ctx: JobContext) -> dict[str, SharedTensor]:
     check_frac_bits(rt)
     qs, lo, hi, bits = _params(ctx)
     if len(ctx.columns) != 1:
-        raise StatisticsInputError("quantiles take exactly one column")
+        raise StatisticsParamsError("quantiles take exactly one column")
     rows, dropped = local_rows(rt, ctx, bounded=False)
     values = np.sort(np.clip(rows[:, 0], lo, hi))
     policy = agree_policy(rt, ctx)

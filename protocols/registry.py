@@ -29,6 +29,15 @@ class UnknownProtocolError(SMPCError, LookupError):
     """A job names a protocol (or version) that is not installed here."""
 
 
+class JobParamsError(SMPCError, ValueError):
+    """The job itself does not fit its protocol: its parameters, outputs or selected columns.
+
+    Decided from the signed job alone, never from a party's rows, so its
+    message may go back to the analyst as it is. A failure that depends on
+    the rows must never be raised as this.
+    """
+
+
 @dataclass(frozen=True)
 class JobContext:
     """What a protocol sees of its job at one party: public parameters and local inputs.

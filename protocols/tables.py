@@ -18,7 +18,13 @@ from collections.abc import Sequence
 import numpy as np
 
 from protocols.descriptive import check_frac_bits, local_rows, pooled_integers
-from protocols.disclosure import StatisticsInputError, agree, gate, small_contribution
+from protocols.disclosure import (
+    StatisticsInputError,
+    StatisticsParamsError,
+    agree,
+    gate,
+    small_contribution,
+)
 from protocols.registry import JobContext
 from smpc.runtime import Runtime
 from smpc.shares import SharedTensor
@@ -42,9 +48,9 @@ def bin_edges(params: object) -> np.ndarray:
     """The job's public bin edges: at least two finite numbers, strictly increasing."""
     edges = np.asarray(params, dtype=np.float64) if isinstance(params, list | tuple) else None
     if edges is None or edges.ndim != 1 or len(edges) < 2 or not np.isfinite(edges).all():
-        raise StatisticsInputError("params.edges must list at least two finite bin edges")
+        raise StatisticsParamsError("params.edges must list at least two finite bin edges")
     if not (np.diff(edges) > 0).all():
-        raise StatisticsInputError("params.edges must be strictly increasing")
+        raise StatisticsParamsError("params.edges must be strictly increasing")
     return edges
 
 
@@ -60,7 +66,7 @@ def histogram(rt: Runtime, ctx: JobContext) -> dict[str, SharedTensor]:
     check_frac_bits(rt)
     edges = bin_edges(ctx.params.get("edges"))
     if len(ctx.columns) != 1:
-        raise StatisticsInputError("a histogram takes exactly one column")
+        raise StatisticsParamsError("a histogram takes exactly one column")
     rows, dropped = local_rows(rt, ctx, bounded=False)
     cells, _ = np.histogram(rows[:, 0], edges)
     return _gated_cells(rt, ctx, cells, len(rows), dropped, [len(edges)])
@@ -69,14 +75,14 @@ def histogram(rt: Runtime, ctx: JobContext) -> dict[str, SharedTensor]:
 def levels(params: object, columns: Sequence[str]) -> list[list[str]]:
     """The job's public category levels: one list of distinct strings per column."""
     if not isinstance(params, list | tuple) or len(params) != len(columns):
-        raise StatisticsInputError("params.levels must give one list of levels per column")
+        raise StatisticsParamsError("params.levels must give one list of levels per column")
     out = []
     for name, names in zip(columns, params, strict=True):
         if not isinstance(names, list | tuple) or not names:
-            raise StatisticsInputError(f"params.levels for {name!r} must be a non-empty list")
+            raise StatisticsParamsError(f"params.levels for {name!r} must be a non-empty list")
         texts = [str(v) for v in names]
         if len(set(texts)) != len(texts) or "" in texts:
-            raise StatisticsInputError(f"params.levels for {name!r} must be distinct, non-empty")
+            raise StatisticsParamsError(f"params.levels for {name!r} must be distinct, non-empty")
         out.append(texts)
     return out
 
@@ -94,7 +100,7 @@ def crosstab(rt: Runtime, ctx: JobContext) -> dict[str, SharedTensor]:
     """
     check_frac_bits(rt)
     if len(ctx.columns) not in (1, 2):
-        raise StatisticsInputError("a frequency or contingency table takes one or two columns")
+        raise StatisticsParamsError("a frequency or contingency table takes one or two columns")
     names = levels(ctx.params.get("levels"), ctx.columns)
     codes = []
     for name, allowed in zip(ctx.columns, names, strict=True):

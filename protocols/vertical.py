@@ -40,6 +40,7 @@ from protocols.disclosure import (
     REFUSAL,
     DisclosureRefused,
     StatisticsInputError,
+    StatisticsParamsError,
     agree,
     check_values,
     public,
@@ -56,16 +57,16 @@ Z_BITS = 24
 def _layout(ctx: JobContext) -> tuple[list[list[str]], int]:
     held = ctx.params.get("columns")
     if not isinstance(held, dict) or set(held) != set(ctx.parties):
-        raise StatisticsInputError("params.columns must name every party's columns")
+        raise StatisticsParamsError("params.columns must name every party's columns")
     widths = [list(held[p]) for p in ctx.parties]
     if "ids" in ctx.params:
         ids = ctx.params["ids"]
         if not isinstance(ids, list) or len(set(map(str, ids))) != len(ids):
-            raise StatisticsInputError("params.ids must list distinct patient ids")
+            raise StatisticsParamsError("params.ids must list distinct patient ids")
         return widths, len(ids)
     rows = ctx.params.get("rows")
     if not isinstance(rows, int) or isinstance(rows, bool) or rows < 0:
-        raise StatisticsInputError("params.rows (or params.key and params.ids) must give N")
+        raise StatisticsParamsError("params.rows (or params.key and params.ids) must give N")
     return widths, rows
 
 
@@ -74,12 +75,12 @@ def _aligned(ctx: JobContext, names: Sequence[str], n: int) -> np.ndarray:
     values = np.asarray(ctx.values, dtype=np.float64)
     missing = [c for c in names if c not in ctx.columns]
     if missing:
-        raise StatisticsInputError(f"{ctx.party}: columns {missing} are not in its selection")
+        raise StatisticsParamsError(f"{ctx.party}: columns {missing} are not in its selection")
     picked = values[:, [ctx.columns.index(c) for c in names]] if names else values[:, :0]
     if "ids" in ctx.params:
         key = ctx.params.get("key")
         if key not in ctx.columns:
-            raise StatisticsInputError(f"{ctx.party}: select the key column {key!r} too")
+            raise StatisticsParamsError(f"{ctx.party}: select the key column {key!r} too")
         keys = values[:, ctx.columns.index(key)]
         where = {float(k): i for i, k in enumerate(keys)}
         order = []

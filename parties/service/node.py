@@ -60,7 +60,13 @@ from parties.service.grpc_transport import GrpcTransport
 from parties.service.mesh import Mesh
 from protocols.disclosure import PolicyRefused
 from protocols.model import LogisticModel
-from protocols.registry import JobContext, ProtocolSpec, UnknownProtocolError, lookup
+from protocols.registry import (
+    JobContext,
+    JobParamsError,
+    ProtocolSpec,
+    UnknownProtocolError,
+    lookup,
+)
 from smpc.chain.keys import load_private_key
 from smpc.chain.records import Failure
 from smpc.errors import JobReplayError, ProtocolAbort
@@ -462,7 +468,7 @@ def _job_body(
     return for_caller
 
 
-_REQUEST_ERRORS = (UnknownProtocolError, JobFormatError, PolicyRefused)
+_REQUEST_ERRORS = (UnknownProtocolError, JobFormatError, JobParamsError, PolicyRefused)
 """Failures that depend on the job alone, never on data: their message may go out as it is."""
 
 

@@ -13,7 +13,7 @@ from parties.jobs.spec import LOCAL_DATA_REASON, JobRejected, JobSpec, SignedJob
 from parties.service import grpc_transport
 from parties.service.dealer_service import serve
 from parties.service.node import PartyNode, public_failure
-from protocols.disclosure import PolicyRefused
+from protocols.disclosure import PolicyRefused, StatisticsInputError, StatisticsParamsError
 from protocols.registry import UnknownProtocolError
 from smpc.errors import FixedPointRangeError, ProtocolAbort, ShapeMismatchError
 
@@ -157,3 +157,10 @@ def test_a_failure_that_may_depend_on_data_goes_out_as_the_one_fixed_reason() ->
     assert public_failure(missing) == ("UnknownProtocolError", str(missing))
     forbidden = PolicyRefused("this party's policy does not permit a minimum or maximum")
     assert public_failure(forbidden) == ("PolicyRefused", str(forbidden))
+    misfit = StatisticsParamsError("params.bits must be an integer from 1 to 32")
+    assert public_failure(misfit) == ("StatisticsParamsError", str(misfit))
+    # a data failure raised as a statistics input error stays hidden
+    assert public_failure(StatisticsInputError("column 'x' row 4: value out of range")) == (
+        "local-data",
+        LOCAL_DATA_REASON,
+    )
