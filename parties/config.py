@@ -190,6 +190,12 @@ class PolicyConfig:
     ``min_cell_size`` is the smallest cohort or cell this member lets a result
     describe (the job uses the maximum over all parties); ``allow_min_max``
     permits jobs that reveal a minimum or maximum, which are single records.
+
+    Limits that keep one analyst from starving the service: ``max_job_seconds``
+    is the longest lifetime (deadline minus creation) a job may declare,
+    ``max_running_jobs`` how many submitted jobs run here at once (more are
+    refused until one ends), and ``join_timeout_seconds`` how long a job waits
+    for each other party's first message before it fails.
     """
 
     analysts: tuple[str, ...]
@@ -197,6 +203,9 @@ class PolicyConfig:
     recipients: tuple[str, ...]
     min_cell_size: int = 5
     allow_min_max: bool = False
+    max_job_seconds: int = 600
+    max_running_jobs: int = 4
+    join_timeout_seconds: float = 10.0
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "analysts", _names(self.analysts, "analysts"))
@@ -215,6 +224,16 @@ class PolicyConfig:
             raise ConfigError(f"expected an integer >= 1, got {size!r}", key="min_cell_size")
         if not isinstance(self.allow_min_max, bool):
             raise ConfigError("expected true or false", key="allow_min_max")
+        for key in ("max_job_seconds", "max_running_jobs"):
+            value = getattr(self, key)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ConfigError(f"expected an integer >= 1, got {value!r}", key=key)
+        join = self.join_timeout_seconds
+        if not isinstance(join, int | float) or isinstance(join, bool) or not 0 < join < 3600:
+            raise ConfigError(
+                f"expected seconds in (0, 3600), got {join!r}", key="join_timeout_seconds"
+            )
+        object.__setattr__(self, "join_timeout_seconds", float(join))
 
 
 @dataclass(frozen=True)
@@ -343,7 +362,8 @@ _TOP_REQUIRED = ("federation", "name", "role", "address", "genesis", "tls", "pol
 _TOP_OPTIONAL = ("chain_key", "data")
 _TLS_KEYS = ("ca_cert", "cert", "key")
 _POLICY_REQUIRED = ("analysts", "recipients")
-_POLICY_OPTIONAL = ("protocols", "min_cell_size", "allow_min_max")
+_POLICY_LIMITS = ("max_job_seconds", "max_running_jobs", "join_timeout_seconds")
+_POLICY_OPTIONAL = ("protocols", "min_cell_size", "allow_min_max", *_POLICY_LIMITS)
 _PEER_KEYS = ("name", "role", "address", "identity")
 _DATA_REQUIRED = ("kind",)
 _DATA_OPTIONAL = ("path", "table", "patient_id")
@@ -390,6 +410,9 @@ def write_config(member: MemberConfig, path: str | os.PathLike[str]) -> Path:
         "recipients": list(member.policy.recipients),
         "min_cell_size": member.policy.min_cell_size,
         "allow_min_max": member.policy.allow_min_max,
+        "max_job_seconds": member.policy.max_job_seconds,
+        "max_running_jobs": member.policy.max_running_jobs,
+        "join_timeout_seconds": member.policy.join_timeout_seconds,
         "protocols": dict(sorted(member.policy.protocols.items())),
     }
     data: dict[str, Any] = {"kind": member.data.kind}
@@ -444,6 +467,7 @@ def _member_from_toml(raw: dict[str, Any], file: Path) -> MemberConfig:
         recipients=tuple(_str_list(policy_raw, "recipients", "policy")),
         min_cell_size=policy_raw.get("min_cell_size", 5),
         allow_min_max=policy_raw.get("allow_min_max", False),
+        **{k: policy_raw[k] for k in _POLICY_LIMITS if k in policy_raw},
     )
 
     data = DataConfig()

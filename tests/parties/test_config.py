@@ -62,6 +62,9 @@ def _member(folder: Path, name: str = "alpha", role: str = "hospital") -> Member
             recipients=("ana", "alpha"),
             min_cell_size=10,
             allow_min_max=True,
+            max_job_seconds=120,
+            max_running_jobs=2,
+            join_timeout_seconds=2.5,
         ),
         data=DataConfig("sqlite", folder / "data" / "records.db", "patients"),
         chain_key=folder / name / "chain.pem" if role == "hospital" else None,
@@ -254,12 +257,25 @@ def test_paths_outside_the_folder_stay_absolute(tmp_path: Path) -> None:
 def test_optional_keys_take_their_defaults(tmp_path: Path) -> None:
     doc = _raw(tmp_path)
     del doc["data"]
-    for key in ("protocols", "min_cell_size", "allow_min_max"):
+    for key in (
+        "protocols",
+        "min_cell_size",
+        "allow_min_max",
+        "max_job_seconds",
+        "max_running_jobs",
+        "join_timeout_seconds",
+    ):
         del doc["policy"][key]
     member = _load(tmp_path, doc)
     assert member.data == DataConfig()
     assert member.policy.protocols == {}
     assert (member.policy.min_cell_size, member.policy.allow_min_max) == (5, False)
+    limits = member.policy
+    assert (limits.max_job_seconds, limits.max_running_jobs, limits.join_timeout_seconds) == (
+        600,
+        4,
+        10.0,
+    )
 
 
 def _drop(*keys: str) -> Any:
@@ -303,6 +319,10 @@ def _set(value: Any, *keys: str | int) -> Any:
         (_set(0, "policy", "min_cell_size"), "policy.min_cell_size", ">= 1"),
         (_set("5", "policy", "min_cell_size"), "policy.min_cell_size", ">= 1"),
         (_set("yes", "policy", "allow_min_max"), "policy.allow_min_max", "true or false"),
+        (_set(0, "policy", "max_job_seconds"), "policy.max_job_seconds", ">= 1"),
+        (_set(1.5, "policy", "max_running_jobs"), "policy.max_running_jobs", ">= 1"),
+        (_set(0, "policy", "join_timeout_seconds"), "policy.join_timeout_seconds", "(0, 3600)"),
+        (_set("5", "policy", "join_timeout_seconds"), "policy.join_timeout_seconds", "(0, 3600)"),
         (_set("ana", "policy", "analysts"), "policy.analysts", "list of strings"),
         (_set(["Ana"], "policy", "recipients"), "policy.recipients[0]", "not valid"),
         (_set(1, "policy", "protocols", "mean"), "policy.protocols.mean", "version"),
