@@ -105,12 +105,6 @@ class DealerService(wire_pb2_grpc.DealerServicer):
             name=self.member.name, federation=self.member.federation, status="serving"
         )
 
-    def held(self) -> tuple[int, int]:
-        """(jobs waiting for some party, provisioned jobs remembered until their deadline)."""
-        with self._lock:
-            self._expire(self.clock_ms())
-            return len(self._jobs), len(self._done)
-
     def _register(self, job_id: str, spec: JobSpec, caller: str, plan_json: str) -> _DealerJob:
         parties = spec.parties
         if caller not in parties:

@@ -276,12 +276,6 @@ class Mesh:
             while len(self._closed) > CLOSED_JOBS:
                 self._closed.popitem(last=False)
 
-    def held(self) -> tuple[int, int]:
-        """(jobs with mailboxes, mailboxes) held now: what the limits above keep bounded."""
-        with self._lock:
-            self._expire()
-            return len(self._mailboxes), sum(len(b) for b in self._mailboxes.values())
-
     def _link(self, peer: str) -> _Link:
         link = self._links.get(peer)
         if link is None:
