@@ -199,6 +199,12 @@ class PolicyConfig:
     ``query_budget`` is how many jobs one analyst may have admitted here per
     ``query_window_s`` seconds (0: no limit): a bound on differencing attacks,
     which no per-job check can see.
+
+    Limits that keep one analyst from starving the service: ``max_job_seconds``
+    is the longest lifetime (deadline minus creation) a job may declare,
+    ``max_running_jobs`` how many submitted jobs run here at once (more are
+    refused until one ends), and ``join_timeout_seconds`` how long a job waits
+    for each other party's first message before it fails.
     """
 
     analysts: tuple[str, ...]
@@ -209,6 +215,9 @@ class PolicyConfig:
     allow_probabilities: bool = False
     query_budget: int = DEFAULT_QUERY_BUDGET
     query_window_s: int = DEFAULT_QUERY_WINDOW_S
+    max_job_seconds: int = 600
+    max_running_jobs: int = 4
+    join_timeout_seconds: float = 10.0
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "analysts", _names(self.analysts, "analysts"))
@@ -232,6 +241,16 @@ class PolicyConfig:
             value = getattr(self, key)
             if not isinstance(value, int) or isinstance(value, bool) or value < least:
                 raise ConfigError(f"expected an integer >= {least}, got {value!r}", key=key)
+        for key in ("max_job_seconds", "max_running_jobs"):
+            value = getattr(self, key)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ConfigError(f"expected an integer >= 1, got {value!r}", key=key)
+        join = self.join_timeout_seconds
+        if not isinstance(join, int | float) or isinstance(join, bool) or not 0 < join < 3600:
+            raise ConfigError(
+                f"expected seconds in (0, 3600), got {join!r}", key="join_timeout_seconds"
+            )
+        object.__setattr__(self, "join_timeout_seconds", float(join))
 
 
 @dataclass(frozen=True)
@@ -360,6 +379,7 @@ _TOP_REQUIRED = ("federation", "name", "role", "address", "genesis", "tls", "pol
 _TOP_OPTIONAL = ("chain_key", "data")
 _TLS_KEYS = ("ca_cert", "cert", "key")
 _POLICY_REQUIRED = ("analysts", "recipients")
+_POLICY_LIMITS = ("max_job_seconds", "max_running_jobs", "join_timeout_seconds")
 _POLICY_OPTIONAL = (
     "protocols",
     "min_cell_size",
@@ -367,6 +387,7 @@ _POLICY_OPTIONAL = (
     "allow_probabilities",
     "query_budget",
     "query_window_s",
+    *_POLICY_LIMITS,
 )
 _PEER_KEYS = ("name", "role", "address", "identity")
 _DATA_REQUIRED = ("kind",)
@@ -417,6 +438,9 @@ def write_config(member: MemberConfig, path: str | os.PathLike[str]) -> Path:
         "allow_probabilities": member.policy.allow_probabilities,
         "query_budget": member.policy.query_budget,
         "query_window_s": member.policy.query_window_s,
+        "max_job_seconds": member.policy.max_job_seconds,
+        "max_running_jobs": member.policy.max_running_jobs,
+        "join_timeout_seconds": member.policy.join_timeout_seconds,
         "protocols": dict(sorted(member.policy.protocols.items())),
     }
     data: dict[str, Any] = {"kind": member.data.kind}
@@ -474,6 +498,7 @@ def _member_from_toml(raw: dict[str, Any], file: Path) -> MemberConfig:
         allow_probabilities=policy_raw.get("allow_probabilities", False),
         query_budget=policy_raw.get("query_budget", DEFAULT_QUERY_BUDGET),
         query_window_s=policy_raw.get("query_window_s", DEFAULT_QUERY_WINDOW_S),
+        **{k: policy_raw[k] for k in _POLICY_LIMITS if k in policy_raw},
     )
 
     data = DataConfig()

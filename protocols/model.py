@@ -9,7 +9,9 @@ least squares) on standardised features.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import zipfile
+import zlib
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -76,24 +78,45 @@ class LogisticModel:
         path = Path(path)
         if not path.is_file():
             raise ModelFormatError(f"no model file at {path}")
+        if not zipfile.is_zipfile(path):
+            raise ModelFormatError(f"{path} is not an .npz archive; save models with np.savez")
         try:
             with np.load(path, allow_pickle=False) as data:
                 missing = [k for k in _KEYS if k not in data.files]
                 if missing:
                     raise ModelFormatError(f"{path} lacks {', '.join(missing)}")
-                if int(data["format_version"]) != FORMAT_VERSION:
-                    raise ModelFormatError(f"{path} has format {int(data['format_version'])}")
+                version = _field(data, "format_version", path, 0, "iu")
+                if int(version) != FORMAT_VERSION:
+                    raise ModelFormatError(f"{path} has format {int(version)}")
                 return LogisticModel(
-                    coef=data["coef"],
-                    intercept=float(data["intercept"]),
-                    feature_names=tuple(str(n) for n in data["feature_names"]),
-                    scaler_mean=data["scaler_mean"],
-                    scaler_scale=data["scaler_scale"],
+                    coef=_field(data, "coef", path, 1, "fiu"),
+                    intercept=float(_field(data, "intercept", path, 0, "fiu")),
+                    feature_names=tuple(
+                        str(n) for n in _field(data, "feature_names", path, 1, "U")
+                    ),
+                    scaler_mean=_field(data, "scaler_mean", path, 1, "fiu"),
+                    scaler_scale=_field(data, "scaler_scale", path, 1, "fiu"),
                 )
-        except (OSError, ValueError) as exc:
+        except (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error) as exc:
             if isinstance(exc, ModelFormatError):
                 raise
             raise ModelFormatError(f"{path} is not a readable model file") from None
+
+
+def _field(
+    data: Mapping[str, np.ndarray], key: str, path: Path, ndim: int, kinds: str
+) -> np.ndarray:
+    """One array of a model file, checked for its number of dimensions and kind of values."""
+    value = data[key]
+    if value.ndim != ndim or value.dtype.kind not in kinds:
+        expected = "a single number" if ndim == 0 else "a flat list"
+        if kinds == "U":
+            expected += " of strings"
+        raise ModelFormatError(
+            f"{path}: {key} must be {expected}, not an array of shape {value.shape}"
+            f" and dtype {value.dtype}"
+        )
+    return value
 
 
 def train(

@@ -123,14 +123,25 @@ def check_patient_column(member: MemberConfig) -> str:
 
 
 def own_records(store: RecordStore, hospital: str) -> list[ConsentRecord]:
-    """This hospital's consent records kept in ``store``, in the order kept."""
+    """This hospital's consent records kept in ``store``, in the order kept.
+
+    A row that does not decode to a consent record raises ConsentError naming
+    the row: skipping it could drop a revocation and use a patient who
+    withdrew, so jobs are refused until the records file is repaired.
+    """
     out = []
-    for _, data in store.pending(ConsentRecord.KIND):
+    for rid, data in store.pending(ConsentRecord.KIND):
         try:
             record = decode_record(data)
         except (ChainEncodingError, RecordError):
-            continue  # a damaged row cannot grant anything; revocations are re-recorded
-        if isinstance(record, ConsentRecord) and record.hospital == hospital:
+            record = None
+        if not isinstance(record, ConsentRecord):
+            raise ConsentError(
+                f"consent record {rid.hex()[:12]} in {store.path} cannot be decoded; jobs that"
+                " apply consent are refused until the records file is restored from a backup"
+                " (or the row is removed and that patient's consent recorded again)"
+            )
+        if record.hospital == hospital:
             out.append(record)
     return out
 

@@ -59,6 +59,7 @@ REJECTION_KINDS: tuple[str, ...] = (
     "recipient-not-allowed",
     "not-a-party",
     "expired",
+    "lifetime-too-long",
     "replay",
     "scope",
     "probabilities-not-allowed",
@@ -66,6 +67,9 @@ REJECTION_KINDS: tuple[str, ...] = (
     "bad-request",
 )
 """The kinds of refusal raised by this module."""
+
+CLOCK_SKEW_MS = 30_000
+"""How far ahead of this member's clock an analyst's clock may run."""
 
 JOB_SCOPES: tuple[str, ...] = tuple(s for s in CONSENT_SCOPES if s != "all")
 """What a job may be for; a hospital uses the rows of patients who consent to it."""
@@ -599,8 +603,7 @@ def admit(
             "this member's policy does not permit revealing probabilities (allow_probabilities)",
         )
     _check_parties(spec, member)
-    if spec.deadline_ms <= when:
-        _reject(job_id, "expired", "the job's deadline has passed")
+    check_deadline(spec, member, when)
     if own_rows is not None:
         check_cohort(spec, member, own_rows)
     try:
@@ -615,6 +618,26 @@ def admit(
             f" {policy.query_budget} jobs per {policy.query_window_s} s",
         )
     return spec
+
+
+def check_deadline(spec: JobSpec, member: MemberConfig, when: int) -> None:
+    """Refuse a job past its deadline, or one that may live longer than this member allows.
+
+    The limit (``policy.max_job_seconds``) bounds how long one job may hold a
+    party's threads and memory; it applies from the job's creation and from
+    now (allowing for clocks up to :data:`CLOCK_SKEW_MS` apart).
+    """
+    if spec.deadline_ms <= when:
+        _reject(spec.job_id, "expired", "the job's deadline has passed")
+    limit = member.policy.max_job_seconds
+    lifetime = max(spec.deadline_ms - spec.created_ms, spec.deadline_ms - when - CLOCK_SKEW_MS)
+    if lifetime > limit * 1000:
+        _reject(
+            spec.job_id,
+            "lifetime-too-long",
+            f"the job may run for {lifetime / 1000:.0f} s; {member.name} accepts at most"
+            f" {limit} s: set a deadline within {limit} s of the job's creation",
+        )
 
 
 def check_cohort(spec: JobSpec, member: MemberConfig, own_rows: int) -> None:

@@ -8,6 +8,11 @@ sends the caller its seed; to the job's first party it streams every
 correction in plan order, in chunks of at most 1 MiB, as fast as the party
 reads them, so that no online round ever waits on a dealer round trip.
 
+The dealer refuses a job past its deadline or longer-lived than its policy
+allows, and forgets a job at its deadline: one that some party never
+provisions does not stay in memory, and a replay after the deadline is refused
+as expired. At most :data:`PENDING_JOBS` jobs wait for their parties at once.
+
 Trust: the dealer knows every seed of the job. It never receives inputs or
 shares, and must be run by an organisation that holds no patient data.
 """
@@ -16,14 +21,14 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent import futures
 
 import grpc
 import numpy as np
 
 from parties.config import MemberConfig, dns_name
-from parties.jobs.spec import JobRejected, SignedJob, verify_job
+from parties.jobs.spec import JobRejected, JobSpec, SignedJob, check_deadline, now_ms, verify_job
 from parties.service import tls, wire_pb2, wire_pb2_grpc
 from parties.service.mesh import CHUNK_BYTES
 from smpc.errors import PeerAuthenticationError, PeerTimeoutError, SMPCError
@@ -41,13 +46,26 @@ _OPTIONS = [
     ("grpc.max_receive_message_length", _PLAN_BYTES),
     ("grpc.max_send_message_length", _PLAN_BYTES),
 ]
+# A party retries a dealer that is down (or restarting) at least once a second.
+_RECONNECT = [
+    ("grpc.initial_reconnect_backoff_ms", 100),
+    ("grpc.max_reconnect_backoff_ms", 1000),
+]
+
+PENDING_JOBS = 1024
+"""Jobs provisioned by some but not all of their parties that the dealer holds at once."""
+
+DEALER_UNAVAILABLE = "dealer unavailable"
 
 
 class _DealerJob:
-    def __init__(self, dealer: Dealer, plan_json: str, parties: tuple[str, ...]) -> None:
+    def __init__(
+        self, dealer: Dealer, plan_json: str, parties: tuple[str, ...], deadline_ms: int
+    ) -> None:
         self.dealer = dealer
         self.plan_json = plan_json
         self.parties = parties
+        self.deadline_ms = deadline_ms
         self.provisioned: set[str] = set()
 
 
@@ -57,43 +75,58 @@ class DealerService(wire_pb2_grpc.DealerServicer):
     def __init__(self, member: MemberConfig) -> None:
         self.member = member
         self._jobs: dict[str, _DealerJob] = {}
-        self._done: set[str] = set()
+        self._done: dict[str, int] = {}  # provisioned job -> its deadline (ms)
         self._lock = threading.Lock()
+        self.clock_ms: Callable[[], int] = now_ms
+        """Wall-clock milliseconds, against which job deadlines are checked."""
 
     def Provision(self, request, context):  # noqa: N802 - gRPC's method name
         try:
             caller = tls.peer_name(context, self.member)
             signed = SignedJob.from_json(request.signed_job)
             spec = verify_job(signed, self.member)
-            job = self._register(signed.job_id, spec.parties, caller, request.plan)
+            job = self._register(signed.job_id, spec, caller, request.plan)
         except (PeerAuthenticationError, JobRejected, SMPCError, ValueError) as exc:
             log.warning("dealer: refused provisioning for %s: %s", context.peer(), exc)
-            context.abort(grpc.StatusCode.PERMISSION_DENIED, str(exc))
+            busy = isinstance(exc, JobRejected) and exc.kind == "dealer-busy"
+            code = grpc.StatusCode.RESOURCE_EXHAUSTED if busy else grpc.StatusCode.PERMISSION_DENIED
+            context.abort(code, str(exc))
         index = sorted(spec.parties).index(caller)
         log.info("dealer: job %s: provisioning %s", signed.job_id, caller)
-        yield wire_pb2.ProvisionChunk(seed=job.dealer.seed_for(index))
-        if index == 0:
-            yield from _correction_chunks(job.dealer)
-        self._finish(signed.job_id, caller)
+        try:
+            yield wire_pb2.ProvisionChunk(seed=job.dealer.seed_for(index))
+            if index == 0:
+                yield from _correction_chunks(job.dealer)
+        finally:  # the caller holds its seed: provisioned, even if it stopped reading
+            self._finish(signed.job_id)
 
     def Health(self, request, context):  # noqa: N802 - gRPC's method name
         return wire_pb2.HealthReply(
             name=self.member.name, federation=self.member.federation, status="serving"
         )
 
-    def _register(
-        self, job_id: str, parties: tuple[str, ...], caller: str, plan_json: str
-    ) -> _DealerJob:
+    def _register(self, job_id: str, spec: JobSpec, caller: str, plan_json: str) -> _DealerJob:
+        parties = spec.parties
         if caller not in parties:
             raise PeerAuthenticationError(f"{caller} does not compute in job {job_id}")
+        now = self.clock_ms()
+        check_deadline(spec, self.member, now)
         with self._lock:
+            self._expire(now)
             if job_id in self._done:
                 raise JobRejected(job_id, "replay", "the job was already provisioned")
             job = self._jobs.get(job_id)
             if job is None:
+                if len(self._jobs) >= PENDING_JOBS:
+                    raise JobRejected(
+                        job_id,
+                        "dealer-busy",
+                        f"{PENDING_JOBS} jobs already wait for their parties; submit it later",
+                    )
                 plan = Plan.from_json(plan_json)
                 dealer = Dealer(self.member.federation, job_id, len(parties), plan)
-                job = self._jobs[job_id] = _DealerJob(dealer, plan_json, parties)
+                job = _DealerJob(dealer, plan_json, parties, spec.deadline_ms)
+                self._jobs[job_id] = job
             if job.plan_json != plan_json:
                 raise JobRejected(job_id, "plan-mismatch", f"{caller}'s plan differs")
             if caller in job.provisioned:
@@ -101,12 +134,19 @@ class DealerService(wire_pb2_grpc.DealerServicer):
             job.provisioned.add(caller)
             return job
 
-    def _finish(self, job_id: str, caller: str) -> None:
+    def _finish(self, job_id: str) -> None:
         with self._lock:
             job = self._jobs.get(job_id)
             if job is not None and job.provisioned == set(job.parties):
                 del self._jobs[job_id]
-                self._done.add(job_id)
+                self._done[job_id] = job.deadline_ms
+
+    def _expire(self, now: int) -> None:
+        """Forget jobs past their deadline; no party may use them any more (under the lock)."""
+        for job_id in [j for j, job in self._jobs.items() if job.deadline_ms <= now]:
+            del self._jobs[job_id]
+        for job_id in [j for j, deadline in self._done.items() if deadline <= now]:
+            del self._done[job_id]
 
 
 def _correction_chunks(dealer: Dealer) -> Iterator[wire_pb2.ProvisionChunk]:
@@ -144,6 +184,7 @@ class DealerLink:
         self.name = dealer.name
         options = [
             *_OPTIONS,
+            *_RECONNECT,
             ("grpc.ssl_target_name_override", dns_name(member.federation, dealer.name)),
         ]
         self._channel = grpc.secure_channel(
@@ -166,23 +207,46 @@ class DealerLink:
 
 
 class DealerConnection:
-    """A party's provisioning for one job: its seed now, party 0's corrections as they come."""
+    """A party's provisioning for one job: its seed now, party 0's corrections as they come.
+
+    A dealer that is unreachable, or whose stream breaks before it is done, fails
+    the job with :class:`PeerTimeoutError` of kind ``dealer unavailable`` naming
+    the dealer; a dealer that refuses the job, with the dealer's reason.
+    """
 
     def __init__(
         self, stream: Iterator[wire_pb2.ProvisionChunk], dealer: str, job: str, plan: Plan
     ) -> None:
         self._stream = stream
+        self.dealer = dealer
+        self.job = job
         self.plan = plan
         try:
             first = next(stream)
         except grpc.RpcError as exc:
             self.close()
             if exc.code() in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
-                raise PeerTimeoutError(
-                    job, dealer, "dealer unavailable", exc.details() or ""
-                ) from None
+                raise self._unavailable(exc) from None
             raise SMPCError(f"job {job}: the dealer refused the job: {exc.details()}") from None
+        except StopIteration:
+            raise self._unavailable(None) from None
         self.seed = first.seed
+
+    def next_chunk(self) -> wire_pb2.ProvisionChunk:
+        """The stream's next correction chunk; ``dealer unavailable`` if it broke or ended."""
+        try:
+            return next(self._stream)
+        except grpc.RpcError as exc:
+            raise self._unavailable(exc) from None
+        except StopIteration:
+            raise self._unavailable(None) from None
+
+    def _unavailable(self, exc: grpc.RpcError | None) -> PeerTimeoutError:
+        if exc is None:
+            detail = "its stream ended early"
+        else:
+            detail = f"its stream failed: {exc.code().name}: {exc.details() or ''}"
+        return PeerTimeoutError(self.job, self.dealer, DEALER_UNAVAILABLE, detail)
 
     def feed(self) -> CorrectionFeed:
         """Party 0's corrections, read from the stream on a background thread."""
@@ -209,7 +273,7 @@ class _StreamFeed(CorrectionFeed):
             raw = out.reshape(-1).view(np.uint8)
             offset = 0
             while True:
-                chunk = next(self._conn._stream)
+                chunk = self._conn.next_chunk()
                 if (chunk.item, chunk.component) != (index, component):
                     raise SMPCError(f"the dealer sent item {chunk.item} where {index} was due")
                 size = len(chunk.payload)

@@ -4,7 +4,11 @@ One instance per job. Party indices are positions in the job's sorted list
 of computing parties. Payloads travel as raw little-endian bytes in chunks of
 at most 1 MiB; round and payload-byte counts come from the engine's base
 class, and this class adds the serialized (protobuf) bytes it sent and
-received.
+received. A payload is assembled as its chunks arrive, never allocated ahead
+from the length a peer announces. Every other party must send its first
+message within the join timeout (the member's ``policy.join_timeout_seconds``)
+of this transport's start, or the job fails naming it: a job that some party
+never received does not hold this one until its deadline.
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ import numpy as np
 
 from parties.service import wire_pb2
 from parties.service.mesh import CHUNK_BYTES, Mesh, Rejection
-from smpc.errors import MalformedMessageError, ProtocolAbort, UnknownPartyError
+from smpc.errors import MalformedMessageError, PeerTimeoutError, ProtocolAbort, UnknownPartyError
 from smpc.transcript import Envelope
 from smpc.transport import Expect, Transport
 
@@ -27,7 +31,15 @@ UNREACHABLE_GRACE = 3.0  # seconds a peer's stream may be down before its jobs a
 class GrpcTransport(Transport):
     """Messages of one job between the processes named in ``parties``."""
 
-    def __init__(self, mesh: Mesh, job: str, parties: Sequence[str], **kwargs: object) -> None:
+    def __init__(
+        self,
+        mesh: Mesh,
+        job: str,
+        parties: Sequence[str],
+        *,
+        join_timeout: float | None = None,
+        **kwargs: object,
+    ) -> None:
         names = sorted(parties)
         if len(set(names)) != len(names):
             raise ValueError("a job names each computing party once")
@@ -35,6 +47,11 @@ class GrpcTransport(Transport):
             raise UnknownPartyError(f"{mesh.name} is not a computing party of job {job}")
         super().__init__(job, names.index(mesh.name), len(names), names=names, **kwargs)  # type: ignore[arg-type]
         self.mesh = mesh
+        self.join_timeout = (
+            mesh.member.policy.join_timeout_seconds if join_timeout is None else join_timeout
+        )
+        self._join_by = time.monotonic() + self.join_timeout
+        self._joined: set[int] = set()
         mesh.open_job(job)
         self.wire_bytes_sent = 0
         self.wire_bytes_received = 0
@@ -85,28 +102,31 @@ class GrpcTransport(Transport):
     def _assemble(self, peer: int, first: wire_pb2.Envelope, deadline: float | None) -> np.ndarray:
         if first.length > self.mesh.max_job_bytes:
             self._malformed(peer, "announced payload exceeds the job's byte limit")
-        data = np.empty(first.length, dtype=np.uint8)
-        offset, message, expected = 0, first, 0
+        chunks: list[bytes] = []  # kept as they arrive; never more than announced
+        received, message, expected = 0, first, 0
         while True:
             if message.chunk != expected or (message.round, message.seq) != (
                 first.round,
                 first.seq,
             ):
                 self._malformed(peer, "chunks out of order")
-            size = len(message.payload)
-            if offset + size > data.nbytes:
+            received += len(message.payload)
+            if received > first.length:
                 self._malformed(peer, "chunks exceed the announced payload length")
-            data[offset : offset + size] = np.frombuffer(message.payload, dtype=np.uint8)
-            offset += size
+            chunks.append(message.payload)
             if message.last:
-                return data[:offset]
+                return np.frombuffer(b"".join(chunks), dtype=np.uint8)
             expected += 1
             message = self._next_chunk(peer, deadline)
 
     def _next_chunk(self, peer: int, deadline: float | None) -> wire_pb2.Envelope:
         name = self.names[peer]
+        joining = peer not in self._joined
+        limit = deadline
+        if joining and (limit is None or self._join_by < limit):
+            limit = self._join_by
         while True:  # wake now and then to notice a peer whose stream is gone
-            timeout = 0.5 if deadline is None else min(0.5, max(0.0, deadline - time.monotonic()))
+            timeout = 0.5 if limit is None else min(0.5, max(0.0, limit - time.monotonic()))
             try:
                 item = self.mesh.receive(self.job, name, timeout)
                 break
@@ -115,8 +135,17 @@ class GrpcTransport(Transport):
                     raise ProtocolAbort(
                         self.job, name, "party unreachable", "no stream to it"
                     ) from None
-                if deadline is not None and time.monotonic() >= deadline:
+                if limit is not None and time.monotonic() >= limit:
+                    if limit != deadline:
+                        raise PeerTimeoutError(
+                            self.job,
+                            name,
+                            "peer did not join",
+                            f"no message from it within {self.join_timeout:g} s of the job's"
+                            " start here",
+                        ) from None
                     raise self.timeout_error(peer) from None
+        self._joined.add(peer)
         if isinstance(item, Rejection):
             if item.kind == "malformed message":
                 self._malformed(peer, item.reason)

@@ -4,7 +4,8 @@ Each computing party knows its own part of the record: its salted input
 commitment, its transcript hashes per channel, the tag of the output shares it
 returned, and how the job ended for it. The parties assemble the record over
 their mesh, on a mailbox of its own (the job's id plus ``/record``), so it
-works after an abort too:
+works after an abort too; once assembled, both the job's and the record's
+mailboxes are closed, so late messages for either are dropped:
 
 1. every party sends its :class:`JobView`, signed with its Ed25519 chain key
    as part of the record it expects (the outcome as it saw it; the output
@@ -277,7 +278,9 @@ def assemble(
             heard = [p for p in peers if p in views]
             signatures = _receive_all(mesh, box, heard, _SIGNATURE_ROUND, seconds)
     finally:
+        # The job has ended here: messages still coming for it or its record are dropped.
         mesh.close_job(box)
+        mesh.close_job(job_id)
     return _with_signatures(record, signatures, chain_keys, me)
 
 

@@ -8,6 +8,15 @@ mailbox per (job, peer), from which the job's :class:`GrpcTransport` reads. A
 rejected message never reaches a mailbox; the job that was its target sees a
 :class:`Rejection` naming the authenticated peer and the reason, and the
 process keeps serving.
+
+Mailboxes are bounded. A job is *opened* here once a reader asks for it (its
+transport, or its record exchange); until then a peer may send it only what
+an honest peer sends before this party joins (its hello, an abort, its record
+view), at most :data:`UNOPENED_JOB_BYTES`, for at most :data:`UNOPENED_SECONDS`,
+and for at most :data:`UNOPENED_JOBS` jobs at once (the oldest go first). A
+closed job's late messages are dropped. Submissions run at most
+``policy.max_running_jobs`` at once, on threads apart from those that keep the
+links, chain messages and health checks going.
 """
 
 from __future__ import annotations
@@ -16,6 +25,7 @@ import logging
 import queue
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator
 from concurrent import futures
 from dataclasses import dataclass
@@ -32,6 +42,16 @@ log = logging.getLogger(__name__)
 CHUNK_BYTES = 1 << 20
 MAX_FRAME_BYTES = CHUNK_BYTES + (64 << 10)  # a chunk plus its envelope fields
 DEFAULT_JOB_BYTES = 8 << 30
+ABORT_KIND_CHARS = 200  # the longest failure kind an abort message carries
+
+UNOPENED_SECONDS = 60.0
+"""How long messages for a job not opened here are kept (a peer gives up far sooner)."""
+UNOPENED_JOB_BYTES = 64 << 10
+"""What a job not opened here may hold: a hello, an abort and a record view fit many times."""
+UNOPENED_JOBS = 1024
+"""Jobs not opened here that may hold messages at once; beyond, the oldest are dropped."""
+CLOSED_JOBS = 4096
+"""Closed jobs remembered (each for UNOPENED_SECONDS) so that their late messages are dropped."""
 
 _KEEPALIVE = [
     ("grpc.keepalive_time_ms", 20_000),
@@ -107,11 +127,21 @@ class Mesh:
         self.on_submit = on_submit
         self.on_chain = on_chain
         self._chain_stubs: dict[str, tuple[grpc.Channel, wire_pb2_grpc.PartyStub]] = {}
-        self._active: set[str] = set()
+        self._active: set[str] = set()  # jobs running here: told at once when a peer drops
         # Streams join the computing parties; the dealer and analysts use their own calls.
         self._links = {p.name: _Link(p) for p in member.computing_peers}
-        self._mailboxes: dict[tuple[str, str], queue.SimpleQueue[object]] = {}
+        self._mailboxes: dict[str, dict[str, queue.SimpleQueue[object]]] = {}  # job -> peer -> box
         self._job_bytes: dict[str, int] = {}
+        self._opened: set[str] = set()  # jobs a reader here asked for
+        self._unopened: OrderedDict[str, float] = (
+            OrderedDict()
+        )  # job -> when its first message came
+        self._closed: OrderedDict[str, float] = OrderedDict()  # job -> when it was closed
+        self._evicted = 0
+        self.clock: Callable[[], float] = time.monotonic
+        """The clock mailbox expiry reads (monotonic seconds)."""
+        self.job_slots = threading.BoundedSemaphore(member.policy.max_running_jobs)
+        """One per submitted job running here; a submission finding none is refused."""
         self._lock = threading.Lock()
         self._stopping = threading.Event()
         self._server: grpc.Server | None = None
@@ -127,9 +157,11 @@ class Mesh:
         warning = certificate_expiry_warning(self.member.tls.cert)
         if warning is not None:
             log.warning("%s: %s", self.name, warning)
+        # A thread for each peer's stream and each peer's chain call, one per running job,
+        # and spares for health checks and refused submissions: jobs cannot starve the rest.
+        workers = 2 * len(self._links) + self.member.policy.max_running_jobs + 4
         server = grpc.server(
-            futures.ThreadPoolExecutor(max_workers=2 * len(self._links) + 4),
-            options=_SERVER_OPTIONS,
+            futures.ThreadPoolExecutor(max_workers=workers), options=_SERVER_OPTIONS
         )
         wire_pb2_grpc.add_PartyServicer_to_server(_Servicer(self), server)
         self.bound_port = server.add_secure_port(
@@ -205,12 +237,19 @@ class Mesh:
         return 0.0 if since is None else time.monotonic() - since
 
     def receive(self, job: str, peer: str, timeout: float | None) -> wire_pb2.Envelope | Rejection:
-        """The next message (or rejection) from ``peer`` for ``job``; queue.Empty on timeout."""
-        return self._mailbox(job, peer).get(timeout=timeout)  # type: ignore[return-value]
+        """The next message (or rejection) from ``peer`` for ``job``; queue.Empty on timeout.
+
+        Asking opens the job here: its mailboxes stay until :meth:`close_job`.
+        """
+        with self._lock:
+            self._open(job)
+            box = self._box(job, peer)
+        return box.get(timeout=timeout)  # type: ignore[return-value]
 
     def open_job(self, job: str) -> None:
         """Mark a job as running here: if a peer's stream drops, the job hears of it at once."""
         with self._lock:
+            self._open(job)
             self._active.add(job)
 
     def abort_job(self, job: str, peers: Iterable[str], kind: str) -> None:
@@ -224,63 +263,111 @@ class Mesh:
                         sender=self.name,
                         purpose=ABORT,
                         last=True,
-                        payload=kind.encode()[:200],
+                        payload=kind.encode()[:ABORT_KIND_CHARS],
                     ),
                 )
 
     def close_job(self, job: str) -> None:
-        """Forget a finished job's mailboxes and byte count."""
+        """Forget a job's mailboxes and byte count; its late messages are dropped."""
         with self._lock:
-            self._active.discard(job)
-            for key in [k for k in self._mailboxes if k[0] == job]:
-                del self._mailboxes[key]
-            self._job_bytes.pop(job, None)
+            self._forget(job)
+            self._closed[job] = self.clock()
+            self._closed.move_to_end(job)
+            while len(self._closed) > CLOSED_JOBS:
+                self._closed.popitem(last=False)
 
     def _link(self, peer: str) -> _Link:
         link = self._links.get(peer)
         if link is None:
-            raise PeerAuthenticationError(f"{peer!r} is not a peer of {self.name}")
+            raise PeerAuthenticationError(
+                f"{peer!r} is not a computing party linked with {self.name}"
+            )
         return link
 
-    def _mailbox(self, job: str, peer: str) -> queue.SimpleQueue[object]:
-        with self._lock:
-            box = self._mailboxes.get((job, peer))
-            if box is None:
-                box = self._mailboxes[(job, peer)] = queue.SimpleQueue()
-            return box
+    # Helpers below run under self._lock.
+    def _box(self, job: str, peer: str) -> queue.SimpleQueue[object]:
+        boxes = self._mailboxes.setdefault(job, {})
+        box = boxes.get(peer)
+        if box is None:
+            box = boxes[peer] = queue.SimpleQueue()
+        return box
+
+    def _open(self, job: str) -> None:
+        self._opened.add(job)
+        self._unopened.pop(job, None)
+        self._closed.pop(job, None)
+
+    def _forget(self, job: str) -> None:
+        self._active.discard(job)
+        self._opened.discard(job)
+        self._unopened.pop(job, None)
+        self._mailboxes.pop(job, None)
+        self._job_bytes.pop(job, None)
+
+    def _expire(self) -> None:
+        """Drop unopened jobs' messages and closed jobs' ids older than UNOPENED_SECONDS."""
+        horizon = self.clock() - UNOPENED_SECONDS
+        for entries in (self._unopened, self._closed):
+            while entries and next(iter(entries.values())) < horizon:
+                job, _ = entries.popitem(last=False)
+                if entries is self._unopened:
+                    self._forget(job)
+
+    def _hold_unopened(self, job: str) -> None:
+        """Count a job that is not opened here, dropping the oldest beyond UNOPENED_JOBS."""
+        if job in self._unopened:
+            return
+        while len(self._unopened) >= UNOPENED_JOBS:
+            oldest, _ = self._unopened.popitem(last=False)
+            self._forget(oldest)
+            self._evicted += 1
+            if self._evicted % 100 == 1:
+                log.warning(
+                    "%s: messages for %d jobs never opened here were dropped (limit %d jobs)",
+                    self.name,
+                    self._evicted,
+                    UNOPENED_JOBS,
+                )
+        self._unopened[job] = self.clock()
 
     def deliver(self, peer: str, envelope: wire_pb2.Envelope) -> None:
         """Check a message that arrived from the authenticated ``peer`` and file it."""
+        job = envelope.job
         reason = None
-        if envelope.sender == peer and envelope.purpose == ABORT:
-            kind = envelope.payload.decode(errors="replace")
-            self._mailbox(envelope.job, peer).put(
-                Rejection(peer, f"it aborted the job: {kind}", "party aborted")
-            )
-            return
+        item: wire_pb2.Envelope | Rejection = envelope
         if envelope.sender != peer:
             reason = f"sender field {envelope.sender!r} differs from the authenticated peer"
+        elif envelope.purpose == ABORT:
+            kind = envelope.payload[:ABORT_KIND_CHARS].decode(errors="replace")
+            item = Rejection(peer, f"it aborted the job: {kind}", "party aborted")
         elif len(envelope.payload) > CHUNK_BYTES:
             reason = f"chunk of {len(envelope.payload)} bytes exceeds {CHUNK_BYTES}"
-        else:
-            with self._lock:
-                total = self._job_bytes.get(envelope.job, 0) + len(envelope.payload)
-                self._job_bytes[envelope.job] = total
-            if total > self.max_job_bytes:
-                reason = f"job exceeded its limit of {self.max_job_bytes} inbound bytes"
-        if reason is None:
-            self._mailbox(envelope.job, peer).put(envelope)
-            return
-        log.warning(
-            "%s: rejected a message from %s for job %s: %s", self.name, peer, envelope.job, reason
-        )
-        self._mailbox(envelope.job, peer).put(Rejection(peer, reason))
+        with self._lock:
+            self._expire()
+            if job in self._closed:
+                return  # the job ended here; a late message has no reader
+            opened = job in self._opened
+            limit = self.max_job_bytes if opened else min(UNOPENED_JOB_BYTES, self.max_job_bytes)
+            before = self._job_bytes.get(job, 0)
+            if before > limit:
+                return  # already refused for its size; the job fails on that
+            self._job_bytes[job] = total = before + envelope.ByteSize()
+            if reason is None and total > limit:
+                reason = f"job exceeded its limit of {limit} inbound bytes"
+                if not opened:
+                    reason += " before it started here"
+            if not opened:
+                self._hold_unopened(job)
+            self._box(job, peer).put(item if reason is None else Rejection(peer, reason))
+        if reason is not None:
+            log.warning(
+                "%s: rejected a message from %s for job %s: %s", self.name, peer, job, reason
+            )
 
     def _peer_lost(self, peer: str) -> None:
         with self._lock:
-            jobs = list(self._active)
-        for job in jobs:
-            self._mailbox(job, peer).put(Rejection(peer, "its stream closed", "party unreachable"))
+            for job in self._active:
+                self._box(job, peer).put(Rejection(peer, "its stream closed", "party unreachable"))
 
     # -- streams ----------------------------------------------------------------
     def _dial(self, link: _Link) -> None:
@@ -357,6 +444,7 @@ class _Servicer(wire_pb2_grpc.PartyServicer):
         member = self._mesh.member
         try:
             peer = tls.peer_name(context, member)
+            self._mesh._link(peer)  # only computing parties link: not the dealer or an analyst
             if not peer < member.name:
                 raise PeerAuthenticationError(f"{peer!r} must wait for {member.name!r} to dial")
         except PeerAuthenticationError as exc:
@@ -375,7 +463,20 @@ class _Servicer(wire_pb2_grpc.PartyServicer):
             context.abort(grpc.StatusCode.UNAUTHENTICATED, str(exc))
         if self._mesh.on_submit is None:
             context.abort(grpc.StatusCode.UNIMPLEMENTED, f"{member.name} does not run jobs")
-        return self._mesh.on_submit(request, caller)
+        slots = self._mesh.job_slots
+        if not slots.acquire(blocking=False):
+            limit = member.policy.max_running_jobs
+            log.warning(
+                "%s: refused a job from %s: %d jobs already running", member.name, caller, limit
+            )
+            context.abort(
+                grpc.StatusCode.RESOURCE_EXHAUSTED,
+                f"{member.name} runs at most {limit} jobs at once; submit again when one ends",
+            )
+        try:
+            return self._mesh.on_submit(request, caller)
+        finally:
+            slots.release()
 
     def Chain(self, request, context):  # noqa: N802 - gRPC's method name
         member = self._mesh.member

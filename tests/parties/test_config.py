@@ -65,6 +65,9 @@ def _member(folder: Path, name: str = "alpha", role: str = "hospital") -> Member
             allow_probabilities=True,
             query_budget=40,
             query_window_s=3600,
+            max_job_seconds=120,
+            max_running_jobs=2,
+            join_timeout_seconds=2.5,
         ),
         data=DataConfig("sqlite", folder / "data" / "records.db", "patients"),
         chain_key=folder / name / "chain.pem" if role == "hospital" else None,
@@ -264,6 +267,9 @@ def test_optional_keys_take_their_defaults(tmp_path: Path) -> None:
         "allow_probabilities",
         "query_budget",
         "query_window_s",
+        "max_job_seconds",
+        "max_running_jobs",
+        "join_timeout_seconds",
     ):
         doc["policy"].pop(key, None)
     member = _load(tmp_path, doc)
@@ -272,6 +278,12 @@ def test_optional_keys_take_their_defaults(tmp_path: Path) -> None:
     assert (member.policy.min_cell_size, member.policy.allow_min_max) == (5, False)
     assert member.policy.allow_probabilities is False
     assert (member.policy.query_budget, member.policy.query_window_s) == (1000, 86_400)
+    limits = member.policy
+    assert (limits.max_job_seconds, limits.max_running_jobs, limits.join_timeout_seconds) == (
+        600,
+        4,
+        10.0,
+    )
 
 
 def _drop(*keys: str) -> Any:
@@ -318,6 +330,10 @@ def _set(value: Any, *keys: str | int) -> Any:
         (_set(1, "policy", "allow_probabilities"), "policy.allow_probabilities", "true or false"),
         (_set(-1, "policy", "query_budget"), "policy.query_budget", ">= 0"),
         (_set(0, "policy", "query_window_s"), "policy.query_window_s", ">= 1"),
+        (_set(0, "policy", "max_job_seconds"), "policy.max_job_seconds", ">= 1"),
+        (_set(1.5, "policy", "max_running_jobs"), "policy.max_running_jobs", ">= 1"),
+        (_set(0, "policy", "join_timeout_seconds"), "policy.join_timeout_seconds", "(0, 3600)"),
+        (_set("5", "policy", "join_timeout_seconds"), "policy.join_timeout_seconds", "(0, 3600)"),
         (_set("ana", "policy", "analysts"), "policy.analysts", "list of strings"),
         (_set(["Ana"], "policy", "recipients"), "policy.recipients[0]", "not valid"),
         (_set(1, "policy", "protocols", "mean"), "policy.protocols.mean", "version"),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import sqlite3
 
 import numpy as np
 import pytest
@@ -12,9 +13,11 @@ from parties.data.consent import (
     ConsentBook,
     ConsentError,
     load_secret,
+    own_records,
     patient_key,
     secret_path,
 )
+from parties.ledger.record_store import RecordStore
 from smpc.chain.records import ConsentRecord
 
 SECRET = bytes(range(32))
@@ -74,3 +77,16 @@ def test_the_secret_is_made_once_readable_by_its_owner_only(make_federation) -> 
     secret_path(hospital).write_bytes(b"short")
     with pytest.raises(ConsentError, match="32-byte consent secret"):
         load_secret(hospital)
+
+
+def test_a_consent_row_that_cannot_be_decoded_fails_loudly(tmp_path) -> None:
+    path = tmp_path / "records.db"
+    with RecordStore(path) as store:
+        store.add_pending(rec("grant", "p1", "statistics", 1))
+        store.add_pending(rec("revoke", "p2", "statistics", 2))
+        assert [r.action for r in own_records(store, "h0")] == ["grant", "revoke"]
+        damaged = store.pending(ConsentRecord.KIND)[1][0]
+        with sqlite3.connect(path) as db:  # a damaged row, e.g. a disk fault: the revocation
+            db.execute("UPDATE pending SET data = ? WHERE id = ?", (b"\x00garbage", damaged))
+        with pytest.raises(ConsentError, match=f"consent record {damaged.hex()[:12]}.* decoded"):
+            own_records(store, "h0")

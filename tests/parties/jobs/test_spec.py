@@ -75,7 +75,7 @@ def make_spec(**changes: object) -> JobSpec:
         },
         "params": {"bins": [0, 10, 20], "scale": 0.5, "label": "Zürich"},
         "outputs": {"mean": ("analyst",)},
-        "deadline_ms": now_ms() + HOUR_MS,
+        "deadline_ms": now_ms() + HOUR_MS // 12,
     }
     fields.update(changes)
     return JobSpec(**fields)  # type: ignore[arg-type]
@@ -345,6 +345,25 @@ def test_expired_deadline(fed: dict[str, MemberConfig]) -> None:
     signed = sign_as(fed["analyst"], spec)
     assert refusal(signed, fed["alpha"], now_ms=spec.deadline_ms).kind == "expired"
     assert admit(signed, fed["alpha"], JobLedger(), now_ms=spec.deadline_ms - 1) == spec
+
+
+def test_a_job_that_may_live_past_the_policy_limit_is_refused(
+    fed: dict[str, MemberConfig],
+) -> None:
+    alpha = fed["alpha"]
+    limit_ms = alpha.policy.max_job_seconds * 1000
+    now = now_ms()
+    years = sign_as(fed["analyst"], make_spec(created_ms=now, deadline_ms=now + 3 * 8760 * HOUR_MS))
+    error = refusal(years, alpha, now_ms=now)
+    assert error.kind == "lifetime-too-long" and f"at most {limit_ms // 1000} s" in error.reason
+    # created in the future, so the lifetime from creation looks short: counted from now too
+    later = now + 24 * HOUR_MS
+    future = sign_as(fed["analyst"], make_spec(created_ms=later, deadline_ms=later + 60_000))
+    assert refusal(future, alpha, now_ms=now).kind == "lifetime-too-long"
+    at_limit = make_spec(created_ms=now, deadline_ms=now + limit_ms)
+    assert admit(sign_as(fed["analyst"], at_limit), alpha, JobLedger(), now_ms=now) == at_limit
+    over = sign_as(fed["analyst"], make_spec(created_ms=now, deadline_ms=now + limit_ms + 1))
+    assert refusal(over, alpha, now_ms=now).kind == "lifetime-too-long"
 
 
 def test_replayed_id_is_refused(fed: dict[str, MemberConfig]) -> None:

@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import threading
+import time
+
 import numpy as np
 import pytest
 
+from parties.service.grpc_transport import GrpcTransport
 from parties.service.mesh import Mesh
+from smpc.errors import PeerTimeoutError
 from smpc.transcript import check_channels
+from smpc.transport import Expect
 
 
 def _job(rt, mine):
@@ -62,3 +68,42 @@ def test_a_large_tensor_travels_in_1_mib_chunks(make_federation, over_meshes) ->
             mesh.stop(0)
     np.testing.assert_array_equal(results[0], np.arange(size, dtype=float))
     assert transports[0].wire_bytes_sent > size * 8
+
+
+def test_a_party_that_never_joins_fails_the_job_within_the_join_timeout(make_federation) -> None:
+    members = {m.name: m for m in make_federation(["hospital-a", "hospital-c"])}
+    names = ["hospital-a", "hospital-c"]
+    with Mesh(members["hospital-a"]) as a, Mesh(members["hospital-c"]) as c:
+        assert a.wait_connected(10) and c.wait_connected(10)
+        hello = np.arange(4, dtype=np.uint64)
+        alone = GrpcTransport(a, "lonely", names, join_timeout=0.5, deadline=time.monotonic() + 30)
+        start = time.monotonic()
+        with pytest.raises(PeerTimeoutError) as err:
+            alone.exchange({1: hello}, {1: Expect.like(hello)}, "hello")
+        alone.close()
+        assert 0.5 <= time.monotonic() - start < 3  # not the job's 30 s deadline
+        assert (err.value.kind, err.value.party, err.value.job) == (
+            "peer did not join",
+            "hospital-c",
+            "lonely",
+        )
+
+        # Once joined, a peer may take longer than the join timeout between rounds.
+        pair = [GrpcTransport(m, "joined", names, join_timeout=0.5) for m in (a, c)]
+        got: list[object] = [None, None]
+
+        def party(i: int) -> None:
+            t = pair[i]
+            t.exchange({1 - i: hello}, {1 - i: Expect.like(hello)}, "hello")
+            if i == 1:
+                time.sleep(1.0)
+            got[i] = t.exchange({1 - i: hello + i}, {1 - i: Expect.like(hello)}, "next")[1 - i]
+
+        threads = [threading.Thread(target=party, args=(i,)) for i in (0, 1)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=10)
+        for t in pair:
+            t.close()
+        assert np.array_equal(got[0], hello + 1) and np.array_equal(got[1], hello)

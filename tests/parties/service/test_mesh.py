@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import queue
+import threading
 
 import grpc
 import pytest
 
 from parties.config import dns_name
+from parties.service import mesh as mesh_module
 from parties.service import wire_pb2, wire_pb2_grpc
-from parties.service.mesh import CHUNK_BYTES, Mesh, Rejection
+from parties.service.mesh import CHUNK_BYTES, UNOPENED_JOB_BYTES, Mesh, Rejection
 
 
 def _pair(make_federation):
@@ -176,3 +179,81 @@ def test_a_job_past_its_inbound_byte_limit_is_refused(make_federation) -> None:
         assert isinstance(second, Rejection) and "limit of 100" in second.reason
         stream.cancel()
         channel.close()
+
+
+def _limited(member, **limits):
+    return dataclasses.replace(member, policy=dataclasses.replace(member.policy, **limits))
+
+
+def test_submissions_beyond_the_limit_are_refused_while_health_answers(make_federation) -> None:
+    members = _pair(make_federation)
+    a, c = members["hospital-a"], _limited(members["hospital-c"], max_running_jobs=2)
+    release = threading.Event()
+    running = threading.Semaphore(0)
+
+    def hold(request, caller):  # a job that waits for peers that never come
+        running.release()
+        release.wait(10)
+        return wire_pb2.SubmitReply(ok=False)
+
+    with Mesh(c, on_submit=hold):
+        channel = _dial(a, c)
+        stub = wire_pb2_grpc.PartyStub(channel)
+        held = [stub.Submit.future(wire_pb2.SubmitRequest(), timeout=10) for _ in range(2)]
+        assert running.acquire(timeout=5) and running.acquire(timeout=5)
+        with pytest.raises(grpc.RpcError) as refused:
+            stub.Submit(wire_pb2.SubmitRequest(), timeout=5)
+        assert refused.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+        assert "at most 2 jobs at once" in refused.value.details()
+        assert stub.Health(wire_pb2.HealthRequest(), timeout=2).status == "serving"
+        release.set()
+        assert all(not call.result(timeout=10).ok for call in held)
+        # a slot frees when a job ends
+        assert not stub.Submit(wire_pb2.SubmitRequest(), timeout=5).ok
+        channel.close()
+
+
+def _linked(make_federation):
+    """Two running meshes, hospital-a and hospital-c, linked to each other."""
+    members = {m.name: m for m in make_federation(["hospital-a", "hospital-c"])}
+    return Mesh(members["hospital-a"]), Mesh(members["hospital-c"])
+
+
+def _sync(a: Mesh, c: Mesh) -> None:
+    """Return once c has filed everything a sent before (on a job c has opened)."""
+    with contextlib.suppress(queue.Empty):
+        c.receive("probe", "hospital-a", timeout=0)
+    a.send("hospital-c", wire_pb2.Envelope(job="probe", sender="hospital-a", last=True))
+    assert isinstance(c.receive("probe", "hospital-a", timeout=10), wire_pb2.Envelope)
+
+
+def test_a_job_not_opened_here_may_hold_only_a_little(make_federation) -> None:
+    first, second = _linked(make_federation)
+    with first as a, second as c:
+        assert a.wait_connected(10) and c.wait_connected(10)
+        for _ in range(3):
+            a.send(
+                "hospital-c",
+                wire_pb2.Envelope(job="early", sender="hospital-a", payload=bytes(40_000)),
+            )
+        _sync(a, c)
+        kept = c.receive("early", "hospital-a", timeout=1)
+        refused = c.receive("early", "hospital-a", timeout=1)
+        assert isinstance(kept, wire_pb2.Envelope)  # within the limit
+        assert isinstance(refused, Rejection) and "before it started here" in refused.reason
+        assert f"limit of {UNOPENED_JOB_BYTES}" in refused.reason
+        with pytest.raises(queue.Empty):  # the third was dropped
+            c.receive("early", "hospital-a", timeout=0.2)
+
+
+def test_only_the_newest_unopened_jobs_are_kept(make_federation, monkeypatch) -> None:
+    monkeypatch.setattr(mesh_module, "UNOPENED_JOBS", 4)
+    first, second = _linked(make_federation)
+    with first as a, second as c:
+        assert a.wait_connected(10) and c.wait_connected(10)
+        for i in range(10):
+            a.abort_job(f"j{i}", ["hospital-c"], "refused")
+        _sync(a, c)
+        assert set(c._mailboxes) == {"j6", "j7", "j8", "j9", "probe"}
+        kept = c.receive("j9", "hospital-a", timeout=1)
+        assert isinstance(kept, Rejection) and kept.kind == "party aborted"

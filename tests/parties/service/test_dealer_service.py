@@ -1,0 +1,155 @@
+"""The dealer service and a party's link to it: limits, reconnection, and a dealer that dies."""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from concurrent import futures
+from pathlib import Path
+
+import grpc
+import pytest
+
+from parties.config import MemberConfig
+from parties.federation import init_federation
+from parties.jobs.spec import JobSpec, now_ms, sign_job
+from parties.service import dealer_service, tls, wire_pb2_grpc
+from parties.service.dealer_service import DealerLink, DealerService
+from parties.service.node import failure_kind
+from smpc.errors import PeerTimeoutError, SMPCError
+from smpc.preprocessing import Plan
+from smpc.preprocessing.plan import Request
+
+PARTIES = ("hospital-a", "hospital-b")
+
+
+@pytest.fixture
+def members(tmp_path: Path) -> dict[str, MemberConfig]:
+    fed = init_federation("dealfed", PARTIES, ["analyst"], [], tmp_path / "fed", base_port=0)
+    return {m.name: m for m in fed}
+
+
+@pytest.fixture
+def dealer(members) -> Iterator[tuple[MemberConfig, DealerService, grpc.Server]]:
+    """The dealer service in this process, on the dealer's address, with mutual TLS."""
+    member = next(m for m in members.values() if m.role == "dealer")
+    service = DealerService(member)
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
+    wire_pb2_grpc.add_DealerServicer_to_server(service, server)
+    server.add_secure_port(member.address, tls.server_credentials(member))
+    server.start()
+    yield member, service, server
+    server.stop(0)
+
+
+def _signed(members, lifetime_ms: int = 30_000) -> tuple[JobSpec, bytes]:
+    created = now_ms()
+    spec = JobSpec(
+        federation="dealfed",
+        protocol="pooled-count",
+        protocol_version="1",
+        analyst="analyst",
+        parties=PARTIES,
+        inputs={},
+        outputs={"count": ("analyst",)},
+        created_ms=created,
+        deadline_ms=created + lifetime_ms,
+    )
+    analyst = members["analyst"]
+    return spec, sign_job(spec, analyst.tls.key, analyst.tls.cert).to_json().encode()
+
+
+def test_a_job_longer_lived_than_the_dealers_policy_is_refused(members, dealer) -> None:
+    spec, signed = _signed(members, lifetime_ms=3 * 365 * 24 * 3600 * 1000)
+    link = DealerLink(members["hospital-a"])
+    try:
+        with pytest.raises(SMPCError, match="lifetime-too-long"):
+            link.provision(spec.job_id, signed, Plan(), timeout=10)
+    finally:
+        link.close()
+    assert not dealer[1]._jobs
+
+
+def test_the_dealer_holds_a_bounded_number_of_waiting_jobs(members, dealer, monkeypatch) -> None:
+    monkeypatch.setattr(dealer_service, "PENDING_JOBS", 2)
+    link = DealerLink(members["hospital-b"])  # hospital-a never comes: every job waits
+    try:
+        for _ in range(2):
+            spec, signed = _signed(members)
+            link.provision(spec.job_id, signed, Plan(), timeout=10).close()
+        spec, signed = _signed(members)
+        with pytest.raises(SMPCError, match="2 jobs already wait"):
+            link.provision(spec.job_id, signed, Plan(), timeout=10)
+    finally:
+        link.close()
+    assert len(dealer[1]._jobs) == 2
+
+
+def test_a_dealer_that_dies_mid_stream_is_blamed_as_dealer_unavailable(members, dealer) -> None:
+    member, _, server = dealer
+    # Party 0's corrections: 64 MiB, far more than the stream buffers ahead of the reader.
+    plan = Plan(tuple(Request("triple", (1 << 20,)) for _ in range(8)))
+    spec, signed = _signed(members)
+    link = DealerLink(members["hospital-a"])
+    try:
+        conn = link.provision(spec.job_id, signed, plan, timeout=30)
+        feed = conn.feed()
+        feed.corrections(0)
+        server.stop(0)  # the dealer process dies
+        with pytest.raises(PeerTimeoutError) as broken:
+            for index in range(1, len(plan)):
+                feed.corrections(index)
+        conn.close()
+    finally:
+        link.close()
+    assert broken.value.party == member.name and broken.value.job == spec.job_id
+    assert failure_kind(broken.value) == "dealer unavailable"
+
+
+def test_a_party_retries_a_down_dealer_at_least_once_a_second(members) -> None:
+    """A dealer that is down (here: a port that drops every connection) is retried often.
+
+    gRPC's default backoff (1 s, growing 1.6-fold to 120 s) reached a restarted
+    dealer only after tens of seconds; the link caps it at 1 s.
+    """
+    member = next(m for m in members.values() if m.role == "dealer")
+    listener = socket.socket()
+    listener.bind((member.address.rsplit(":", 1)[0], 0))
+    listener.listen(64)
+    listener.settimeout(0.2)
+    attempts: list[float] = []
+    stop = threading.Event()
+
+    def drop_every_connection() -> None:
+        while not stop.is_set():
+            try:
+                conn, _ = listener.accept()
+            except TimeoutError:
+                continue
+            attempts.append(time.monotonic())
+            conn.close()
+
+    thread = threading.Thread(target=drop_every_connection)
+    thread.start()
+    host, port = listener.getsockname()
+    party = members["hospital-a"]
+    peers = tuple(
+        dataclasses.replace(p, address=f"{host}:{port}") if p.role == "dealer" else p
+        for p in party.peers
+    )
+    link = DealerLink(dataclasses.replace(party, peers=peers))
+    spec, signed = _signed(members)
+    try:
+        with pytest.raises(PeerTimeoutError, match="dealer unavailable"):
+            link.provision(spec.job_id, signed, Plan(), timeout=4.0)
+    finally:
+        link.close()
+        stop.set()
+        thread.join()
+        listener.close()
+    gaps = [b - a for a, b in itertools.pairwise(attempts)]
+    assert len(attempts) >= 5 and max(gaps) < 1.5, gaps
