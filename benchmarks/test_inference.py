@@ -54,7 +54,7 @@ def _resampled(path: Path, rows: int) -> Path:
 
 def _wait_final(member: MemberConfig, job: str, timeout: float = 30.0) -> None:
     """Wait until ``member`` stores the job's record in a final block."""
-    home = member.config_path.parent / member.name
+    home = member.home
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:

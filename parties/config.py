@@ -346,6 +346,11 @@ class MemberConfig:
         return identity_uri(self.federation, self.role, self.name)
 
     @property
+    def home(self) -> Path:
+        """This member's private folder: beside its config, named after the member."""
+        return self.config_path.parent / self.name
+
+    @property
     def dns_name(self) -> str:
         """This member's DNS SAN, ``<name>.<federation>.smpc``."""
         return dns_name(self.federation, self.name)

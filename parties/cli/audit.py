@@ -243,7 +243,7 @@ def run(args: argparse.Namespace) -> int:
     chain_db, records_db, genesis_path = args.db, args.records, args.genesis
     if args.config is not None:
         member = load_config(args.config)
-        home = member.config_path.parent / member.name
+        home = member.home
         chain_db = chain_db or home / CHAIN_DB_FILE
         records_db = records_db or home / RECORDS_DB_FILE
         genesis_path = genesis_path or member.genesis

@@ -173,7 +173,7 @@ def _sources(args: argparse.Namespace) -> tuple[Path, Genesis] | None:
     genesis: Path | None = args.genesis
     if args.config is not None:
         member = load_config(args.config)
-        db = db or member.config_path.parent / member.name / CHAIN_DB_FILE
+        db = db or member.home / CHAIN_DB_FILE
         genesis = genesis or member.genesis
     if db is None or genesis is None:
         print(

@@ -43,7 +43,7 @@ class ConsentError(SMPCError, ValueError):
 
 def secret_path(member: MemberConfig) -> Path:
     """Where ``member`` keeps its consent secret."""
-    return member.config_path.parent / member.name / CONSENT_SECRET_FILE
+    return member.home / CONSENT_SECRET_FILE
 
 
 def load_secret(member: MemberConfig, *, create: bool = False) -> bytes | None:

@@ -19,7 +19,6 @@ import queue
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
-from pathlib import Path
 
 from parties.config import MemberConfig
 from parties.ledger.chain_store import SqliteChainStore, SqliteSealLog
@@ -44,11 +43,6 @@ def now_ms() -> int:
     return time.time_ns() // 1_000_000
 
 
-def member_folder(member: MemberConfig) -> Path:
-    """Where a member keeps its chain files: beside its config, in a folder of its name."""
-    return member.config_path.parent / member.name
-
-
 class ChainNode:
     """One hospital's replica, fed by the network and a ticker, storing to SQLite."""
 
@@ -63,7 +57,7 @@ class ChainNode:
     ) -> None:
         if member.chain_key is None:
             raise ChainError(f"{member.name} has no chain key: only hospitals run chain nodes")
-        folder = member_folder(member)
+        folder = member.home
         folder.mkdir(mode=0o700, parents=True, exist_ok=True)
         self.name = member.name
         self.store = SqliteChainStore(folder / CHAIN_DB_FILE)

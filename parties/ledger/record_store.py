@@ -46,7 +46,7 @@ _SCHEMA = (
 
 def records_path(member: MemberConfig) -> Path:
     """Where ``member`` keeps its records file: ``<config folder>/<name>/records.db``."""
-    return member.config_path.parent / member.name / RECORDS_DB_FILE
+    return member.home / RECORDS_DB_FILE
 
 
 class RecordStore:

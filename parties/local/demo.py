@@ -24,6 +24,7 @@ from parties.client import Client
 from parties.config import DataConfig
 from parties.local import demo_statistics
 from parties.local.launcher import LocalDeployment
+from parties.service.node import RESULTS_DIR
 from protocols.model import LogisticModel, train
 
 HOSPITALS = ("hospital-a", "hospital-b", "hospital-c")
@@ -96,7 +97,7 @@ def run_inference(
     print(f"    {outcome.seconds * 1e3:.0f} ms from submission to labels at every hospital")
     summary = []
     for h in HOSPITALS:
-        with np.load(dep.members[h].tls.key.parent / "results" / f"{outcome.job}.npz") as kept:
+        with np.load(dep.members[h].home / RESULTS_DIR / f"{outcome.job}.npz") as kept:
             labels = kept["labels"]
         x = np.array([[float(v) for v in r[2:]] for r in dep.rows[h]])
         truth = np.array([r[1] == "M" for r in dep.rows[h]])

@@ -80,6 +80,8 @@ log = logging.getLogger(__name__)
 HELLO = "hello"
 FEED_S = 0.5
 """How often pending records are handed to the chain node."""
+RESULTS_DIR = "results"
+"""The folder in a member's home where it keeps the outputs it received."""
 
 
 class PartyNode:
@@ -97,7 +99,7 @@ class PartyNode:
             open_source(member.data) if member.data.kind in ("csv", "sqlite") else None
         )
         self.model = LogisticModel.load(member.data.path) if member.data.kind == "model" else None
-        self.results = member.tls.key.parent / "results"
+        self.results = member.home / RESULTS_DIR
         self.ledger = JobLedger()
         self.genesis = genesis = load_genesis(member.genesis)
         self.chain_keys = {a.name: a.public_key for a in genesis.authorities}
@@ -108,7 +110,7 @@ class PartyNode:
         self.records = RecordStore(records_path(member))
         policy = member.policy
         self.budget = QueryBudget(
-            member.config_path.parent / member.name / BUDGET_DB_FILE,
+            member.home / BUDGET_DB_FILE,
             policy.query_budget,
             policy.query_window_s * 1000,
         )

@@ -163,6 +163,7 @@ def test_member_helpers(tmp_path: Path) -> None:
     member = _member(tmp_path)
     assert member.identity == "smpc://demo/hospital/alpha"
     assert member.dns_name == "alpha.demo.smpc"
+    assert member.home == tmp_path.resolve() / "alpha"
     assert member.peer("dealer").address == "127.0.0.1:50053"
     assert [p.name for p in member.computing_peers] == ["beta", "mo"]
     assert member.as_peer() == _peer("alpha", "hospital", 50051)

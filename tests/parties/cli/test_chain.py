@@ -209,7 +209,7 @@ def test_verify_takes_db_and_genesis_from_a_member_config(
     state = ChainState.start(genesis)
     alpha = next(keys[a.public_key] for a in genesis.authorities if a.name == "alpha")
     member = next(m for m in members if m.name == "beta")
-    db = member.config_path.parent / member.name / CHAIN_DB_FILE
+    db = member.home / CHAIN_DB_FILE
     now = time.time_ns() // 1_000_000
     with SqliteChainStore(db) as store:
         for h in range(1, 4):

@@ -11,6 +11,7 @@ import pytest
 from parties.client import Client, JobFailed
 from parties.config import DataConfig, load_config, write_config
 from parties.local.launcher import LocalDeployment
+from parties.service.node import RESULTS_DIR
 from protocols.model import train
 
 pytestmark = pytest.mark.process
@@ -89,9 +90,7 @@ def test_labels_reach_the_named_hospital_and_metrics_the_analyst(deployment) -> 
     finally:
         client.close()
     logits = dep.model.logits(dep.x[order])
-    with np.load(
-        dep.members["hospital-a"].tls.key.parent / "results" / f"{outcome.job}.npz"
-    ) as kept:
+    with np.load(dep.members["hospital-a"].home / RESULTS_DIR / f"{outcome.job}.npz") as kept:
         labels = kept["labels"]
     clear = np.abs(logits) > 0.01
     np.testing.assert_array_equal(labels[clear], (logits[clear] > 0).astype(int))
@@ -114,7 +113,7 @@ def test_metrics_with_a_cell_below_the_jobs_minimum_read_suppressed(deployment) 
         client.close()
     np.testing.assert_array_equal(outcome.outputs["metrics"], [-1.0] * 4)
     for h in ("hospital-b", "hospital-c", "model-owner"):  # nobody else keeps labels
-        assert not (dep.members[h].tls.key.parent / "results" / f"{outcome.job}.npz").exists()
+        assert not (dep.members[h].home / RESULTS_DIR / f"{outcome.job}.npz").exists()
 
 
 def test_a_patient_missing_at_a_holder_fails_the_job_with_a_clear_error(deployment) -> None:

@@ -10,6 +10,7 @@ import pytest
 from parties.client import Client
 from parties.config import DataConfig, load_config, write_config
 from parties.local.launcher import LocalDeployment
+from parties.service.node import RESULTS_DIR
 from protocols.model import train
 
 pytestmark = pytest.mark.process
@@ -56,12 +57,12 @@ def test_each_hospital_keeps_its_own_labels_and_probabilities(deployment) -> Non
         client.close()
     assert outcome.outputs == {}  # the analyst learns nothing about the patients
     for h in HOSPITALS:
-        with np.load(dep.members[h].tls.key.parent / "results" / f"{outcome.job}.npz") as kept:
+        with np.load(dep.members[h].home / RESULTS_DIR / f"{outcome.job}.npz") as kept:
             labels, probabilities = kept["labels"], kept["probabilities"]
         x = np.array([[float(v) for v in r[2:]] for r in dep.rows[h]])
         logits = dep.model.logits(x)
         clear = np.abs(logits) > 0.01
         np.testing.assert_array_equal(labels[clear], (logits[clear] > 0).astype(int))
         assert np.abs(probabilities - 1 / (1 + np.exp(-logits))).max() <= 1e-3
-    owner_results = dep.members["model-owner"].tls.key.parent / "results"
+    owner_results = dep.members["model-owner"].home / RESULTS_DIR
     assert not owner_results.exists()  # the model owner keeps nothing

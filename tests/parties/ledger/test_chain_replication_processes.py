@@ -42,7 +42,7 @@ def fed(tmp_path_factory: pytest.TempPathFactory):
 
 
 def chain_db(member: MemberConfig):
-    return member.config_path.parent / member.name / CHAIN_DB_FILE
+    return member.home / CHAIN_DB_FILE
 
 
 def blocks(member: MemberConfig) -> list[SealedBlock]:

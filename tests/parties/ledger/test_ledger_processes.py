@@ -70,7 +70,7 @@ def smpc(*args: str) -> subprocess.CompletedProcess[str]:
 
 def job_record_at(member: MemberConfig, job: str, wait_s: float = 15.0) -> JobRecord:
     """The job's record at ``member``: in a final block, or pending (waiting for it to appear)."""
-    home = member.config_path.parent / member.name
+    home = member.home
     deadline = time.monotonic() + wait_s
     while True:
         try:
@@ -110,7 +110,7 @@ def cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
 
 def final_block_of(member: MemberConfig, job: str, wait_s: float = 20.0) -> bytes:
     """The hash of the final block holding the job's record at ``member`` (waiting for it)."""
-    home = member.config_path.parent / member.name
+    home = member.home
     deadline = time.monotonic() + wait_s
     while True:
         try:

@@ -27,6 +27,7 @@ from parties.ledger.chain_node import CHAIN_DB_FILE
 from parties.ledger.record_store import RecordStore, records_path
 from parties.local.launcher import LocalDeployment
 from parties.service import wire_pb2
+from parties.service.node import RESULTS_DIR
 from protocols.model import train
 from smpc.chain.records import JobRecord
 
@@ -113,7 +114,7 @@ class Kit:
     def record(self, name: str, job_id: str, timeout: float = 30.0) -> JobRecord:
         """The record member ``name`` keeps of ``job_id``, pending or final, once it exists."""
         member = self.dep.members[name]
-        home = member.config_path.parent / member.name
+        home = member.home
         end = time.monotonic() + timeout
         while True:
             try:
@@ -138,7 +139,7 @@ class Kit:
 
     def results_file(self, name: str, job_id: str) -> Path:
         """Where computing party ``name`` keeps the per-row outputs it got in ``job_id``."""
-        return self.dep.members[name].tls.key.parent / "results" / f"{job_id}.npz"
+        return self.dep.members[name].home / RESULTS_DIR / f"{job_id}.npz"
 
     def close(self) -> None:
         for client in self.clients.values():

@@ -59,7 +59,7 @@ def fed(tmp_path_factory: pytest.TempPathFactory):
 
 def final_records(member: MemberConfig) -> dict[bytes, bytes]:
     """Every record in a final block at ``member``, by record id."""
-    path = member.config_path.parent / member.name / CHAIN_DB_FILE
+    path = member.home / CHAIN_DB_FILE
     if not path.exists():
         return {}
     with SqliteChainStore(path, readonly=True) as store:

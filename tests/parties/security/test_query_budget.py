@@ -43,7 +43,7 @@ def deployment(tmp_path_factory):
 
 def _record(dep, job_id):
     member = dep.members["hospital-a"]
-    home = member.config_path.parent / member.name
+    home = member.home
     for _ in range(300):
         try:
             return find_record(job_id, home / CHAIN_DB_FILE, records_path(member)).record
