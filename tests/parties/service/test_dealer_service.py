@@ -19,7 +19,7 @@ from parties.federation import init_federation
 from parties.jobs.spec import JobSpec, now_ms, sign_job
 from parties.service import dealer_service, tls, wire_pb2_grpc
 from parties.service.dealer_service import DealerLink, DealerService
-from parties.service.node import failure_kind
+from parties.service.node import public_failure
 from smpc.errors import PeerTimeoutError, SMPCError
 from smpc.preprocessing import Plan
 from smpc.preprocessing.plan import Request
@@ -107,7 +107,7 @@ def test_a_dealer_that_dies_mid_stream_is_blamed_as_dealer_unavailable(members, 
     finally:
         link.close()
     assert broken.value.party == member.name and broken.value.job == spec.job_id
-    assert failure_kind(broken.value) == "dealer unavailable"
+    assert public_failure(broken.value)[0] == "dealer unavailable"
 
 
 def test_a_party_retries_a_down_dealer_at_least_once_a_second(members) -> None:
