@@ -21,8 +21,8 @@ import numpy as np
 from smpc import ring
 from smpc.errors import ProtocolAbort
 from smpc.fixedpoint import FixedPoint
+from smpc.jobs import SeenJobs
 from smpc.preprocessing import Dealer
-from smpc.preprocessing.dealer import JobRegistry
 from smpc.prg import random_ring
 from smpc.runtime import Runtime, dry_run
 from smpc.shares import SharedTensor
@@ -61,7 +61,7 @@ class LocalFederation:
         self.transcripts = transcripts
         self.timeout = timeout
         self.name = name
-        self._jobs = JobRegistry()
+        self._jobs = SeenJobs()
 
     def share(self, value: object, *, integer: bool = False) -> list[SharedTensor]:
         """Split a plaintext held in this process into every party's share (no network)."""

@@ -17,7 +17,7 @@ the job id and the reason, never an input value or a row count.
 
 Not covered here: certificate revocation (a leaked analyst key is valid until
 its certificate expires) and persistence of seen job ids across restarts
-(:class:`JobLedger` lives in memory; a party node also refuses the ids kept
+(:class:`smpc.jobs.SeenJobs` lives in memory; a party node also refuses the ids kept
 in its records file, see ``parties.service.node``).
 """
 
@@ -28,7 +28,6 @@ import json
 import math
 import re
 import secrets
-import threading
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -518,33 +517,6 @@ class QueryCounter(Protocol):
     """Anything that counts an analyst's admitted jobs: False once the budget is used."""
 
     def charge(self, analyst: str, job: str, now_ms: int) -> bool: ...
-
-
-class JobLedger:
-    """The job ids this process has admitted; a repeat raises JobReplayError.
-
-    Safe to share between threads. It lives in memory: a restarted party
-    forgets, so a durable record (the chain) must back it across restarts.
-    """
-
-    def __init__(self) -> None:
-        self._seen: set[str] = set()
-        self._lock = threading.Lock()
-
-    def admit(self, job: str) -> None:
-        """Record ``job``, or raise JobReplayError if it was recorded before."""
-        with self._lock:
-            if job in self._seen:
-                raise JobReplayError(f"job id {job} was already used; every job needs a fresh id")
-            self._seen.add(job)
-
-    def __contains__(self, job: object) -> bool:
-        with self._lock:
-            return job in self._seen
-
-    def __len__(self) -> int:
-        with self._lock:
-            return len(self._seen)
 
 
 def admit(

@@ -31,8 +31,8 @@ import numpy as np
 from parties.config import MemberConfig
 from smpc.errors import PeerTimeoutError, ProtocolAbort, SMPCError
 from smpc.fixedpoint import FixedPoint
+from smpc.jobs import SeenJobs
 from smpc.preprocessing import CorrectionFeed, Dealer, Plan, SeededSource
-from smpc.preprocessing.dealer import JobRegistry
 from smpc.prg import random_ring
 from smpc.runtime import dry_run
 
@@ -88,7 +88,7 @@ class ProcessFederation:
         self.transcripts = transcripts
         self.timeout = timeout
         self.prefetch = prefetch
-        self._jobs = JobRegistry()
+        self._jobs = SeenJobs()
         self._procs: list[mp.process.BaseProcess] = []
         self._commands: list[Connection] = []
         self._corrections: Connection | None = None

@@ -32,6 +32,7 @@ from parties.jobs.spec import JobRejected, JobSpec, SignedJob, check_deadline, n
 from parties.service import tls, wire_pb2, wire_pb2_grpc
 from parties.service.mesh import CHUNK_BYTES
 from smpc.errors import PeerAuthenticationError, PeerTimeoutError, SMPCError
+from smpc.jobs import SeenJobs
 from smpc.preprocessing import CorrectionFeed, Dealer, Plan
 from smpc.preprocessing.ahead import Ahead
 from smpc.preprocessing.dealer import seeded_count
@@ -75,7 +76,7 @@ class DealerService(wire_pb2_grpc.DealerServicer):
     def __init__(self, member: MemberConfig) -> None:
         self.member = member
         self._jobs: dict[str, _DealerJob] = {}
-        self._done: dict[str, int] = {}  # provisioned job -> its deadline (ms)
+        self._done = SeenJobs()  # jobs every party provisioned, until their deadline
         self._lock = threading.Lock()
         self.clock_ms: Callable[[], int] = now_ms
         """Wall-clock milliseconds, against which job deadlines are checked."""
@@ -139,14 +140,13 @@ class DealerService(wire_pb2_grpc.DealerServicer):
             job = self._jobs.get(job_id)
             if job is not None and job.provisioned == set(job.parties):
                 del self._jobs[job_id]
-                self._done[job_id] = job.deadline_ms
+                self._done.admit(job_id, until_ms=job.deadline_ms)
 
     def _expire(self, now: int) -> None:
         """Forget jobs past their deadline; no party may use them any more (under the lock)."""
         for job_id in [j for j, job in self._jobs.items() if job.deadline_ms <= now]:
             del self._jobs[job_id]
-        for job_id in [j for j, deadline in self._done.items() if deadline <= now]:
-            del self._done[job_id]
+        self._done.forget_expired(now)
 
 
 def _correction_chunks(dealer: Dealer) -> Iterator[wire_pb2.ProvisionChunk]:

@@ -42,7 +42,6 @@ from parties.jobs.budget import BUDGET_DB_FILE, QueryBudget
 from parties.jobs.spec import (
     LOCAL_DATA_REASON,
     JobFormatError,
-    JobLedger,
     JobRejected,
     JobSpec,
     LocalDataError,
@@ -71,6 +70,7 @@ from smpc.chain.keys import load_private_key
 from smpc.chain.records import Failure
 from smpc.errors import JobReplayError, ProtocolAbort
 from smpc.fixedpoint import FixedPoint
+from smpc.jobs import SeenJobs
 from smpc.preprocessing import SeededSource
 from smpc.runtime import Runtime, dry_run
 from smpc.transcript import Transcript
@@ -100,7 +100,7 @@ class PartyNode:
         )
         self.model = LogisticModel.load(member.data.path) if member.data.kind == "model" else None
         self.results = member.home / RESULTS_DIR
-        self.ledger = JobLedger()
+        self.ledger = SeenJobs()
         self.genesis = genesis = load_genesis(member.genesis)
         self.chain_keys = {a.name: a.public_key for a in genesis.authorities}
         self.consent_mode = genesis.consent_mode

@@ -24,7 +24,7 @@ from abc import ABC, abstractmethod
 import numpy as np
 
 from smpc import ring
-from smpc.errors import JobReplayError, PreprocessingExhausted, UnknownPartyError
+from smpc.errors import PreprocessingExhausted, UnknownPartyError
 from smpc.preprocessing.ahead import Ahead
 from smpc.preprocessing.plan import Plan, Request
 from smpc.preprocessing.source import PreprocessingSource, component_shapes
@@ -201,15 +201,3 @@ class SeededSource(PreprocessingSource):
             assert self._feed is not None
             parts += self._feed.corrections(index)
         return tuple(parts)
-
-
-class JobRegistry:
-    """Remembers the job ids a party or dealer has seen, and refuses repeats."""
-
-    def __init__(self) -> None:
-        self._seen: set[str] = set()
-
-    def admit(self, job: str) -> None:
-        if job in self._seen:
-            raise JobReplayError(f"job id {job} was already used; every job needs a fresh id")
-        self._seen.add(job)

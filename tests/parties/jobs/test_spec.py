@@ -19,7 +19,6 @@ from parties.jobs.spec import (
     SIGNATURE_TAG,
     InputSpec,
     JobFormatError,
-    JobLedger,
     JobRejected,
     JobSpec,
     LocalDataError,
@@ -31,7 +30,7 @@ from parties.jobs.spec import (
     verify_job,
 )
 from smpc.errors import JobReplayError, SMPCError
-from smpc.preprocessing.dealer import JobRegistry
+from smpc.jobs import SeenJobs
 
 PROTOCOL = "stats.mean"
 VERSION = "1.2.0"
@@ -93,10 +92,10 @@ def raw_signature(member: MemberConfig, data: bytes) -> bytes:
 
 
 def refusal(
-    signed: SignedJob, member: MemberConfig, registry: JobLedger | None = None, **kw: object
+    signed: SignedJob, member: MemberConfig, registry: SeenJobs | None = None, **kw: object
 ) -> JobRejected:
     with pytest.raises(JobRejected) as info:
-        admit(signed, member, registry or JobLedger(), **kw)  # type: ignore[arg-type]
+        admit(signed, member, registry or SeenJobs(), **kw)  # type: ignore[arg-type]
     assert info.value.job_id == signed.job_id
     assert str(info.value).startswith(f"job {signed.job_id} refused ({info.value.kind}): ")
     return info.value
@@ -216,10 +215,10 @@ def test_verify_and_admit_accept(fed: dict[str, MemberConfig]) -> None:
     assert signed.job_id == spec.job_id
     assert verify_job(signed, fed["alpha"]) == spec
     for name in ("alpha", "beta", "dealer"):
-        ledger = JobLedger()
+        ledger = SeenJobs()
         assert admit(signed, fed[name], ledger, own_rows=5) == spec
         assert spec.job_id in ledger
-    assert admit(spec, fed["beta"], JobRegistry()) == spec
+    assert admit(spec, fed["beta"], SeenJobs()) == spec
 
 
 @pytest.mark.parametrize("where", [0, 40, -2])
@@ -344,7 +343,7 @@ def test_expired_deadline(fed: dict[str, MemberConfig]) -> None:
     spec = make_spec()
     signed = sign_as(fed["analyst"], spec)
     assert refusal(signed, fed["alpha"], now_ms=spec.deadline_ms).kind == "expired"
-    assert admit(signed, fed["alpha"], JobLedger(), now_ms=spec.deadline_ms - 1) == spec
+    assert admit(signed, fed["alpha"], SeenJobs(), now_ms=spec.deadline_ms - 1) == spec
 
 
 def test_a_job_that_may_live_past_the_policy_limit_is_refused(
@@ -361,25 +360,25 @@ def test_a_job_that_may_live_past_the_policy_limit_is_refused(
     future = sign_as(fed["analyst"], make_spec(created_ms=later, deadline_ms=later + 60_000))
     assert refusal(future, alpha, now_ms=now).kind == "lifetime-too-long"
     at_limit = make_spec(created_ms=now, deadline_ms=now + limit_ms)
-    assert admit(sign_as(fed["analyst"], at_limit), alpha, JobLedger(), now_ms=now) == at_limit
+    assert admit(sign_as(fed["analyst"], at_limit), alpha, SeenJobs(), now_ms=now) == at_limit
     over = sign_as(fed["analyst"], make_spec(created_ms=now, deadline_ms=now + limit_ms + 1))
     assert refusal(over, alpha, now_ms=now).kind == "lifetime-too-long"
 
 
 def test_replayed_id_is_refused(fed: dict[str, MemberConfig]) -> None:
     signed = sign_as(fed["analyst"], make_spec())
-    ledger = JobLedger()
+    ledger = SeenJobs()
     admit(signed, fed["alpha"], ledger)
     assert refusal(signed, fed["alpha"], ledger).kind == "replay"
     assert len(ledger) == 1
-    registry = JobRegistry()
+    registry = SeenJobs()
     admit(signed, fed["alpha"], registry)
-    assert refusal(signed, fed["alpha"], registry).kind == "replay"  # type: ignore[arg-type]
+    assert refusal(signed, fed["alpha"], registry).kind == "replay"
 
 
 def test_a_refused_job_does_not_use_up_its_id(fed: dict[str, MemberConfig]) -> None:
     signed = sign_as(fed["analyst"], make_spec())
-    ledger = JobLedger()
+    ledger = SeenJobs()
     member = _with_policy(fed["alpha"], analysts=("bob",))
     assert refusal(signed, member, ledger).kind == "unknown-analyst"
     assert signed.job_id not in ledger
@@ -394,10 +393,10 @@ def test_small_contribution_is_refused_with_the_one_data_reason(
     messages = set()
     for rows in (0, 3, 7, 10):
         with pytest.raises(LocalDataError) as error:
-            admit(signed, member, JobLedger(), own_rows=rows)
+            admit(signed, member, SeenJobs(), own_rows=rows)
         messages.add(str(error.value))
     assert messages == {f"job {signed.job_id}: {LOCAL_DATA_REASON}"}
-    assert admit(signed, member, JobLedger(), own_rows=11) == _spec_of(signed)
+    assert admit(signed, member, SeenJobs(), own_rows=11) == _spec_of(signed)
     check_cohort(_spec_of(signed), member, 11)
     with pytest.raises(LocalDataError):
         check_cohort(_spec_of(signed), member, 10)
@@ -407,7 +406,7 @@ def test_a_scope_other_than_the_protocols_is_refused(fed: dict[str, MemberConfig
     signed = sign_as(fed["analyst"], make_spec(scope="statistics"))
     error = refusal(signed, fed["alpha"], scope="model-inference")
     assert error.kind == "scope"
-    assert admit(signed, fed["alpha"], JobLedger(), scope="statistics") == _spec_of(signed)
+    assert admit(signed, fed["alpha"], SeenJobs(), scope="statistics") == _spec_of(signed)
 
 
 def test_probabilities_need_the_members_permission(fed: dict[str, MemberConfig]) -> None:
@@ -417,7 +416,7 @@ def test_probabilities_need_the_members_permission(fed: dict[str, MemberConfig])
     signed = sign_as(fed["analyst"], spec)
     assert refusal(signed, fed["alpha"]).kind == "probabilities-not-allowed"
     allowed = _with_policy(fed["alpha"], allow_probabilities=True)
-    assert admit(signed, allowed, JobLedger()) == _spec_of(signed)
+    assert admit(signed, allowed, SeenJobs()) == _spec_of(signed)
 
 
 def test_revealing_probabilities_needs_their_recipients() -> None:
@@ -442,7 +441,7 @@ def test_a_used_up_budget_refuses_and_is_charged_last(fed: dict[str, MemberConfi
     member = _with_policy(fed["alpha"], query_budget=1)
     budget = _Counter(member.policy.query_budget)
     first, second = (sign_as(fed["analyst"], make_spec()) for _ in range(2))
-    admit(first, member, JobLedger(), budget=budget)
+    admit(first, member, SeenJobs(), budget=budget)
     assert budget.charged == [("analyst", first.job_id)]
     error = refusal(second, member, budget=budget)
     assert error.kind == "budget"
@@ -463,7 +462,7 @@ def test_rejection_is_an_smpc_error(fed: dict[str, MemberConfig]) -> None:
 
 
 def test_ledger_refuses_repeats() -> None:
-    ledger = JobLedger()
+    ledger = SeenJobs()
     ledger.admit("a" * 64)
     with pytest.raises(JobReplayError):
         ledger.admit("a" * 64)

@@ -9,14 +9,13 @@ from hypothesis import strategies as st
 
 from smpc import ring_reference as ref
 from smpc.errors import (
-    JobReplayError,
     PlanMismatchError,
     PreprocessingExhausted,
     ReuseError,
     UnknownPartyError,
 )
 from smpc.preprocessing import MatrixTriple, Triple, TruncationTuple
-from smpc.preprocessing.dealer import Dealer, JobRegistry, SeededSource
+from smpc.preprocessing.dealer import Dealer, SeededSource
 from smpc.preprocessing.plan import Plan, Request
 
 U64 = np.uint64
@@ -298,15 +297,6 @@ def test_mixing_seeds_of_two_dealers_breaks_the_correlation() -> None:
     sources.append(SeededSource(1, other.seed_for(1), plan))
     a, b, c = opened([s.triple((16,)) for s in sources])
     assert not np.array_equal(c, ref.mul(a, b))
-
-
-def test_job_registry_refuses_a_repeated_job_id() -> None:
-    registry = JobRegistry()
-    registry.admit("job-a")
-    registry.admit("job-b")
-    with pytest.raises(JobReplayError):
-        registry.admit("job-a")
-    JobRegistry().admit("job-a")  # registries are independent
 
 
 # --- nothing secret in repr --------------------------------------------------------------------
