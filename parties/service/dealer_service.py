@@ -81,9 +81,9 @@ class DealerService(wire_pb2_grpc.DealerServicer):
         self.clock_ms: Callable[[], int] = now_ms
         """Wall-clock milliseconds, against which job deadlines are checked."""
 
-    def Provision(self, request, context):  # noqa: N802 - gRPC's method name
+    @tls.authenticated("provisioning")
+    def Provision(self, request, context, caller):  # noqa: N802 - gRPC's method name
         try:
-            caller = tls.peer_name(context, self.member)
             signed = SignedJob.from_json(request.signed_job)
             spec = verify_job(signed, self.member)
             job = self._register(signed.job_id, spec, caller, request.plan)
@@ -101,7 +101,8 @@ class DealerService(wire_pb2_grpc.DealerServicer):
         finally:  # the caller holds its seed: provisioned, even if it stopped reading
             self._finish(signed.job_id)
 
-    def Health(self, request, context):  # noqa: N802 - gRPC's method name
+    @tls.authenticated("a health check")
+    def Health(self, request, context, caller):  # noqa: N802 - gRPC's method name
         return wire_pb2.HealthReply(
             name=self.member.name, federation=self.member.federation, status="serving"
         )

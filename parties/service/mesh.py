@@ -439,6 +439,7 @@ class _Servicer(wire_pb2_grpc.PartyServicer):
 
     def __init__(self, mesh: Mesh) -> None:
         self._mesh = mesh
+        self.member = mesh.member
 
     def Link(self, request_iterator, context):  # noqa: N802 - gRPC's method name
         member = self._mesh.member
@@ -452,15 +453,9 @@ class _Servicer(wire_pb2_grpc.PartyServicer):
             context.abort(grpc.StatusCode.UNAUTHENTICATED, str(exc))
         return self._mesh.accept(peer, request_iterator)
 
-    def Submit(self, request, context):  # noqa: N802 - gRPC's method name
-        member = self._mesh.member
-        try:
-            caller = tls.peer_name(context, member)
-        except PeerAuthenticationError as exc:
-            log.warning(
-                "%s: refused a job submission from %s: %s", member.name, context.peer(), exc
-            )
-            context.abort(grpc.StatusCode.UNAUTHENTICATED, str(exc))
+    @tls.authenticated("a job submission")
+    def Submit(self, request, context, caller):  # noqa: N802 - gRPC's method name
+        member = self.member
         if self._mesh.on_submit is None:
             context.abort(grpc.StatusCode.UNIMPLEMENTED, f"{member.name} does not run jobs")
         slots = self._mesh.job_slots
@@ -478,20 +473,16 @@ class _Servicer(wire_pb2_grpc.PartyServicer):
         finally:
             slots.release()
 
-    def Chain(self, request, context):  # noqa: N802 - gRPC's method name
-        member = self._mesh.member
-        try:
-            sender = tls.peer_name(context, member)
-        except PeerAuthenticationError as exc:
-            log.warning("%s: refused a chain message from %s: %s", member.name, context.peer(), exc)
-            context.abort(grpc.StatusCode.UNAUTHENTICATED, str(exc))
+    @tls.authenticated("a chain message")
+    def Chain(self, request, context, caller):  # noqa: N802 - gRPC's method name
         if self._mesh.on_chain is None:
-            context.abort(grpc.StatusCode.UNIMPLEMENTED, f"{member.name} runs no chain node")
-        self._mesh.on_chain(sender, request.data)
+            context.abort(grpc.StatusCode.UNIMPLEMENTED, f"{self.member.name} runs no chain node")
+        self._mesh.on_chain(caller, request.data)
         return wire_pb2.ChainAck()
 
-    def Health(self, request, context):  # noqa: N802 - gRPC's method name
-        member = self._mesh.member
+    @tls.authenticated("a health check")
+    def Health(self, request, context, caller):  # noqa: N802 - gRPC's method name
+        member = self.member
         return wire_pb2.HealthReply(
             name=member.name, federation=member.federation, status="serving"
         )

@@ -7,11 +7,18 @@ federation CA and reads the client's identity from the TLS auth context (the
 URI SAN), never from a request field. A client checks the server by its DNS
 SAN (gRPC's Python client can only match a server by host name, through the
 ``grpc.ssl_target_name_override`` option).
+
+:func:`peer_name` is the one place that reads a peer's identity;
+:func:`authenticated` applies it to a servicer method, refusing the call
+before the method runs.
 """
 
 from __future__ import annotations
 
+import functools
 import logging
+from collections.abc import Callable, Iterable
+from typing import Protocol, TypeVar
 
 import grpc
 
@@ -21,6 +28,17 @@ from smpc.errors import PeerAuthenticationError
 log = logging.getLogger(__name__)
 
 _URI_PREFIX = b"smpc://"
+
+
+class Servicer(Protocol):
+    """A gRPC servicer serving one member."""
+
+    member: MemberConfig
+
+
+S = TypeVar("S", bound=Servicer)
+Req = TypeVar("Req")
+Reply = TypeVar("Reply")
 
 
 def server_credentials(member: MemberConfig) -> grpc.ServerCredentials:
@@ -44,15 +62,20 @@ def channel_credentials(member: MemberConfig) -> grpc.ChannelCredentials:
 
 
 def peer_name(context: grpc.ServicerContext, member: MemberConfig) -> str:
-    """The authenticated name of the peer on this call, or PeerAuthenticationError.
-
-    The identity must be a URI SAN of this federation naming a configured
-    peer with the role the configuration gives it.
-    """
+    """The authenticated name of the peer on this call, or PeerAuthenticationError."""
     auth = context.auth_context()
     if auth.get("transport_security_type") != [b"ssl"]:
         raise PeerAuthenticationError("the peer did not use TLS")
-    uris = [v for v in auth.get("x509_subject_alternative_name", []) if v.startswith(_URI_PREFIX)]
+    return peer_from_sans(auth.get("x509_subject_alternative_name", []), member)
+
+
+def peer_from_sans(sans: Iterable[bytes], member: MemberConfig) -> str:
+    """The configured peer named by a verified certificate's SANs, or PeerAuthenticationError.
+
+    Exactly one SAN must be an ``smpc://`` URI; it must be of this federation
+    and name a configured peer with the role the configuration gives it.
+    """
+    uris = [v for v in sans if v.startswith(_URI_PREFIX)]
     if len(uris) != 1:
         raise PeerAuthenticationError("the peer's certificate has no single smpc:// URI SAN")
     try:
@@ -67,3 +90,35 @@ def peer_name(context: grpc.ServicerContext, member: MemberConfig) -> str:
     if peer.role != role:
         raise PeerAuthenticationError(f"{name!r} presented role {role!r}, configured {peer.role!r}")
     return name
+
+
+def authenticated(
+    what: str,
+) -> Callable[
+    [Callable[[S, Req, grpc.ServicerContext, str], Reply]],
+    Callable[[S, Req, grpc.ServicerContext], Reply],
+]:
+    """Decorate a servicer method to receive the caller's authenticated name as ``caller``.
+
+    A caller that :func:`peer_name` does not accept is logged as ``refused
+    <what> from <address>`` and aborted with UNAUTHENTICATED before the
+    method runs.
+    """
+
+    def wrap(
+        method: Callable[[S, Req, grpc.ServicerContext, str], Reply],
+    ) -> Callable[[S, Req, grpc.ServicerContext], Reply]:
+        @functools.wraps(method)
+        def handler(self: S, request: Req, context: grpc.ServicerContext) -> Reply:
+            member = self.member
+            try:
+                caller = peer_name(context, member)
+            except PeerAuthenticationError as exc:
+                log.warning("%s: refused %s from %s: %s", member.name, what, context.peer(), exc)
+                context.abort(grpc.StatusCode.UNAUTHENTICATED, str(exc))
+                raise  # not reached: abort raises
+            return method(self, request, context, caller)
+
+        return handler
+
+    return wrap

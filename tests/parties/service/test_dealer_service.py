@@ -74,6 +74,20 @@ def test_a_job_longer_lived_than_the_dealers_policy_is_refused(members, dealer) 
     assert not dealer[1]._jobs
 
 
+def test_a_caller_the_dealer_does_not_know_is_refused(members, dealer, tmp_path) -> None:
+    from parties.federation import add_member
+
+    newcomer = add_member(tmp_path / "fed", "hospital-0", "hospital")  # the dealer predates it
+    spec, signed = _signed(members)
+    link = DealerLink(newcomer)
+    try:
+        with pytest.raises(SMPCError, match="not a configured peer"):
+            link.provision(spec.job_id, signed, Plan(), timeout=10)
+    finally:
+        link.close()
+    assert not dealer[1]._jobs
+
+
 def test_the_dealer_holds_a_bounded_number_of_waiting_jobs(members, dealer, monkeypatch) -> None:
     monkeypatch.setattr(dealer_service, "PENDING_JOBS", 2)
     link = DealerLink(members["hospital-b"])  # hospital-a never comes: every job waits

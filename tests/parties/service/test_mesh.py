@@ -141,6 +141,29 @@ def test_a_valid_certificate_with_an_unknown_name_is_refused(
     assert refusals and "hospital-0" in refusals[0]  # the refusal is logged with its reason
 
 
+def test_every_call_from_an_unknown_name_is_refused(make_federation, tmp_path, caplog) -> None:
+    from parties.federation import add_member
+
+    c = _pair(make_federation)["hospital-c"]
+    newcomer = add_member(tmp_path / "testfed", "hospital-0", "hospital")  # c's config predates it
+    with Mesh(c):
+        channel = _dial(newcomer, c)
+        stub = wire_pb2_grpc.PartyStub(channel)
+        calls = {
+            "a job submission": lambda: stub.Submit(wire_pb2.SubmitRequest(), timeout=3),
+            "a chain message": lambda: stub.Chain(wire_pb2.ChainMessage(), timeout=3),
+            "a health check": lambda: stub.Health(wire_pb2.HealthRequest(), timeout=3),
+        }
+        for what, call in calls.items():
+            with pytest.raises(grpc.RpcError) as err:
+                call()
+            assert err.value.code() == grpc.StatusCode.UNAUTHENTICATED
+            assert "not a configured peer" in (err.value.details() or "")
+            logged = [r.getMessage() for r in caplog.records if f"refused {what}" in r.getMessage()]
+            assert logged and "hospital-0" in logged[0]
+        channel.close()
+
+
 def test_a_member_warns_at_start_when_its_certificate_expires_soon(tmp_path, caplog) -> None:
     import datetime as dt
 
