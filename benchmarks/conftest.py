@@ -7,22 +7,22 @@ pytest-benchmark and records in ``extra_info`` what the report prints.
 from __future__ import annotations
 
 import os
-
-# Party processes run single-threaded kernels (ARCHITECTURE.md, "Arithmetic");
-# so do the parties here and the plaintext baselines they are compared with.
-# `make bench-suites` exports the same values; these defaults cover a bare pytest run.
-# They must be set before numpy (OpenBLAS) and numba are first imported.
-os.environ.setdefault("NUMBA_NUM_THREADS", "1")
-os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
-
 from collections.abc import Callable, Sequence
 from typing import Any
 
 import pytest
 from pytest_benchmark.fixture import BenchmarkFixture
 
-from parties.bench.measure import plaintext_seconds
-from smpc.local import JobResult, LocalFederation, PreparedJob
+from parties.threads import THREAD_LIMITS, limit_threads
+
+# Party processes run single-threaded kernels (ARCHITECTURE.md, "Arithmetic");
+# so do the parties here and the plaintext baselines they are compared with.
+# `make bench-suites` exports the same values; these defaults cover a bare pytest run.
+# They must be set before numpy (OpenBLAS) and numba are first imported.
+limit_threads()
+
+from parties.bench.measure import plaintext_seconds  # noqa: E402 - after the thread limits
+from smpc.local import JobResult, LocalFederation, PreparedJob  # noqa: E402
 
 ONLINE = "online"
 ONLINE_PREP = "online+preprocessing"
@@ -37,9 +37,7 @@ def pytest_configure(config: pytest.Config) -> None:
 
 def pytest_benchmark_update_machine_info(config: pytest.Config, machine_info: dict) -> None:
     """Record the thread settings the numbers were taken with."""
-    machine_info["threads"] = {
-        name: os.environ.get(name) for name in ("NUMBA_NUM_THREADS", "OPENBLAS_NUM_THREADS")
-    }
+    machine_info["threads"] = {name: os.environ.get(name) for name in THREAD_LIMITS}
 
 
 class JobBench:

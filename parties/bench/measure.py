@@ -38,6 +38,7 @@ from parties.bench import (
     SMALL_REPETITIONS,
 )
 from parties.bench.operations import FRAC_BITS, OPERATIONS, Operation, ResultMismatch
+from parties.threads import THREAD_LIMITS
 from smpc.runtime import Runtime
 
 if TYPE_CHECKING:
@@ -356,4 +357,4 @@ def _plaintext_time(fn: Callable[[], object]) -> float:
 
 def thread_settings() -> dict[str, str | None]:
     """The thread limits the numbers were taken with."""
-    return {name: os.environ.get(name) for name in ("NUMBA_NUM_THREADS", "OPENBLAS_NUM_THREADS")}
+    return {name: os.environ.get(name) for name in THREAD_LIMITS}

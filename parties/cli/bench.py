@@ -26,15 +26,12 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-for _name, _value in (("NUMBA_NUM_THREADS", "1"), ("OPENBLAS_NUM_THREADS", "1")):
-    os.environ.setdefault(_name, _value)  # before numpy and numba load in this process
-
-from parties.bench import (  # noqa: E402 - after the thread limits
+from parties.bench import (
     LARGE_REPETITIONS,
     MEDIUM_REPETITIONS,
     SMALL_REPETITIONS,
 )
-from smpc.errors import SMPCError  # noqa: E402
+from smpc.errors import SMPCError
 
 DEFAULT_JSON = Path("bench-results/smpc-bench.json")
 MEMORY_SIZES = (1, 10**3, 10**6)

@@ -2,7 +2,7 @@
 
 Services log one line per job event to standard error, never a value, share
 or key; they stop cleanly on SIGINT or SIGTERM and run single-threaded
-kernels (NUMBA_NUM_THREADS=1, OPENBLAS_NUM_THREADS=1).
+kernels (the limits are set as :mod:`parties.cli` loads).
 """
 
 from __future__ import annotations
@@ -10,16 +10,12 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
 import signal
 import sys
 import threading
 from pathlib import Path
 
-for _name, _value in (("NUMBA_NUM_THREADS", "1"), ("OPENBLAS_NUM_THREADS", "1")):
-    os.environ.setdefault(_name, _value)  # before numpy and numba load in this process
-
-from parties.config import load_config  # noqa: E402 - after the thread limits
+from parties.config import load_config
 
 
 def _stop_event() -> threading.Event:

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import contextlib
 import multiprocessing as mp
-import os
 import threading
 import time
 import uuid
@@ -29,14 +28,13 @@ from typing import Any
 import numpy as np
 
 from parties.config import MemberConfig
+from parties.threads import limit_threads
 from smpc.errors import PeerTimeoutError, ProtocolAbort, SMPCError
 from smpc.fixedpoint import FixedPoint
 from smpc.jobs import SeenJobs
 from smpc.preprocessing import CorrectionFeed, Dealer, Plan, SeededSource
 from smpc.prg import random_ring
 from smpc.runtime import dry_run
-
-_THREAD_LIMITS = {"NUMBA_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"}
 
 
 @dataclass(frozen=True)
@@ -101,8 +99,7 @@ class ProcessFederation:
 
     def start(self, connect_timeout: float = 30.0) -> ProcessFederation:
         """Start every party process and wait until each has a stream to every peer."""
-        for key, value in _THREAD_LIMITS.items():
-            os.environ.setdefault(key, value)  # inherited by the spawned processes
+        limit_threads()  # inherited by the spawned processes
         ctx = mp.get_context("spawn")
         for i, member in enumerate(self.members):
             ours, theirs = ctx.Pipe()
