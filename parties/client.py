@@ -341,7 +341,7 @@ class Client:
         This is everything the analyst sees of a job, as it arrived.
         """
         payload = wire_pb2.SubmitRequest(signed_job=signed.to_json().encode())
-        timeout = max(1.0, spec.deadline_ms / 1000 - time.time() + 5)
+        timeout = max(1.0, spec.seconds_left() + 5)
         with futures.ThreadPoolExecutor(max_workers=len(spec.parties)) as pool:
             calls = {
                 party: pool.submit(self._stub(party).Submit, payload, timeout=timeout)

@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from smpc import ring
+from smpc.deadline import Deadline
 from smpc.errors import ProtocolAbort
 from smpc.fixedpoint import FixedPoint
 from smpc.jobs import SeenJobs
@@ -146,7 +147,7 @@ class PreparedJob:
     def _party(self, i: int) -> None:
         self._go.wait()
         rt = self.runtimes[i]
-        rt.transport.deadline = time.monotonic() + self._timeout
+        rt.transport.deadline = Deadline.after(self._timeout).at
         try:
             self._results[i] = self._fn(rt, *self._args[i])
         except BaseException as exc:

@@ -12,13 +12,13 @@ from __future__ import annotations
 
 import queue
 import threading
-import time
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
+from smpc.deadline import Deadline
 from smpc.errors import MalformedMessageError, PeerTimeoutError, ProtocolAbort, UnknownPartyError
 from smpc.transcript import Envelope, Transcript
 
@@ -109,9 +109,7 @@ class Transport(ABC):
         return received
 
     def _remaining(self) -> float | None:
-        if self.deadline is None:
-            return None
-        return max(0.0, self.deadline - time.monotonic())
+        return None if self.deadline is None else Deadline(self.deadline).left()
 
     def _validate(
         self, peer: int, purpose: str, expect: Expect, env: Envelope, payload: np.ndarray

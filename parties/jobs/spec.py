@@ -274,6 +274,13 @@ class JobSpec:
         """Every member that receives some output of this job."""
         return frozenset(r for names in self.outputs.values() for r in names)
 
+    def seconds_left(self, now: int | None = None) -> float:
+        """Seconds from ``now`` (milliseconds UTC; default: the clock) to the deadline.
+
+        Negative once the deadline has passed.
+        """
+        return (self.deadline_ms - _now(now)) / 1000
+
     def party_index(self, name: str) -> int:
         """The index of party ``name`` in this job (its position in the sorted parties)."""
         if name not in self.parties:

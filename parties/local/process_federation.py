@@ -29,6 +29,7 @@ import numpy as np
 
 from parties.config import MemberConfig
 from parties.threads import limit_threads
+from smpc.deadline import Deadline
 from smpc.errors import PeerTimeoutError, ProtocolAbort, SMPCError
 from smpc.fixedpoint import FixedPoint
 from smpc.jobs import SeenJobs
@@ -262,7 +263,7 @@ def _party_main(member: MemberConfig, conn: Connection, corrections: Connection 
                 source.expand_ahead()
             transcript = Transcript(job, index, len(names)) if transcripts else None
             transport = GrpcTransport(
-                mesh, job, names, transcript=transcript, deadline=time.monotonic() + timeout
+                mesh, job, names, transcript=transcript, deadline=Deadline.after(timeout).at
             )
             start = time.perf_counter()
             try:

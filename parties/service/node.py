@@ -68,6 +68,7 @@ from protocols.registry import (
 )
 from smpc.chain.keys import load_private_key
 from smpc.chain.records import Failure
+from smpc.deadline import Deadline
 from smpc.errors import JobReplayError, ProtocolAbort
 from smpc.fixedpoint import FixedPoint
 from smpc.jobs import SeenJobs
@@ -399,10 +400,10 @@ class PartyNode:
         index = names.index(self.member.name)
         body = functools.partial(_job_body, protocol=protocol, spec=spec, caller=caller)
         plan = dry_run(body, len(names), ctx, party=index, fxp=self.fxp, job=job_id).plan
-        remaining = spec.deadline_ms / 1000 - time.time()
-        if remaining <= 0:
+        deadline = Deadline.after(spec.seconds_left())
+        if deadline.passed:
             raise JobRejected(job_id, "expired", "the job's deadline has passed")
-        dealer = self.dealer.provision(job_id, signed_job, plan, timeout=remaining)
+        dealer = self.dealer.provision(job_id, signed_job, plan, timeout=deadline.left())
         try:
             source = SeededSource(index, dealer.seed, plan, dealer.feed() if index == 0 else None)
             source.expand_ahead()
@@ -411,7 +412,7 @@ class PartyNode:
                 job_id,
                 names,
                 transcript=transcript,
-                deadline=time.monotonic() + remaining,
+                deadline=deadline.at,
             )
             try:
                 shares = body(Runtime(transport, source, self.fxp), ctx)

@@ -346,6 +346,14 @@ def test_expired_deadline(fed: dict[str, MemberConfig]) -> None:
     assert admit(signed, fed["alpha"], SeenJobs(), now_ms=spec.deadline_ms - 1) == spec
 
 
+def test_seconds_left_until_the_deadline() -> None:
+    spec = make_spec(created_ms=1_000, deadline_ms=61_000)
+    assert spec.seconds_left(1_000) == 60.0
+    assert spec.seconds_left(62_500) == -1.5
+    later = make_spec()
+    assert 0 < later.seconds_left() <= (later.deadline_ms - now_ms()) / 1000 + 1
+
+
 def test_a_job_that_may_live_past_the_policy_limit_is_refused(
     fed: dict[str, MemberConfig],
 ) -> None:
