@@ -46,17 +46,3 @@ def big_product(rt, args):
     z = rt.mul(x, y)
     seconds = time.perf_counter() - start
     return seconds, rt.open(z.sum())
-
-
-def empty_rounds(rt, args):
-    """``count`` all-to-all rounds of one ring element and no arithmetic; per-round latency."""
-    import time
-
-    count = args["count"]
-    payload = np.zeros(1, dtype=np.uint64)
-    times = np.empty(count)
-    for i in range(count):
-        start = time.perf_counter()
-        rt.exchange_all(payload, "ping")
-        times[i] = time.perf_counter() - start
-    return times
