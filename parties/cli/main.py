@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -217,7 +218,22 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run one ``smpc`` command; returns the exit status (2 for usage, 1 for failures)."""
+    """Run one ``smpc`` command; returns the exit status (2 for usage, 1 for failures).
+
+    A reader that stops early (``smpc chain show | head``) ends the command
+    quietly with status 0: the rest of its output goes nowhere.
+    """
+    try:
+        status = _dispatch(argv)
+        sys.stdout.flush()  # a closed pipe shows here, not at interpreter exit
+    except BrokenPipeError:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())  # so the flush at exit finds somewhere to write
+        return 0
+    return status
+
+
+def _dispatch(argv: Sequence[str] | None) -> int:
     parser = build_parser()
     try:
         args = parser.parse_args(argv)
@@ -225,6 +241,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return exc.code if isinstance(exc.code, int) else 2
     try:
         return COMMANDS[args.words](args)
+    except BrokenPipeError:
+        raise
     except (SMPCError, OSError) as exc:
         print(f"smpc: error: {exc}", file=sys.stderr)
         return 1
