@@ -21,6 +21,7 @@ from parties.cli import audit as audit_command
 from parties.cli import bench as bench_command
 from parties.cli import chain as chain_commands
 from parties.cli import consent as consent_command
+from parties.cli import infer as infer_command
 from parties.cli import service as service_commands
 from parties.cli import stats as stats_commands
 from parties.config import ROLES, ConfigError, DataConfig, MemberConfig, PolicyConfig, check_name
@@ -192,6 +193,7 @@ COMMANDS: dict[tuple[str, ...], Handler] = {
     **audit_command.COMMANDS,
     **consent_command.COMMANDS,
     **stats_commands.COMMANDS,
+    **infer_command.COMMANDS,
     **bench_command.COMMANDS,
 }
 
@@ -202,6 +204,7 @@ _PARSERS: tuple[Callable[[argparse._SubParsersAction], None], ...] = (
     audit_command.add_parsers,
     consent_command.add_parsers,
     stats_commands.add_parsers,
+    infer_command.add_parsers,
     bench_command.add_parsers,
 )
 
