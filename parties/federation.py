@@ -23,9 +23,10 @@ import json
 import os
 import shutil
 import socket
-from collections.abc import Sequence
-from dataclasses import replace
+from collections.abc import Mapping, Sequence
+from dataclasses import fields, replace
 from pathlib import Path
+from typing import Any
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -33,6 +34,8 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from parties.config import (
+    DATA_KINDS,
+    ConfigError,
     DataConfig,
     MemberConfig,
     PeerConfig,
@@ -56,6 +59,25 @@ CLOCK_SKEW = dt.timedelta(minutes=5)
 """Certificates start this long before issue, so peers with slow clocks accept them."""
 
 CONSENT_MODES: tuple[str, ...] = ("opt-in", "opt-out")
+CONSENT_MEANING: dict[str, str] = {
+    "opt-in": "a patient is left out of every job until they grant consent",
+    "opt-out": "a patient is included in every job until they revoke consent",
+}
+"""What each consent mode means for a patient with no consent record (see parties.data.consent)."""
+
+DATA_SUFFIXES: dict[str, str] = {
+    ".csv": "csv",
+    ".db": "sqlite",
+    ".sqlite": "sqlite",
+    ".sqlite3": "sqlite",
+    ".npz": "model",
+}
+"""The data kind a file's extension implies when a data option names no kind."""
+
+POLICY_OPTIONS: tuple[str, ...] = tuple(
+    f.name for f in fields(PolicyConfig) if f.name not in ("analysts", "protocols", "recipients")
+)
+"""The policy fields ``init_federation(policy=...)`` may set for every member."""
 DEALER_NAME = "dealer"
 GENESIS_FILE = "genesis.json"
 CA_DIR = "ca"
@@ -87,6 +109,9 @@ def init_federation(
     base_port: int = 50051,
     *,
     consent: str = "opt-in",
+    data: Mapping[str, DataConfig] | None = None,
+    policy: Mapping[str, Any] | None = None,
+    patient_id: str | None = None,
     force: bool = False,
     now: dt.datetime | None = None,
 ) -> list[MemberConfig]:
@@ -98,7 +123,14 @@ def init_federation(
     address when ``base_port`` is 0 (tests, benchmarks, local runs). The
     default policy accepts the federation's analysts, the protocols installed
     here at their installed versions, every member as a recipient, and cells
-    of at least 5.
+    of at least 5; ``policy`` overrides any of :data:`POLICY_OPTIONS` for every
+    member (e.g. ``{"allow_min_max": True, "min_cell_size": 10}``).
+
+    ``data`` gives members their inputs: a hospital a CSV or SQLite source, a
+    model owner its model file (see :func:`data_source`); ``patient_id`` names
+    the patient column of every hospital source given, which makes consent
+    apply there (under ``consent="opt-in"`` a patient is left out until they
+    grant it). Every file must exist and every source must open, with that column.
 
     The CA private key is written to ``ca/ca-key.pem`` for convenience in tests
     and demos; in production it belongs offline, brought back only to add a
@@ -116,6 +148,22 @@ def init_federation(
         raise FederationError(
             f"base port {base_port!r} does not leave room for {len(roster)} ports below 65536"
         )
+    sources = _member_data(roster, data or {}, patient_id)
+    overrides = dict(policy or {})
+    unknown = sorted(set(overrides) - set(POLICY_OPTIONS))
+    if unknown:
+        raise FederationError(
+            f"unknown policy option {', '.join(unknown)}; choose from {', '.join(POLICY_OPTIONS)}"
+        )
+    try:
+        member_policy = PolicyConfig(
+            analysts=tuple(m for m, r in roster if r == "analyst"),
+            protocols=default_protocols(),
+            recipients=tuple(m for m, _ in roster),
+            **overrides,
+        )
+    except ConfigError as exc:
+        raise exc.located(prefix="policy") from None
     out = Path(out_dir).expanduser().resolve()
     _prepare_folder(out, [member for member, _ in roster], force)
     now = _utc(now)
@@ -132,11 +180,6 @@ def init_federation(
         PeerConfig(member, role, addr, identity_uri(name, role, member))
         for (member, role), addr in zip(roster, addresses, strict=True)
     ]
-    policy = PolicyConfig(
-        analysts=tuple(m for m, r in roster if r == "analyst"),
-        protocols=default_protocols(),
-        recipients=tuple(m for m, _ in roster),
-    )
     chain_public: dict[str, str] = {}
     members: list[MemberConfig] = []
     for me in peers:
@@ -150,8 +193,8 @@ def init_federation(
             address=me.address,
             tls=tls,
             peers=tuple(p for p in peers if p.name != me.name),
-            policy=policy,
-            data=DataConfig(),
+            policy=member_policy,
+            data=sources.get(me.name, DataConfig()),
             chain_key=chain_key,
             genesis=out / GENESIS_FILE,
             config_path=out / f"{me.name}.toml",
@@ -172,6 +215,43 @@ def init_federation(
     }
     write_text_atomic(out / GENESIS_FILE, canonical_json(genesis))
     return members
+
+
+def data_source(
+    spec: str, base: str | os.PathLike[str] | None = None, *, default_kind: str | None = None
+) -> DataConfig:
+    """The data config ``[KIND:]PATH[#TABLE]`` describes, its path made absolute.
+
+    KIND is one of ``csv``, ``sqlite`` and ``model``; without it
+    ``default_kind`` or else the extension decides (:data:`DATA_SUFFIXES`). A
+    SQLite source names its table after ``#`` (``records.db#patients``). A
+    relative PATH is taken from ``base`` (default: the current folder).
+    """
+    text = spec.strip()
+    kind, sep, rest = text.partition(":")
+    if sep and kind in DATA_KINDS:
+        text = rest
+    else:
+        kind = default_kind or ""
+    text, _, table = text.partition("#")
+    if not text:
+        raise FederationError(f"data {spec!r} names no file")
+    path = Path(text).expanduser()
+    if not kind:
+        kind = DATA_SUFFIXES.get(path.suffix.lower(), "")
+        if not kind:
+            raise FederationError(
+                f"cannot tell the kind of data in {text!r} from its extension;"
+                " write csv:FILE or sqlite:FILE#TABLE"
+            )
+    if kind == "none":
+        raise FederationError(f"data {spec!r}: kind 'none' takes no file")
+    if kind == "sqlite" and not table:
+        raise FederationError(f"SQLite data {text!r} needs its table: {text}#TABLE")
+    if kind != "sqlite" and table:
+        raise FederationError(f"{kind} data {text!r} has no table; drop '#{table}'")
+    path = (Path(base) if base is not None else Path.cwd()) / path
+    return DataConfig(kind, path.resolve(), table or None)
 
 
 def default_protocols() -> dict[str, str]:
@@ -551,6 +631,62 @@ def _roster(
     if len(roster) > MAX_MEMBERS:
         raise FederationError(f"a federation folder holds at most {MAX_MEMBERS} members")
     return roster
+
+
+def _member_data(
+    roster: Sequence[tuple[str, str]], data: Mapping[str, DataConfig], patient_id: str | None
+) -> dict[str, DataConfig]:
+    """Check each member's data against its role and its file, and set the patient column.
+
+    Hospitals take CSV or SQLite sources, model owners model files, others
+    nothing. Every source is opened once, so a missing file, table or patient
+    column is found now and not at the first job.
+    """
+    roles = dict(roster)
+    sources: dict[str, DataConfig] = {}
+    for name, config in data.items():
+        role = roles.get(name)
+        if role is None:
+            raise FederationError(
+                f"data for {name!r}, who is not a member; members: {', '.join(roles)}"
+            )
+        wanted = {"hospital": ("csv", "sqlite"), "model-owner": ("model",)}.get(role, ())
+        if config.kind not in wanted:
+            holds = f"takes {' or '.join(wanted)} data" if wanted else "holds no data"
+            raise FederationError(f"{name} ({role}) {holds}, not {config.kind!r}")
+        if config.path is None or not config.path.is_file():
+            raise FederationError(f"the data file of {name} does not exist: {config.path}")
+        sources[name] = config
+    hospitals = [name for name, role in roster if role == "hospital" and name in sources]
+    if patient_id is not None:
+        if not hospitals:
+            raise FederationError(
+                "a patient id column belongs to a hospital's data; give it with --data NAME=FILE"
+            )
+        for name in hospitals:
+            sources[name] = replace(sources[name], patient_id=patient_id)
+    for name, config in sources.items():
+        _check_source(name, config)
+    return sources
+
+
+def _check_source(name: str, config: DataConfig) -> None:
+    """Open a member's source (or model) once; a FederationError naming it if that fails."""
+    from parties.data.sources import open_source
+    from protocols.model import LogisticModel
+
+    try:
+        if config.kind == "model":
+            LogisticModel.load(config.path)  # type: ignore[arg-type]
+            return
+        columns = open_source(config).columns
+    except SMPCError as exc:
+        raise FederationError(f"the data of {name} cannot be used: {exc}") from None
+    if config.patient_id is not None and config.patient_id not in columns:
+        raise FederationError(
+            f"the data of {name} ({config.path}) has no patient id column"
+            f" {config.patient_id!r}; its columns: {', '.join(columns)}"
+        )
 
 
 def _next_address(existing: Sequence[MemberConfig]) -> str:

@@ -17,12 +17,13 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
-from parties.config import MemberConfig, load_config
+from parties.config import DataConfig, MemberConfig, load_config
 from parties.federation import (
     FederationError,
     add_member,
     canonical_json,
     certificate_expiry_warning,
+    data_source,
     init_federation,
     renew,
 )
@@ -316,6 +317,68 @@ def test_bad_consent_and_ports_are_refused(tmp_path: Path) -> None:
         init_federation("demo", ["alpha", "beta"], [], [], tmp_path / "f", consent="maybe")
     with pytest.raises(FederationError, match="port"):
         init_federation("demo", ["alpha", "beta"], [], [], tmp_path / "f", base_port=65534)
+
+
+@pytest.mark.parametrize(
+    ("spec", "kind", "name", "table"),
+    [
+        ("a.csv", "csv", "a.csv", None),
+        ("A.CSV", "csv", "A.CSV", None),
+        ("records.db#patients", "sqlite", "records.db", "patients"),
+        ("records.sqlite3#visits", "sqlite", "records.sqlite3", "visits"),
+        ("sqlite:export.bin#patients", "sqlite", "export.bin", "patients"),
+        ("csv:export.txt", "csv", "export.txt", None),
+        ("model.npz", "model", "model.npz", None),
+        ("sub/csv:odd.csv", "csv", "sub/csv:odd.csv", None),
+    ],
+)
+def test_data_source_takes_the_kind_from_a_prefix_or_the_extension(
+    spec: str, kind: str, name: str, table: str | None, tmp_path: Path
+) -> None:
+    assert data_source(spec, tmp_path) == DataConfig(kind, tmp_path / name, table)
+
+
+def test_data_source_paths_are_relative_to_the_current_folder_unless_absolute(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    assert data_source("in/a.csv").path == tmp_path / "in" / "a.csv"
+    assert data_source(f"{tmp_path / 'b.csv'}", tmp_path / "elsewhere").path == tmp_path / "b.csv"
+    assert data_source("weights", default_kind="model") == DataConfig("model", tmp_path / "weights")
+
+
+@pytest.mark.parametrize(
+    ("spec", "says"),
+    [
+        ("notes.txt", "cannot tell the kind"),
+        ("records.db", "needs its table"),
+        ("a.csv#t", "has no table"),
+        ("none:a.csv", "takes no file"),
+        ("csv:", "names no file"),
+    ],
+)
+def test_data_source_refuses_what_it_cannot_read(spec: str, says: str) -> None:
+    with pytest.raises(FederationError, match=says):
+        data_source(spec)
+
+
+def test_policy_options_apply_to_every_member_and_unknown_ones_are_refused(
+    tmp_path: Path,
+) -> None:
+    members = init_federation(
+        "demo",
+        ["alpha", "beta"],
+        ["ana"],
+        [],
+        tmp_path / "fed",
+        policy={"query_budget": 20, "allow_min_max": True},
+    )
+    for member in members:
+        on_disk = load_config(member.config_path).policy
+        assert (on_disk.query_budget, on_disk.allow_min_max, on_disk.min_cell_size) == (20, True, 5)
+    with pytest.raises(FederationError, match="unknown policy option analysts"):
+        init_federation("demo", ["a", "b"], [], [], tmp_path / "f2", policy={"analysts": ()})
+    assert not (tmp_path / "f2").exists()
 
 
 # -- add-member -------------------------------------------------------------------

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import os
 import sqlite3
 import subprocess
 import sys
@@ -276,6 +277,29 @@ def test_show_text_has_a_line_per_block_and_record(
     ids = (job_id("job-3"), job_id("job-6"))
     assert sum(any(f"job {i}" in line for i in ids) and "finished" in line for line in lines) == 2
     assert sum("consent grant" in line for line in lines) == 2 * BLOCKS
+
+
+def closed_pipe_run(command: list[str]) -> subprocess.CompletedProcess[str]:
+    """Run ``command`` with its standard output on a pipe nobody reads (as ``| head`` leaves)."""
+    read, write = os.pipe()
+    os.close(read)  # closed before the command writes a byte
+    try:
+        return subprocess.run(
+            command, cwd=REPO, stdout=write, stderr=subprocess.PIPE, text=True, timeout=60
+        )
+    finally:
+        os.close(write)
+
+
+@pytest.mark.parametrize("extra", [(), ("--json",)])
+def test_show_into_a_closed_pipe_exits_quietly(
+    chain: tuple[Path, Path], extra: tuple[str, ...]
+) -> None:
+    db, genesis = chain
+    command = [sys.executable, "-m", "parties.cli", "chain", "show", *extra]
+    done = closed_pipe_run([*command, "--db", str(db), "--genesis", str(genesis)])
+    assert done.returncode == 0
+    assert done.stderr == ""
 
 
 def test_verify_accepts_a_store_holding_only_the_genesis(

@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import argparse
+import sqlite3
 from pathlib import Path
 
+import numpy as np
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 
 from parties.cli.main import COMMANDS, build_parser, main
-from parties.config import load_config
+from parties.config import DataConfig, load_config
+from protocols.model import LogisticModel
 
 
 def _init(out: Path, *extra: str) -> int:
@@ -141,6 +144,9 @@ def test_errors_go_to_stderr_with_status_1(
         "federation init --name demo --hospitals a,b",
         "federation init --name demo --hospitals a,b --out x --consent maybe",
         "federation add-member --dir x --name n --role nurse",
+        "federation init --name demo --hospitals a,b --out x --data a",
+        "federation init --name demo --hospitals a,b --out x --data =a.csv",
+        "federation init --name demo --hospitals a,b --out x --min-cell-size few",
         "federation bogus",
     ],
 )
@@ -169,3 +175,117 @@ def test_every_parsed_command_has_a_handler() -> None:
             assert leaf.get_default("words") == (group, action)
             words.add((group, action))
     assert words == set(COMMANDS)
+
+
+# -- init with data, model and policy ----------------------------------------------
+
+_INIT = ["federation", "init", "--name", "demo", "--hospitals", "alpha,beta,gamma"]
+_INIT += ["--analysts", "ana", "--model-owners", "mo"]
+
+
+def _sources(folder: Path) -> None:
+    """A CSV for alpha, a SQLite table for beta, a model for mo; all in ``folder``."""
+    (folder / "alpha.csv").write_text("mrn,age\nA1,61\nA2,47\n")
+    db = sqlite3.connect(folder / "beta.db")
+    db.execute("CREATE TABLE patients (mrn TEXT, age REAL)")
+    db.execute("INSERT INTO patients VALUES ('B1', 55)")
+    db.commit()
+    db.close()
+    one = np.ones(1)
+    LogisticModel(one, 0.0, ("age",), one, one).save(folder / "model.npz")
+
+
+def test_init_writes_data_model_and_policy_into_every_config(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _sources(tmp_path)
+    monkeypatch.chdir(tmp_path)  # the paths below are relative to the current folder
+    extra = (
+        "--data alpha=alpha.csv --data beta=beta.db#patients --model mo=model.npz"
+        " --patient-id mrn --min-cell-size 10 --allow-min-max --allow-probabilities"
+    )
+    assert main([*_INIT, "--out", "fed", *extra.split()]) == 0
+    fed = tmp_path / "fed"
+    configs = {n: load_config(fed / f"{n}.toml") for n in ("alpha", "beta", "gamma", "dealer")}
+    configs |= {n: load_config(fed / f"{n}.toml") for n in ("ana", "mo")}
+    assert configs["alpha"].data == DataConfig("csv", tmp_path / "alpha.csv", None, "mrn")
+    assert configs["beta"].data == DataConfig("sqlite", tmp_path / "beta.db", "patients", "mrn")
+    assert configs["mo"].data == DataConfig("model", tmp_path / "model.npz")
+    for name in ("gamma", "dealer", "ana"):
+        assert configs[name].data == DataConfig()
+    for member in configs.values():
+        policy = member.policy
+        assert (policy.min_cell_size, policy.allow_min_max, policy.allow_probabilities) == (
+            10,
+            True,
+            True,
+        )
+    out = capsys.readouterr().out
+    assert "created the dealer member 'dealer'" in out
+    assert "smpc dealer --config fed/dealer.toml" in out
+    assert f"data: csv {tmp_path / 'alpha.csv'}, patient id column 'mrn'" in out
+    assert "minimum cell size 10" in out
+
+
+def test_init_says_the_default_consent_mode_what_it_means_and_how_to_change_it(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _sources(tmp_path)
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "gamma.csv").write_text("mrn,age\nG1,70\n")
+    extra = "--data alpha=alpha.csv --data beta=beta.db#patients --data gamma=gamma.csv"
+    argv = [*_INIT, *extra.split()]
+    assert main([*argv, "--out", "plain"]) == 0
+    plain = capsys.readouterr().out
+    assert "consent opt-in (the default): a patient is left out of every job until" in plain
+    assert "--consent opt-out" in plain
+    assert "consent applies to none yet" in plain
+    assert main([*argv, "--out", "with-ids", "--patient-id", "mrn"]) == 0
+    with_ids = capsys.readouterr().out
+    assert "patients are left out of every job until granted" in with_ids
+    assert "smpc consent grant --config with-ids/alpha.toml" in with_ids
+    assert main([*argv, "--out", "opt-out", "--patient-id", "mrn", "--consent", "opt-out"]) == 0
+    opt_out = capsys.readouterr().out
+    assert "consent opt-out: a patient is included in every job until they revoke" in opt_out
+    assert "--consent opt-in" in opt_out
+    assert "left out of every job until granted" not in opt_out
+
+
+@pytest.mark.parametrize(
+    ("extra", "says"),
+    [
+        ("--data delta=alpha.csv", "'delta', who is not a member"),
+        ("--data alpha=absent.csv", "the data file of alpha does not exist"),
+        ("--data dealer=alpha.csv", "dealer (dealer) holds no data"),
+        ("--data ana=alpha.csv", "ana (analyst) holds no data"),
+        ("--data mo=alpha.csv", "mo (model-owner) takes model data"),
+        ("--data alpha=model.npz", "alpha (hospital) takes csv or sqlite data"),
+        ("--model mo=alpha.csv", "the data of mo cannot be used"),
+        ("--data alpha=notes.txt", "cannot tell the kind of data in 'notes.txt'"),
+        ("--data beta=beta.db", "needs its table: beta.db#TABLE"),
+        ("--data beta=beta.db#visits", "no table 'visits'"),
+        ("--data alpha=alpha.csv#t", "has no table"),
+        ("--data alpha=alpha.csv --data alpha=alpha.csv", "given twice"),
+        ("--patient-id mrn", "a patient id column belongs to a hospital's data"),
+        (
+            "--data alpha=alpha.csv --data beta=beta.db#patients --data gamma=alpha.csv"
+            " --patient-id id",
+            "has no patient id column 'id'; its columns: mrn, age",
+        ),
+        ("--min-cell-size 0", "policy.min_cell_size"),
+    ],
+)
+def test_init_refuses_bad_data_and_policy_and_writes_nothing(
+    extra: str,
+    says: str,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    _sources(tmp_path)
+    (tmp_path / "notes.txt").write_text("mrn,age\n")
+    monkeypatch.chdir(tmp_path)
+    assert main([*_INIT, "--out", "fed", *extra.split()]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("smpc: error:") and says in err
+    assert not (tmp_path / "fed").exists()
