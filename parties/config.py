@@ -40,6 +40,8 @@ DEFAULT_QUERY_WINDOW_S = 86_400
 
 IDENTITY_SCHEME = "smpc://"
 DNS_SUFFIX = "smpc"
+RESULTS_DIR = "results"
+"""The folder in a member's home where it keeps the outputs it received."""
 
 _NAME = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?")
 _PROTOCOL = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:-]*")

@@ -23,11 +23,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from parties.config import ConfigError, MemberConfig, load_config
+from parties.config import RESULTS_DIR, ConfigError, MemberConfig, load_config
 from smpc.errors import UnknownPartyError
-
-RESULTS_FOLDER = "results"
-"""Where a hospital keeps the labels of a job, inside its member folder."""
 
 
 def infer(args: argparse.Namespace) -> int:
@@ -59,7 +56,7 @@ def infer(args: argparse.Namespace) -> int:
     finally:
         client.close()
     kept = {
-        h: {"rows": n, "file": f"{h}/{RESULTS_FOLDER}/{outcome.job}.npz"}
+        h: {"rows": n, "file": f"{h}/{RESULTS_DIR}/{outcome.job}.npz"}
         for h, n in sorted(args.rows.items())
     }
     result: dict[str, Any] = {"job": outcome.job, "seconds": outcome.seconds, "labels": kept}

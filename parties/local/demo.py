@@ -21,10 +21,9 @@ from pathlib import Path
 import numpy as np
 
 from parties.client import Client
-from parties.config import DataConfig
+from parties.config import RESULTS_DIR, DataConfig
 from parties.local import demo_statistics
 from parties.local.launcher import LocalDeployment
-from parties.service.node import RESULTS_DIR
 from protocols.model import LogisticModel, train
 
 HOSPITALS = ("hospital-a", "hospital-b", "hospital-c")

@@ -35,7 +35,7 @@ from typing import Any
 
 import numpy as np
 
-from parties.config import MemberConfig
+from parties.config import RESULTS_DIR, MemberConfig
 from parties.data import consent
 from parties.data.sources import DataSource, DataSourceError, open_source
 from parties.jobs.budget import BUDGET_DB_FILE, QueryBudget
@@ -81,8 +81,6 @@ log = logging.getLogger(__name__)
 HELLO = "hello"
 FEED_S = 0.5
 """How often pending records are handed to the chain node."""
-RESULTS_DIR = "results"
-"""The folder in a member's home where it keeps the outputs it received."""
 
 
 class PartyNode:

@@ -9,9 +9,8 @@ import numpy as np
 import pytest
 
 from parties.client import Client, JobFailed
-from parties.config import DataConfig, load_config, write_config
+from parties.config import RESULTS_DIR, DataConfig, load_config, write_config
 from parties.local.launcher import LocalDeployment
-from parties.service.node import RESULTS_DIR
 from protocols.model import train
 
 pytestmark = pytest.mark.process

@@ -11,7 +11,7 @@ import sys
 import numpy as np
 import pytest
 
-from parties.config import DataConfig
+from parties.config import RESULTS_DIR, DataConfig
 from parties.local.launcher import LocalDeployment
 from protocols.model import train
 
@@ -63,7 +63,7 @@ def _infer(dep: LocalDeployment, *extra: str) -> subprocess.CompletedProcess[str
 
 
 def _kept(dep: LocalDeployment, hospital: str, job: str) -> np.ndarray:
-    with np.load(dep.members[hospital].tls.key.parent / "results" / f"{job}.npz") as kept:
+    with np.load(dep.members[hospital].home / RESULTS_DIR / f"{job}.npz") as kept:
         return kept["labels"]
 
 

@@ -20,14 +20,13 @@ import pytest
 
 from parties.cli.audit import AuditError, find_record
 from parties.client import Client
-from parties.config import DataConfig, load_config, write_config
+from parties.config import RESULTS_DIR, DataConfig, load_config, write_config
 from parties.data.consent import record_consent
 from parties.jobs.spec import JobSpec, sign_job
 from parties.ledger.chain_node import CHAIN_DB_FILE
 from parties.ledger.record_store import RecordStore, records_path
 from parties.local.launcher import LocalDeployment
 from parties.service import wire_pb2
-from parties.service.node import RESULTS_DIR
 from protocols.model import train
 from smpc.chain.records import JobRecord
 
