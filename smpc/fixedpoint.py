@@ -122,7 +122,8 @@ def check_range(array: np.ndarray, bound: float, *, columns: Sequence[str] | Non
         kind = "out of range"
     if not bad.any():
         return
-    where = np.unravel_index(int(np.argmax(bad.ravel())), array.shape) if array.ndim else ()
+    flat = int(np.argmax(bad.ravel()))
+    where = tuple(int(i) for i in np.unravel_index(flat, array.shape)) if array.ndim else ()
     raise FixedPointRangeError(
         f"{_position(where, columns)}: value is {kind}; allowed are finite values with "
         f"|x| < {bound:.6g}. Rescale the column or lower frac_bits."

@@ -175,7 +175,8 @@ class _Octaves:
             lambda j: c0 + c1 * out[j],
             bits,
         )
-        return (yield from truncations(self.rt, [x_n, y0], [f + bits - _G] * 2))
+        x_n, y0 = yield from truncations(self.rt, [x_n, y0], [f + bits - _G] * 2)
+        return x_n, y0
 
 
 def _newton_reciprocal(rt: Runtime, x_n: np.ndarray, y: np.ndarray) -> Steps[np.ndarray]:

@@ -82,7 +82,7 @@ class Stream:
         """Overwrite a C-contiguous uint64 array with the next keystream words."""
         if out.dtype != np.uint64 or not out.flags.c_contiguous:
             raise TypeError("fill needs a C-contiguous uint64 array")
-        view = memoryview(out).cast("B")
+        view = out.data.cast("B")
         for start in range(0, len(view), _CHUNK):
             part = view[start : start + _CHUNK]
             self._encryptor.update_into(_ZEROS[: len(part)], part)

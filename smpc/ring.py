@@ -15,6 +15,7 @@ import numpy as np
 from numba import njit
 
 from smpc.errors import ShapeMismatchError
+from smpc.ring_reference import Operand
 
 U64 = np.uint64
 _TOP = np.uint64(1 << 62)
@@ -22,7 +23,7 @@ _LOW63 = np.uint64((1 << 63) - 1)
 _ONE = np.uint64(1)
 
 
-def _readonly(a: np.ndarray) -> np.ndarray:
+def _readonly(a: Operand) -> np.ndarray:
     # Inputs are passed read-only so each kernel compiles one signature, and
     # tuples of shares are homogeneous whatever their owners' write flags.
     view = np.ascontiguousarray(a, dtype=U64).view()
@@ -30,7 +31,7 @@ def _readonly(a: np.ndarray) -> np.ndarray:
     return view
 
 
-def _flat(a: np.ndarray) -> np.ndarray:
+def _flat(a: Operand) -> np.ndarray:
     return _readonly(a).reshape(-1)
 
 
@@ -68,7 +69,7 @@ def from_float(values: np.ndarray, scale: float, bound: float) -> tuple[np.ndarr
     return out, int(_from_float(flat, float(scale), float(bound), out.reshape(-1)))
 
 
-def _same(a: np.ndarray, b: np.ndarray) -> bool:
+def _same(a: Operand, b: Operand) -> bool:
     return np.shape(a) == np.shape(b) and np.ndim(a) > 0
 
 
@@ -225,7 +226,7 @@ def _truncation_finish(masked, r_low, r_top, frac_bits, first, out):
         out[i] = share
 
 
-def add(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+def add(a: Operand, b: Operand) -> np.ndarray:
     """a + b mod 2^64."""
     if not _same(a, b):
         return np.add(a, b, dtype=U64)
@@ -234,7 +235,7 @@ def add(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return out
 
 
-def sub(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+def sub(a: Operand, b: Operand) -> np.ndarray:
     """a - b mod 2^64."""
     if not _same(a, b):
         return np.subtract(a, b, dtype=U64)
@@ -250,7 +251,7 @@ def neg(a: np.ndarray) -> np.ndarray:
     return out
 
 
-def mul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+def mul(a: Operand, b: Operand) -> np.ndarray:
     """a * b mod 2^64, elementwise."""
     if not _same(a, b):
         return np.multiply(a, b, dtype=U64)

@@ -15,6 +15,9 @@ U64 = np.uint64
 TOP_OFFSET = U64(1 << 62)  # shift of a signed value into [0, 2^63) before truncation
 LOW63 = U64((1 << 63) - 1)
 
+Operand = np.ndarray | np.uint64
+"""An operand of the elementwise kernels: a uint64 array, or one uint64 broadcast against it."""
+
 
 def from_float(values: np.ndarray, scale: float, bound: float) -> tuple[np.ndarray, int]:
     """round(values * scale) as two's-complement ring elements, and the first bad index.
@@ -30,12 +33,12 @@ def from_float(values: np.ndarray, scale: float, bound: float) -> tuple[np.ndarr
     return np.rint(safe * scale).astype(np.int64).view(U64), first
 
 
-def add(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+def add(a: Operand, b: Operand) -> np.ndarray:
     """a + b mod 2^64."""
     return np.add(a, b, dtype=U64)
 
 
-def sub(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+def sub(a: Operand, b: Operand) -> np.ndarray:
     """a - b mod 2^64."""
     return np.subtract(a, b, dtype=U64)
 
@@ -45,7 +48,7 @@ def neg(a: np.ndarray) -> np.ndarray:
     return np.subtract(U64(0), a, dtype=U64)
 
 
-def mul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+def mul(a: Operand, b: Operand) -> np.ndarray:
     """a * b mod 2^64, elementwise."""
     return np.multiply(a, b, dtype=U64)
 
@@ -57,7 +60,7 @@ def total(a: np.ndarray) -> np.uint64:
 
 def sum_axis0(a: np.ndarray) -> np.ndarray:
     """Column sums of a 2-D array mod 2^64."""
-    return np.sum(a, axis=0, dtype=U64)
+    return np.asarray(np.sum(a, axis=0, dtype=U64))
 
 
 def sum_shares(shares: Sequence[np.ndarray]) -> np.ndarray:

@@ -199,7 +199,7 @@ class Runtime:
 
     def _encode(self, value: object, integer: bool, columns: Sequence[str] | None) -> np.ndarray:
         if self.planning:  # the dry run needs the shape only, never the data
-            return np.zeros(np.shape(value), dtype=np.uint64)
+            return np.zeros(np.asarray(value).shape, dtype=np.uint64)
         return self.fxp.encode_int(value) if integer else self.fxp.encode(value, columns=columns)
 
     def _input_share(self, seed: np.ndarray, party: int, shape: tuple[int, ...]) -> np.ndarray:

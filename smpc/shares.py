@@ -17,12 +17,22 @@ F fractional bits and raise the scale by F, to be truncated later.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from types import EllipsisType
+from typing import Any, SupportsIndex, TypeGuard
 
 import numpy as np
+import numpy.typing as npt
 
 from smpc import ring
 from smpc.errors import ShapeMismatchError
 from smpc.fixedpoint import FixedPoint
+
+Public = int | float | np.ndarray | np.generic | list[Any] | tuple[Any, ...]
+"""A public operand of a shared tensor: a number or an array of numbers (not a bool)."""
+
+_Position = SupportsIndex | slice | EllipsisType | None | npt.NDArray[np.integer[Any] | np.bool_]
+Index = _Position | list[int] | tuple[_Position, ...]
+"""What selects part of a shared tensor: anything that indexes a numpy array."""
 
 
 class SharedTensor:
@@ -154,11 +164,11 @@ class SharedTensor:
         """Sum over all elements or along one axis (local, exact in the ring)."""
         if axis is None:
             return self._like(np.asarray([ring.total(self._share)], dtype=np.uint64).reshape(()))
-        return self._like(np.sum(self._share, axis=axis, dtype=np.uint64))
+        return self._like(np.asarray(np.sum(self._share, axis=axis, dtype=np.uint64)))
 
     # -- shape operations ---------------------------------------------------
-    def __getitem__(self, key: object) -> SharedTensor:
-        return self._like(np.ascontiguousarray(self._share[key]))  # type: ignore[index]
+    def __getitem__(self, key: Index) -> SharedTensor:
+        return self._like(np.ascontiguousarray(self._share[key]))
 
     def reshape(self, *shape: int | tuple[int, ...]) -> SharedTensor:
         return self._like(self._share.reshape(*shape))  # type: ignore[arg-type]
@@ -194,7 +204,7 @@ def stack(tensors: Sequence[SharedTensor], axis: int = 0) -> SharedTensor:
     return concatenate([t.reshape(*t.shape[:axis], 1, *t.shape[axis:]) for t in tensors], axis)
 
 
-def _is_public(value: object) -> bool:
+def _is_public(value: object) -> TypeGuard[Public]:
     if isinstance(value, bool):
         return False
     return isinstance(value, int | float | np.ndarray | np.generic | list | tuple)

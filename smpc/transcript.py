@@ -72,7 +72,7 @@ class Transcript:
         else:
             raise ValueError("message neither sent nor received by this party")
         h.update(encode_header(env, payload))
-        h.update(memoryview(np.ascontiguousarray(payload)).cast("B"))
+        h.update(np.ascontiguousarray(payload).data.cast("B"))
 
     def sent_digest(self, peer: int) -> str:
         """Hex SHA-256 of everything sent to ``peer`` so far."""

@@ -163,7 +163,7 @@ class LocalNetwork:
 
     def __init__(self, n_parties: int) -> None:
         self.n_parties = n_parties
-        self._queues = {
+        self._queues: dict[tuple[int, int], queue.SimpleQueue[object]] = {
             (s, r): queue.SimpleQueue()
             for s in range(n_parties)
             for r in range(n_parties)

@@ -258,8 +258,8 @@ class ChainState:
                 self._fail(h, "records", f"{name} does not decode: {exc}")
             rid = record_id(data)
             if rid in ids or rid in self.records_seen:
-                where = self.records_seen.get(rid, h)
-                self._fail(h, "records", f"{name} repeats a record of block {where}")
+                earlier = self.records_seen.get(rid, h)
+                self._fail(h, "records", f"{name} repeats a record of block {earlier}")
             ids.add(rid)
             if isinstance(record, JobRecord):
                 where = f"{name} (job {record.job_id})"

@@ -8,8 +8,10 @@ plan; a party asking for anything else, or for more, is refused.
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from math import prod
+from typing import Any
 
 KINDS = ("triple", "matrix_triple", "truncation", "binary_triple", "comparison_mask")
 
@@ -53,10 +55,10 @@ class Request:
         return {"kind": self.kind, "shape": list(self.shape), "frac_bits": self.frac_bits}
 
     @staticmethod
-    def from_json(data: dict[str, object]) -> Request:
+    def from_json(data: Mapping[str, Any]) -> Request:
         return Request(
             str(data["kind"]), tuple(int(d) for d in data["shape"]), int(data["frac_bits"])
-        )  # type: ignore[union-attr]
+        )
 
 
 @dataclass(frozen=True, slots=True)

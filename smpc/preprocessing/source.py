@@ -5,6 +5,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from math import prod
+from typing import TypeVar
 
 import numpy as np
 
@@ -18,14 +19,7 @@ from smpc.preprocessing.items import (
 )
 from smpc.preprocessing.plan import Plan, Request
 
-_ITEM_TYPES = {
-    "triple": Triple,
-    "matrix_triple": MatrixTriple,
-    "truncation": TruncationTuple,
-    "binary_triple": BinaryTriple,
-    "comparison_mask": ComparisonMask,
-}
-Item = Triple | MatrixTriple | TruncationTuple | BinaryTriple | ComparisonMask
+_ItemT = TypeVar("_ItemT", Triple, MatrixTriple, TruncationTuple, BinaryTriple, ComparisonMask)
 
 
 def component_shapes(request: Request) -> tuple[tuple[int, ...], ...]:
@@ -51,26 +45,26 @@ class PreprocessingSource(ABC):
 
     def triple(self, shape: Sequence[int]) -> Triple:
         """A Beaver triple for an elementwise product of the given shape."""
-        return self._next(Request("triple", tuple(int(d) for d in shape)))  # type: ignore[return-value]
+        return self._next(Request("triple", tuple(int(d) for d in shape)), Triple)
 
     def matrix_triple(self, m: int, k: int, n: int) -> MatrixTriple:
         """A Beaver triple for an (m x k) by (k x n) matrix product."""
-        return self._next(Request("matrix_triple", (int(m), int(k), int(n))))  # type: ignore[return-value]
+        return self._next(Request("matrix_triple", (int(m), int(k), int(n))), MatrixTriple)
 
     def truncation(self, shape: Sequence[int], frac_bits: int) -> TruncationTuple:
         """A truncation tuple for removing ``frac_bits`` fractional bits."""
         request = Request("truncation", tuple(int(d) for d in shape), int(frac_bits))
-        return self._next(request)  # type: ignore[return-value]
+        return self._next(request, TruncationTuple)
 
     def binary_triple(self, shape: Sequence[int]) -> BinaryTriple:
         """XOR shares of a binary Beaver triple on uint64 words of the given shape."""
-        return self._next(Request("binary_triple", tuple(int(d) for d in shape)))  # type: ignore[return-value]
+        return self._next(Request("binary_triple", tuple(int(d) for d in shape)), BinaryTriple)
 
     def comparison_mask(self, shape: Sequence[int]) -> ComparisonMask:
         """A mask with its bits and a daBit, for comparing a tensor of the given shape."""
-        return self._next(Request("comparison_mask", tuple(int(d) for d in shape)))  # type: ignore[return-value]
+        return self._next(Request("comparison_mask", tuple(int(d) for d in shape)), ComparisonMask)
 
-    def _next(self, request: Request) -> Item:
+    def _next(self, request: Request, item_type: type[_ItemT]) -> _ItemT:
         index = self.position
         if self.plan is not None:
             if index >= len(self.plan):
@@ -85,7 +79,7 @@ class PreprocessingSource(ABC):
                     f"the plan has {self.plan[index].kind} {self.plan[index].shape}"
                 )
         self.position += 1
-        return _ITEM_TYPES[request.kind](index, *self._materialize(index, request))
+        return item_type(index, *self._materialize(index, request))
 
     @abstractmethod
     def _materialize(self, index: int, request: Request) -> tuple[np.ndarray, ...]:
