@@ -169,7 +169,7 @@ def check_values(values: np.ndarray, columns: Sequence[str], bound: float = VALU
     bad = ~(np.abs(values) < bound)
     if bad.any():
         row, col = np.unravel_index(int(np.argmax(bad)), values.shape)
-        name = columns[col] if col < len(columns) else str(col)
+        name = columns[int(col)] if col < len(columns) else str(col)
         raise StatisticsInputError(
             f"column {name!r} row {row} of the selection: value out of range; statistics take "
             f"|x| < {bound:g}"

@@ -129,6 +129,14 @@ def confusion(
     return rt.mul(factor, cells + 1.0) - 1.0
 
 
+def _held(shared: Sequence[SharedTensor | None], party: int) -> SharedTensor:
+    """The tensor ``party`` shared in ``input_each``; every party given a shape has one."""
+    tensor = shared[party]
+    if tensor is None:
+        raise ValueError(f"party {party} shared no input")
+    return tensor
+
+
 def _score(
     rt: Runtime,
     x: SharedTensor,
@@ -183,11 +191,11 @@ def infer(
         if truth:
             _check_truth(mine[:, -1])
     shared = rt.input_each(mine, shapes)
-    x = concatenate([shared[h] for h in hospitals])
+    x = concatenate([_held(shared, h) for h in hospitals])
     labels, opened = _score(
         rt,
         x[:, :n_features],
-        shared[owner],
+        _held(shared, owner),
         probabilities,
         lambda t: rt.open_parts(t, hospitals, rows),
     )
@@ -226,26 +234,29 @@ def infer_columns(
     if truth_holder is not None and truth_holder not in holders:
         raise ValueError("the label holder must be one of the holders")
     shapes: list[tuple[int, ...] | None] = [None] * rt.n_parties
-    for h, held in zip(holders, columns, strict=True):
-        shapes[h] = (n_rows, len(held) + int(h == truth_holder))
+    held_width = {
+        h: len(held) + int(h == truth_holder) for h, held in zip(holders, columns, strict=True)
+    }
+    for h, w in held_width.items():
+        shapes[h] = (n_rows, w)
     shapes[owner] = (len(order) + 1, 1)
     mine = None
     if rt.party == owner:
         mine = _owner_block(rt, model, order)
     elif rt.party in holders:
-        mine = _local_block(features, shapes[rt.party][1], "features")
+        mine = _local_block(features, held_width[rt.party], "features")
         if rt.party == truth_holder:
             _check_truth(mine[:, -1])
     shared = rt.input_each(mine, shapes)
-    blocks = [shared[h] for h in holders]
+    blocks = [_held(shared, h) for h in holders]
     widths = [len(held) for held in columns]
     x = concatenate([b[:, :w] for b, w in zip(blocks, widths, strict=True)], axis=1)
     labels, opened = _score(
-        rt, x, shared[owner], probabilities, lambda t: rt.open(t, to=list(recipients))
+        rt, x, _held(shared, owner), probabilities, lambda t: rt.open(t, to=list(recipients))
     )
     cells = None
     if truth_holder is not None:
-        cells = confusion(rt, labels, shared[truth_holder][:, -1:], min_cell_size)
+        cells = confusion(rt, labels, _held(shared, truth_holder)[:, -1:], min_cell_size)
     if rt.party not in recipients:
         return None, cells
     return {k: v.reshape(-1) for k, v in opened.items() if v is not None}, cells

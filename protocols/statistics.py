@@ -219,9 +219,9 @@ def contexts(
     (column-split data); ``min_cell_size`` and ``allow_min_max`` give every
     party's policy, or one value per party.
     """
+    per_party = bool(columns) and not isinstance(columns[0], str)
     held = [
-        tuple(columns[i]) if columns and not isinstance(columns[0], str) else tuple(columns)
-        for i in range(len(parts))
+        tuple(str(c) for c in (columns[i] if per_party else columns)) for i in range(len(parts))
     ]
     names = list(names) if names is not None else [f"party-{i}" for i in range(len(parts))]
     sizes = [min_cell_size] * len(parts) if isinstance(min_cell_size, int) else list(min_cell_size)

@@ -99,9 +99,9 @@ def _aligned(ctx: JobContext, names: Sequence[str], n: int) -> np.ndarray:
         )
     gaps = np.isnan(picked)
     if gaps.any():
-        row, col = np.unravel_index(int(np.argmax(gaps)), gaps.shape)
+        gap_row, gap_col = (int(i) for i in np.unravel_index(int(np.argmax(gaps)), gaps.shape))
         raise StatisticsInputError(
-            f"{ctx.party}: column {names[col]!r} row {row} of the job's order is missing; "
+            f"{ctx.party}: column {names[gap_col]!r} row {gap_row} of the job's order is missing; "
             "column-split statistics need complete rows"
         )
     check_values(picked, names)

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from types import ModuleType
-from typing import Any
+from typing import Any, overload
 
 import numpy as np
 
@@ -207,6 +207,11 @@ class Runtime:
             return np.zeros(shape, dtype=np.uint64)
         return Stream(derive_key(seed.tobytes(), "input-share", self.job, party)).words(shape)
 
+    @overload
+    def open_ring(self, x: SharedTensor, to: None = None) -> np.ndarray: ...
+    @overload
+    def open_ring(self, x: SharedTensor, to: Sequence[int]) -> np.ndarray | None: ...
+
     def open_ring(self, x: SharedTensor, to: Sequence[int] | None = None) -> np.ndarray | None:
         """Reveal the ring value of ``x`` to every party, or only to ``to``; one round.
 
@@ -256,6 +261,11 @@ class Runtime:
         got[self.party] = np.ascontiguousarray(block).reshape(-1)
         raw = self.ring.sum_shares([got[p] for p in range(self.n_parties)]).reshape(block.shape)
         return raw.view(np.int64) if x.scale == 0 else self.fxp.decode(raw, x.scale)
+
+    @overload
+    def open(self, x: SharedTensor, to: None = None) -> np.ndarray: ...
+    @overload
+    def open(self, x: SharedTensor, to: Sequence[int]) -> np.ndarray | None: ...
 
     def open(self, x: SharedTensor, to: Sequence[int] | None = None) -> np.ndarray | None:
         """Reveal ``x`` decoded: reals for fixed point, int64 for integers; one round."""
