@@ -91,10 +91,10 @@ def find_record(job_id: str, chain_db: Path | None, records_db: Path | None) -> 
     if records_db is not None and records_db.is_file():
         looked.append(str(records_db))
         with RecordStore(records_db, readonly=True) as store:
-            data = store.job_record(job_id)
-        if data is not None:
+            pending = store.job_record(job_id)
+        if pending is not None:
             try:
-                record = decode_record(data)
+                record = decode_record(pending)
             except (ChainEncodingError, RecordError) as exc:
                 raise AuditError(
                     f"the pending record of job {job_id} is malformed: {exc}"
@@ -186,7 +186,7 @@ def _check_notes(
     note: Callable[..., None],
 ) -> None:
     me = notes.get("party")
-    c = by_party.get(me)
+    c = by_party.get(me) if isinstance(me, str) else None
     if c is None:
         note("contributions", "this member kept notes on the job but has no contribution", me)
         return

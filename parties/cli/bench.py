@@ -23,7 +23,7 @@ import os
 import sys
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from parties.bench import (
@@ -267,4 +267,4 @@ def add_parsers(commands: argparse._SubParsersAction) -> None:
     parser.set_defaults(words=("bench",))
 
 
-COMMANDS = {("bench",): bench}
+COMMANDS: dict[tuple[str, ...], Callable[[argparse.Namespace], int]] = {("bench",): bench}

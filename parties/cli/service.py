@@ -13,6 +13,7 @@ import logging
 import signal
 import sys
 import threading
+from collections.abc import Callable
 from pathlib import Path
 
 from parties.config import load_config
@@ -183,7 +184,7 @@ def add_parsers(commands: argparse._SubParsersAction) -> None:
     h.set_defaults(words=("health",))
 
 
-COMMANDS = {
+COMMANDS: dict[tuple[str, ...], Callable[[argparse.Namespace], int]] = {
     ("party",): party,
     ("dealer",): dealer,
     ("run",): run,

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -43,7 +44,8 @@ def _plain(value: Any, suppressed: Any = None) -> Any:
     """JSON-ready values; a suppressed table cell becomes None."""
     if isinstance(value, np.ndarray):
         if suppressed is not None:
-            return np.where(suppressed, None, value.astype(object)).tolist()
+            blank = np.array(None, dtype=object)
+            return np.where(suppressed, blank, value.astype(object)).tolist()
         return value.tolist()
     if isinstance(value, np.generic):
         return value.item()
@@ -103,4 +105,4 @@ def add_parsers(commands: argparse._SubParsersAction) -> None:
     p.set_defaults(words=("stats",))
 
 
-COMMANDS = {("stats",): stats}
+COMMANDS: dict[tuple[str, ...], Callable[[argparse.Namespace], int]] = {("stats",): stats}

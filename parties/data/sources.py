@@ -635,9 +635,10 @@ class DataSource(ABC):
         kept_ids = row_ids[keep].astype(np.int64)
         values = np.empty((len(keep), len(names)), dtype=np.float64)
         selected: dict[str, _Column] = {}
+        kept_rows = keep.tolist()
         for j, name in enumerate(names):
             source = cells[name]
-            col = _Column(name, [source[i] for i in keep], kept_ids)
+            col = _Column(name, [source[i] for i in kept_rows], kept_ids)
             if numeric:
                 hint = "; select it with numeric=False and read it with Selection.categorical"
                 values[:, j] = col.numbers(hint)
@@ -819,7 +820,7 @@ class SqliteSource(DataSource):
                 sql += f" ORDER BY {order}"
             rows = conn.execute(sql).fetchall()
         columns = list(zip(*rows, strict=True)) if rows else [() for _ in names]
-        cells = {name: columns[j] for j, name in enumerate(names)}
+        cells: dict[str, Sequence[object]] = {name: columns[j] for j, name in enumerate(names)}
         return cells, np.arange(1, len(rows) + 1)
 
 

@@ -97,7 +97,8 @@ class PartyNode:
         self.source: DataSource | None = (
             open_source(member.data) if member.data.kind in ("csv", "sqlite") else None
         )
-        self.model = LogisticModel.load(member.data.path) if member.data.kind == "model" else None
+        model_file = member.data.path if member.data.kind == "model" else None
+        self.model = LogisticModel.load(model_file) if model_file is not None else None
         self.results = member.home / RESULTS_DIR
         self.ledger = SeenJobs()
         self.genesis = genesis = load_genesis(member.genesis)
@@ -298,7 +299,7 @@ class PartyNode:
     def _keep(self, job_id: str, outputs: dict[str, np.ndarray]) -> None:
         self.results.mkdir(mode=0o700, exist_ok=True)
         path = self.results / f"{job_id}.npz"
-        np.savez(path, **outputs)
+        np.savez(path, allow_pickle=True, **outputs)  # the default; named, the stub types **outputs
         log.info("%s: job %s: kept %s in %s", self.member.name, job_id, ", ".join(outputs), path)
 
     def _check_request(self, spec: JobSpec) -> None:
