@@ -40,6 +40,7 @@ bench-suites: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/mypy smpc protocols parties
 
 format: $(STAMP)
 	$(BIN)/ruff format .
