@@ -37,6 +37,7 @@ import numpy as np
 
 from parties.config import MemberConfig
 from parties.data import consent
+from parties.data.model_file import load_model
 from parties.data.sources import DataSource, DataSourceError, open_source
 from parties.jobs.budget import BUDGET_DB_FILE, QueryBudget
 from parties.jobs.spec import (
@@ -59,7 +60,6 @@ from parties.service.dealer_service import DealerLink
 from parties.service.grpc_transport import GrpcTransport
 from parties.service.mesh import Mesh
 from protocols.disclosure import PolicyRefused
-from protocols.model import LogisticModel
 from protocols.registry import (
     JobContext,
     JobParamsError,
@@ -96,7 +96,7 @@ class PartyNode:
         self.source: DataSource | None = (
             open_source(member.data) if member.data.kind in ("csv", "sqlite") else None
         )
-        self.model = LogisticModel.load(member.data.path) if member.data.kind == "model" else None
+        self.model = load_model(member.data.path) if member.data.kind == "model" else None
         self.results = member.tls.key.parent / "results"
         self.ledger = JobLedger()
         self.genesis = genesis = load_genesis(member.genesis)

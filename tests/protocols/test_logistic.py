@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import csv
-import io
 from pathlib import Path
 
 import numpy as np
@@ -17,7 +16,7 @@ from protocols.logistic import (
     infer_columns,
     logistic_inference_columns,
 )
-from protocols.model import LogisticModel, ModelFormatError, train
+from protocols.model import LogisticModel, train
 from protocols.registry import JobContext
 from smpc.errors import FixedPointRangeError, ShapeMismatchError
 from smpc.local import LocalFederation
@@ -103,71 +102,6 @@ def test_nan_in_features_is_a_clear_error_and_reveals_nothing(data, model) -> No
     parts[1][4, 7] = np.nan
     with pytest.raises(FixedPointRangeError, match="row 4"):
         _run(model, parts)
-
-
-def test_model_files_round_trip_and_a_missing_file_is_a_clear_error(model, tmp_path) -> None:
-    path = tmp_path / "model.npz"
-    model.save(path)
-    loaded = LogisticModel.load(path)
-    np.testing.assert_array_equal(loaded.coef, model.coef)
-    assert loaded.feature_names == model.feature_names
-    with pytest.raises(ModelFormatError, match="no model file"):
-        LogisticModel.load(tmp_path / "missing.npz")
-    np.savez(tmp_path / "bad.npz", coef=np.zeros(3))
-    with pytest.raises(ModelFormatError, match="lacks"):
-        LogisticModel.load(tmp_path / "bad.npz")
-
-
-def _save_with(model: LogisticModel, path: Path, **changes: np.ndarray) -> Path:
-    fields = {
-        "coef": model.coef,
-        "intercept": np.float64(model.intercept),
-        "feature_names": np.array(model.feature_names),
-        "scaler_mean": model.scaler_mean,
-        "scaler_scale": model.scaler_scale,
-        "format_version": np.int64(1),
-    }
-    np.savez(path, **{**fields, **changes})
-    return path
-
-
-@pytest.mark.parametrize(
-    ("changes", "says"),
-    [
-        ({"intercept": np.array([[0.5]])}, "intercept must be a single number"),
-        ({"intercept": np.ones((2, 2))}, "intercept must be a single number"),
-        ({"intercept": np.array("high")}, "intercept must be a single number"),
-        ({"feature_names": np.array([["a", "b"]])}, "feature_names must be a flat list of strings"),
-        ({"coef": np.zeros((2, 2))}, "coef must be a flat list"),
-        ({"format_version": np.array([1, 1])}, "format_version must be a single number"),
-    ],
-)
-def test_a_model_file_with_misshapen_fields_is_a_model_format_error(
-    model, tmp_path, changes, says
-) -> None:
-    path = _save_with(model, tmp_path / "model.npz", **changes)
-    with pytest.raises(ModelFormatError, match=says):
-        LogisticModel.load(path)
-
-
-def _npy_bytes() -> bytes:
-    buffer = io.BytesIO()
-    np.save(buffer, np.ones(3))
-    return buffer.getvalue()
-
-
-@pytest.mark.parametrize(
-    "content",
-    [b"", b"not a zip archive" * 8, b"PK\x03\x04" + bytes(100), _npy_bytes()],
-    ids=["empty", "text", "broken-zip", "npy-array"],
-)
-def test_a_model_file_that_is_not_an_npz_archive_is_a_model_format_error(
-    tmp_path, content: bytes
-) -> None:
-    path = tmp_path / "model.npz"
-    path.write_bytes(content)
-    with pytest.raises(ModelFormatError, match=r"not an \.npz archive"):
-        LogisticModel.load(path)
 
 
 def _confusion(predicted: np.ndarray, truth: np.ndarray) -> np.ndarray:
