@@ -3,21 +3,24 @@
 from __future__ import annotations
 
 import csv
+import re
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from protocols.context import JobContext, JobParamsError
 from protocols.logistic import (
     METRICS_ROUNDS,
     AlignmentError,
+    ColumnInferenceParams,
+    RowInferenceParams,
     align,
     infer,
     infer_columns,
     logistic_inference_columns,
 )
 from protocols.model import LogisticModel, train
-from protocols.registry import JobContext
 from smpc.errors import FixedPointRangeError, ShapeMismatchError
 from smpc.local import LocalFederation
 
@@ -217,7 +220,7 @@ def test_align_orders_rows_by_the_jobs_pseudonyms_and_names_missing_ones() -> No
         align(np.array([1.0, 1.0]), [1], "h1")
 
 
-def _column_job(model, x, ids, outputs, *, probabilities: bool = False):
+def _column_job(model, x, ids, outputs, *, probabilities: bool = False, **extra):
     """The column-split job at 2 holders and the model owner; what each party kept."""
     parties = ("alpha", "beta", "owner")
     names = list(model.feature_names)
@@ -227,28 +230,29 @@ def _column_job(model, x, ids, outputs, *, probabilities: bool = False):
         "holders": {"alpha": names[:10], "beta": names[10:]},
         "id_column": "id",
         "patients": [int(i) for i in ids],
-        # a recipient named here, and not in the job's outputs, must get nothing
-        "recipients": ["owner"],
+        **extra,
     }
     values = {
         "alpha": np.column_stack([ids, x[:, :10]]),
         "beta": np.column_stack([ids, x[:, 10:]]),
     }
+    selections = {"alpha": ("id", *names[:10]), "beta": ("id", *names[10:])}
     contexts = [
         JobContext(
             params=params,
             parties=parties,
             party=p,
-            columns=("id", *(names[:10] if p == "alpha" else names[10:])) if p != "owner" else (),
+            columns=selections.get(p, ()),
             values=values.get(p, np.zeros((0, 0))),
+            selections=selections,
             model=model if p == "owner" else None,
             reveal_probabilities=probabilities,
             outputs=outputs,
         )
         for p in parties
     ]
-    LocalFederation(3).run(logistic_inference_columns, inputs=contexts)
-    return {ctx.party: ctx.delivered for ctx in contexts}
+    done = LocalFederation(3).run(logistic_inference_columns, inputs=contexts)
+    return {ctx.party: dict(out.delivered) for ctx, out in zip(contexts, done.results, strict=True)}
 
 
 def test_column_split_job_delivers_to_the_outputs_recipients_only(data, model) -> None:
@@ -271,3 +275,51 @@ def test_column_split_probabilities_go_where_the_labels_go(data, model) -> None:
             {"labels": ("alpha",), "probabilities": ("owner",)},
             probabilities=True,
         )
+
+
+def test_a_parameter_the_protocol_does_not_take_is_refused(data, model) -> None:
+    x, _, _ = data
+    with pytest.raises(JobParamsError, match=r"params\.recipients is not a parameter"):
+        _column_job(model, x[:20], np.arange(1, 21, dtype=float), {}, recipients=["owner"])
+
+
+@pytest.mark.parametrize(
+    ("changes", "says"),
+    [
+        (
+            {"holders": {"alpha": ["nope"], "beta": ["f1", "f2"]}},
+            "params.holders must hold every model",
+        ),
+        ({"patients": [1, 1]}, "params.patients must list distinct"),
+        ({"label_holder": "alpha"}, "params.label_holder and params.label_column go together"),
+        ({"model_owner": "alpha"}, "params.model_owner must not also hold features"),
+        ({"min_cell_size": 0}, "params.min_cell_size must be a positive integer"),
+    ],
+)
+def test_column_split_parameters_are_checked_on_the_job_alone(changes, says) -> None:
+    names = ["f0", "f1", "f2"]
+    given = {
+        "model_owner": "owner",
+        "features": names,
+        "holders": {"alpha": names[:1], "beta": names[1:]},
+        "id_column": "id",
+        "patients": [1, 2, 3],
+        **changes,
+    }
+    selections = {"alpha": ("id", "f0"), "beta": ("id", "f1", "f2")}
+    with pytest.raises(JobParamsError, match=re.escape(says)):
+        ColumnInferenceParams.from_mapping(given).check_inputs(
+            ("alpha", "beta", "owner"), selections
+        )
+
+
+def test_row_split_parameters_name_a_hospital_selecting_other_columns() -> None:
+    params = RowInferenceParams.from_mapping(
+        {"model_owner": "owner", "features": ["a", "b"], "rows": {"h1": 10, "h2": 12}}
+    )
+    assert params.to_mapping()["rows"] == {"h1": 10, "h2": 12}
+    assert RowInferenceParams.from_mapping(params.to_mapping()) == params
+    with pytest.raises(JobParamsError, match=r"columns of h2 must be \['a', 'b'\]"):
+        params.check_inputs(("h1", "h2", "owner"), {"h1": ("a", "b"), "h2": ("b", "a")})
+    with pytest.raises(JobParamsError, match=r"params\.rows must map hospital names"):
+        RowInferenceParams.from_mapping({"model_owner": "o", "features": ["a"], "rows": {"h": -1}})
