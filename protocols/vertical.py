@@ -91,7 +91,7 @@ class VerticalParams(StatisticsParams):
             raise self.invalid("ids", "must list the patient order the key column is matched to")
         else:
             rows = self.rows
-            if not is_integer(rows) or rows < 0:
+            if rows is None or not is_integer(rows) or rows < 0:
                 raise self.invalid("rows", "(or params.key and params.ids) must give N")
             object.__setattr__(self, "rows", int(rows))
 
