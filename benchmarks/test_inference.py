@@ -26,6 +26,7 @@ import pytest
 from parties.cli.audit import AuditError, find_record
 from parties.client import Client
 from parties.config import DataConfig, MemberConfig
+from parties.data.model_file import save_model
 from parties.ledger.chain_node import CHAIN_DB_FILE
 from parties.ledger.record_store import records_path
 from parties.local.launcher import DATA_PATH, LocalDeployment
@@ -73,7 +74,7 @@ def test_lr_inference_submit_to_result(benchmark, tmp_path: Path, rows: int) -> 
     all_rows = [r for h in HOSPITALS for r in dep.rows[h]]
     x = np.array([[float(v) for v in r[2:]] for r in all_rows])
     model = train(x, np.array([r[1] == "M" for r in all_rows], dtype=float), dep.header[2:])
-    model.save(tmp_path / "model.npz")
+    save_model(model, tmp_path / "model.npz")
     dep.set_data("model-owner", DataConfig("model", tmp_path / "model.npz"))
     features = list(dep.header[2:])
     with dep:

@@ -1,4 +1,4 @@
-"""The analyst's client: build a job, sign it, submit it to every party, get numpy results.
+"""The analyst's client: build a job, check and sign it, submit it, get numpy results.
 
 ::
 
@@ -9,8 +9,15 @@
     result = client.statistics("mean", ["age"], where="age >= 50")
     result["count"], result["mean"]  # or result["suppressed"] is True below the minimum
 
-    job = client.job("stats-mean", "2", inputs={h: ["age"] for h in ("hospital-a", "hospital-b")})
+    spec = protocols.statistics.protocol("stats-mean")
+    job = client.job(spec.name, spec.version, inputs={h: ["age"] for h in ("h-a", "h-b")})
     outcome = client.submit(job)  # the raw outputs, each hospital's shares added up
+
+Every job is checked here before it is signed, by the code the parties run:
+its parameters (the protocol's ``Params``), each filter's syntax, the
+columns it selects, and no text column (one the filter compares with a
+string) where the protocol reads numbers. Such a mistake is a
+``JobParamsError`` naming the field, and nothing is sent.
 
 The client receives one share of each output from every party and adds them;
 a single party's reply reveals nothing.
@@ -28,11 +35,13 @@ import grpc
 import numpy as np
 
 from parties.config import MemberConfig, dns_name
+from parties.data.sources import DataSourceError, Filter, parse_filter
 from parties.jobs.spec import InputSpec, JobSpec, SignedJob, sign_job
 from parties.service import tls, wire_pb2, wire_pb2_grpc
 from parties.service.mesh import MAX_FRAME_BYTES
-from protocols.registry import installed, lookup
-from protocols.statistics import BY_STATISTIC, protocol, summarise
+from protocols import logistic, statistics, vertical
+from protocols.context import JobParamsError, Params, ProtocolSpec
+from protocols.registry import lookup
 from smpc import ring
 from smpc.errors import PeerTimeoutError, ProtocolAbort
 from smpc.fixedpoint import FixedPoint
@@ -74,6 +83,44 @@ def _input_spec(value: object) -> InputSpec:
     return InputSpec(tuple(value))  # type: ignore[arg-type]
 
 
+def _filter(where: str) -> Filter:
+    """The parsed filter; a JobParamsError naming ``where`` if it does not parse."""
+    try:
+        return parse_filter(where)
+    except DataSourceError as exc:
+        raise JobParamsError(f"is not a valid filter: {exc}", "where") from None
+
+
+def check_job(
+    protocol: ProtocolSpec,
+    params: Mapping[str, object] | Params | None,
+    inputs: Mapping[str, InputSpec],
+    parties: Sequence[str],
+) -> Params:
+    """The job's parameters, checked with its inputs before it is signed.
+
+    Everything here is decided from the job alone, as each party decides it
+    again: the protocol's parameters, each filter's syntax, the selected
+    columns, and no column the filter compares with a string (a text
+    column) where the protocol reads numbers. Raises ``JobParamsError``
+    naming the field (``params.<name>``, ``where`` or ``columns``).
+    """
+    typed = protocol.params.from_mapping(params)
+    for spec in inputs.values():
+        if spec.where is None:
+            continue
+        text = _filter(spec.where).text_columns
+        named = [c for c in spec.columns if c in text]
+        if named and not protocol.categorical:
+            raise typed.error(
+                f"include {named[0]!r}, which the filter compares with a string, but "
+                f"{protocol.name} reads numbers",
+                "columns",
+            )
+    typed.check_inputs(parties, {p: spec.columns for p, spec in inputs.items()})
+    return typed
+
+
 class Client:
     """Submits jobs on behalf of one analyst of a federation."""
 
@@ -91,12 +138,13 @@ class Client:
         *,
         inputs: Mapping[str, Sequence[str] | tuple[Sequence[str], str | None]],
         outputs: Mapping[str, Sequence[str]] | None = None,
-        params: Mapping[str, object] | None = None,
+        params: Mapping[str, object] | Params | None = None,
         parties: Sequence[str] | None = None,
         deadline_s: float = 60.0,
         reveal_probabilities: bool = False,
     ) -> JobSpec:
-        """A job spec; ``inputs`` maps a party to its columns or (columns, filter).
+        """A job spec, checked by :func:`check_job`; ``inputs`` maps a party to its columns or
+        (columns, filter), and ``params`` is the protocol's Params or its mapping.
 
         Outputs go to this analyst unless ``outputs`` names other recipients.
         The job's consent scope, the purpose hospitals check their patients'
@@ -104,19 +152,20 @@ class Client:
         """
         specs = {party: _input_spec(value) for party, value in inputs.items()}
         chosen = lookup(protocol, version)
-        declared = chosen.outputs
+        members = tuple(parties if parties is not None else inputs)
+        typed = check_job(chosen, params, specs, members)
         now = int(time.time() * 1000)
         return JobSpec(
             federation=self.member.federation,
-            protocol=protocol,
-            protocol_version=version,
+            protocol=chosen.name,
+            protocol_version=chosen.version,
             analyst=self.member.name,
-            parties=tuple(parties if parties is not None else inputs),
+            parties=members,
             inputs=specs,
-            params=dict(params or {}),
+            params=typed.to_mapping(),
             outputs={
                 k: tuple(v)
-                for k, v in (outputs or {n: [self.member.name] for n in declared}).items()
+                for k, v in (outputs or {n: [self.member.name] for n in chosen.outputs}).items()
             },
             deadline_ms=now + int(deadline_s * 1000),
             created_ms=now,
@@ -144,27 +193,20 @@ class Client:
         all rows go to ``metrics_to`` (this analyst by default; all -1, i.e.
         suppressed, if any cell is below ``min_cell_size``).
         """
-        hospitals = sorted(rows)
-        outputs = {"labels": hospitals}
-        if probabilities:
-            outputs["probabilities"] = hospitals
-        params: dict[str, object] = {
-            "model_owner": model_owner,
-            "rows": {h: int(n) for h, n in rows.items()},
-            "features": list(features),
-            "min_cell_size": int(min_cell_size),
-        }
-        columns = list(features)
-        if label_column is not None:
-            params["label_column"] = label_column
-            outputs["metrics"] = list(metrics_to) or [self.member.name]
-            columns.append(label_column)
+        params = logistic.RowInferenceParams(
+            model_owner=model_owner,
+            features=tuple(features),
+            rows=dict(rows),
+            label_column=label_column,
+            min_cell_size=min_cell_size,
+        )
+        spec = logistic.ROW_SPLIT
         return self.job(
-            "logistic-inference",
-            installed()["logistic-inference"].version,
-            inputs={h: columns for h in hospitals},
-            parties=[*hospitals, model_owner],
-            outputs=outputs,
+            spec.name,
+            spec.version,
+            inputs={h: list(params.columns) for h in params.hospitals},
+            parties=[*params.hospitals, model_owner],
+            outputs=params.outputs(probabilities, list(metrics_to) or [self.member.name]),
             params=params,
             deadline_s=deadline_s,
             reveal_probabilities=probabilities,
@@ -194,34 +236,25 @@ class Client:
         ``label_holder`` and ``label_column``, the confusion counts go to
         ``metrics_to``.
         """
-        parties = sorted({*holders, model_owner})
-        outside = [r for r in recipients if r not in parties]
-        if outside:
-            raise ValueError(f"label recipients must be parties of the job, not {outside}")
-        if (label_holder is None) != (label_column is None):
-            raise ValueError("give both label_holder and label_column, or neither")
-        inputs = {h: [id_column, *cols] for h, cols in holders.items()}
-        outputs = {"labels": list(recipients)}
-        if probabilities:
-            outputs["probabilities"] = list(recipients)
-        params: dict[str, object] = {
-            "model_owner": model_owner,
-            "features": list(features),
-            "holders": {h: list(cols) for h, cols in holders.items()},
-            "id_column": id_column,
-            "patients": [int(p) for p in patients],
-            "min_cell_size": int(min_cell_size),
-        }
-        if label_holder is not None:
-            inputs[label_holder] = [*inputs[label_holder], str(label_column)]
-            params.update(label_holder=label_holder, label_column=label_column)
-            outputs["metrics"] = list(metrics_to) or [self.member.name]
+        params = logistic.ColumnInferenceParams(
+            model_owner=model_owner,
+            features=tuple(features),
+            holders={h: tuple(cols) for h, cols in holders.items()},
+            id_column=id_column,
+            patients=tuple(patients),
+            label_holder=label_holder,
+            label_column=label_column,
+            min_cell_size=min_cell_size,
+        )
+        spec = logistic.COLUMN_SPLIT
         return self.job(
-            "logistic-inference-columns",
-            installed()["logistic-inference-columns"].version,
-            inputs=inputs,
-            parties=parties,
-            outputs=outputs,
+            spec.name,
+            spec.version,
+            inputs={h: list(params.columns(h)) for h in params.holder_names},
+            parties=params.parties(),
+            outputs=params.outputs(
+                recipients, probabilities, list(metrics_to) or [self.member.name]
+            ),
             params=params,
             deadline_s=deadline_s,
             reveal_probabilities=probabilities,
@@ -234,7 +267,7 @@ class Client:
         *,
         where: str | None = None,
         hospitals: Sequence[str] | None = None,
-        params: Mapping[str, object] | None = None,
+        params: Mapping[str, object] | Params | None = None,
         deadline_s: float = 60.0,
     ) -> dict[str, Any]:
         """A joint statistic over the hospitals' selected rows, with disclosure control.
@@ -242,11 +275,12 @@ class Client:
         ``statistic`` is a key of ``protocols.statistics.BY_STATISTIC`` (e.g.
         "count", "sum", "mean", "stdev", "histogram" with
         ``params={"edges": [...]}``, "crosstab" with
-        ``params={"levels": [[...], [...]]}``, "median"); every hospital of the
-        federation takes part unless ``hospitals`` says otherwise. Returns
-        ``protocols.statistics.summarise`` of the outputs (``{"suppressed":
-        True, ...}`` below the minimum cell size) with the job id and its
-        seconds.
+        ``params={"levels": [[...], [...]]}``, "median"); ``params`` may also be
+        the protocol's Params (e.g. ``protocols.tables.HistogramParams``).
+        Every hospital of the federation takes part unless ``hospitals`` says
+        otherwise. Returns ``protocols.statistics.describe`` of the outputs
+        (``{"suppressed": True, ...}`` below the minimum cell size) with the
+        job id and its seconds.
         """
         summary, _ = self.statistics_outcome(
             statistic,
@@ -265,31 +299,26 @@ class Client:
         *,
         where: str | None = None,
         hospitals: Sequence[str] | None = None,
-        params: Mapping[str, object] | None = None,
+        params: Mapping[str, object] | Params | None = None,
         deadline_s: float = 60.0,
     ) -> tuple[dict[str, Any], JobOutcome]:
         """:meth:`statistics`, and the job's outcome with each party's costs."""
-        name = BY_STATISTIC.get(statistic)
-        if name is None:
-            raise ValueError(
-                f"unknown statistic {statistic!r}; choose one of {', '.join(sorted(BY_STATISTIC))}"
-            )
-        chosen = dict(params or {})
-        if statistic == "median":
-            chosen.setdefault("probabilities", [0.5])
+        spec = statistics.statistic_protocol(statistic)
+        typed = statistics.job_params(statistic, params)
         if hospitals is None:
             hospitals = [p.name for p in self.member.computing_peers if p.role == "hospital"]
         job = self.job(
-            name,
-            protocol(name).version,
+            spec.name,
+            spec.version,
             inputs={h: (list(columns), where) for h in hospitals},
-            params=chosen,
+            params=typed,
             deadline_s=deadline_s,
         )
         outcome = self.submit(job)
-        summary = summarise(name, outcome.outputs)
-        if statistic == "median" and "quantiles" in summary:
-            summary["median"] = float(summary["quantiles"][0])
+        present = _filter(where).present_columns if where is not None else frozenset()
+        summary = statistics.describe(
+            statistic, outcome.outputs, complete=bool(columns) and present.issuperset(columns)
+        )
         return {**summary, "job": outcome.job, "seconds": outcome.seconds}, outcome
 
     def column_split(
@@ -307,26 +336,16 @@ class Client:
         puts its rows in the order of the patient ``ids`` found in its ``key``
         column (the order travels with the job and is public).
         """
-        names = {
-            "correlation": "stats-correlation-vertical",
-            "covariance": "stats-covariance-vertical",
-        }
-        if statistic not in names:
-            raise ValueError("column-split statistics are 'correlation' and 'covariance'")
-        name = names[statistic]
+        spec = statistics.statistic_protocol(statistic, column_split=True)
+        params = vertical.VerticalParams(
+            columns={h: tuple(cols) for h, cols in columns.items()}, key=key, ids=tuple(ids)
+        )
         job = self.job(
-            name,
-            protocol(name).version,
-            inputs={h: [key, *cols] for h, cols in columns.items()},
-            params={
-                "columns": {h: list(cols) for h, cols in columns.items()},
-                "key": key,
-                "ids": [int(i) for i in ids],
-            },
-            deadline_s=deadline_s,
+            spec.name, spec.version, inputs=params.inputs(), params=params, deadline_s=deadline_s
         )
         outcome = self.submit(job)
-        return {**summarise(name, outcome.outputs), "job": outcome.job, "seconds": outcome.seconds}
+        summary = statistics.describe(statistic, outcome.outputs, column_split=True)
+        return {**summary, "job": outcome.job, "seconds": outcome.seconds}
 
     def submit(self, spec: JobSpec) -> JobOutcome:
         """Sign ``spec``, send it to every party at once, and decode the outputs sent to us."""

@@ -672,12 +672,13 @@ def _member_data(
 
 def _check_source(name: str, config: DataConfig) -> None:
     """Open a member's source (or model) once; a FederationError naming it if that fails."""
+    from parties.data.model_file import load_model
     from parties.data.sources import open_source
-    from protocols.model import LogisticModel
 
     try:
         if config.kind == "model":
-            LogisticModel.load(config.path)  # type: ignore[arg-type]
+            assert config.path is not None  # a model config always names its file
+            load_model(config.path)
             return
         columns = open_source(config).columns
     except SMPCError as exc:

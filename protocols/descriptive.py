@@ -22,17 +22,17 @@ from __future__ import annotations
 
 import numpy as np
 
+from protocols.context import JobContext, Outcome
 from protocols.disclosure import (
     PolicyRefused,
-    StatisticsParamsError,
+    StatisticsParams,
     agree,
-    check_same_selection,
     check_values,
     complete_rows,
     gate,
+    job_params,
     small_contribution,
 )
-from protocols.registry import JobContext
 from smpc import compare
 from smpc.runtime import Runtime
 from smpc.shares import SharedTensor, concatenate
@@ -65,14 +65,11 @@ def check_frac_bits(rt: Runtime) -> None:
 def local_rows(rt: Runtime, ctx: JobContext, *, bounded: bool = True) -> tuple[np.ndarray, int]:
     """This party's complete rows of the requested columns and how many it dropped.
 
-    Every party must select the same columns (checked first, on the signed
-    job, so a mismatch stops every party before any share). The dry run that
-    plans a job needs only shapes, which do not depend on the rows, so it
-    skips the local work and sees no rows.
+    Call it after :func:`~protocols.disclosure.job_params`, which checks the
+    selection on the signed job. The dry run that plans a job needs only
+    shapes, which do not depend on the rows, so it skips the local work and
+    sees no rows.
     """
-    check_same_selection(ctx)
-    if not ctx.columns:
-        raise StatisticsParamsError(f"{ctx.party}: the job selects no column")
     if rt.planning:
         return np.zeros((0, len(ctx.columns))), 0
     rows, dropped = complete_rows(np.asarray(ctx.values, dtype=np.float64))
@@ -95,7 +92,7 @@ def _as_scale(rt: Runtime, x: SharedTensor, scale: int) -> SharedTensor:
     return rt.shared(np.ascontiguousarray(x.share), scale)
 
 
-def count(rt: Runtime, ctx: JobContext) -> dict[str, SharedTensor]:
+def count(rt: Runtime, ctx: JobContext) -> Outcome:
     """Outputs ``count`` and ``dropped``: the pooled number of complete rows; 10 rounds.
 
     Reveals to the job's recipients: the pooled count if it reaches m (else 0)
@@ -105,14 +102,15 @@ def count(rt: Runtime, ctx: JobContext) -> dict[str, SharedTensor]:
     Rounds: policies 1, input 1, comparison 8.
     """
     check_frac_bits(rt)
+    job_params(ctx, StatisticsParams)
     rows, dropped = local_rows(rt, ctx, bounded=False)
     m = agree(rt, ctx)
     pooled = pooled_integers(rt, np.array([len(rows), dropped, small_contribution(len(rows), m)]))
     _, (kept,) = gate(rt, pooled[:2], m, [(pooled[:2], None)], pooled[2:])
-    return {"count": kept[:1], "dropped": kept[1:]}
+    return Outcome({"count": kept[:1], "dropped": kept[1:]})
 
 
-def total(rt: Runtime, ctx: JobContext) -> dict[str, SharedTensor]:
+def total(rt: Runtime, ctx: JobContext) -> Outcome:
     """Outputs ``count``, ``dropped`` and ``sum`` (per column); 10 rounds.
 
     Reveals to the job's recipients: the pooled count and per-column sums if
@@ -121,6 +119,7 @@ def total(rt: Runtime, ctx: JobContext) -> dict[str, SharedTensor]:
     bits. Nothing to the computing parties but m.
     """
     check_frac_bits(rt)
+    job_params(ctx, StatisticsParams)
     rows, dropped = local_rows(rt, ctx)
     m = agree(rt, ctx)
     sums = rows.sum(axis=0) if len(rows) else np.zeros(len(ctx.columns))
@@ -128,14 +127,12 @@ def total(rt: Runtime, ctx: JobContext) -> dict[str, SharedTensor]:
     pooled = pooled_integers(rt, np.concatenate([head, fixed(sums, SUM_BITS)]))
     counts = pooled[:2]
     _, (kept, sum_kept) = gate(rt, counts, m, [(counts, None), (pooled[3:], 0)], pooled[2:3])
-    return {
-        "count": kept[:1],
-        "dropped": kept[1:],
-        "sum": _as_scale(rt, sum_kept, rt.fxp.frac_bits),
-    }
+    return Outcome(
+        {"count": kept[:1], "dropped": kept[1:], "sum": _as_scale(rt, sum_kept, rt.fxp.frac_bits)}
+    )
 
 
-def moments(rt: Runtime, ctx: JobContext, *, matrix: bool) -> dict[str, SharedTensor]:
+def moments(rt: Runtime, ctx: JobContext, *, matrix: bool) -> Outcome:
     """Outputs ``count``, ``dropped``, ``mean`` and ``pvariance`` (or ``pcovariance``).
 
     Population variance (``matrix=False``, per column) or population
@@ -169,6 +166,7 @@ def moments(rt: Runtime, ctx: JobContext, *, matrix: bool) -> dict[str, SharedTe
     :func:`count`; to the computing parties: m and N (or 0 if suppressed).
     """
     check_frac_bits(rt)
+    job_params(ctx, StatisticsParams)
     rows, dropped = local_rows(rt, ctx)
     p = len(ctx.columns)
     m = agree(rt, ctx)
@@ -210,15 +208,17 @@ def moments(rt: Runtime, ctx: JobContext, *, matrix: bool) -> dict[str, SharedTe
         spread = spread + rt.shared(sq, 0)
     name = "pcovariance" if matrix else "pvariance"
     shape = (p, p) if matrix else (p,)
-    return {
-        "count": kept[:1],
-        "dropped": kept[1:],
-        "mean": _as_scale(rt, pooled[p : 2 * p], MOMENT_BITS),
-        name: _as_scale(rt, spread.reshape(*shape), MOMENT_BITS),
-    }
+    return Outcome(
+        {
+            "count": kept[:1],
+            "dropped": kept[1:],
+            "mean": _as_scale(rt, pooled[p : 2 * p], MOMENT_BITS),
+            name: _as_scale(rt, spread.reshape(*shape), MOMENT_BITS),
+        }
+    )
 
 
-def variance(rt: Runtime, ctx: JobContext) -> dict[str, SharedTensor]:
+def variance(rt: Runtime, ctx: JobContext) -> Outcome:
     """Per-column population variance (see :func:`moments`); 15 rounds.
 
     Reveals to the job's recipients: N, the means and the population
@@ -228,7 +228,7 @@ def variance(rt: Runtime, ctx: JobContext) -> dict[str, SharedTensor]:
     return moments(rt, ctx, matrix=False)
 
 
-def covariance(rt: Runtime, ctx: JobContext) -> dict[str, SharedTensor]:
+def covariance(rt: Runtime, ctx: JobContext) -> Outcome:
     """Population covariance matrix of the columns (see :func:`moments`); 15 rounds.
 
     Reveals to the job's recipients: N, the means and the population
@@ -238,7 +238,7 @@ def covariance(rt: Runtime, ctx: JobContext) -> dict[str, SharedTensor]:
     return moments(rt, ctx, matrix=True)
 
 
-def extremes(rt: Runtime, ctx: JobContext) -> dict[str, SharedTensor]:
+def extremes(rt: Runtime, ctx: JobContext) -> Outcome:
     """Outputs ``count``, ``dropped``, ``min`` and ``max`` per column, where every policy allows.
 
     A minimum or a maximum is one patient's value, so each party refuses
@@ -258,6 +258,7 @@ def extremes(rt: Runtime, ctx: JobContext) -> dict[str, SharedTensor]:
     check_frac_bits(rt)
     if not ctx.allow_min_max:
         raise PolicyRefused("this party's policy does not permit a minimum or maximum")
+    job_params(ctx, StatisticsParams)
     rows, dropped = local_rows(rt, ctx)
     p = len(ctx.columns)
     m = agree(rt, ctx)
@@ -281,9 +282,6 @@ def extremes(rt: Runtime, ctx: JobContext) -> dict[str, SharedTensor]:
         winners = [best[j * 2 * p : (j + 1) * 2 * p] for j in range(pairs)]
         contenders = winners + contenders[2 * pairs :]
     _, (kept, ends_kept) = gate(rt, counts, m, [(counts, None), (contenders[0], 0)], totals[2:])
-    return {
-        "count": kept[:1],
-        "dropped": kept[1:],
-        "min": -ends_kept[:p],
-        "max": ends_kept[p:],
-    }
+    return Outcome(
+        {"count": kept[:1], "dropped": kept[1:], "min": -ends_kept[:p], "max": ends_kept[p:]}
+    )

@@ -25,13 +25,13 @@ from __future__ import annotations
 import hashlib
 import statistics
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, ClassVar, TypeVar
 
 import numpy as np
 
-from protocols.registry import JobContext, JobParamsError
+from protocols.context import JobContext, JobParamsError, Params
 from smpc import compare
 from smpc.errors import SMPCError
 from smpc.shares import SharedTensor
@@ -39,6 +39,8 @@ from smpc.steps import drive, lockstep, products
 
 if TYPE_CHECKING:
     from smpc.runtime import Runtime
+
+_P = TypeVar("_P", bound="StatisticsParams")
 
 REFUSAL = "contribution below the minimum cohort size"
 """The one reason a party gives for a small own contribution: it must not reveal the count."""
@@ -68,6 +70,25 @@ class StatisticsInputError(SMPCError, statistics.StatisticsError):
 
 class StatisticsParamsError(StatisticsInputError, JobParamsError):
     """The job's parameters or columns do not fit the statistic (the job alone decides it)."""
+
+
+@dataclass(frozen=True)
+class StatisticsParams(Params):
+    """Parameters of a row-split statistic; this base takes none beyond the columns.
+
+    Every party selects the same columns (:func:`same_selection`); a
+    subclass says which columns its statistic takes in :meth:`check_columns`.
+    """
+
+    error: ClassVar[type[JobParamsError]] = StatisticsParamsError
+
+    def check_columns(self, columns: Sequence[str]) -> None:
+        """Raise StatisticsParamsError if the statistic cannot take ``columns``."""
+        if not columns:
+            raise StatisticsParamsError("must name at least one column", "columns")
+
+    def check_inputs(self, parties: Sequence[str], selections: Mapping[str, Sequence[str]]) -> None:
+        self.check_columns(same_selection(parties, selections))
 
 
 @dataclass(frozen=True)
@@ -118,28 +139,52 @@ def agree(
     return agree_policy(rt, ctx, extra, same_columns=same_columns).min_cell_size
 
 
-def check_same_selection(ctx: JobContext) -> None:
-    """Every party of the job selects the same columns, as the signed job says.
+def same_selection(
+    parties: Sequence[str], selections: Mapping[str, Sequence[str]]
+) -> tuple[str, ...]:
+    """The columns every party selects, as the signed job says; an error naming a party if not.
 
-    Decided from the job itself, which every party holds, so each party stops
-    with the same error (naming first a party without input, else the first
-    whose columns differ from those most parties select) before its dry run,
-    its dealer request or any share. It names a party, never a count or a shape.
+    Names first a party without input, else the first whose columns differ
+    from those most parties select. It names a party, never a count or a shape.
     """
-    if not ctx.selections:
-        return
-    chosen = [tuple(ctx.selections.get(party, ())) for party in ctx.parties]
-    for party, columns in zip(ctx.parties, chosen, strict=True):
+    chosen = [tuple(selections.get(party, ())) for party in parties]
+    for party, columns in zip(parties, chosen, strict=True):
         if not columns:
             raise StatisticsParamsError(
                 f"every party must select the same columns; {party} selects none"
             )
+    if not chosen:
+        return ()
     usual = Counter(chosen).most_common(1)[0][0]
-    for party, columns in zip(ctx.parties, chosen, strict=True):
+    for party, columns in zip(parties, chosen, strict=True):
         if columns != usual:
             raise StatisticsParamsError(
                 f"every party must select the same columns; {party} selects other ones"
             )
+    return usual
+
+
+def check_same_selection(ctx: JobContext) -> None:
+    """Every party of the job selects the same columns, as the signed job says.
+
+    Decided from the job itself, which every party holds, so each party stops
+    with the same error before its dry run, its dealer request or any share
+    (see :func:`same_selection`).
+    """
+    if ctx.selections:
+        same_selection(ctx.parties, ctx.selections)
+
+
+def job_params(ctx: JobContext, kind: type[_P]) -> _P:
+    """The job's parameters of statistic ``kind``, checked with the columns every party selects.
+
+    Decided from the signed job alone, so every party stops with the same
+    StatisticsParamsError, before its dry run, its dealer request or any share.
+    """
+    check_same_selection(ctx)
+    params = kind.from_mapping(ctx.params)
+    params.check_columns(ctx.columns)
+    return params
 
 
 def complete_rows(values: np.ndarray) -> tuple[np.ndarray, int]:

@@ -43,12 +43,22 @@ any round.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 
 import numpy as np
 
+from protocols.context import (
+    JobContext,
+    JobParamsError,
+    Outcome,
+    Params,
+    ProtocolSpec,
+    is_integer,
+    is_number,
+    plain_number,
+)
 from protocols.model import LogisticModel
-from protocols.registry import JobContext, JobParamsError, ProtocolSpec
 from smpc import approx, compare
 from smpc.errors import ShapeMismatchError, SMPCError
 from smpc.runtime import Runtime
@@ -262,9 +272,173 @@ def infer_columns(
     return {k: v.reshape(-1) for k, v in opened.items() if v is not None}, cells
 
 
-def _min_cell_size(ctx: JobContext) -> int:
+def _name(value: object) -> bool:
+    return isinstance(value, str) and bool(value)
+
+
+def _names(value: object) -> tuple[str, ...] | None:
+    if isinstance(value, str) or not isinstance(value, list | tuple) or not value:
+        return None
+    return tuple(value) if all(_name(v) for v in value) else None
+
+
+@dataclass(frozen=True)
+class _InferenceParams(Params):
+    """What both inference jobs take: the model owner, the model's features, the metrics' m."""
+
+    model_owner: str
+    features: tuple[str, ...]
+    label_column: str | None = None
+    min_cell_size: int = 5
+
+    def __post_init__(self) -> None:
+        if not _name(self.model_owner):
+            raise self.invalid("model_owner", "must name the party that holds the model")
+        features = _names(self.features)
+        if features is None or len(set(features)) != len(features):
+            raise self.invalid("features", "must list the model's distinct feature names")
+        object.__setattr__(self, "features", features)
+        if self.label_column is not None and not _name(self.label_column):
+            raise self.invalid("label_column", "must name a 0/1 column")
+        if not is_integer(self.min_cell_size) or self.min_cell_size < 1:
+            raise self.invalid("min_cell_size", "must be a positive integer")
+        object.__setattr__(self, "min_cell_size", int(self.min_cell_size))
+
+    def _check_parties(self, parties: Sequence[str], holders: Sequence[str]) -> None:
+        if self.model_owner not in parties:
+            raise self.invalid("model_owner", "must be a party of the job")
+        if self.model_owner in holders:
+            raise self.invalid("model_owner", "must not also hold features")
+        outside = [h for h in holders if h not in parties]
+        if outside:
+            raise self.error(f"are not parties of the job: {outside}", "hospitals")
+
+    def _check_selection(
+        self, selections: Mapping[str, Sequence[str]], party: str, expected: Sequence[str]
+    ) -> None:
+        if tuple(selections.get(party, ())) != tuple(expected):
+            raise self.error(f"of {party} must be {list(expected)}", "columns")
+
+
+@dataclass(frozen=True)
+class RowInferenceParams(_InferenceParams):
+    """Row split: ``rows`` declares each scoring hospital's row count (public).
+
+    Every hospital selects the ``features``, then ``label_column`` if given.
+    """
+
+    rows: Mapping[str, int] | None = None
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        rows = self.rows
+        if not isinstance(rows, Mapping) or not rows:
+            raise self.invalid("rows", "must give each scoring hospital's row count")
+        if not all(_name(h) and is_integer(n) and n >= 0 for h, n in rows.items()):
+            raise self.invalid("rows", "must map hospital names to non-negative row counts")
+        object.__setattr__(self, "rows", {h: int(n) for h, n in rows.items()})
+
+    @property
+    def hospitals(self) -> list[str]:
+        """The scoring hospitals, sorted."""
+        return sorted(self.rows or {})
+
+    @property
+    def columns(self) -> tuple[str, ...]:
+        """What every hospital selects: the features, then the label column if any."""
+        return self.features + ((self.label_column,) if self.label_column is not None else ())
+
+    def outputs(self, probabilities: bool, metrics_to: Sequence[str]) -> dict[str, list[str]]:
+        """Labels (and probabilities) to the hospitals; metrics to ``metrics_to``."""
+        outputs = {"labels": self.hospitals}
+        if probabilities:
+            outputs["probabilities"] = self.hospitals
+        if self.label_column is not None:
+            outputs["metrics"] = list(metrics_to)
+        return outputs
+
+    def check_inputs(self, parties: Sequence[str], selections: Mapping[str, Sequence[str]]) -> None:
+        self._check_parties(parties, self.hospitals)
+        for hospital in self.hospitals:
+            self._check_selection(selections, hospital, self.columns)
+
+
+@dataclass(frozen=True)
+class ColumnInferenceParams(_InferenceParams):
+    """Column split: ``holders`` maps each hospital to the features it holds.
+
+    Every holder selects ``id_column`` (a study pseudonym) and its features;
+    ``patients`` gives the row order; the ``label_holder`` also selects
+    ``label_column`` last.
+    """
+
+    holders: Mapping[str, tuple[str, ...]] | None = None
+    id_column: str | None = None
+    patients: tuple[int | float, ...] = ()
+    label_holder: str | None = None
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        holders = self.holders
+        if not isinstance(holders, Mapping) or not holders:
+            raise self.invalid("holders", "must map each hospital to the features it holds")
+        held = {str(h): _names(cols) for h, cols in holders.items()}
+        if any(cols is None for cols in held.values()):
+            raise self.invalid("holders", "must give each hospital a list of feature names")
+        order = [c for cols in held.values() for c in cols or ()]
+        if sorted(order) != sorted(self.features):
+            raise self.invalid("holders", "must hold every model feature exactly once")
+        object.__setattr__(self, "holders", held)
+        if not _name(self.id_column):
+            raise self.invalid("id_column", "must name the study pseudonym column")
+        patients = self.patients
+        if isinstance(patients, str) or not isinstance(patients, list | tuple):
+            raise self.invalid("patients", "must list the patients' pseudonyms in row order")
+        if not all(is_number(v) for v in patients) or len(set(patients)) != len(patients):
+            raise self.invalid("patients", "must list distinct numeric pseudonyms")
+        object.__setattr__(self, "patients", tuple(plain_number(v) for v in patients))
+        if (self.label_holder is None) != (self.label_column is None):
+            raise self.invalid("label_holder", "and params.label_column go together")
+        if self.label_holder is not None and self.label_holder not in held:
+            raise self.invalid("label_holder", "must be one of the holders")
+
+    @property
+    def holder_names(self) -> list[str]:
+        """The feature holders, sorted."""
+        return sorted(self.holders or {})
+
+    def parties(self) -> list[str]:
+        """The job's parties: the holders and the model owner, sorted."""
+        return sorted({*self.holder_names, self.model_owner})
+
+    def columns(self, holder: str) -> tuple[str, ...]:
+        """What ``holder`` selects: the pseudonym, its features, the label column if it holds it."""
+        label = (self.label_column,) if holder == self.label_holder else ()
+        return (str(self.id_column), *(self.holders or {})[holder], *label)
+
+    def outputs(
+        self, recipients: Sequence[str], probabilities: bool, metrics_to: Sequence[str]
+    ) -> dict[str, list[str]]:
+        """Labels (and probabilities) to ``recipients`` (parties of the job); metrics as asked."""
+        outside = [r for r in recipients if r not in self.parties()]
+        if outside:
+            raise self.error(f"must be parties of the job, not {outside}", "outputs.labels")
+        outputs = {"labels": list(recipients)}
+        if probabilities:
+            outputs["probabilities"] = list(recipients)
+        if self.label_holder is not None:
+            outputs["metrics"] = list(metrics_to)
+        return outputs
+
+    def check_inputs(self, parties: Sequence[str], selections: Mapping[str, Sequence[str]]) -> None:
+        self._check_parties(parties, self.holder_names)
+        for holder in self.holder_names:
+            self._check_selection(selections, holder, self.columns(holder))
+
+
+def _min_cell_size(ctx: JobContext, params: _InferenceParams) -> int:
     """The job's minimum cell size; a party whose own policy asks for more refuses the job."""
-    m = int(ctx.params.get("min_cell_size", 5))
+    m = params.min_cell_size
     if m < ctx.min_cell_size:
         raise ValueError(
             f"the job's minimum cell size {m} is below {ctx.party}'s policy {ctx.min_cell_size}"
@@ -272,38 +446,31 @@ def _min_cell_size(ctx: JobContext) -> int:
     return m
 
 
-def _check_model(ctx: JobContext, model: LogisticModel | None, features: tuple[str, ...]) -> None:
+def _check_model(model: LogisticModel | None, features: tuple[str, ...]) -> None:
     if model is not None and tuple(model.feature_names) != features:
         raise ShapeMismatchError("the model's feature names differ from the job's features")
 
 
-def logistic_inference(rt: Runtime, ctx: JobContext) -> dict[str, SharedTensor]:
+def logistic_inference(rt: Runtime, ctx: JobContext) -> Outcome:
     """Row split as a job: labels delivered to each hospital, metrics returned for the recipients.
 
-    ``params``: ``model_owner`` (a party name), ``rows`` ({hospital: row
-    count}, declared public), ``features`` (the model's feature names, in
-    order); optional ``label_column`` (every hospital then selects it after
-    the features, and the confusion table is the ``metrics`` output) and
-    ``min_cell_size`` (default 5; at least every party's policy).
-    Probabilities are revealed only if the job's flag asks for them.
+    Parameters: :class:`RowInferenceParams`. Reveals to each hospital its own
+    rows' labels (and probabilities only if the job's flag asks for them);
+    with a label column, the confusion counts (or all -1) to the job's
+    ``metrics`` recipients.
     """
-    params = ctx.params
+    params = RowInferenceParams.from_mapping(ctx.params)
+    params.check_inputs(ctx.parties, ctx.selections)
     names = ctx.parties
-    owner = names.index(str(params["model_owner"]))
-    rows = {str(h): int(n) for h, n in dict(params["rows"]).items()}
-    hospitals = [names.index(h) for h in sorted(rows)]
-    counts = [rows[names[h]] for h in hospitals]
-    features = tuple(str(f) for f in params["features"])
-    label = params.get("label_column")
-    m = _min_cell_size(ctx)
+    owner = names.index(params.model_owner)
+    hospitals = [names.index(h) for h in params.hospitals]
+    counts = [(params.rows or {})[h] for h in params.hospitals]
+    m = _min_cell_size(ctx, params)
     for output in ("labels", "probabilities") if ctx.reveal_probabilities else ("labels",):
         if set(ctx.recipients(output)) != set(hospitals):
             raise JobParamsError(f"the job's {output} must go to exactly the scoring hospitals")
     model = ctx.model if rt.party == owner else None
-    _check_model(ctx, model, features)
-    expected = features + ((str(label),) if label is not None else ())
-    if rt.party in hospitals and ctx.columns != expected:
-        raise ShapeMismatchError("this hospital's columns differ from the model's features")
+    _check_model(model, params.features)
     got, cells = infer(
         rt,
         owner,
@@ -311,14 +478,12 @@ def logistic_inference(rt: Runtime, ctx: JobContext) -> dict[str, SharedTensor]:
         hospitals,
         counts,
         ctx.values if rt.party in hospitals else None,
-        len(features),
+        len(params.features),
         probabilities=ctx.reveal_probabilities,
-        truth=label is not None,
+        truth=params.label_column is not None,
         min_cell_size=m,
     )
-    if got is not None:
-        ctx.delivered.update(got)
-    return {} if cells is None else {"metrics": cells}
+    return Outcome({} if cells is None else {"metrics": cells}, got or {})
 
 
 def align(ids: np.ndarray, patients: Sequence[float], party: str) -> np.ndarray:
@@ -338,83 +503,66 @@ def align(ids: np.ndarray, patients: Sequence[float], party: str) -> np.ndarray:
     return order[at]
 
 
-def logistic_inference_columns(rt: Runtime, ctx: JobContext) -> dict[str, SharedTensor]:
+def logistic_inference_columns(rt: Runtime, ctx: JobContext) -> Outcome:
     """Column split as a job: every row's label to the named parties, metrics for the recipients.
 
-    ``params``: ``model_owner``; ``features`` (the model's names, in order);
-    ``holders`` ({hospital: the feature names it holds}); ``id_column`` (a
-    study pseudonym column every holder selects first) and ``patients``
-    (pseudonyms, the row order); optional ``label_holder`` with
-    ``label_column`` (selected last) for the ``metrics`` output, and
-    ``min_cell_size``. The labels (and probabilities) go to the recipients the
-    job's ``outputs`` name for them, and to no one else.
+    Parameters: :class:`ColumnInferenceParams`. The labels (and probabilities
+    if the job's flag asks for them) go to the recipients the job's
+    ``outputs`` name for them, and to no one else. Reveals, with a label
+    holder, the confusion counts (or all -1) to the ``metrics`` recipients.
     """
-    params = ctx.params
+    params = ColumnInferenceParams.from_mapping(ctx.params)
+    params.check_inputs(ctx.parties, ctx.selections)
     names = ctx.parties
-    owner = names.index(str(params["model_owner"]))
-    features = tuple(str(f) for f in params["features"])
-    held = {str(h): [str(c) for c in cols] for h, cols in dict(params["holders"]).items()}
-    holders = sorted(held)
-    unknown = [c for cols in held.values() for c in cols if c not in features]
-    if unknown:
-        raise ShapeMismatchError(f"holders name columns the model does not have: {unknown}")
-    columns = [[features.index(c) for c in held[h]] for h in holders]
-    label_holder = params.get("label_holder")
-    label = params.get("label_column")
-    patients = list(params["patients"])
-    m = _min_cell_size(ctx)
+    owner = names.index(params.model_owner)
+    holders = params.holder_names
+    held = params.holders or {}
+    columns = [[params.features.index(c) for c in held[h]] for h in holders]
+    m = _min_cell_size(ctx, params)
     recipients = ctx.recipients("labels")
     if ctx.reveal_probabilities and set(ctx.recipients("probabilities")) != set(recipients):
         raise JobParamsError("the job's probabilities must go to the recipients of its labels")
     model = ctx.model if rt.party == owner else None
-    _check_model(ctx, model, features)
+    _check_model(model, params.features)
     me = names[rt.party]
     block = None
     if me in held:
-        expected = (
-            str(params["id_column"]),
-            *held[me],
-            *([str(label)] if me == label_holder else []),
-        )
-        if ctx.columns != expected:
-            raise ShapeMismatchError(f"{me} selected {ctx.columns}, the job expects {expected}")
-        block = ctx.values[align(ctx.values[:, 0], patients, me), 1:]
+        block = ctx.values[align(ctx.values[:, 0], params.patients, me), 1:]
     got, cells = infer_columns(
         rt,
         owner,
         model,
         [names.index(h) for h in holders],
         columns,
-        len(patients),
+        len(params.patients),
         block,
         recipients,
         probabilities=ctx.reveal_probabilities,
-        truth_holder=None if label_holder is None else names.index(str(label_holder)),
+        truth_holder=None if params.label_holder is None else names.index(params.label_holder),
         min_cell_size=m,
     )
-    if got is not None:
-        ctx.delivered.update(got)
-    return {} if cells is None else {"metrics": cells}
+    return Outcome({} if cells is None else {"metrics": cells}, got or {})
 
 
-PROTOCOLS = (
-    ProtocolSpec(
-        "logistic-inference",
-        "3",
-        logistic_inference,
-        ("labels", "probabilities", "metrics"),
-        "each hospital's own rows' labels (and probabilities if the job says so), to it only; "
-        "with a label column, the confusion counts or 'suppressed' to the metrics recipients",
-        scope="model-inference",
-    ),
-    ProtocolSpec(
-        "logistic-inference-columns",
-        "2",
-        logistic_inference_columns,
-        ("labels", "probabilities", "metrics"),
-        "every aligned row's label (and probabilities if the job says so) to the recipients "
-        "the job's outputs name; with a label holder, the confusion counts or 'suppressed' to "
-        "the metrics recipients",
-        scope="model-inference",
-    ),
+ROW_SPLIT = ProtocolSpec(
+    "logistic-inference",
+    "3",
+    logistic_inference,
+    ("labels", "probabilities", "metrics"),
+    "each hospital's own rows' labels (and probabilities if the job says so), to it only; "
+    "with a label column, the confusion counts or 'suppressed' to the metrics recipients",
+    params=RowInferenceParams,
+    scope="model-inference",
 )
+COLUMN_SPLIT = ProtocolSpec(
+    "logistic-inference-columns",
+    "2",
+    logistic_inference_columns,
+    ("labels", "probabilities", "metrics"),
+    "every aligned row's label (and probabilities if the job says so) to the recipients "
+    "the job's outputs name; with a label holder, the confusion counts or 'suppressed' to "
+    "the metrics recipients",
+    params=ColumnInferenceParams,
+    scope="model-inference",
+)
+PROTOCOLS = (ROW_SPLIT, COLUMN_SPLIT)

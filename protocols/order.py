@@ -47,23 +47,27 @@ N itself stays secret from the computing parties.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
+from dataclasses import dataclass
 from fractions import Fraction
 
 import numpy as np
 
+from protocols.context import JobContext, Outcome, is_integer, is_number
 from protocols.descriptive import check_frac_bits, local_rows, pooled_integers
 from protocols.disclosure import (
     VALUE_BOUND,
+    StatisticsParams,
     StatisticsParamsError,
     agree_policy,
     gate,
+    job_params,
     public,
     small_contribution,
 )
-from protocols.registry import JobContext
 from smpc import compare
 from smpc.runtime import Runtime
-from smpc.shares import SharedTensor, concatenate
+from smpc.shares import concatenate
 
 STEP_BITS = 4
 """Bits of the grid index resolved per step: 2^4 - 1 = 15 thresholds per quantile."""
@@ -83,36 +87,52 @@ def rounds(bits: int = DEFAULT_BITS) -> int:
     return 11 + 10 * math.ceil(bits / STEP_BITS)
 
 
-def _params(ctx: JobContext) -> tuple[list[Fraction], float, float, int]:
-    qs = ctx.params.get("probabilities", list(DEFAULT_PROBABILITIES))
-    if not isinstance(qs, list | tuple) or not qs:
-        raise StatisticsParamsError("params.probabilities must list at least one probability")
-    fractions = []
-    for q in qs:
-        if isinstance(q, bool) or not isinstance(q, int | float) or not 0 < q < 1:
-            raise StatisticsParamsError("each probability must lie strictly between 0 and 1")
-        fraction = Fraction(q).limit_denominator(DENOMINATOR)
-        if not 0 < fraction < 1:
-            raise StatisticsParamsError(
-                f"each probability must lie in [1/{DENOMINATOR}, 1 - 1/{DENOMINATOR}]"
-            )
-        fractions.append(fraction)
-    bounds = ctx.params.get("range", [-VALUE_BOUND, VALUE_BOUND])
-    if (
-        not isinstance(bounds, list | tuple)
-        or len(bounds) != 2
-        or not all(isinstance(v, int | float) and not isinstance(v, bool) for v in bounds)
-    ):
-        raise StatisticsParamsError("params.range must be two numbers lo < hi")
-    lo, hi = bounds
-    if not (math.isfinite(lo) and math.isfinite(hi) and lo < hi):
-        raise StatisticsParamsError("params.range must be two finite numbers lo < hi")
-    if max(abs(lo), abs(hi)) > VALUE_BOUND:
-        raise StatisticsParamsError(f"params.range must lie within +-{VALUE_BOUND:g}")
-    bits = ctx.params.get("bits", DEFAULT_BITS)
-    if isinstance(bits, bool) or not isinstance(bits, int) or not 1 <= bits <= MAX_BITS:
-        raise StatisticsParamsError(f"params.bits must be an integer from 1 to {MAX_BITS}")
-    return fractions, float(lo), float(hi), bits
+@dataclass(frozen=True)
+class QuantileParams(StatisticsParams):
+    """``probabilities`` in (0, 1), the search ``range`` [lo, hi] and the grid's ``bits``."""
+
+    probabilities: tuple[float, ...] = DEFAULT_PROBABILITIES
+    range: tuple[float, float] = (-VALUE_BOUND, VALUE_BOUND)
+    bits: int = DEFAULT_BITS
+
+    def __post_init__(self) -> None:
+        qs = self.probabilities
+        if isinstance(qs, str) or not isinstance(qs, list | tuple) or not qs:
+            raise self.invalid("probabilities", "must list at least one probability")
+        for q in qs:
+            if not is_number(q) or not 0 < q < 1:
+                raise self.invalid("probabilities", "must each lie strictly between 0 and 1")
+            if not 0 < Fraction(q).limit_denominator(DENOMINATOR) < 1:
+                raise self.invalid(
+                    "probabilities",
+                    f"must each lie in [1/{DENOMINATOR}, 1 - 1/{DENOMINATOR}]",
+                )
+        bounds = self.range
+        if (
+            isinstance(bounds, str)
+            or not isinstance(bounds, list | tuple)
+            or len(bounds) != 2
+            or not all(is_number(v) and math.isfinite(v) for v in bounds)
+            or not bounds[0] < bounds[1]
+        ):
+            raise self.invalid("range", "must be two finite numbers lo < hi")
+        if max(abs(bounds[0]), abs(bounds[1])) > VALUE_BOUND:
+            raise self.invalid("range", f"must lie within +-{VALUE_BOUND:g}")
+        bits = self.bits
+        if not is_integer(bits) or not 1 <= bits <= MAX_BITS:
+            raise self.invalid("bits", f"must be an integer from 1 to {MAX_BITS}")
+        object.__setattr__(self, "bits", int(bits))
+        object.__setattr__(self, "probabilities", tuple(float(q) for q in qs))
+        object.__setattr__(self, "range", (float(bounds[0]), float(bounds[1])))
+
+    @property
+    def fractions(self) -> list[Fraction]:
+        """The probabilities as the fractions the protocol compares with (denominator <= 10^4)."""
+        return [Fraction(q).limit_denominator(DENOMINATOR) for q in self.probabilities]
+
+    def check_columns(self, columns: Sequence[str]) -> None:
+        if len(columns) != 1:
+            raise StatisticsParamsError("must name exactly one column for quantiles", "columns")
 
 
 def nearest_end(qs: list[Fraction], allow_min_max: bool) -> Fraction:
@@ -124,7 +144,7 @@ def nearest_end(qs: list[Fraction], allow_min_max: bool) -> Fraction:
     return Fraction(1) if allow_min_max else min(min(q, 1 - q) for q in qs)
 
 
-def quantiles(rt: Runtime, ctx: JobContext) -> dict[str, SharedTensor]:
+def quantiles(rt: Runtime, ctx: JobContext) -> Outcome:
     """Outputs ``count``, ``dropped`` and ``quantiles`` (one per probability); see the module.
 
     Reveals to every computing party and the job's recipients: whether the
@@ -132,9 +152,8 @@ def quantiles(rt: Runtime, ctx: JobContext) -> dict[str, SharedTensor]:
     the recipients also N and the dropped count, each gated by m.
     """
     check_frac_bits(rt)
-    qs, lo, hi, bits = _params(ctx)
-    if len(ctx.columns) != 1:
-        raise StatisticsParamsError("quantiles take exactly one column")
+    params = job_params(ctx, QuantileParams)
+    qs, (lo, hi), bits = params.fractions, params.range, params.bits
     rows, dropped = local_rows(rt, ctx, bounded=False)
     values = np.sort(np.clip(rows[:, 0], lo, hi))
     policy = agree_policy(rt, ctx)
@@ -176,8 +195,10 @@ def quantiles(rt: Runtime, ctx: JobContext) -> dict[str, SharedTensor]:
                 high[j] = points[j, above[0]]
     middle = lo + (high - 0.5) * width
     middle = middle if ok and not rt.planning else np.zeros_like(middle)
-    return {
-        "count": kept[:1],
-        "dropped": kept[1:],
-        "quantiles": public(rt, middle, 2 * rt.fxp.frac_bits),
-    }
+    return Outcome(
+        {
+            "count": kept[:1],
+            "dropped": kept[1:],
+            "quantiles": public(rt, middle, 2 * rt.fxp.frac_bits),
+        }
+    )

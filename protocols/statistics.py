@@ -26,10 +26,10 @@ from typing import Any
 import numpy as np
 
 from protocols import descriptive, order, tables, vertical
-from protocols.registry import JobContext, ProtocolSpec
+from protocols.context import JobContext, Params, ProtocolSpec
+from protocols.disclosure import StatisticsParams, StatisticsParamsError
 from smpc.local import JobResult, LocalFederation
 from smpc.runtime import Runtime
-from smpc.shares import SharedTensor
 
 _GATED = (
     "if the pooled count of complete rows reaches the minimum cell size m and no party's own "
@@ -43,6 +43,7 @@ PROTOCOLS = (
         descriptive.count,
         ("count", "dropped"),
         f"the pooled count of complete rows and of dropped rows, each {_GATED}",
+        params=StatisticsParams,
     ),
     ProtocolSpec(
         "stats-mean",
@@ -50,6 +51,7 @@ PROTOCOLS = (
         descriptive.total,
         ("count", "dropped", "sum"),
         f"the pooled count and per-column sums (hence means) {_GATED}",
+        params=StatisticsParams,
     ),
     ProtocolSpec(
         "stats-variance",
@@ -57,6 +59,7 @@ PROTOCOLS = (
         descriptive.variance,
         ("count", "dropped", "mean", "pvariance"),
         f"the pooled count, means and population variances {_GATED}; N to the parties",
+        params=StatisticsParams,
     ),
     ProtocolSpec(
         "stats-covariance",
@@ -64,6 +67,7 @@ PROTOCOLS = (
         descriptive.covariance,
         ("count", "dropped", "mean", "pcovariance"),
         f"the pooled count, means and population covariance matrix {_GATED}; N to the parties",
+        params=StatisticsParams,
     ),
     ProtocolSpec(
         "stats-minmax",
@@ -72,6 +76,7 @@ PROTOCOLS = (
         ("count", "dropped", "min", "max"),
         f"the pooled count and each column's minimum and maximum {_GATED}; only where every "
         "party's policy allows a minimum or maximum",
+        params=StatisticsParams,
     ),
     ProtocolSpec(
         "stats-histogram",
@@ -80,6 +85,7 @@ PROTOCOLS = (
         ("counts", "dropped"),
         "each pooled bin count that reaches m (else 0; all 0 if a party's own count is from 1 to "
         "m - 1), to the job's recipients",
+        params=tables.HistogramParams,
     ),
     ProtocolSpec(
         "stats-crosstab",
@@ -89,6 +95,7 @@ PROTOCOLS = (
         "each pooled cell count that reaches m (else 0; all 0 if a party's own count is from 1 to "
         "m - 1), to the job's recipients",
         categorical=True,
+        params=tables.CrosstabParams,
     ),
     ProtocolSpec(
         "stats-quantiles",
@@ -97,6 +104,7 @@ PROTOCOLS = (
         ("count", "dropped", "quantiles"),
         f"the quantiles at the grid resolution {_GATED} and none is nearer 0 or 1 than m / N "
         "unless every policy allows a minimum or maximum, also to the parties; N to the recipients",
+        params=order.QuantileParams,
     ),
     ProtocolSpec(
         "stats-correlation-vertical",
@@ -104,6 +112,7 @@ PROTOCOLS = (
         vertical.correlation,
         ("count", "correlation"),
         "N and the correlation matrix of columns held by different parties (column split)",
+        params=vertical.VerticalParams,
     ),
     ProtocolSpec(
         "stats-covariance-vertical",
@@ -111,6 +120,7 @@ PROTOCOLS = (
         vertical.covariance,
         ("count", "correlation", "stdev"),
         "N, the correlation matrix and the standard deviations (column split)",
+        params=vertical.VerticalParams,
     ),
 )
 
@@ -133,6 +143,15 @@ BY_STATISTIC = {
 }
 """The protocol that answers each statistic an analyst may ask for."""
 
+BY_COLUMN_SPLIT = {
+    "correlation": "stats-correlation-vertical",
+    "covariance": "stats-covariance-vertical",
+}
+"""The protocol that answers each statistic over column-split data."""
+
+MEDIAN = (0.5,)
+"""The probabilities of ``median``: a quantiles job at 1/2."""
+
 
 def protocol(name: str) -> ProtocolSpec:
     """The statistics protocol called ``name``."""
@@ -142,22 +161,47 @@ def protocol(name: str) -> ProtocolSpec:
     raise KeyError(f"no statistics protocol {name!r}")
 
 
+def statistic_protocol(statistic: str, *, column_split: bool = False) -> ProtocolSpec:
+    """The protocol that answers ``statistic``; a clear StatisticsParamsError for an unknown one."""
+    table = BY_COLUMN_SPLIT if column_split else BY_STATISTIC
+    name = table.get(statistic)
+    if name is None:
+        choices = ", ".join(sorted(table))
+        raise StatisticsParamsError(f"unknown statistic {statistic!r}; choose one of {choices}")
+    return protocol(name)
+
+
+def job_params(
+    statistic: str, given: Mapping[str, Any] | Params | None = None, *, column_split: bool = False
+) -> Params:
+    """The parameters of a job for ``statistic``, checked; ``median`` asks for the 1/2 quantile."""
+    spec = statistic_protocol(statistic, column_split=column_split)
+    if statistic == "median" and isinstance(given, Mapping | None):
+        given = {"probabilities": list(MEDIAN), **(given or {})}
+    return spec.params.from_mapping(given)
+
+
 def _count(value: np.ndarray) -> int | None:
     """A gated count: None when suppressed (0 means below the minimum, or empty)."""
     n = int(np.asarray(value).reshape(-1)[0])
     return n if n > 0 else None
 
 
-def summarise(name: str, outputs: Mapping[str, np.ndarray]) -> dict[str, Any]:
+def summarise(
+    name: str, outputs: Mapping[str, np.ndarray], *, complete: bool = False
+) -> dict[str, Any]:
     """The statistics behind the revealed outputs of protocol ``name``.
 
     ``dropped`` is the number of rows left out for a missing value, or None
-    when fewer than m (suppressed). Sample statistics divide by N - 1,
-    population ones by N, as in Python's ``statistics``.
+    when fewer than m (suppressed); 0 when the job itself says that no row
+    can miss a value (``complete``, e.g. its filter keeps only rows that have
+    every requested column), which is then public by construction. Sample
+    statistics divide by N - 1, population ones by N, as in Python's
+    ``statistics``.
     """
     out: dict[str, Any] = {}
     if "dropped" in outputs:
-        out["dropped"] = _count(outputs["dropped"])
+        out["dropped"] = 0 if complete else _count(outputs["dropped"])
     if name in ("stats-histogram", "stats-crosstab"):
         counts = np.asarray(outputs["counts"]).astype(np.int64)
         out["counts"] = counts
@@ -197,6 +241,21 @@ def summarise(name: str, outputs: Mapping[str, np.ndarray]) -> dict[str, Any]:
     return out
 
 
+def describe(
+    statistic: str,
+    outputs: Mapping[str, np.ndarray],
+    *,
+    column_split: bool = False,
+    complete: bool = False,
+) -> dict[str, Any]:
+    """:func:`summarise` the outputs of the job that answered ``statistic`` (``median`` too)."""
+    spec = statistic_protocol(statistic, column_split=column_split)
+    out = summarise(spec.name, outputs, complete=complete)
+    if statistic == "median" and "quantiles" in out:
+        out["median"] = float(out["quantiles"][0])
+    return out
+
+
 def _correlation(cov: np.ndarray) -> np.ndarray:
     scale = np.sqrt(np.maximum(np.diag(cov), 0.0))
     with np.errstate(divide="ignore", invalid="ignore"):
@@ -207,7 +266,7 @@ def contexts(
     parts: Sequence[np.ndarray],
     columns: Sequence[str] | Sequence[Sequence[str]],
     *,
-    params: Mapping[str, Any] | None = None,
+    params: Mapping[str, Any] | Params | None = None,
     text: Sequence[Mapping[str, np.ndarray]] | None = None,
     min_cell_size: int | Sequence[int] = 5,
     allow_min_max: bool | Sequence[bool] = False,
@@ -216,9 +275,11 @@ def contexts(
     """One JobContext per party for an in-process run: its rows of ``columns``.
 
     ``columns`` names every party's columns, or gives one list per party
-    (column-split data); ``min_cell_size`` and ``allow_min_max`` give every
-    party's policy, or one value per party.
+    (column-split data); ``params`` is the protocol's Params (or the job's
+    mapping); ``min_cell_size`` and ``allow_min_max`` give every party's
+    policy, or one value per party.
     """
+    given = params.to_mapping() if isinstance(params, Params) else dict(params or {})
     per_party = bool(columns) and not isinstance(columns[0], str)
     held = [
         tuple(str(c) for c in (columns[i] if per_party else columns)) for i in range(len(parts))
@@ -230,7 +291,7 @@ def contexts(
     )
     return [
         JobContext(
-            params=dict(params or {}),
+            params=given,
             parties=tuple(names),
             party=names[i],
             columns=held[i],
@@ -248,7 +309,7 @@ def opened(spec: ProtocolSpec) -> Callable[[Runtime, JobContext], dict[str, np.n
     """A party function that runs ``spec`` and opens every output to every party."""
 
     def run(rt: Runtime, ctx: JobContext) -> dict[str, np.ndarray]:
-        shared: dict[str, SharedTensor] = spec.run(rt, ctx)
+        shared = spec.run(rt, ctx).revealed
         return {key: rt.open(shared[key]) for key in spec.outputs if key in shared}
 
     return run

@@ -13,21 +13,25 @@ disclosure control per cell does not prevent.
 
 from __future__ import annotations
 
+import itertools
+import math
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 
+from protocols.context import JobContext, Outcome, is_number
 from protocols.descriptive import check_frac_bits, local_rows, pooled_integers
 from protocols.disclosure import (
     StatisticsInputError,
+    StatisticsParams,
     StatisticsParamsError,
     agree,
     gate,
+    job_params,
     small_contribution,
 )
-from protocols.registry import JobContext
 from smpc.runtime import Runtime
-from smpc.shares import SharedTensor
 
 ROUNDS = 10
 """Rounds of :func:`histogram` and :func:`crosstab`: policies 1, input 1, comparison 8."""
@@ -35,26 +39,37 @@ ROUNDS = 10
 
 def _gated_cells(
     rt: Runtime, ctx: JobContext, cells: np.ndarray, rows: int, dropped: int, extra: Sequence[int]
-) -> dict[str, SharedTensor]:
+) -> Outcome:
     m = agree(rt, ctx, extra)
     flat = np.concatenate([cells.reshape(-1), [dropped, small_contribution(rows, m)]])
     pooled = pooled_integers(rt, flat.astype(np.int64))
     counts = pooled[:-1]
     _, (kept,) = gate(rt, counts, m, [(counts, None)], pooled[-1:])
-    return {"counts": kept[:-1].reshape(*cells.shape), "dropped": kept[-1:]}
+    return Outcome({"counts": kept[:-1].reshape(*cells.shape), "dropped": kept[-1:]})
 
 
-def bin_edges(params: object) -> np.ndarray:
-    """The job's public bin edges: at least two finite numbers, strictly increasing."""
-    edges = np.asarray(params, dtype=np.float64) if isinstance(params, list | tuple) else None
-    if edges is None or edges.ndim != 1 or len(edges) < 2 or not np.isfinite(edges).all():
-        raise StatisticsParamsError("params.edges must list at least two finite bin edges")
-    if not (np.diff(edges) > 0).all():
-        raise StatisticsParamsError("params.edges must be strictly increasing")
-    return edges
+@dataclass(frozen=True)
+class HistogramParams(StatisticsParams):
+    """``edges``: the public bin edges, at least two finite numbers, strictly increasing."""
+
+    edges: tuple[float, ...] = ()
+
+    def __post_init__(self) -> None:
+        edges = self.edges
+        if isinstance(edges, str) or not isinstance(edges, list | tuple) or len(edges) < 2:
+            raise self.invalid("edges", "must list at least two finite bin edges")
+        if not all(is_number(e) and math.isfinite(e) for e in edges):
+            raise self.invalid("edges", "must list at least two finite bin edges")
+        if any(b <= a for a, b in itertools.pairwise(edges)):
+            raise self.invalid("edges", "must be strictly increasing")
+        object.__setattr__(self, "edges", tuple(float(e) for e in edges))
+
+    def check_columns(self, columns: Sequence[str]) -> None:
+        if len(columns) != 1:
+            raise StatisticsParamsError("must name exactly one column for a histogram", "columns")
 
 
-def histogram(rt: Runtime, ctx: JobContext) -> dict[str, SharedTensor]:
+def histogram(rt: Runtime, ctx: JobContext) -> Outcome:
     """Outputs ``counts`` (one per bin) and ``dropped`` for one column; 10 rounds.
 
     Bins as ``numpy.histogram`` with the job's ``params["edges"]``: half-open
@@ -64,30 +79,47 @@ def histogram(rt: Runtime, ctx: JobContext) -> dict[str, SharedTensor]:
     computing parties but m.
     """
     check_frac_bits(rt)
-    edges = bin_edges(ctx.params.get("edges"))
-    if len(ctx.columns) != 1:
-        raise StatisticsParamsError("a histogram takes exactly one column")
+    edges = np.array(job_params(ctx, HistogramParams).edges)
     rows, dropped = local_rows(rt, ctx, bounded=False)
     cells, _ = np.histogram(rows[:, 0], edges)
     return _gated_cells(rt, ctx, cells, len(rows), dropped, [len(edges)])
 
 
-def levels(params: object, columns: Sequence[str]) -> list[list[str]]:
-    """The job's public category levels: one list of distinct strings per column."""
-    if not isinstance(params, list | tuple) or len(params) != len(columns):
-        raise StatisticsParamsError("params.levels must give one list of levels per column")
-    out = []
-    for name, names in zip(columns, params, strict=True):
-        if not isinstance(names, list | tuple) or not names:
-            raise StatisticsParamsError(f"params.levels for {name!r} must be a non-empty list")
-        texts = [str(v) for v in names]
-        if len(set(texts)) != len(texts) or "" in texts:
-            raise StatisticsParamsError(f"params.levels for {name!r} must be distinct, non-empty")
-        out.append(texts)
-    return out
+@dataclass(frozen=True)
+class CrosstabParams(StatisticsParams):
+    """``levels``: one list of distinct, non-empty category names per column (one or two)."""
+
+    levels: tuple[tuple[str, ...], ...] = ()
+
+    def __post_init__(self) -> None:
+        given = self.levels
+        if isinstance(given, str) or not isinstance(given, list | tuple) or not given:
+            raise self.invalid("levels", "must give one list of levels per column")
+        out = []
+        for j, names in enumerate(given):
+            if isinstance(names, str) or not isinstance(names, list | tuple) or not names:
+                raise self.invalid("levels", f"for column {j + 1} must be a non-empty list")
+            if not all(isinstance(v, str) for v in names):
+                raise self.invalid("levels", f"for column {j + 1} must be text")
+            texts = tuple(v.strip() for v in names)
+            if len(set(texts)) != len(texts) or "" in texts:
+                raise self.invalid("levels", f"for column {j + 1} must be distinct and non-empty")
+            out.append(texts)
+        object.__setattr__(self, "levels", tuple(out))
+
+    def check_columns(self, columns: Sequence[str]) -> None:
+        if len(columns) not in (1, 2):
+            raise StatisticsParamsError(
+                "must name one or two columns for a frequency or contingency table", "columns"
+            )
+        if len(self.levels) != len(columns):
+            raise self.invalid(
+                "levels",
+                f"must give one list of levels per column: {len(columns)}, not {len(self.levels)}",
+            )
 
 
-def crosstab(rt: Runtime, ctx: JobContext) -> dict[str, SharedTensor]:
+def crosstab(rt: Runtime, ctx: JobContext) -> Outcome:
     """Outputs ``counts`` (one cell per level, or per pair of levels) and ``dropped``; 10 rounds.
 
     One categorical column (a frequency table, e.g. patients by diagnosis) or
@@ -99,9 +131,7 @@ def crosstab(rt: Runtime, ctx: JobContext) -> dict[str, SharedTensor]:
     to the computing parties but m.
     """
     check_frac_bits(rt)
-    if len(ctx.columns) not in (1, 2):
-        raise StatisticsParamsError("a frequency or contingency table takes one or two columns")
-    names = levels(ctx.params.get("levels"), ctx.columns)
+    names = job_params(ctx, CrosstabParams).levels
     codes = []
     for name, allowed in zip(ctx.columns, names, strict=True):
         if name not in ctx.text:

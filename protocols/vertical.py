@@ -31,21 +31,23 @@ is R_jk s_j s_k; to the computing parties: m and N, which the job declares.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 
 import numpy as np
 
+from protocols.context import JobContext, Outcome, is_integer, is_number, plain_number
 from protocols.descriptive import check_frac_bits, fixed
 from protocols.disclosure import (
     REFUSAL,
     DisclosureRefused,
     StatisticsInputError,
+    StatisticsParams,
     StatisticsParamsError,
     agree,
     check_values,
     public,
 )
-from protocols.registry import JobContext
 from smpc.runtime import Runtime
 from smpc.shares import SharedTensor, concatenate
 from smpc.steps import drive, truncations
@@ -54,37 +56,75 @@ Z_BITS = 24
 """Fractional bits of the standardised columns."""
 
 
-def _layout(ctx: JobContext) -> tuple[list[list[str]], int]:
-    held = ctx.params.get("columns")
-    if not isinstance(held, dict) or set(held) != set(ctx.parties):
-        raise StatisticsParamsError("params.columns must name every party's columns")
-    widths = [list(held[p]) for p in ctx.parties]
-    if "ids" in ctx.params:
-        ids = ctx.params["ids"]
-        if not isinstance(ids, list) or len(set(map(str, ids))) != len(ids):
-            raise StatisticsParamsError("params.ids must list distinct patient ids")
-        return widths, len(ids)
-    rows = ctx.params.get("rows")
-    if not isinstance(rows, int) or isinstance(rows, bool) or rows < 0:
-        raise StatisticsParamsError("params.rows (or params.key and params.ids) must give N")
-    return widths, rows
+def _names(value: object) -> tuple[str, ...] | None:
+    if isinstance(value, str) or not isinstance(value, list | tuple):
+        return None
+    return tuple(value) if all(isinstance(v, str) and v for v in value) else None
 
 
-def _aligned(ctx: JobContext, names: Sequence[str], n: int) -> np.ndarray:
+@dataclass(frozen=True)
+class VerticalParams(StatisticsParams):
+    """``columns`` each party holds; N as ``rows``, or as the patient order ``ids`` with ``key``."""
+
+    columns: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    key: str | None = None
+    ids: tuple[float, ...] | None = None
+    rows: int | None = None
+
+    def __post_init__(self) -> None:
+        held = self.columns
+        if not isinstance(held, Mapping) or not held:
+            raise self.invalid("columns", "must name every party's columns")
+        named = {str(party): _names(cols) for party, cols in held.items()}
+        if any(cols is None for cols in named.values()):
+            raise self.invalid("columns", "must give each party a list of column names")
+        object.__setattr__(self, "columns", named)
+        if self.ids is not None:
+            ids = self.ids
+            numbers = isinstance(ids, list | tuple) and all(is_number(i) for i in ids)
+            if not numbers or len({float(i) for i in ids}) != len(ids):
+                raise self.invalid("ids", "must list distinct patient ids (numbers)")
+            if not isinstance(self.key, str) or not self.key:
+                raise self.invalid("key", "must name the key column that holds the ids")
+            object.__setattr__(self, "ids", tuple(plain_number(i) for i in ids))
+        elif self.key is not None:
+            raise self.invalid("ids", "must list the patient order the key column is matched to")
+        else:
+            rows = self.rows
+            if rows is None or not is_integer(rows) or rows < 0:
+                raise self.invalid("rows", "(or params.key and params.ids) must give N")
+            object.__setattr__(self, "rows", int(rows))
+
+    def inputs(self) -> dict[str, list[str]]:
+        """What each party selects: the key column (if any), then the columns it holds."""
+        key = [self.key] if self.key is not None else []
+        return {party: [*key, *cols] for party, cols in self.columns.items()}
+
+    @property
+    def n(self) -> int:
+        """N, the number of aligned rows."""
+        return len(self.ids) if self.ids is not None else int(self.rows or 0)
+
+    def check_inputs(self, parties: Sequence[str], selections: Mapping[str, Sequence[str]]) -> None:
+        if set(self.columns) != set(parties):
+            raise self.invalid("columns", "must name every party's columns")
+        for party in parties:
+            needed = [*self.columns[party], *([self.key] if self.key is not None else [])]
+            missing = [c for c in needed if c not in selections.get(party, ())]
+            if missing:
+                raise StatisticsParamsError(f"of {party} must include {missing}", "columns")
+
+
+def _aligned(ctx: JobContext, params: VerticalParams, names: Sequence[str]) -> np.ndarray:
     """This party's columns ``names`` with its rows in the job's patient order."""
     values = np.asarray(ctx.values, dtype=np.float64)
-    missing = [c for c in names if c not in ctx.columns]
-    if missing:
-        raise StatisticsParamsError(f"{ctx.party}: columns {missing} are not in its selection")
+    n = params.n
     picked = values[:, [ctx.columns.index(c) for c in names]] if names else values[:, :0]
-    if "ids" in ctx.params:
-        key = ctx.params.get("key")
-        if key not in ctx.columns:
-            raise StatisticsParamsError(f"{ctx.party}: select the key column {key!r} too")
-        keys = values[:, ctx.columns.index(key)]
+    if params.ids is not None and params.key is not None:
+        keys = values[:, ctx.columns.index(params.key)]
         where = {float(k): i for i, k in enumerate(keys)}
         order = []
-        for position, patient in enumerate(ctx.params["ids"]):
+        for position, patient in enumerate(params.ids):
             row = where.get(float(patient))
             if row is None:
                 raise StatisticsInputError(
@@ -108,9 +148,7 @@ def _aligned(ctx: JobContext, names: Sequence[str], n: int) -> np.ndarray:
     return picked
 
 
-def correlation(
-    rt: Runtime, ctx: JobContext, *, deviations: bool = False
-) -> dict[str, SharedTensor]:
+def correlation(rt: Runtime, ctx: JobContext, *, deviations: bool = False) -> Outcome:
     """Outputs ``count`` and ``correlation`` (and ``stdev`` with ``deviations``); 4 rounds.
 
     Reveals to the job's recipients: N and the correlation matrix (and each
@@ -118,13 +156,15 @@ def correlation(
     parties: m and N, which the job declares. See the module for the steps.
     """
     check_frac_bits(rt)
-    widths, n = _layout(ctx)
+    params = VerticalParams.from_mapping(ctx.params)
     me = ctx.parties.index(ctx.party) if ctx.party in ctx.parties else rt.party
+    params.check_inputs(ctx.parties, {**ctx.selections, ctx.party: ctx.columns})
+    widths, n = [list(params.columns[p]) for p in ctx.parties], params.n
     m = agree(rt, ctx, [n, *(len(w) for w in widths)], same_columns=False)
     if n < max(m, 2):
         raise DisclosureRefused(REFUSAL)
     names = widths[me]
-    x = _aligned(ctx, names, n)
+    x = _aligned(ctx, params, names)
     centred = x - x.mean(axis=0) if n else x
     norms = np.sqrt((centred**2).sum(axis=0))
     if (norms == 0).any():
@@ -152,10 +192,10 @@ def correlation(
     }
     if deviations:
         out["stdev"] = rt.shared(concatenate(deviation).share.copy(), rt.fxp.frac_bits)
-    return out
+    return Outcome(out)
 
 
-def covariance(rt: Runtime, ctx: JobContext) -> dict[str, SharedTensor]:
+def covariance(rt: Runtime, ctx: JobContext) -> Outcome:
     """Outputs ``count``, ``correlation`` and ``stdev``: the covariance is R_jk s_j s_k.
 
     Reveals to the job's recipients: N, the correlation matrix and the sample

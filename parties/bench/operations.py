@@ -17,13 +17,14 @@ Shares and masks still come only from the engine's generators.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from protocols import descriptive, logistic, tables
+from protocols.context import Params
 from protocols.model import LogisticModel
 from smpc import approx, beaver, compare, inverse, truncation
 from smpc.errors import SMPCError
@@ -268,7 +269,7 @@ def _cohort(width: int) -> Callable[[int], Data]:
     return make
 
 
-def _stats_setup(name: str, params: dict[str, Any] | None = None) -> Callable[[Runtime, Data], Any]:
+def _stats_setup(name: str, params: Params | None = None) -> Callable[[Runtime, Data], Any]:
     def setup(rt: Runtime, data: Data) -> Any:
         from protocols.statistics import contexts, protocol
 
@@ -281,12 +282,12 @@ def _stats_setup(name: str, params: dict[str, Any] | None = None) -> Callable[[R
     return setup
 
 
-def _stats_run(rt: Runtime, state: Any) -> dict[str, SharedTensor]:
+def _stats_run(rt: Runtime, state: Any) -> Mapping[str, SharedTensor]:
     spec, ctx = state
-    return spec.run(rt, ctx)
+    return spec.run(rt, ctx).revealed
 
 
-def _stats_reveal(rt: Runtime, out: dict[str, SharedTensor]) -> dict[str, np.ndarray]:
+def _stats_reveal(rt: Runtime, out: Mapping[str, SharedTensor]) -> dict[str, np.ndarray]:
     return {key: rt.open(out[key]) for key in sorted(out)}
 
 
@@ -474,7 +475,7 @@ OPERATIONS: dict[str, Operation] = {
             summary="20-bin histogram of one column, cells below 5 suppressed (stats-histogram)",
             rounds=tables.ROUNDS,
             data=_cohort(1),
-            setup=_stats_setup("stats-histogram", {"edges": list(HISTOGRAM_EDGES)}),
+            setup=_stats_setup("stats-histogram", tables.HistogramParams(edges=HISTOGRAM_EDGES)),
             run=_stats_run,
             reveal=_stats_reveal,
             combine=_histogram_counts,

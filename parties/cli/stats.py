@@ -4,15 +4,18 @@
 
     smpc stats stdev --config fed/analyst.toml --columns mean_radius,mean_area
     smpc stats histogram --config fed/analyst.toml --columns mean_radius --edges 6,10,14,18,30
-    smpc stats median --config fed/analyst.toml --columns mean_radius --range 0,64
+    smpc stats median --config fed/analyst.toml --columns mean_radius --range 0,64 --bits 16
 
-Cells and results below the minimum cell size print as "suppressed".
+Cells and results below the minimum cell size print as "suppressed". A
+mistake the job itself shows (no ``--edges`` for a histogram, a bad
+``--where``) is reported with the flag's name before anything is signed.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -20,24 +23,48 @@ from typing import Any
 import numpy as np
 
 from parties.config import load_config
+from protocols.context import JobParamsError
 from protocols.statistics import BY_STATISTIC
 
+FLAGS = {
+    "params.edges": "--edges",
+    "params.levels": "--levels",
+    "params.range": "--range",
+    "params.probabilities": "--probabilities",
+    "params.bits": "--bits",
+    "where": "--where",
+    "columns": "--columns",
+}
+"""The command-line flag behind each field a job parameter error may name."""
 
-def _numbers(text: str | None) -> list[float] | None:
-    return None if text is None else [float(v) for v in text.split(",") if v.strip()]
+SUPPRESSED = '"suppressed"'
+"""How a suppressed table cell prints."""
+
+
+def _numbers(text: str) -> list[float]:
+    """Comma-separated numbers, for argparse: a usage error naming the flag otherwise."""
+    try:
+        return [float(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected numbers separated by commas: {text!r}"
+        ) from None
+
+
+def _levels(text: str) -> list[list[str]]:
+    """Levels of each column, ``;`` between columns and ``,`` between levels."""
+    return [[v.strip() for v in part.split(",")] for part in text.split(";")]
 
 
 def _params(args: argparse.Namespace) -> dict[str, Any]:
-    params: dict[str, Any] = {}
-    if args.edges is not None:
-        params["edges"] = _numbers(args.edges)
-    if args.levels is not None:
-        params["levels"] = [[v.strip() for v in part.split(",")] for part in args.levels.split(";")]
-    if args.range is not None:
-        params["range"] = _numbers(args.range)
-    if args.probabilities is not None:
-        params["probabilities"] = _numbers(args.probabilities)
-    return params
+    chosen = {
+        "edges": args.edges,
+        "levels": args.levels,
+        "range": args.range,
+        "probabilities": args.probabilities,
+        "bits": args.bits,
+    }
+    return {key: value for key, value in chosen.items() if value is not None}
 
 
 def _plain(value: Any, suppressed: Any = None) -> Any:
@@ -68,6 +95,9 @@ def submit(args: argparse.Namespace, statistic: str, params: dict[str, Any]) -> 
     columns = [c.strip() for c in args.columns.split(",") if c.strip()]
     try:
         result = client.statistics(statistic, columns, where=args.where, params=params)
+    except JobParamsError as exc:  # decided from the job alone, before anything was signed
+        print(f"smpc: error: {exc.named(FLAGS)}", file=sys.stderr)
+        return 2
     finally:
         client.close()
     cells = result.get("suppressed") if "counts" in result else None
@@ -84,9 +114,12 @@ def submit(args: argparse.Namespace, statistic: str, params: dict[str, Any]) -> 
         print("  suppressed: below the minimum cell size")
         return 0
     for key, value in shown.items():
-        if key not in ("job", "seconds"):
-            text = json.dumps(value).replace("null", '"suppressed"')
-            print(f"  {key}: {text}")
+        if key in ("job", "seconds"):
+            continue
+        if value is None:  # a gated count (e.g. dropped rows) below the minimum cell size
+            print(f"  {key}: suppressed (below the minimum cell size)")
+        else:
+            print(f"  {key}: {json.dumps(value).replace('null', SUPPRESSED)}")
     return 0
 
 
@@ -97,10 +130,11 @@ def add_parsers(commands: argparse._SubParsersAction) -> None:
     p.add_argument("--config", required=True, type=Path, help="the analyst's TOML config")
     p.add_argument("--columns", required=True, help="comma-separated column names")
     p.add_argument("--where", default=None, help="row filter, e.g. 'age >= 50'")
-    p.add_argument("--edges", default=None, help="histogram bin edges, e.g. 0,10,20")
-    p.add_argument("--levels", default=None, help="crosstab levels, e.g. 'M,B;F,M'")
-    p.add_argument("--range", default=None, help="quantile search range lo,hi")
-    p.add_argument("--probabilities", default=None, help="quantiles, e.g. 0.1,0.5,0.9")
+    p.add_argument("--edges", type=_numbers, help="histogram bin edges, e.g. 0,10,20")
+    p.add_argument("--levels", type=_levels, help="crosstab levels, e.g. 'M,B;F,M'")
+    p.add_argument("--range", type=_numbers, help="quantile search range lo,hi")
+    p.add_argument("--probabilities", type=_numbers, help="quantiles, e.g. 0.1,0.5,0.9")
+    p.add_argument("--bits", type=int, help="quantile grid resolution in bits (1 to 32)")
     p.add_argument("--json", action="store_true", help="print machine-readable JSON")
     p.set_defaults(words=("stats",))
 

@@ -148,6 +148,39 @@ class Filter:
     columns: tuple[str, ...]
     root: _Node = field(repr=False)
 
+    @property
+    def text_columns(self) -> frozenset[str]:
+        """Columns the filter compares with a quoted string: they hold text, not numbers."""
+        return frozenset(_text_columns(self.root))
+
+    @property
+    def present_columns(self) -> frozenset[str]:
+        """Columns in which every row the filter keeps has a value (none is missing there)."""
+        return frozenset(_present(self.root, True))
+
+
+def _text_columns(node: _Node) -> set[str]:
+    if isinstance(node, _Compare):
+        return {node.column} if isinstance(node.value, str) else set()
+    if isinstance(node, _Missing):
+        return set()
+    if isinstance(node, _Not):
+        return _text_columns(node.operand)
+    return set().union(*(_text_columns(child) for child in node.operands))
+
+
+def _present(node: _Node, outcome: bool) -> set[str]:
+    """Columns that cannot be missing in a row where ``node`` is ``outcome`` (not unknown)."""
+    if isinstance(node, _Compare):
+        return {node.column}  # true or false only on a known value
+    if isinstance(node, _Missing):
+        return {node.column} if outcome == node.negated else set()
+    if isinstance(node, _Not):
+        return _present(node.operand, not outcome)
+    parts = [_present(child, outcome) for child in node.operands]
+    every = isinstance(node, _And) == outcome  # all operands have this outcome
+    return set().union(*parts) if every else set.intersection(*parts)
+
 
 def parse_filter(text: str) -> Filter:
     """Parse ``text`` in the filter language (see the module docstring); no data is read."""

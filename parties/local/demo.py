@@ -22,6 +22,7 @@ import numpy as np
 
 from parties.client import Client
 from parties.config import RESULTS_DIR, DataConfig
+from parties.data.model_file import save_model
 from parties.local import demo_statistics
 from parties.local.launcher import LocalDeployment
 from protocols.model import LogisticModel, train
@@ -78,7 +79,7 @@ def _train_model(dep: LocalDeployment) -> LogisticModel:
     y = np.array([r[1] == "M" for r in rows], dtype=float)
     model = train(x, y, dep.header[2:])
     path = dep.root / "model.npz"
-    model.save(path)
+    save_model(model, path)
     dep.set_data("model-owner", DataConfig("model", path))
     return model
 

@@ -31,12 +31,14 @@ import logging
 import secrets
 import threading
 import time
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
 
 from parties.config import RESULTS_DIR, MemberConfig
 from parties.data import consent
+from parties.data.model_file import load_model
 from parties.data.sources import DataSource, DataSourceError, open_source
 from parties.jobs.budget import BUDGET_DB_FILE, QueryBudget
 from parties.jobs.spec import (
@@ -58,7 +60,6 @@ from parties.service.dealer_service import DealerLink
 from parties.service.grpc_transport import GrpcTransport
 from parties.service.mesh import Mesh
 from protocols.disclosure import PolicyRefused
-from protocols.model import LogisticModel
 from protocols.registry import (
     JobContext,
     JobParamsError,
@@ -98,7 +99,7 @@ class PartyNode:
             open_source(member.data) if member.data.kind in ("csv", "sqlite") else None
         )
         model_file = member.data.path if member.data.kind == "model" else None
-        self.model = LogisticModel.load(model_file) if model_file is not None else None
+        self.model = load_model(model_file) if model_file is not None else None
         self.results = member.home / RESULTS_DIR
         self.ledger = SeenJobs()
         self.genesis = genesis = load_genesis(member.genesis)
@@ -193,6 +194,7 @@ class PartyNode:
                 raise JobRejected(job_id, "unknown-analyst", f"{caller!r} did not sign this job")
             protocol = lookup(spec.protocol, spec.protocol_version)
             admit(spec, self.member, self, scope=protocol.scope, budget=self.budget)
+            protocol.params.from_mapping(spec.params)  # the job's own parameters, before any row
             self._check_request(spec)
             ctx = self._context(spec, categorical=protocol.categorical)
             log.info(
@@ -205,9 +207,11 @@ class PartyNode:
             )
             if transcript is None:  # admit refuses such a job already; kept for the type checker
                 raise JobRejected(job_id, "not-a-party", f"{name!r} is not a party")
-            reply = self._run(request.signed_job, spec, protocol, ctx, caller, transcript)
-            if ctx.delivered:  # per-row outputs for this party, kept only once the job succeeded
-                self._keep(job_id, ctx.delivered)
+            reply, delivered = self._run(
+                request.signed_job, spec, protocol, ctx, caller, transcript
+            )
+            if delivered:  # per-row outputs for this party, kept only once the job succeeded
+                self._keep(job_id, delivered)
             reply.output_key = secrets.token_bytes(32)
             tag = job_record.output_tag(reply.output_key, reply.outputs)
             self._record(spec, request.signed_job, ctx, transcript, tag, None, reply.output_key)
@@ -296,7 +300,7 @@ class PartyNode:
             raise JobReplayError(f"job id {job} was already used; every job needs a fresh id")
         self.ledger.admit(job)
 
-    def _keep(self, job_id: str, outputs: dict[str, np.ndarray]) -> None:
+    def _keep(self, job_id: str, outputs: Mapping[str, np.ndarray]) -> None:
         self.results.mkdir(mode=0o700, exist_ok=True)
         path = self.results / f"{job_id}.npz"
         np.savez(path, allow_pickle=True, **outputs)  # the default; named, the stub types **outputs
@@ -394,7 +398,8 @@ class PartyNode:
         ctx: JobContext,
         caller: str,
         transcript: Transcript,
-    ) -> wire_pb2.SubmitReply:
+    ) -> tuple[wire_pb2.SubmitReply, Mapping[str, np.ndarray]]:
+        """Run the job; the caller's reply and the per-row outputs this party received."""
         job_id, names = spec.job_id, spec.parties
         index = names.index(self.member.name)
         body = functools.partial(_job_body, protocol=protocol, spec=spec, caller=caller)
@@ -414,7 +419,7 @@ class PartyNode:
                 deadline=deadline.at,
             )
             try:
-                shares = body(Runtime(transport, source, self.fxp), ctx)
+                shares, delivered = body(Runtime(transport, source, self.fxp), ctx)
             finally:
                 transport.close()
         finally:
@@ -429,7 +434,7 @@ class PartyNode:
             )
             for key, (share, scale) in shares.items()
         ]
-        return wire_pb2.SubmitReply(
+        reply = wire_pb2.SubmitReply(
             job=job_id,
             party=self.member.name,
             ok=True,
@@ -438,12 +443,16 @@ class PartyNode:
             payload_bytes=transport.bytes_sent,
             wire_bytes=transport.wire_bytes_sent,
         )
+        return reply, delivered
 
 
 def _job_body(
     rt: Runtime, ctx: JobContext, *, protocol: ProtocolSpec, spec: JobSpec, caller: str
-) -> dict[str, tuple[np.ndarray, int]]:
-    """The job as every party runs it: agree on the id, compute, reveal to the recipients."""
+) -> tuple[dict[str, tuple[np.ndarray, int]], Mapping[str, np.ndarray]]:
+    """The job as every party runs it: agree on the id, compute, reveal to the recipients.
+
+    Returns the caller's shares of its outputs and what this party was delivered.
+    """
     hello = np.frombuffer(bytes.fromhex(spec.job_id), dtype=np.uint8)
     heard = rt.exchange_all(hello, HELLO)
     if not rt.planning:
@@ -455,7 +464,8 @@ def _job_body(
                     "job mismatch",
                     "the peer is running a different job",
                 )
-    outputs = protocol.run(rt, ctx)
+    outcome = protocol.run(rt, ctx)
+    outputs = outcome.revealed
     for_caller: dict[str, tuple[np.ndarray, int]] = {}
     for name in protocol.outputs:
         value = outputs.get(name)
@@ -467,7 +477,7 @@ def _job_body(
             rt.open(value, to=inside)  # a computing recipient learns it; logged, never printed
         if caller in recipients:
             for_caller[name] = (value.share.copy(), value.scale)
-    return for_caller
+    return for_caller, outcome.delivered
 
 
 _REQUEST_ERRORS = (UnknownProtocolError, JobFormatError, JobParamsError, PolicyRefused)

@@ -3,22 +3,24 @@
 from __future__ import annotations
 
 import csv
-import io
+import re
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from protocols.context import JobContext, JobParamsError
 from protocols.logistic import (
     METRICS_ROUNDS,
     AlignmentError,
+    ColumnInferenceParams,
+    RowInferenceParams,
     align,
     infer,
     infer_columns,
     logistic_inference_columns,
 )
-from protocols.model import LogisticModel, ModelFormatError, train
-from protocols.registry import JobContext
+from protocols.model import LogisticModel, train
 from smpc.errors import FixedPointRangeError, ShapeMismatchError
 from smpc.local import LocalFederation
 
@@ -103,71 +105,6 @@ def test_nan_in_features_is_a_clear_error_and_reveals_nothing(data, model) -> No
     parts[1][4, 7] = np.nan
     with pytest.raises(FixedPointRangeError, match="row 4"):
         _run(model, parts)
-
-
-def test_model_files_round_trip_and_a_missing_file_is_a_clear_error(model, tmp_path) -> None:
-    path = tmp_path / "model.npz"
-    model.save(path)
-    loaded = LogisticModel.load(path)
-    np.testing.assert_array_equal(loaded.coef, model.coef)
-    assert loaded.feature_names == model.feature_names
-    with pytest.raises(ModelFormatError, match="no model file"):
-        LogisticModel.load(tmp_path / "missing.npz")
-    np.savez(tmp_path / "bad.npz", coef=np.zeros(3))
-    with pytest.raises(ModelFormatError, match="lacks"):
-        LogisticModel.load(tmp_path / "bad.npz")
-
-
-def _save_with(model: LogisticModel, path: Path, **changes: np.ndarray) -> Path:
-    fields = {
-        "coef": model.coef,
-        "intercept": np.float64(model.intercept),
-        "feature_names": np.array(model.feature_names),
-        "scaler_mean": model.scaler_mean,
-        "scaler_scale": model.scaler_scale,
-        "format_version": np.int64(1),
-    }
-    np.savez(path, **{**fields, **changes})
-    return path
-
-
-@pytest.mark.parametrize(
-    ("changes", "says"),
-    [
-        ({"intercept": np.array([[0.5]])}, "intercept must be a single number"),
-        ({"intercept": np.ones((2, 2))}, "intercept must be a single number"),
-        ({"intercept": np.array("high")}, "intercept must be a single number"),
-        ({"feature_names": np.array([["a", "b"]])}, "feature_names must be a flat list of strings"),
-        ({"coef": np.zeros((2, 2))}, "coef must be a flat list"),
-        ({"format_version": np.array([1, 1])}, "format_version must be a single number"),
-    ],
-)
-def test_a_model_file_with_misshapen_fields_is_a_model_format_error(
-    model, tmp_path, changes, says
-) -> None:
-    path = _save_with(model, tmp_path / "model.npz", **changes)
-    with pytest.raises(ModelFormatError, match=says):
-        LogisticModel.load(path)
-
-
-def _npy_bytes() -> bytes:
-    buffer = io.BytesIO()
-    np.save(buffer, np.ones(3))
-    return buffer.getvalue()
-
-
-@pytest.mark.parametrize(
-    "content",
-    [b"", b"not a zip archive" * 8, b"PK\x03\x04" + bytes(100), _npy_bytes()],
-    ids=["empty", "text", "broken-zip", "npy-array"],
-)
-def test_a_model_file_that_is_not_an_npz_archive_is_a_model_format_error(
-    tmp_path, content: bytes
-) -> None:
-    path = tmp_path / "model.npz"
-    path.write_bytes(content)
-    with pytest.raises(ModelFormatError, match=r"not an \.npz archive"):
-        LogisticModel.load(path)
 
 
 def _confusion(predicted: np.ndarray, truth: np.ndarray) -> np.ndarray:
@@ -283,7 +220,7 @@ def test_align_orders_rows_by_the_jobs_pseudonyms_and_names_missing_ones() -> No
         align(np.array([1.0, 1.0]), [1], "h1")
 
 
-def _column_job(model, x, ids, outputs, *, probabilities: bool = False):
+def _column_job(model, x, ids, outputs, *, probabilities: bool = False, **extra):
     """The column-split job at 2 holders and the model owner; what each party kept."""
     parties = ("alpha", "beta", "owner")
     names = list(model.feature_names)
@@ -293,28 +230,29 @@ def _column_job(model, x, ids, outputs, *, probabilities: bool = False):
         "holders": {"alpha": names[:10], "beta": names[10:]},
         "id_column": "id",
         "patients": [int(i) for i in ids],
-        # a recipient named here, and not in the job's outputs, must get nothing
-        "recipients": ["owner"],
+        **extra,
     }
     values = {
         "alpha": np.column_stack([ids, x[:, :10]]),
         "beta": np.column_stack([ids, x[:, 10:]]),
     }
+    selections = {"alpha": ("id", *names[:10]), "beta": ("id", *names[10:])}
     contexts = [
         JobContext(
             params=params,
             parties=parties,
             party=p,
-            columns=("id", *(names[:10] if p == "alpha" else names[10:])) if p != "owner" else (),
+            columns=selections.get(p, ()),
             values=values.get(p, np.zeros((0, 0))),
+            selections=selections,
             model=model if p == "owner" else None,
             reveal_probabilities=probabilities,
             outputs=outputs,
         )
         for p in parties
     ]
-    LocalFederation(3).run(logistic_inference_columns, inputs=contexts)
-    return {ctx.party: ctx.delivered for ctx in contexts}
+    done = LocalFederation(3).run(logistic_inference_columns, inputs=contexts)
+    return {ctx.party: dict(out.delivered) for ctx, out in zip(contexts, done.results, strict=True)}
 
 
 def test_column_split_job_delivers_to_the_outputs_recipients_only(data, model) -> None:
@@ -337,3 +275,51 @@ def test_column_split_probabilities_go_where_the_labels_go(data, model) -> None:
             {"labels": ("alpha",), "probabilities": ("owner",)},
             probabilities=True,
         )
+
+
+def test_a_parameter_the_protocol_does_not_take_is_refused(data, model) -> None:
+    x, _, _ = data
+    with pytest.raises(JobParamsError, match=r"params\.recipients is not a parameter"):
+        _column_job(model, x[:20], np.arange(1, 21, dtype=float), {}, recipients=["owner"])
+
+
+@pytest.mark.parametrize(
+    ("changes", "says"),
+    [
+        (
+            {"holders": {"alpha": ["nope"], "beta": ["f1", "f2"]}},
+            "params.holders must hold every model",
+        ),
+        ({"patients": [1, 1]}, "params.patients must list distinct"),
+        ({"label_holder": "alpha"}, "params.label_holder and params.label_column go together"),
+        ({"model_owner": "alpha"}, "params.model_owner must not also hold features"),
+        ({"min_cell_size": 0}, "params.min_cell_size must be a positive integer"),
+    ],
+)
+def test_column_split_parameters_are_checked_on_the_job_alone(changes, says) -> None:
+    names = ["f0", "f1", "f2"]
+    given = {
+        "model_owner": "owner",
+        "features": names,
+        "holders": {"alpha": names[:1], "beta": names[1:]},
+        "id_column": "id",
+        "patients": [1, 2, 3],
+        **changes,
+    }
+    selections = {"alpha": ("id", "f0"), "beta": ("id", "f1", "f2")}
+    with pytest.raises(JobParamsError, match=re.escape(says)):
+        ColumnInferenceParams.from_mapping(given).check_inputs(
+            ("alpha", "beta", "owner"), selections
+        )
+
+
+def test_row_split_parameters_name_a_hospital_selecting_other_columns() -> None:
+    params = RowInferenceParams.from_mapping(
+        {"model_owner": "owner", "features": ["a", "b"], "rows": {"h1": 10, "h2": 12}}
+    )
+    assert params.to_mapping()["rows"] == {"h1": 10, "h2": 12}
+    assert RowInferenceParams.from_mapping(params.to_mapping()) == params
+    with pytest.raises(JobParamsError, match=r"columns of h2 must be \['a', 'b'\]"):
+        params.check_inputs(("h1", "h2", "owner"), {"h1": ("a", "b"), "h2": ("b", "a")})
+    with pytest.raises(JobParamsError, match=r"params\.rows must map hospital names"):
+        RowInferenceParams.from_mapping({"model_owner": "o", "features": ["a"], "rows": {"h": -1}})

@@ -6,7 +6,12 @@ import numpy as np
 import pytest
 
 from protocols import order
-from protocols.disclosure import DisclosureRefused, StatisticsInputError, gate
+from protocols.disclosure import (
+    DisclosureRefused,
+    StatisticsInputError,
+    StatisticsParamsError,
+    gate,
+)
 from protocols.statistics import contexts, protocol, run_local
 from protocols.synthetic import DIAGNOSES, SEXES, cohort
 from smpc.local import LocalFederation
@@ -316,15 +321,17 @@ def test_quantiles_nearer_an_end_than_m_over_n_need_min_and_max_allowed() -> Non
         ({"bits": 33}, "params.bits must be an integer from 1 to 32"),
         ({"bits": 0}, "params.bits must be an integer from 1 to 32"),
         ({"bits": True}, "params.bits must be an integer from 1 to 32"),
-        ({"probabilities": [0.00001]}, r"must lie in \[1/10000, 1 - 1/10000\]"),
+        ({"probabilities": [0.00001]}, r"must each lie in \[1/10000, 1 - 1/10000\]"),
         ({"probabilities": [1.0]}, "strictly between 0 and 1"),
-        ({"range": [0.0]}, "params.range must be two numbers"),
-        ({"range": ["a", "b"]}, "params.range must be two numbers"),
+        ({"range": [0.0]}, "params.range must be two finite numbers"),
+        ({"range": ["a", "b"]}, "params.range must be two finite numbers"),
+        ({"range": [5, 1]}, "params.range must be two finite numbers lo < hi"),
+        ({"bins": 3}, r"params\.bins is not a parameter of this protocol \(it takes probabilities"),
     ],
 )
 def test_bad_quantile_parameters_are_refused_before_any_round(params, message) -> None:
     ctx = contexts([np.ones((10, 1))] * 2, ["a"], params=params)[0]
-    with pytest.raises(StatisticsInputError, match=message):
+    with pytest.raises(StatisticsParamsError, match=message):
         dry_run(protocol("stats-quantiles").run, 2, ctx)
 
 
@@ -371,7 +378,7 @@ def test_out_of_range_and_non_finite_values_name_column_and_row() -> None:
 
 def test_bad_parameters_and_categories_are_named() -> None:
     parts = [np.ones((10, 1))] * 2
-    with pytest.raises(StatisticsInputError, match="edges"):
+    with pytest.raises(StatisticsParamsError, match=r"params\.edges must be strictly increasing"):
         run_local(
             LocalFederation(2), "stats-histogram", contexts(parts, ["a"], params={"edges": [3, 1]})
         )
@@ -393,7 +400,7 @@ def test_bad_parameters_and_categories_are_named() -> None:
         run_local(LocalFederation(2), "stats-count", ctxs)
     varied = [np.arange(10.0).reshape(10, 1)] * 2
     held = {"party-0": ["a"], "party-1": ["z"]}
-    with pytest.raises(StatisticsInputError, match="columns \\['z'\\] are not in its selection"):
+    with pytest.raises(StatisticsParamsError, match=r"columns of party-1 must include \['z'\]"):
         ctxs = contexts(varied, ["a"], params={"columns": held, "rows": 10})
         run_local(LocalFederation(2), "stats-correlation-vertical", ctxs)
     with pytest.raises(StatisticsInputError, match="column 'a' is constant"):

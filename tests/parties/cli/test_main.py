@@ -14,6 +14,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 
 from parties.cli.main import COMMANDS, build_parser, main
 from parties.config import DataConfig, load_config
+from parties.data.model_file import save_model
 from protocols.model import LogisticModel
 
 
@@ -192,7 +193,7 @@ def _sources(folder: Path) -> None:
     db.commit()
     db.close()
     one = np.ones(1)
-    LogisticModel(one, 0.0, ("age",), one, one).save(folder / "model.npz")
+    save_model(LogisticModel(one, 0.0, ("age",), one, one), folder / "model.npz")
 
 
 def test_init_writes_data_model_and_policy_into_every_config(

@@ -722,6 +722,32 @@ def test_parse_filter_reports_columns() -> None:
     assert f.text.startswith("not (b")
 
 
+@pytest.mark.parametrize(
+    ("text", "present", "text_columns"),
+    [
+        ("a > 1 and s == 'x'", {"a", "s"}, {"s"}),
+        ("a > 1 or b > 2", set(), set()),
+        ("a > 1 or a < 0", {"a"}, set()),
+        ("not (a is missing) and b is not missing", {"a", "b"}, set()),
+        ("a is missing or a > 2", set(), set()),
+        ("not (a > 1 or b is missing)", {"a", "b"}, set()),
+        ("not (s != 'y' and a > 0)", set(), {"s"}),
+    ],
+)
+def test_a_filter_says_which_columns_its_rows_have_and_which_hold_text(
+    tmp_path: Path, text: str, present: set[str], text_columns: set[str]
+) -> None:
+    rows = [["1", "", "x"], ["", "3", "y"], ["5", "6", ""], ["-2", "", "y"], ["3", "4", "x"]]
+    f = parse_filter(text)
+    assert f.present_columns == present and f.text_columns == text_columns
+    kept = source(write_csv(tmp_path / "f.csv", ["a", "b", "s"], rows)).select(
+        ["a", "b", "s"], text, numeric=False
+    )
+    for name in present:  # the oracle: no row the filter keeps misses a value there
+        missing = kept.categorical(name) == ""
+        assert not missing.any(), name
+
+
 def test_parse_errors_come_before_any_data_is_read(tmp_path: Path) -> None:
     path = write_csv(tmp_path / "p.csv", ["x"], [["not a number"]])
     with pytest.raises(FilterSyntaxError):

@@ -10,6 +10,7 @@ import pytest
 
 from parties.client import Client, JobFailed
 from parties.config import RESULTS_DIR, DataConfig, load_config, write_config
+from parties.data.model_file import save_model
 from parties.local.launcher import LocalDeployment
 from protocols.model import train
 
@@ -50,7 +51,7 @@ def deployment(tmp_path_factory):
         dep.set_data(h, DataConfig("csv", path))
     model = train(x, y, features)
     path = dep.root / "model.npz"
-    model.save(path)
+    save_model(model, path)
     dep.set_data("model-owner", DataConfig("model", path))
     for name in (*HOSPITALS, "model-owner"):
         # Policies allow cells of 1, so the analyst may ask for the table unsuppressed.

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from parties.config import RESULTS_DIR, DataConfig
+from parties.data.model_file import save_model
 from parties.local.launcher import LocalDeployment
 from protocols.model import train
 
@@ -35,7 +36,7 @@ def deployment(tmp_path_factory: pytest.TempPathFactory):
             writer.writerows([*r, int(r[1] == "M")] for r in dep.rows[h])
     rows = [r for h in HOSPITALS for r in dep.rows[h]]
     model = train(_features(rows), np.array([r[1] == "M" for r in rows], float), dep.features)
-    model.save(dep.root / "model.npz")
+    save_model(model, dep.root / "model.npz")
     dep.set_data("model-owner", DataConfig("model", dep.root / "model.npz"))
     dep.model = model
     try:

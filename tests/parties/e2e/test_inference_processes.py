@@ -9,6 +9,7 @@ import pytest
 
 from parties.client import Client
 from parties.config import RESULTS_DIR, DataConfig, load_config, write_config
+from parties.data.model_file import save_model
 from parties.local.launcher import LocalDeployment
 from protocols.model import train
 
@@ -28,7 +29,7 @@ def deployment(tmp_path_factory):
     y = np.array([r[1] == "M" for r in rows], dtype=float)
     model = train(x, y, features)
     path = dep.root / "model.npz"
-    model.save(path)
+    save_model(model, path)
     dep.set_data("model-owner", DataConfig("model", path))
     dep.model = model
     for name in (*HOSPITALS, "model-owner"):  # every party must permit revealing probabilities

@@ -115,3 +115,27 @@ def test_minimum_and_maximum_are_refused_under_the_default_policy(client) -> Non
 def test_an_unknown_statistic_is_refused_before_any_job(client) -> None:
     with pytest.raises(ValueError, match=r"unknown statistic 'mode'; choose one of .*median"):
         client.statistics("mode", ["mean_radius"])
+
+
+def _smpc_stats(running, *words: str) -> subprocess.CompletedProcess[str]:
+    config = str(running.members["analyst"].config_path)
+    return subprocess.run(
+        [sys.executable, "-m", "parties.cli", "stats", words[0], "--config", config, *words[1:]],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def test_smpc_stats_count_prints_dropped_zero_only_where_the_job_makes_it_public(running) -> None:
+    # The filter keeps only rows that have mean_radius: none can be dropped, by construction.
+    large = (running.column("mean_radius") >= 15).sum()
+    kept = _smpc_stats(running, "count", "--columns", "mean_radius", "--where", "mean_radius >= 15")
+    assert kept.returncode == 0, kept.stderr
+    assert f"  count: {int(large)}\n" in kept.stdout
+    assert "  dropped: 0\n" in kept.stdout and "dropped: suppressed" not in kept.stdout
+    # Without such a filter, fewer than m dropped rows (none here) stay suppressed, and say so.
+    open_ended = _smpc_stats(running, "count", "--columns", "mean_radius")
+    assert open_ended.returncode == 0, open_ended.stderr
+    assert f"  count: {len(running.column('mean_radius'))}\n" in open_ended.stdout
+    assert "  dropped: suppressed (below the minimum cell size)\n" in open_ended.stdout

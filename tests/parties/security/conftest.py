@@ -22,6 +22,7 @@ from parties.cli.audit import AuditError, find_record
 from parties.client import Client
 from parties.config import RESULTS_DIR, DataConfig, load_config, write_config
 from parties.data.consent import record_consent
+from parties.data.model_file import save_model
 from parties.jobs.spec import JobSpec, sign_job
 from parties.ledger.chain_node import CHAIN_DB_FILE
 from parties.ledger.record_store import RecordStore, records_path
@@ -56,7 +57,7 @@ def attacked(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalDeployme
     x = np.array([[float(v) for v in r[2:]] for r in rows])
     y = np.array([r[1] == "M" for r in rows], dtype=float)
     path = dep.root / "model.npz"
-    train(x, y, features).save(path)
+    save_model(train(x, y, features), path)
     dep.set_data(MODEL_OWNER, DataConfig("model", path))
     for name, member in list(dep.members.items()):
         if member.role in ("hospital", "model-owner"):

@@ -9,6 +9,7 @@ complete row: the statistic must read "suppressed", never that row's value.
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 import subprocess
 import sys
@@ -18,7 +19,9 @@ import numpy as np
 import pytest
 
 from parties.client import Client, JobFailed
+from parties.jobs.spec import InputSpec
 from parties.local.launcher import DATA_PATH, LocalDeployment
+from protocols.disclosure import StatisticsParamsError
 from protocols.statistics import protocol
 
 pytestmark = pytest.mark.process
@@ -106,12 +109,21 @@ def test_the_minimum_counts_complete_rows_and_the_mean_is_numpys(gaps) -> None:
     np.testing.assert_allclose(result["mean"], [kept.mean()], rtol=1e-4)
 
 
+def _forged(client, inputs: dict[str, list[str]]):
+    """A stats-mean job whose inputs are replaced after the client checked them."""
+    version = protocol("stats-mean").version
+    job = client.job("stats-mean", version, inputs={h: ["mean_radius"] for h in HOSPITALS})
+    return dataclasses.replace(job, inputs={h: InputSpec(tuple(c)) for h, c in inputs.items()})
+
+
 def test_parties_that_select_different_columns_fail_before_any_share(client) -> None:
     version = protocol("stats-mean").version
     two = ["mean_radius", "mean_area"]
     inputs = {"hospital-a": two, "hospital-b": ["mean_radius"], "hospital-c": two}
+    with pytest.raises(StatisticsParamsError, match="hospital-b selects other ones"):
+        client.job("stats-mean", version, inputs=inputs)  # the client refuses to sign it
     with pytest.raises(JobFailed, match="same columns") as caught:
-        client.submit(client.job("stats-mean", version, inputs=inputs))
+        client.submit(_forged(client, inputs))  # and every party refuses it on its own
     message = str(caught.value)
     assert "hospital-b selects other ones" in message and caught.value.job in message
     assert not any(token in message for token in ("shape", "(1,)", "(2,)", "1 column"))
@@ -120,7 +132,8 @@ def test_parties_that_select_different_columns_fail_before_any_share(client) -> 
 def test_a_party_without_input_fails_the_job_naming_it(client) -> None:
     version = protocol("stats-mean").version
     inputs = {"hospital-a": ["mean_radius"], "hospital-b": ["mean_radius"]}
-    job = client.job("stats-mean", version, inputs=inputs, parties=list(HOSPITALS))
+    with pytest.raises(StatisticsParamsError, match="hospital-c selects none"):
+        client.job("stats-mean", version, inputs=inputs, parties=list(HOSPITALS))
     with pytest.raises(JobFailed, match="same columns") as caught:
-        client.submit(job)
+        client.submit(_forged(client, inputs))
     assert "hospital-c selects none" in str(caught.value) and caught.value.job in str(caught.value)

@@ -15,6 +15,7 @@ import pytest
 from parties.client import Client, JobFailed
 from parties.config import write_config
 from parties.local.launcher import LocalDeployment
+from protocols.disclosure import StatisticsParamsError
 
 pytestmark = pytest.mark.process
 
@@ -70,8 +71,14 @@ def test_a_grid_finer_than_the_documented_bound_is_refused(tmp_path) -> None:
     fed.start_all()
     client = Client(fed.members["analyst"])
     try:
-        with pytest.raises(JobFailed, match=r"params.bits must be an integer from 1 to 32"):
-            client.statistics("median", ["mean_radius"], params={"bits": 33})
+        with pytest.raises(StatisticsParamsError, match=r"params\.bits must be an integer from 1"):
+            client.statistics("median", ["mean_radius"], params={"bits": 33})  # before signing
+        spec = client.job(
+            "stats-quantiles", "2", inputs={h: ["mean_radius"] for h in HOSPITALS}, params={}
+        )
+        forged = dataclasses.replace(spec, params={**spec.params, "bits": 33})
+        with pytest.raises(JobFailed, match=r"params\.bits must be an integer from 1 to 32"):
+            client.submit(forged)  # and every party refuses it on its own
     finally:
         client.close()
         fed.close()

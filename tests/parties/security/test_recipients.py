@@ -36,10 +36,15 @@ def _column_job(kit, *, probabilities: bool = False):
 def test_labels_reach_only_the_recipients_in_outputs(kit) -> None:
     spec = _column_job(kit)
     assert spec.outputs["labels"] == ("hospital-a",)
-    forged = dataclasses.replace(spec, params={**spec.params, "recipients": ["model-owner"]})
-    outcome = kit.clients["analyst"].submit(forged)
+    outcome = kit.clients["analyst"].submit(spec)
     assert not kit.results_file("model-owner", outcome.job).exists()
     assert kit.results_file("hospital-a", outcome.job).exists()
+    # a recipient named in the parameters instead: the parties refuse the job outright
+    forged = dataclasses.replace(spec, params={**spec.params, "recipients": ["model-owner"]})
+    with pytest.raises(JobFailed, match=r"params\.recipients is not a parameter") as failed:
+        kit.clients["analyst"].submit(forged)
+    for party in spec.parties:
+        assert not kit.results_file(party, failed.value.job).exists()
 
 
 def test_probabilities_need_every_policy_to_permit_them(kit) -> None:
