@@ -12,6 +12,8 @@ SAN (gRPC's Python client can only match a server by host name, through the
 from __future__ import annotations
 
 import logging
+import ssl
+from collections.abc import Sequence
 
 import grpc
 
@@ -43,6 +45,25 @@ def channel_credentials(member: MemberConfig) -> grpc.ChannelCredentials:
     )
 
 
+def socket_context(member: MemberConfig, *, server: bool) -> ssl.SSLContext:
+    """A TLS 1.3-only context for the data plane's sockets: the member's certificate, the
+    federation CA as the only trust root, and a certificate required of the other side.
+
+    Host names are not checked: the peer's identity is its URI SAN, which the
+    caller reads from the verified certificate with :func:`identity_name`.
+    """
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER if server else ssl.PROTOCOL_TLS_CLIENT)
+    ctx.minimum_version = ctx.maximum_version = ssl.TLSVersion.TLSv1_3
+    if not server:
+        ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_REQUIRED
+    ctx.load_verify_locations(cafile=str(member.tls.ca_cert))
+    ctx.load_cert_chain(str(member.tls.cert), str(member.tls.key))
+    if server:
+        ctx.num_tickets = 0  # connections are long-lived; no session resumption
+    return ctx
+
+
 def peer_name(context: grpc.ServicerContext, member: MemberConfig) -> str:
     """The authenticated name of the peer on this call, or PeerAuthenticationError.
 
@@ -53,10 +74,21 @@ def peer_name(context: grpc.ServicerContext, member: MemberConfig) -> str:
     if auth.get("transport_security_type") != [b"ssl"]:
         raise PeerAuthenticationError("the peer did not use TLS")
     uris = [v for v in auth.get("x509_subject_alternative_name", []) if v.startswith(_URI_PREFIX)]
-    if len(uris) != 1:
+    return identity_name(uris, member)
+
+
+def identity_name(uris: Sequence[bytes | str], member: MemberConfig) -> str:
+    """The configured peer named by a verified certificate's ``smpc://`` URI SANs.
+
+    There must be exactly one, of this federation, naming a configured peer
+    with the role the configuration gives it; else PeerAuthenticationError.
+    """
+    found = [u.encode() if isinstance(u, str) else u for u in uris]
+    found = [u for u in found if u.startswith(_URI_PREFIX)]
+    if len(found) != 1:
         raise PeerAuthenticationError("the peer's certificate has no single smpc:// URI SAN")
     try:
-        federation, role, name = parse_identity(uris[0].decode())
+        federation, role, name = parse_identity(found[0].decode())
     except (ConfigError, UnicodeDecodeError) as exc:
         raise PeerAuthenticationError(f"the peer's identity is malformed: {exc}") from None
     if federation != member.federation:
