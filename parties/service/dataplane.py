@@ -211,7 +211,7 @@ class DataPlane:
                 failed = self._flush_locked(p)
             pending = bool(p.out)
         if failed is not None and sock is not None:
-            self._lost(p, sock, failed)
+            self._lost(p, sock, *failed)
         elif pending and p.reading == "idle":
             p.wake()  # the peer's thread waits for reading only; let it write too
         return len(data)
@@ -264,7 +264,7 @@ class DataPlane:
         """As ``p``'s reader: wait up to ``timeout`` for its socket, read and file its frames,
         and flush every peer's queued frames on the way."""
         if not sock.pending():
-            reads: list[object] = [sock]
+            reads: list[socket.socket] = [sock]
             if p.reading == "idle":
                 reads.append(p.wake_r)
             writes = [q.sock for q in self._peers.values() if q.out and q.sock is not None]
@@ -486,5 +486,5 @@ class DataPlane:
         cert = sock.getpeercert()
         if not cert:
             raise PeerAuthenticationError("the peer presented no certificate")
-        uris = [value for key, value in cert.get("subjectAltName", ()) if key == "URI"]
+        uris = [str(entry[1]) for entry in cert.get("subjectAltName", ()) if entry[0] == "URI"]
         return tls.identity_name(uris, self.member)

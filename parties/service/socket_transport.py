@@ -65,7 +65,7 @@ class SocketTransport(Transport):
     def _send(self, env: Envelope, payload: np.ndarray) -> None:
         if payload.dtype.byteorder == ">":
             payload = payload.astype(payload.dtype.newbyteorder("<"))
-        raw = memoryview(np.ascontiguousarray(payload).reshape(-1).view(np.uint8))
+        raw = np.ascontiguousarray(payload).reshape(-1).view(np.uint8).data
         total = raw.nbytes
         count = max(1, -(-total // CHUNK_BYTES))
         peer = self.names[env.receiver]

@@ -125,7 +125,7 @@ def test_planes_link_exchange_and_abort_with_the_kind_only(members, linked_plane
         assert aborted.reason == "it aborted the job: local-data"
 
 
-def test_foreign_ca_certless_and_plaintext_peers_are_refused(
+def test_foreign_ca_certless_tls12_and_plaintext_peers_are_refused(
     members, make_federation, linked_planes, caplog
 ) -> None:
     stranger = {m.name: m for m in make_federation([A, B], "otherfed")}
@@ -139,6 +139,11 @@ def test_foreign_ca_certless_and_plaintext_peers_are_refused(
         certless.load_verify_locations(cafile=str(members[C].tls.ca_cert))
         caplog.clear()
         assert not _greeted(lambda: _connect(c, certless))
+        _logged(caplog, "refused a connection", "TLS handshake failed")
+        old = _as(members[A])  # a member's own certificate, but TLS 1.2
+        old.minimum_version = old.maximum_version = ssl.TLSVersion.TLSv1_2
+        caplog.clear()
+        assert not _greeted(lambda: _connect(c, old))
         _logged(caplog, "refused a connection", "TLS handshake failed")
         caplog.clear()
         with socket.create_connection((c.host, c.port), timeout=5) as plain:
