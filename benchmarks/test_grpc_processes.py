@@ -1,8 +1,8 @@
-"""Engine operations between 3 real party processes over gRPC + mutual TLS on loopback.
+"""Engine operations between 3 real party processes over mutual TLS 1.3 sockets on loopback.
 
 Scenario: three hospital processes (``ProcessFederation``), each bound to its
-own loopback address (127.0.0.1-3), every message through the gRPC mesh with
-mutual TLS and per-channel transcripts on; semi-honest parties, the
+own loopback address (127.0.0.1-3), every message over the data plane's
+mutual TLS sockets, per-channel transcripts on; semi-honest parties, the
 coordinator playing the seed-based dealer. Command::
 
     make bench-suites # or: .venv/bin/python -m pytest benchmarks --benchmark-enable \\
@@ -56,7 +56,7 @@ def test_grpc_chained_mul_latency(benchmark, processes: ProcessFederation) -> No
         operation="mul",  # one element at a time, chained
         size="1",
         elements=1,
-        transport="grpc",
+        transport="tls",
         transcripts=True,
         phase="online",
         per_op_samples=samples[-(LATENCY_OPS - 50) :],
@@ -85,7 +85,7 @@ def test_grpc_mul_throughput(benchmark, processes: ProcessFederation) -> None:
         operation="mul",
         size="1e6",
         elements=THROUGHPUT_SIZE,
-        transport="grpc",
+        transport="tls",
         transcripts=True,
         phase="online",
         rounds=2,

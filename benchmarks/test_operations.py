@@ -1,14 +1,14 @@
-"""Every operation of ``smpc bench``'s table as a pytest-benchmark case, in memory and over gRPC.
+"""Every operation of ``smpc bench``'s table as a pytest-benchmark case, in memory and over TLS.
 
 Scenario: 3 computing parties, semi-honest, seed-based dealer colluding
 with none of them; fixed point with F = 16; transcripts on. ``memory``: the
-parties are threads of one process over in-memory queues. ``grpc``: three
-hospital processes on 127.0.0.1-3, every message through the gRPC mesh with
-mutual TLS. The online phase: each job's preprocessing is expanded before
+parties are threads of one process over in-memory queues. ``tls``: three
+hospital processes on 127.0.0.1-3, every message over mutual TLS 1.3
+sockets. The online phase: each job's preprocessing is expanded before
 its first round; the parties time every repetition themselves
 (``parties.bench.measure``), so the table's p50/p99 are over those samples.
 
-Sizes: 1, 10^3 and 10^6 in memory, 1, 10^3 and 10^4 over gRPC, with the
+Sizes: 1, 10^3 and 10^6 in memory, 1, 10^3 and 10^4 over TLS sockets, with the
 default caps, minimum sizes and transports of ``smpc bench``. The
 operations, their data, their round counts and plaintext baselines come
 from ``parties.bench.operations``; add an operation there and it appears
@@ -32,7 +32,7 @@ import pytest
 from parties.bench.measure import Case, ProcessRunner, Result, measure, memory_runner
 from parties.bench.operations import OPERATIONS
 
-SIZES = {"memory": (1, 10**3, 10**6), "grpc": (1, 10**3, 10**4)}
+SIZES = {"memory": (1, 10**3, 10**6), "tls": (1, 10**3, 10**4)}
 
 
 def _cases() -> list[object]:
@@ -42,7 +42,7 @@ def _cases() -> list[object]:
             if transport not in op.default_transports:
                 continue
             capped = sorted({max(op.min_size, min(s, op.default_max or s)) for s in sizes})
-            marks = [pytest.mark.process] if transport == "grpc" else []
+            marks = [pytest.mark.process] if transport == "tls" else []
             for size in capped:
                 case = Case(name, size, transport)
                 params.append(pytest.param(case, id=f"{name}-{size}-{transport}", marks=marks))
@@ -57,7 +57,7 @@ def processes(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ProcessRunne
 
 @pytest.mark.parametrize("case", _cases())
 def test_operation(benchmark, case: Case, request: pytest.FixtureRequest) -> None:
-    runner = request.getfixturevalue("processes") if case.transport == "grpc" else memory_runner
+    runner = request.getfixturevalue("processes") if case.transport == "tls" else memory_runner
     done: list[Result] = []
     benchmark.pedantic(lambda: done.append(measure(case, runner)), rounds=1, iterations=1)
     result = done[-1]

@@ -50,8 +50,8 @@ JOB_BUDGET = 4_000_000
 preprocessing at 48 bytes per element and party, about 200 MB per party and job."""
 
 MEMORY = "memory"
-GRPC = "grpc"
-TRANSPORTS = (MEMORY, GRPC)
+SOCKETS = "tls"
+TRANSPORTS = (MEMORY, SOCKETS)
 N_PARTIES = 3
 
 
@@ -191,7 +191,7 @@ def repeat_operation(rt: Runtime, spec: dict[str, Any]) -> dict[str, Any]:
     """At every party: prepare, run ``warmup + repetitions`` timed repetitions, reveal the last.
 
     Returns this party's times and per-repetition rounds, payload bytes and
-    (on gRPC) serialized bytes, with its part of the revealed output.
+    (between processes) frame bytes, with its part of the revealed output.
     """
     op = OPERATIONS[spec["operation"]]
     data = op.data(spec["size"])
@@ -242,7 +242,7 @@ def memory_runner(case: Case, spec: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 class ProcessRunner:
-    """Three hospital processes over gRPC + mutual TLS on loopback, started on first use.
+    """Three hospital processes over mutual TLS 1.3 sockets on loopback, started on first use.
 
     The federation (CA, keys, certificates) is made in ``workdir``, which the
     caller creates and deletes; one set of processes per transcript setting.

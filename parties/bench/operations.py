@@ -69,7 +69,7 @@ class Operation:
     share one job (and one preprocessing plan) without exhausting memory."""
     default_max: int | None = None
     """Largest size in the default subset (``--full`` lifts it); None for no limit."""
-    default_transports: tuple[str, ...] = ("memory", "grpc")
+    default_transports: tuple[str, ...] = ("memory", "tls")
     """Transports of the default subset; ``--full`` or naming it in ``--ops`` adds the rest."""
     min_size: int = 1
     """Smallest meaningful size: smaller requested sizes run at this one."""

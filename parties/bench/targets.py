@@ -89,14 +89,14 @@ TARGETS = (
         20.0,
     ),
     Target(
-        "fixed-point mul of 1 element, 3 processes, gRPC + mTLS, transcripts on: p50 <= 1.2 ms",
-        {"operation": "mul", "elements": 1, "transport": "grpc", "transcripts": "on"},
+        "fixed-point mul of 1 element, 3 processes, mTLS sockets, transcripts on: p50 <= 1.2 ms",
+        {"operation": "mul", "elements": 1, "transport": "tls", "transcripts": "on"},
         "p50_ms",
         1.2,
     ),
     Target(
-        "10^6 fixed-point mul, 3 processes, gRPC + mTLS, transcripts on: >= 2.6 million/s",
-        {"operation": "mul", "elements": 10**6, "transport": "grpc", "transcripts": "on"},
+        "10^6 fixed-point mul, 3 processes, mTLS sockets, transcripts on: >= 2.6 million/s",
+        {"operation": "mul", "elements": 10**6, "transport": "tls", "transcripts": "on"},
         "per_second",
         2.6e6,
     ),

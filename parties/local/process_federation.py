@@ -2,8 +2,10 @@
 
 ``ProcessFederation(members).run(fn, inputs)`` is the process twin of
 :class:`smpc.local.LocalFederation`: every computing member runs in its own
-OS process with its own :class:`parties.service.mesh.Mesh`, so every message crosses
-gRPC with mutual TLS on loopback, exactly as between hospitals. The same
+OS process with its own :class:`parties.service.dataplane.DataPlane`, so every
+message crosses a mutual TLS 1.3 socket on loopback, exactly as between
+hospitals (each process listens on a free port of its member's host and the
+coordinator tells every process where the others listen). The same
 protocol function runs unchanged; it must be importable (a module-level
 function), since it is sent to the processes by reference.
 
@@ -65,7 +67,7 @@ class ProcessJobResult:
 
 
 class ProcessFederation:
-    """One OS process per computing member, meshed over gRPC + mTLS."""
+    """One OS process per computing member, linked by mutual TLS sockets."""
 
     def __init__(
         self,
@@ -99,7 +101,7 @@ class ProcessFederation:
         self.stop()
 
     def start(self, connect_timeout: float = 30.0) -> ProcessFederation:
-        """Start every party process and wait until each has a stream to every peer."""
+        """Start every party process and wait until each has a connection to every peer."""
         limit_threads()  # inherited by the spawned processes
         ctx = mp.get_context("spawn")
         for i, member in enumerate(self.members):
@@ -116,17 +118,26 @@ class ProcessFederation:
             self._commands.append(ours)
             if corr_ours is not None:
                 self._corrections = corr_ours
-        for name, conn in zip(self.names, self._commands, strict=True):
-            if not conn.poll(connect_timeout):
-                self.stop()
-                raise PeerTimeoutError("-", name, "did not start", f"within {connect_timeout} s")
-            try:
-                status, detail = conn.recv()
-            except EOFError:
-                status, detail = "failed", "the process exited during start-up"
-            if status != "ready":
-                self.stop()
-                raise SMPCError(f"party {name} could not join the federation: {detail}")
+        deadline = time.monotonic() + connect_timeout
+        ports = {}
+        for step in ("listening", "ready"):
+            for name, conn in zip(self.names, self._commands, strict=True):
+                if not conn.poll(max(0.0, deadline - time.monotonic())):
+                    self.stop()
+                    raise PeerTimeoutError(
+                        "-", name, "did not start", f"within {connect_timeout} s"
+                    )
+                try:
+                    status, detail = conn.recv()
+                except EOFError:
+                    status, detail = "failed", "the process exited during start-up"
+                if status != step:
+                    self.stop()
+                    raise SMPCError(f"party {name} could not join the federation: {detail}")
+                ports[name] = detail
+            if step == "listening":
+                for conn in self._commands:
+                    conn.send(("peers", dict(ports)))
         return self
 
     def stop(self) -> None:
@@ -233,19 +244,32 @@ class _PipeFeed(CorrectionFeed):
 
 
 def _party_main(member: MemberConfig, conn: Connection, corrections: Connection | None) -> None:
-    """A party process: join the mesh, then run jobs until told to stop."""
-    from parties.service.grpc_transport import GrpcTransport
-    from parties.service.mesh import Mesh
+    """A party process: listen, connect to every peer, then run jobs until told to stop."""
+    from parties.service.dataplane import DataPlane
+    from parties.service.socket_transport import SocketTransport
     from smpc.runtime import Runtime
     from smpc.transcript import Transcript
 
+    ports: dict[str, int] = {}
+    hosts = {p.name: p.address.rpartition(":")[0].strip("[]") for p in member.peers}
+
+    def locate(peer: str) -> tuple[str, int]:
+        if peer not in ports:
+            raise OSError(f"the coordinator has not said where {peer} listens yet")
+        return hosts[peer], ports[peer]
+
     try:
-        mesh = Mesh(member).start()
+        plane = DataPlane(member, locate=locate).start()
     except Exception as exc:  # reported to the coordinator, which stops
         conn.send(("failed", f"{type(exc).__name__}: {exc}"))
         return
     try:
-        conn.send(("ready", None) if mesh.wait_connected(30) else ("failed", "peers unreachable"))
+        conn.send(("listening", plane.port))
+        command = conn.recv()
+        if command[0] != "peers":
+            return
+        ports.update(command[1])
+        conn.send(("ready", None) if plane.wait_connected(30) else ("failed", "peers unreachable"))
         while True:
             command = conn.recv()
             if command[0] == "stop":
@@ -262,8 +286,8 @@ def _party_main(member: MemberConfig, conn: Connection, corrections: Connection 
             else:
                 source.expand_ahead()
             transcript = Transcript(job, index, len(names)) if transcripts else None
-            transport = GrpcTransport(
-                mesh, job, names, transcript=transcript, deadline=Deadline.after(timeout).at
+            transport = SocketTransport(
+                plane, job, names, transcript=transcript, deadline=Deadline.after(timeout).at
             )
             start = time.perf_counter()
             try:
@@ -287,4 +311,4 @@ def _party_main(member: MemberConfig, conn: Connection, corrections: Connection 
             finally:
                 transport.close()
     finally:
-        mesh.stop(0.5)
+        plane.stop()

@@ -3,7 +3,7 @@
 Each computing party knows its own part of the record: its salted input
 commitment, its transcript hashes per channel, the tag of the output shares it
 returned, and how the job ended for it. The parties assemble the record over
-their mesh, on a mailbox of its own (the job's id plus ``/record``), so it
+their data plane, on a mailbox of its own (the job's id plus ``/record``), so it
 works after an abort too; once assembled, both the job's and the record's
 mailboxes are closed, so late messages for either are dropped:
 
@@ -51,7 +51,9 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from parties.jobs.spec import JobSpec
 from parties.service import wire_pb2
-from parties.service.mesh import Mesh, Rejection
+from parties.service.dataplane import DataPlane
+from parties.service.frames import DATA, Frame
+from parties.service.mailboxes import Rejection
 from protocols.registry import JobContext
 from smpc.chain.encoding import Value, decode, encode
 from smpc.chain.errors import ChainEncodingError, RecordError
@@ -83,7 +85,7 @@ _OUTPUT_TAG = "smpc/job-record/output/v1"
 
 
 def mailbox(job_id: str) -> str:
-    """The mesh mailbox of a job's record exchange, apart from the job's own."""
+    """The data plane's mailbox of a job's record exchange, apart from the job's own."""
     return f"{job_id}/record"
 
 
@@ -221,7 +223,7 @@ def agree(views: Sequence[JobView]) -> tuple[str, Failure | None, bytes]:
 
 
 def assemble(
-    mesh: Mesh,
+    plane: DataPlane,
     spec: JobSpec,
     signed_job: bytes,
     roles: Mapping[str, str],
@@ -237,7 +239,7 @@ def assemble(
     raw Ed25519 public key (from the genesis); ``key`` is this party's chain
     key (None for a model owner, whose contribution stays unsigned).
     """
-    job_id, me = spec.job_id, mesh.name
+    job_id, me = spec.job_id, plane.name
     box = mailbox(job_id)
     peers = [p for p in spec.parties if p != me]
     base = JobRecord(
@@ -254,9 +256,9 @@ def assemble(
     )
     try:
         # Round 1: the view, signed as if every party saw the job end as this one did.
-        _send_all(mesh, box, peers, _VIEW_ROUND, _signed_view(base, mine, key))
+        _send_all(plane, box, peers, _VIEW_ROUND, _signed_view(base, mine, key))
         views, signatures = {me: mine}, {}
-        for peer, data in _receive_all(mesh, box, peers, _VIEW_ROUND, seconds).items():
+        for peer, data in _receive_all(plane, box, peers, _VIEW_ROUND, seconds).items():
             try:
                 views[peer], signatures[peer] = _read_view(data, peer, spec)
             except (RecordError, ChainEncodingError) as exc:
@@ -274,13 +276,13 @@ def assemble(
         # Round 2, only when some party guessed the outcome wrong (an aborted job):
         # everyone signs the outcome agreed from the views.
         if any(v.failure != failure for v in views.values()):
-            _send_all(mesh, box, peers, _SIGNATURE_ROUND, record.contribution(me).signature)
+            _send_all(plane, box, peers, _SIGNATURE_ROUND, record.contribution(me).signature)
             heard = [p for p in peers if p in views]
-            signatures = _receive_all(mesh, box, heard, _SIGNATURE_ROUND, seconds)
+            signatures = _receive_all(plane, box, heard, _SIGNATURE_ROUND, seconds)
     finally:
         # The job has ended here: messages still coming for it or its record are dropped.
-        mesh.close_job(box)
-        mesh.close_job(job_id)
+        plane.close_job(box)
+        plane.close_job(job_id)
     return _with_signatures(record, signatures, chain_keys, me)
 
 
@@ -333,25 +335,15 @@ def _with_signatures(
     return replace(record, contributions=tuple(kept))
 
 
-def _send_all(mesh: Mesh, box: str, peers: Sequence[str], round_: int, payload: bytes) -> None:
+def _send_all(
+    plane: DataPlane, box: str, peers: Sequence[str], round_: int, payload: bytes
+) -> None:
     for peer in peers:
-        mesh.send(
-            peer,
-            wire_pb2.Envelope(
-                job=box,
-                round=round_,
-                sender=mesh.name,
-                purpose=PURPOSE,
-                last=True,
-                dtype="|u1",
-                length=len(payload),
-                payload=payload,
-            ),
-        )
+        plane.send(peer, Frame(DATA, box, PURPOSE, round_, length=len(payload), payload=payload))
 
 
 def _receive_all(
-    mesh: Mesh, box: str, peers: Sequence[str], round_: int, seconds: float
+    plane: DataPlane, box: str, peers: Sequence[str], round_: int, seconds: float
 ) -> dict[str, bytes]:
     """Each peer's payload of ``round_``; a peer silent until the deadline is left out."""
     deadline = time.monotonic() + seconds
@@ -359,10 +351,10 @@ def _receive_all(
     for peer in peers:
         while True:
             left = deadline - time.monotonic()
-            if left <= 0 or mesh.unreachable_for(peer) > 1.0:
+            if left <= 0 or plane.unreachable_for(peer) > 1.0:
                 break
             try:
-                item = mesh.receive(box, peer, min(left, 0.25))
+                item = plane.receive(box, peer, min(left, 0.25))
             except queue.Empty:
                 continue
             if isinstance(item, Rejection):

@@ -9,10 +9,11 @@ selects its own rows with the job's local filter and checks its own
 contribution against the minimum cohort size; plans the job with a dry run,
 fetches its seed (and, as party 0, the corrections) from the dealer, agrees
 on the job id with every peer before the first round, runs the protocol over
-the gRPC mesh, reveals each output only to its recipients, and answers the
-caller with the caller's shares. A failure anywhere ends the
-job at every party with an error naming the job, the party and the kind of
-failure; no partial output is revealed, and the node serves the next job.
+the data plane (mutual TLS sockets), reveals each output only to its
+recipients, and answers the caller with the caller's shares. A failure
+anywhere ends the job at every party with an error naming the job, the party
+and the kind of failure; no partial output is revealed, and the node serves
+the next job.
 Logs carry one line per job event, never a value, share or key.
 
 A failure that depends on the data (a small contribution, a value that does
@@ -56,9 +57,10 @@ from parties.ledger.chain_node import ChainNode
 from parties.ledger.genesis import load_genesis
 from parties.ledger.record_store import RecordStore, records_path
 from parties.service import job_record, wire_pb2
+from parties.service.dataplane import DataPlane
 from parties.service.dealer_service import DealerLink
-from parties.service.grpc_transport import GrpcTransport
 from parties.service.mesh import Mesh
+from parties.service.socket_transport import SocketTransport
 from protocols.disclosure import PolicyRefused
 from protocols.registry import (
     JobContext,
@@ -85,7 +87,7 @@ FEED_S = 0.5
 
 
 class PartyNode:
-    """A hospital or model owner: one mesh, one data source, one ledger of job ids."""
+    """A hospital or model owner: a mesh, a data plane, a data source, a ledger of job ids."""
 
     def __init__(self, member: MemberConfig, *, frac_bits: int = 16) -> None:
         self.member = member
@@ -94,6 +96,7 @@ class PartyNode:
         self.mesh = Mesh(
             member, on_submit=self.submit, on_chain=self._chain_message if hospital else None
         )
+        self.plane = DataPlane(member, locate=self.mesh.locate)
         self.chain: ChainNode | None = None
         self.source: DataSource | None = (
             open_source(member.data) if member.data.kind in ("csv", "sqlite") else None
@@ -122,6 +125,7 @@ class PartyNode:
         if self.member.role == "hospital":
             names = [a.name for a in self.genesis.authorities]
             self.chain = ChainNode(self.member, self.genesis, names, self.mesh.chain_send)
+        self.mesh.data_port = self.plane.start().port
         self.mesh.start()
         if self.chain is not None:
             self.chain.start()
@@ -157,6 +161,7 @@ class PartyNode:
             self._feeding.set()
             self.chain.stop()
         self.mesh.stop(grace)
+        self.plane.stop()
         self.dealer.close()
         self.records.close()
         self.budget.close()
@@ -222,7 +227,7 @@ class PartyNode:
             kind, reason = public_failure(exc)
             log.warning("%s: job %s failed: %s: %s", name, job_id, kind, exc)
             if spec is not None:
-                self.mesh.abort_job(job_id, spec.parties, kind)
+                self.plane.abort_job(job_id, spec.parties, kind)
                 if transcript is not None and kind != "refused: replay":
                     blamed = exc.party if isinstance(exc, ProtocolAbort) and exc.party else name
                     failure = Failure(blamed, kind)
@@ -273,7 +278,7 @@ class PartyNode:
                 p: self.member.role if p == name else self.member.peer(p).role for p in spec.parties
             }
             record = job_record.assemble(
-                self.mesh, spec, signed_job, roles, view, self.chain_key, self.chain_keys
+                self.plane, spec, signed_job, roles, view, self.chain_key, self.chain_keys
             )
             if self.records.add_pending(record, job=spec.job_id) and self.chain is not None:
                 self.chain.submit(record.encode())
@@ -411,8 +416,8 @@ class PartyNode:
         try:
             source = SeededSource(index, dealer.seed, plan, dealer.feed() if index == 0 else None)
             source.expand_ahead()
-            transport = GrpcTransport(
-                self.mesh,
+            transport = SocketTransport(
+                self.plane,
                 job_id,
                 names,
                 transcript=transcript,

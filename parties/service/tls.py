@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import ssl
 from collections.abc import Callable, Iterable
 from typing import Protocol, TypeVar
 
@@ -61,6 +62,25 @@ def channel_credentials(member: MemberConfig) -> grpc.ChannelCredentials:
     )
 
 
+def socket_context(member: MemberConfig, *, server: bool) -> ssl.SSLContext:
+    """A TLS 1.3-only context for the data plane's sockets: the member's certificate, the
+    federation CA as the only trust root, and a certificate required of the other side.
+
+    Host names are not checked: the peer's identity is its URI SAN, which the
+    caller reads from the verified certificate with :func:`identity_name`.
+    """
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER if server else ssl.PROTOCOL_TLS_CLIENT)
+    ctx.minimum_version = ctx.maximum_version = ssl.TLSVersion.TLSv1_3
+    if not server:
+        ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_REQUIRED
+    ctx.load_verify_locations(cafile=str(member.tls.ca_cert))
+    ctx.load_cert_chain(str(member.tls.cert), str(member.tls.key))
+    if server:
+        ctx.num_tickets = 0  # connections are long-lived; no session resumption
+    return ctx
+
+
 def peer_name(context: grpc.ServicerContext, member: MemberConfig) -> str:
     """The authenticated name of the peer on this call, or PeerAuthenticationError."""
     auth = context.auth_context()
@@ -69,17 +89,19 @@ def peer_name(context: grpc.ServicerContext, member: MemberConfig) -> str:
     return peer_from_sans(auth.get("x509_subject_alternative_name", []), member)
 
 
-def peer_from_sans(sans: Iterable[bytes], member: MemberConfig) -> str:
+def peer_from_sans(sans: Iterable[bytes | str], member: MemberConfig) -> str:
     """The configured peer named by a verified certificate's SANs, or PeerAuthenticationError.
 
     Exactly one SAN must be an ``smpc://`` URI; it must be of this federation
-    and name a configured peer with the role the configuration gives it.
+    and name a configured peer with the role the configuration gives it. Used
+    by the gRPC services and the data plane's sockets alike.
     """
-    uris = [v for v in sans if v.startswith(_URI_PREFIX)]
-    if len(uris) != 1:
+    found = [v.encode() if isinstance(v, str) else v for v in sans]
+    found = [v for v in found if v.startswith(_URI_PREFIX)]
+    if len(found) != 1:
         raise PeerAuthenticationError("the peer's certificate has no single smpc:// URI SAN")
     try:
-        federation, role, name = parse_identity(uris[0].decode())
+        federation, role, name = parse_identity(found[0].decode())
     except (ConfigError, UnicodeDecodeError) as exc:
         raise PeerAuthenticationError(f"the peer's identity is malformed: {exc}") from None
     if federation != member.federation:

@@ -34,11 +34,6 @@ class PartyStub:
         Args:
             channel: A grpc.Channel.
         """
-        self.Link = channel.stream_stream(
-                '/smpc.wire.v1.Party/Link',
-                request_serializer=parties_dot_service_dot_wire__pb2.Envelope.SerializeToString,
-                response_deserializer=parties_dot_service_dot_wire__pb2.Envelope.FromString,
-                _registered_method=True)
         self.Health = channel.unary_unary(
                 '/smpc.wire.v1.Party/Health',
                 request_serializer=parties_dot_service_dot_wire__pb2.HealthRequest.SerializeToString,
@@ -58,13 +53,6 @@ class PartyStub:
 
 class PartyServicer:
     """Missing associated documentation comment in .proto file."""
-
-    def Link(self, request_iterator, context):
-        """The pair's stream: the party whose name sorts first dials.
-        """
-        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
-        context.set_details('Method not implemented!')
-        raise NotImplementedError('Method not implemented!')
 
     def Health(self, request, context):
         """Missing associated documentation comment in .proto file."""
@@ -89,11 +77,6 @@ class PartyServicer:
 
 def add_PartyServicer_to_server(servicer, server):
     rpc_method_handlers = {
-            'Link': grpc.stream_stream_rpc_method_handler(
-                    servicer.Link,
-                    request_deserializer=parties_dot_service_dot_wire__pb2.Envelope.FromString,
-                    response_serializer=parties_dot_service_dot_wire__pb2.Envelope.SerializeToString,
-            ),
             'Health': grpc.unary_unary_rpc_method_handler(
                     servicer.Health,
                     request_deserializer=parties_dot_service_dot_wire__pb2.HealthRequest.FromString,
@@ -119,33 +102,6 @@ def add_PartyServicer_to_server(servicer, server):
  # This class is part of an EXPERIMENTAL API.
 class Party:
     """Missing associated documentation comment in .proto file."""
-
-    @staticmethod
-    def Link(request_iterator,
-            target,
-            options=(),
-            channel_credentials=None,
-            call_credentials=None,
-            insecure=False,
-            compression=None,
-            wait_for_ready=None,
-            timeout=None,
-            metadata=None):
-        return grpc.experimental.stream_stream(
-            request_iterator,
-            target,
-            '/smpc.wire.v1.Party/Link',
-            parties_dot_service_dot_wire__pb2.Envelope.SerializeToString,
-            parties_dot_service_dot_wire__pb2.Envelope.FromString,
-            options,
-            channel_credentials,
-            insecure,
-            call_credentials,
-            compression,
-            wait_for_ready,
-            timeout,
-            metadata,
-            _registered_method=True)
 
     @staticmethod
     def Health(request,

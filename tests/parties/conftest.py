@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -13,8 +14,8 @@ import pytest
 from parties.config import MemberConfig
 from parties.federation import init_federation
 from parties.local.launcher import LocalDeployment
-from parties.service.grpc_transport import GrpcTransport
-from parties.service.mesh import Mesh
+from parties.service.dataplane import DataPlane
+from parties.service.socket_transport import SocketTransport
 from smpc.preprocessing import Dealer
 from smpc.runtime import Runtime, dry_run
 from smpc.transcript import Transcript
@@ -25,22 +26,43 @@ def federation(tmp: Path, hospitals: Sequence[str], name: str = "testfed") -> li
     return init_federation(name, hospitals, [], [], tmp / name, base_port=0)
 
 
+@contextlib.contextmanager
+def data_planes(members: Sequence[MemberConfig], **kwargs: Any) -> Iterator[list[DataPlane]]:
+    """Started, connected data planes of ``members`` (in this process; ports found by name)."""
+    ports: dict[str, int] = {}
+    hosts = {m.name: m.address.rpartition(":")[0] for m in members}
+
+    def locate(peer: str) -> tuple[str, int]:
+        if peer not in ports:
+            raise OSError(f"{peer} is not listening")
+        return hosts[peer], ports[peer]
+
+    planes = [DataPlane(m, locate=locate, **kwargs) for m in members]
+    try:
+        for plane in planes:
+            ports[plane.name] = plane.start().port
+        yield planes
+    finally:
+        for plane in planes:
+            plane.stop()
+
+
 def run_over_meshes(
-    meshes: Sequence[Mesh], fn: Callable[..., Any], inputs: Sequence[Any], job: str
-) -> tuple[list[Any], list[GrpcTransport]]:
-    """Run ``fn(rt, inputs[i])`` at each mesh's party in threads; a test-local dealer."""
+    meshes: Sequence[DataPlane], fn: Callable[..., Any], inputs: Sequence[Any], job: str
+) -> tuple[list[Any], list[SocketTransport]]:
+    """Run ``fn(rt, inputs[i])`` at each data plane's party in threads; a test-local dealer."""
     names = sorted(m.name for m in meshes)
     by_name = {m.name: (m, x) for m, x in zip(meshes, inputs, strict=True)}
     plan = dry_run(fn, len(names), by_name[names[0]][1]).plan
     sources = Dealer("testfed", job, len(names), plan).local_sources()
     results: list[Any] = [None] * len(names)
     errors: list[BaseException | None] = [None] * len(names)
-    transports: list[GrpcTransport] = []
+    transports: list[SocketTransport] = []
     for name in names:
         mesh = by_name[name][0]
         index = names.index(name)
         transcript = Transcript(job, index, len(names))
-        transports.append(GrpcTransport(mesh, job, names, transcript=transcript, deadline=None))
+        transports.append(SocketTransport(mesh, job, names, transcript=transcript, deadline=None))
 
     def party(i: int) -> None:
         try:
@@ -66,8 +88,14 @@ def make_federation(tmp_path: Path) -> Callable[..., list[MemberConfig]]:
 
 
 @pytest.fixture
-def over_meshes() -> Callable[..., tuple[list[Any], list[GrpcTransport]]]:
-    """Run a protocol function on real meshes, one thread per party."""
+def linked_planes() -> Callable[..., contextlib.AbstractContextManager[list[DataPlane]]]:
+    """Start the given members' data planes in this process: ``with linked_planes(members)``."""
+    return data_planes
+
+
+@pytest.fixture
+def over_meshes() -> Callable[..., tuple[list[Any], list[SocketTransport]]]:
+    """Run a protocol function on real data planes, one thread per party."""
     return run_over_meshes
 
 

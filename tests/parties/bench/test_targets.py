@@ -29,7 +29,7 @@ class Row:
 def test_a_target_applies_to_matching_rows_only_and_defaults_to_memory() -> None:
     target = Target("ltz", {"operation": "ltz", "elements": 10**6}, "p50_ms", 500.0)
     assert target.applies(Row("ltz", 10**6, 0.1, 1e-3))
-    assert not target.applies(Row("ltz", 10**6, 0.1, 1e-3, transport="grpc"))
+    assert not target.applies(Row("ltz", 10**6, 0.1, 1e-3, transport="tls"))
     assert not target.applies(Row("ltz", 1000, 0.1, 1e-3))
 
 

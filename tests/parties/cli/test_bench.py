@@ -60,15 +60,15 @@ def test_bench_in_memory_smallest_size_every_operation(tmp_path: Path, capsys) -
 
 
 @pytest.mark.process
-def test_bench_over_grpc_processes_reports_wire_bytes(tmp_path: Path) -> None:
+def test_bench_over_tls_processes_reports_wire_bytes(tmp_path: Path) -> None:
     status, doc = _run(
-        tmp_path, "--transport", "grpc", "--ops", "mul", "--sizes", "1", "--repetitions", "20"
+        tmp_path, "--transport", "tls", "--ops", "mul", "--sizes", "1", "--repetitions", "20"
     )
     assert status == 0
     (record,) = doc["results"]
     _check_sane(record)
-    assert record["transport"] == "grpc"
-    # serialized envelopes carry headers besides the payload
+    assert record["transport"] == "tls"
+    # frames carry headers besides the payload
     assert record["wire_bytes_per_party"] > record["bytes_per_party"]
 
 
@@ -139,40 +139,41 @@ def _plan(*argv: str) -> tuple[list[Case], list[Case], list[Case]]:
     return plan_cases(build_parser().parse_args(["bench", *argv]))
 
 
-def test_default_subset_memory_to_1e6_grpc_to_1e4_with_caps() -> None:
+def test_default_subset_memory_to_1e6_tls_to_1e4_with_caps() -> None:
     cases, replaced, left_out = _plan()
     memory = {(c.operation, c.size) for c in cases if c.transport == "memory"}
-    grpc = {(c.operation, c.size) for c in cases if c.transport == "grpc"}
-    assert [c.transport for c in cases] == sorted(c.transport for c in cases)[::-1]  # memory first
+    over_tls = {(c.operation, c.size) for c in cases if c.transport == "tls"}
+    order = [c.transport for c in cases]
+    assert order == sorted(order, key=("memory", "tls").index)  # memory first
     for name, op in OPERATIONS.items():
         top = 10**6 if op.default_max is None else op.default_max
         assert {s for n, s in memory if n == name} == {op.min_size, 10**3, top}
-        grpc_sizes = {op.min_size, 10**3, 10**4}
-        over_grpc = grpc_sizes if "grpc" in op.default_transports else set()
-        assert {s for n, s in grpc if n == name} == over_grpc
+        tls_sizes = {op.min_size, 10**3, 10**4}
+        expected = tls_sizes if "tls" in op.default_transports else set()
+        assert {s for n, s in over_tls if n == name} == expected
     assert {c.operation for c in replaced} == {
         n for n, op in OPERATIONS.items() if op.default_max is not None and op.default_max < 10**6
     }
     assert {c.operation for c in left_out} == {
-        n for n, op in OPERATIONS.items() if "grpc" not in op.default_transports
+        n for n, op in OPERATIONS.items() if "tls" not in op.default_transports
     }
     # naming an operation runs it on every transport
     named, _, none_left = _plan("--ops", "sqrt", "--sizes", "1")
-    assert {c.transport for c in named} == {"memory", "grpc"} and not none_left
+    assert {c.transport for c in named} == {"memory", "tls"} and not none_left
 
 
-def test_full_adds_1e6_over_grpc_and_lifts_caps() -> None:
+def test_full_adds_1e6_over_tls_and_lifts_caps() -> None:
     cases, replaced, left_out = _plan("--full")
     assert not replaced and not left_out
     for name in OPERATIONS:
-        assert Case(name, 10**6, "grpc") in cases and Case(name, 10**6, "memory") in cases
+        assert Case(name, 10**6, "tls") in cases and Case(name, 10**6, "memory") in cases
 
 
 def test_check_targets_adds_the_cases_the_targets_name() -> None:
     cases, _, _ = _plan("--ops", "add", "--sizes", "1", "--check-targets")
     assert Case("mul", 10**6, "memory", transcripts=False) in cases
     assert Case("matmul", 256 * 256, "memory", transcripts=False) in cases
-    assert Case("mul", 1, "grpc") in cases and Case("mul", 10**6, "grpc") in cases
+    assert Case("mul", 1, "tls") in cases and Case("mul", 10**6, "tls") in cases
     assert Case("ltz", 10**6, "memory") in cases and Case("sigmoid", 10**6, "memory") in cases
 
 

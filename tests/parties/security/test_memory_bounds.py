@@ -1,11 +1,12 @@
 """What a peer or an analyst can make a party or the dealer hold in memory stays bounded.
 
-Each test repeats one event 1,000 times over real gRPC streams with mutual
-TLS (the services in this process, so that their structures can be measured)
-and checks that the structures the event fills, and the memory they hold
-(tracemalloc, counting only allocations made by the service's own module),
-stop growing: what the 400th event left is what the 1,000th leaves. A fake
-clock stands in for the time that passes between batches of events.
+Each test repeats one event 1,000 times over real connections with mutual
+TLS (the data plane's sockets, the dealer's gRPC; the services run in this
+process, so that their structures can be measured) and checks that the
+structures the event fills, and the memory they hold (tracemalloc, counting
+only allocations made by the service's own module), stop growing: what the
+400th event left is what the 1,000th leaves. A fake clock stands in for the
+time that passes between batches of events.
 """
 
 from __future__ import annotations
@@ -22,10 +23,11 @@ import pytest
 from parties.config import MemberConfig
 from parties.federation import init_federation
 from parties.jobs.spec import JobSpec, now_ms, sign_job
-from parties.service import dealer_service, job_record, mesh, tls, wire_pb2, wire_pb2_grpc
+from parties.service import dealer_service, job_record, mailboxes, tls, wire_pb2_grpc
+from parties.service.dataplane import DataPlane
 from parties.service.dealer_service import DealerLink, DealerService
-from parties.service.grpc_transport import GrpcTransport
-from parties.service.mesh import Mesh
+from parties.service.frames import DATA, Frame
+from parties.service.socket_transport import SocketTransport
 from smpc.errors import MalformedMessageError
 from smpc.preprocessing import Plan
 from smpc.transport import Expect
@@ -65,11 +67,13 @@ def members(tmp_path: Path) -> dict[str, MemberConfig]:
 
 
 @pytest.fixture
-def pair(members: dict[str, MemberConfig]) -> Iterator[tuple[Mesh, Mesh, FakeClock]]:
-    """Two linked meshes (hospital-a dials hospital-c) whose mailboxes expire by a fake clock."""
-    with Mesh(members["hospital-a"]) as a, Mesh(members["hospital-c"]) as c:
+def pair(
+    members: dict[str, MemberConfig], linked_planes
+) -> Iterator[tuple[DataPlane, DataPlane, FakeClock]]:
+    """Two linked data planes (hospital-a dials hospital-c); mailboxes expire by a fake clock."""
+    with linked_planes([members["hospital-a"], members["hospital-c"]]) as (a, c):
         assert a.wait_connected(10) and c.wait_connected(10)
-        a.clock = c.clock = clock = FakeClock()
+        a.boxes.clock = c.boxes.clock = clock = FakeClock()
         yield a, c, clock
 
 
@@ -82,13 +86,15 @@ def tracing() -> Iterator[None]:
         tracemalloc.stop()
 
 
-def _sync(a: Mesh, c: Mesh) -> None:
-    """Return once c has filed everything a sent before (one ordered stream per pair)."""
-    a.send("hospital-c", wire_pb2.Envelope(job="sync", sender="hospital-a", last=True))
-    assert isinstance(c.receive("sync", "hospital-a", timeout=10), wire_pb2.Envelope)
+def _sync(a: DataPlane, c: DataPlane) -> None:
+    """Return once c has filed everything a sent before (one ordered connection per pair)."""
+    a.send("hospital-c", Frame(DATA, "sync"))
+    assert isinstance(c.receive("sync", "hospital-a", timeout=10), Frame)
 
 
-def _batches(a: Mesh, c: Mesh, clock: FakeClock, event) -> tuple[tuple[int, int], tuple[int, int]]:
+def _batches(
+    a: DataPlane, c: DataPlane, clock: FakeClock, event
+) -> tuple[tuple[int, int], tuple[int, int]]:
     """Run ``event(i)`` EVENTS times; (mailboxes, bytes) held after STEADY events and after all."""
     early = (0, 0)
     for start in range(0, EVENTS, BATCH):
@@ -97,11 +103,11 @@ def _batches(a: Mesh, c: Mesh, clock: FakeClock, event) -> tuple[tuple[int, int]
         _sync(a, c)
         clock.now += STEP_S
         if start + BATCH == STEADY:
-            early = (len(c._mailboxes), _held(mesh))
-    return early, (len(c._mailboxes), _held(mesh))
+            early = (len(c.boxes), _held(mailboxes))
+    return early, (len(c.boxes), _held(mailboxes))
 
 
-def test_aborts_for_jobs_never_opened_leave_the_mesh_flat(pair, tracing) -> None:
+def test_aborts_for_jobs_never_opened_leave_the_mailboxes_flat(pair, tracing) -> None:
     a, c, clock = pair
     both = ("hospital-a", "hospital-c")
     early, late = _batches(a, c, clock, lambda i: a.abort_job(f"never-{i}", both, "refused"))
@@ -109,7 +115,7 @@ def test_aborts_for_jobs_never_opened_leave_the_mesh_flat(pair, tracing) -> None
     assert late[1] - early[1] < 20_000, (early, late)
 
 
-def test_record_messages_after_the_wait_timed_out_leave_the_mesh_flat(
+def test_record_messages_after_the_wait_timed_out_leave_the_mailboxes_flat(
     pair, members, tracing
 ) -> None:
     a, c, clock = pair
@@ -129,15 +135,9 @@ def test_record_messages_after_the_wait_timed_out_leave_the_mesh_flat(
             deadline_ms=now_ms() + 60_000,
         )
         job_record.assemble(c, spec, b"{}", roles, view, None, {}, seconds=0.0)
-        late = wire_pb2.Envelope(
-            job=job_record.mailbox(spec.job_id),
-            sender="hospital-a",
-            purpose=job_record.PURPOSE,
-            round=1,
-            last=True,
-            payload=b"a view that came too late",
-        )
-        a.send("hospital-c", late)
+        late = b"a view that came too late"
+        box = job_record.mailbox(spec.job_id)
+        a.send("hospital-c", Frame(DATA, box, job_record.PURPOSE, 1, payload=late))
 
     early, late = _batches(a, c, clock, late_record)
     assert late[0] <= 1  # the sync job: the late views were dropped
@@ -151,27 +151,17 @@ def test_an_announced_length_is_not_allocated_before_the_data_arrives(pair, trac
     tracemalloc.reset_peak()
     for i in range(EVENTS):
         job = f"announce-{i}"
-        transport = GrpcTransport(c, job, names, deadline=None)
+        transport = SocketTransport(c, job, names, deadline=None)
         for chunk, last in ((0, False), (1, True)):
             a.send(
                 "hospital-c",
-                wire_pb2.Envelope(
-                    job=job,
-                    round=1,
-                    sender="hospital-a",
-                    purpose="x",
-                    chunk=chunk,
-                    last=last,
-                    dtype="<u8",
-                    length=announced,
-                    payload=bytes(16),
-                ),
+                Frame(DATA, job, "x", 1, 0, chunk, last, "<u8", announced, bytes(16)),
             )
         with pytest.raises(MalformedMessageError, match="were announced"):
             transport.exchange({}, {0: Expect(np.dtype("<u8"), announced // 8)}, "x")
         transport.close()
     assert tracemalloc.get_traced_memory()[1] < 64 << 20  # never near the 8 GiB announced
-    assert len(c._mailboxes) == 0
+    assert len(c.boxes) == 0
 
 
 def test_jobs_some_party_never_provisions_leave_the_dealer_flat(members, tracing) -> None:

@@ -1,14 +1,16 @@
-"""One analyst cannot starve a hospital's service, and non-parties cannot join its mesh.
+"""One analyst cannot starve a hospital's service, and non-parties cannot join its data plane.
 
 Real party processes over gRPC + mutual TLS: a burst of jobs sent to one
 hospital only, a job whose deadline lies years ahead, a job one of whose
-parties never hears of it, and an analyst's certificate dialling the
-hospitals' data plane.
+parties never hears of it, and an analyst's certificate dialling a
+hospital's data plane (mutual TLS sockets).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -21,6 +23,7 @@ from parties.config import dns_name, load_config, write_config
 from parties.jobs.spec import JobSpec, SignedJob, sign_job
 from parties.local.launcher import LocalDeployment
 from parties.service import tls, wire_pb2, wire_pb2_grpc
+from parties.service.frames import FrameReader, PeerClosed
 
 pytestmark = pytest.mark.process
 
@@ -122,15 +125,17 @@ def test_a_job_whose_peer_never_joins_fails_within_the_join_timeout(client) -> N
     assert elapsed < JOIN_S + 5  # not the job's 20 s deadline
 
 
-def test_an_analysts_certificate_cannot_open_a_link_stream(fed) -> None:
+def test_an_analysts_certificate_cannot_join_the_data_plane(fed) -> None:
     analyst, target = fed.members["analyst"], fed.members["hospital-b"]
     options = [("grpc.ssl_target_name_override", dns_name(target.federation, target.name))]
     with grpc.secure_channel(target.address, tls.channel_credentials(analyst), options) as channel:
-        stream = wire_pb2_grpc.PartyStub(channel).Link(iter(()), timeout=10)
-        with pytest.raises(grpc.RpcError) as refused:
-            list(stream)
-    assert refused.value.code() == grpc.StatusCode.UNAUTHENTICATED
-    assert "analyst" in refused.value.details()
+        health = wire_pb2_grpc.PartyStub(channel).Health(wire_pb2.HealthRequest(), timeout=10)
+    assert health.data_port > 0
+    host = target.address.rpartition(":")[0]
+    raw = socket.create_connection((host, health.data_port), timeout=10)
+    sock = tls.socket_context(analyst, server=False).wrap_socket(raw)
+    with sock, pytest.raises((OSError, ssl.SSLError, PeerClosed)):
+        FrameReader().read(sock, limit=1)  # no greeting: the connection is closed
     time.sleep(0.2)
     log = (fed.root / "hospital-b.log").read_text()
-    assert "refused a stream" in log and "analyst" in log
+    assert "refused a connection" in log and "'analyst' is not a computing party" in log

@@ -140,17 +140,17 @@ def test_jobs_wait_for_a_dealer_that_is_down_then_fail_clearly(running, client) 
 
 ROGUE = """
 import sys
-from parties.service import grpc_transport
+from parties.service import socket_transport
 from parties.cli.main import main
 
-real_send = grpc_transport.GrpcTransport._send
+real_send = socket_transport.SocketTransport._send
 
 def short_input(self, env, payload):  # this party's input messages are one element short
     if env.purpose == "input":
         payload = payload[:-1]
     return real_send(self, env, payload)
 
-grpc_transport.GrpcTransport._send = short_input
+socket_transport.SocketTransport._send = short_input
 sys.exit(main(["party", "--config", sys.argv[1]]))
 """
 

@@ -15,6 +15,8 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from parties.jobs.spec import InputSpec, JobSpec, now_ms
 from parties.service import wire_pb2
+from parties.service.dataplane import DataPlane
+from parties.service.frames import DATA, Frame
 from parties.service.job_record import (
     JobView,
     agree,
@@ -24,7 +26,6 @@ from parties.service.job_record import (
     output_digest,
     output_tag,
 )
-from parties.service.mesh import Mesh
 from protocols.registry import JobContext
 from smpc.chain.encoding import encode
 from smpc.chain.errors import RecordError
@@ -114,10 +115,10 @@ def test_every_party_derives_the_same_outcome_from_the_same_views() -> None:
     assert agree(echoes) == ("aborted", Failure("c", "party unreachable"), b"")
 
 
-class FakeMesh:
-    """Mailboxes between in-process parties, shaped like the mesh's job-message calls."""
+class FakePlane:
+    """Mailboxes between in-process parties, shaped like the data plane's job-message calls."""
 
-    def __init__(self, name: str, network: dict[str, FakeMesh]) -> None:
+    def __init__(self, name: str, network: dict[str, FakePlane]) -> None:
         self.name = name
         self.network = network
         self.boxes: dict[tuple[str, str], queue.SimpleQueue] = {}
@@ -126,10 +127,10 @@ class FakeMesh:
     def box(self, job: str, peer: str) -> queue.SimpleQueue:
         return self.boxes.setdefault((job, peer), queue.SimpleQueue())
 
-    def send(self, peer: str, envelope: wire_pb2.Envelope) -> None:
-        self.network[peer].box(envelope.job, self.name).put(envelope)
+    def send(self, peer: str, frame: Frame) -> None:
+        self.network[peer].box(frame.job, self.name).put(frame)
 
-    def receive(self, job: str, peer: str, timeout: float | None) -> wire_pb2.Envelope:
+    def receive(self, job: str, peer: str, timeout: float | None) -> Frame:
         return self.box(job, peer).get(timeout=timeout)
 
     def unreachable_for(self, peer: str) -> float:
@@ -153,13 +154,13 @@ def spec() -> JobSpec:
 
 
 def run_parties(job: JobSpec, names, keys, public, views, seconds=5.0):
-    network: dict[str, FakeMesh] = {}
-    meshes = {p: FakeMesh(p, network) for p in PARTIES}
+    network: dict[str, FakePlane] = {}
+    meshes = {p: FakePlane(p, network) for p in PARTIES}
     roles = dict.fromkeys(PARTIES, "hospital")
     out: dict[str, JobRecord] = {}
 
     def one(p: str) -> None:
-        mesh = cast(Mesh, meshes[p])
+        mesh = cast(DataPlane, meshes[p])
         out[p] = assemble(mesh, job, b"{}", roles, views[p], keys[p], public, seconds=seconds)
 
     threads = [threading.Thread(target=one, args=(p,)) for p in names]
@@ -204,9 +205,7 @@ def test_a_bad_view_or_signature_leaves_that_party_out() -> None:
         for round_, payload in ((1, signed_view(bad, keys["c"])), (2, bytes(64))):
             rogue.send(
                 peer,
-                wire_pb2.Envelope(
-                    job=box, round=round_, sender="c", purpose="record", payload=payload
-                ),
+                Frame(DATA, box, "record", round_, payload=payload),
             )
     for t in threads:
         t.join(timeout=10)
@@ -222,9 +221,7 @@ def test_a_bad_view_or_signature_leaves_that_party_out() -> None:
         for round_, payload in ((1, signed_view(views["c"], bytes(64))), (2, bytes(64))):
             meshes["c"].send(
                 peer,
-                wire_pb2.Envelope(
-                    job=box, round=round_, sender="c", purpose="record", payload=payload
-                ),
+                Frame(DATA, box, "record", round_, payload=payload),
             )
     for t in threads:
         t.join(timeout=10)

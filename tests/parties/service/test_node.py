@@ -10,7 +10,7 @@ import pytest
 from parties.client import Client, JobFailed
 from parties.data.sources import DataSourceError
 from parties.jobs.spec import LOCAL_DATA_REASON, JobRejected, JobSpec, SignedJob, sign_job
-from parties.service import grpc_transport
+from parties.service import socket_transport
 from parties.service.dealer_service import serve
 from parties.service.node import PartyNode, public_failure
 from protocols.disclosure import PolicyRefused, StatisticsInputError, StatisticsParamsError
@@ -37,7 +37,7 @@ class Nodes:
             policy = dataclasses.replace(member.policy, **policy_changes)
             self.nodes.append(PartyNode(dataclasses.replace(member, policy=policy)).start())
         for node in self.nodes:
-            assert node.mesh.wait_connected(10)
+            assert node.plane.wait_connected(10)
         self.client = Client(fed.members["analyst"])
 
     def close(self) -> None:
@@ -123,14 +123,14 @@ def test_a_contribution_below_the_minimum_is_refused_without_revealing_its_size(
 
 def test_a_malformed_message_aborts_the_job_and_the_next_job_runs(nodes, fed, monkeypatch) -> None:
     n = nodes()
-    real_send = grpc_transport.GrpcTransport._send
+    real_send = socket_transport.SocketTransport._send
 
     def short_beaver(self, env, payload):  # hospital-b sends one element too few
-        if self.mesh.name == "hospital-b" and env.purpose == "input":
+        if self.plane.name == "hospital-b" and env.purpose == "input":
             payload = payload[:-1]
         return real_send(self, env, payload)
 
-    monkeypatch.setattr(grpc_transport.GrpcTransport, "_send", short_beaver)
+    monkeypatch.setattr(socket_transport.SocketTransport, "_send", short_beaver)
     with pytest.raises(JobFailed) as err:
         n.client.submit(_count_job(n.client))
     assert "malformed message" in str(err.value) and "hospital-b" in str(err.value)

@@ -1,14 +1,18 @@
-"""The engine's Transport over a party process's gRPC mesh.
+"""The engine's Transport over a party process's data plane (mutual TLS 1.3 sockets).
 
 One instance per job. Party indices are positions in the job's sorted list
-of computing parties. Payloads travel as raw little-endian bytes in chunks of
+of computing parties. Payloads travel as raw little-endian bytes in frames of
 at most 1 MiB; round and payload-byte counts come from the engine's base
-class, and this class adds the serialized (protobuf) bytes it sent and
-received. A payload is assembled as its chunks arrive, never allocated ahead
-from the length a peer announces. Every other party must send its first
-message within the join timeout (the member's ``policy.join_timeout_seconds``)
-of this transport's start, or the job fails naming it: a job that some party
-never received does not hold this one until its deadline.
+class, and this class adds the frame bytes it sent and received (headers
+included, before TLS). A payload is assembled as its chunks arrive, never
+allocated ahead from the length a peer announces. Every other party must send
+its first message within the join timeout (the member's
+``policy.join_timeout_seconds``) of this transport's start, or the job fails
+naming it: a job that some party never received does not hold this one until
+its deadline.
+
+A sent payload is referenced, not copied, until its frames are written: like
+the in-memory transport's, it must not be changed after ``exchange`` returns.
 """
 
 from __future__ import annotations
@@ -19,21 +23,23 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from parties.service import wire_pb2
-from parties.service.mesh import CHUNK_BYTES, Mesh, Rejection
+from parties.service.dataplane import DataPlane
+from parties.service.frames import DATA, Frame
+from parties.service.mailboxes import Rejection
+from parties.service.mesh import CHUNK_BYTES
 from smpc.errors import MalformedMessageError, PeerTimeoutError, ProtocolAbort, UnknownPartyError
 from smpc.transcript import Envelope
 from smpc.transport import Expect, Transport
 
-UNREACHABLE_GRACE = 3.0  # seconds a peer's stream may be down before its jobs abort
+UNREACHABLE_GRACE = 3.0  # seconds a peer's connection may be down before its jobs abort
 
 
-class GrpcTransport(Transport):
+class SocketTransport(Transport):
     """Messages of one job between the processes named in ``parties``."""
 
     def __init__(
         self,
-        mesh: Mesh,
+        plane: DataPlane,
         job: str,
         parties: Sequence[str],
         *,
@@ -43,45 +49,46 @@ class GrpcTransport(Transport):
         names = sorted(parties)
         if len(set(names)) != len(names):
             raise ValueError("a job names each computing party once")
-        if mesh.name not in names:
-            raise UnknownPartyError(f"{mesh.name} is not a computing party of job {job}")
-        super().__init__(job, names.index(mesh.name), len(names), names=names, **kwargs)  # type: ignore[arg-type]
-        self.mesh = mesh
+        if plane.name not in names:
+            raise UnknownPartyError(f"{plane.name} is not a computing party of job {job}")
+        super().__init__(job, names.index(plane.name), len(names), names=names, **kwargs)  # type: ignore[arg-type]
+        self.plane = plane
         self.join_timeout = (
-            mesh.member.policy.join_timeout_seconds if join_timeout is None else join_timeout
+            plane.member.policy.join_timeout_seconds if join_timeout is None else join_timeout
         )
         self._join_by = time.monotonic() + self.join_timeout
         self._joined: set[int] = set()
-        mesh.open_job(job)
+        plane.open_job(job)
         self.wire_bytes_sent = 0
         self.wire_bytes_received = 0
 
     def _send(self, env: Envelope, payload: np.ndarray) -> None:
-        raw = np.ascontiguousarray(payload).reshape(-1).view(np.uint8)
+        if payload.dtype.byteorder == ">":
+            payload = payload.astype(payload.dtype.newbyteorder("<"))
+        raw = np.ascontiguousarray(payload).reshape(-1).view(np.uint8).data
         total = raw.nbytes
         count = max(1, -(-total // CHUNK_BYTES))
         peer = self.names[env.receiver]
         for chunk in range(count):
-            message = wire_pb2.Envelope(
-                job=env.job,
-                round=env.round,
-                seq=env.seq,
-                sender=self.mesh.name,
-                purpose=env.purpose,
-                chunk=chunk,
-                last=chunk == count - 1,
-                dtype=payload.dtype.str,
-                length=total,
-                payload=raw[chunk * CHUNK_BYTES : (chunk + 1) * CHUNK_BYTES].tobytes(),
+            frame = Frame(
+                DATA,
+                env.job,
+                env.purpose,
+                env.round,
+                env.seq,
+                chunk,
+                chunk == count - 1,
+                payload.dtype.str,
+                total,
+                raw[chunk * CHUNK_BYTES : (chunk + 1) * CHUNK_BYTES],
             )
-            self.wire_bytes_sent += message.ByteSize()
-            self.mesh.send(peer, message)
+            self.wire_bytes_sent += self.plane.send(peer, frame)
 
     def _receive(
         self, peer: int, expect: Expect, purpose: str, timeout: float | None
     ) -> tuple[Envelope, np.ndarray]:
         deadline = None if timeout is None else time.monotonic() + timeout
-        first = self._next_chunk(peer, deadline)
+        first = self._next_frame(peer, deadline)
         if first.last and first.chunk == 0:
             data = np.frombuffer(first.payload, dtype=np.uint8)
         else:
@@ -99,41 +106,38 @@ class GrpcTransport(Transport):
         env = Envelope(self.job, first.round, first.seq, peer, self.party, first.purpose)
         return env, data.view(dtype)
 
-    def _assemble(self, peer: int, first: wire_pb2.Envelope, deadline: float | None) -> np.ndarray:
-        if first.length > self.mesh.max_job_bytes:
+    def _assemble(self, peer: int, first: Frame, deadline: float | None) -> np.ndarray:
+        if first.length > self.plane.max_job_bytes:
             self._malformed(peer, "announced payload exceeds the job's byte limit")
-        chunks: list[bytes] = []  # kept as they arrive; never more than announced
-        received, message, expected = 0, first, 0
+        chunks: list[bytes | bytearray | memoryview] = []  # as they arrive; never more
+        received, frame, expected = 0, first, 0
         while True:
-            if message.chunk != expected or (message.round, message.seq) != (
-                first.round,
-                first.seq,
-            ):
+            if frame.chunk != expected or (frame.round, frame.seq) != (first.round, first.seq):
                 self._malformed(peer, "chunks out of order")
-            received += len(message.payload)
+            received += len(frame.payload)
             if received > first.length:
                 self._malformed(peer, "chunks exceed the announced payload length")
-            chunks.append(message.payload)
-            if message.last:
+            chunks.append(frame.payload)
+            if frame.last:
                 return np.frombuffer(b"".join(chunks), dtype=np.uint8)
             expected += 1
-            message = self._next_chunk(peer, deadline)
+            frame = self._next_frame(peer, deadline)
 
-    def _next_chunk(self, peer: int, deadline: float | None) -> wire_pb2.Envelope:
+    def _next_frame(self, peer: int, deadline: float | None) -> Frame:
         name = self.names[peer]
         joining = peer not in self._joined
         limit = deadline
         if joining and (limit is None or self._join_by < limit):
             limit = self._join_by
-        while True:  # wake now and then to notice a peer whose stream is gone
+        while True:  # wake now and then to notice a peer whose connection is gone
             timeout = 0.5 if limit is None else min(0.5, max(0.0, limit - time.monotonic()))
             try:
-                item = self.mesh.receive(self.job, name, timeout)
+                item = self.plane.receive(self.job, name, timeout)
                 break
             except queue.Empty:
-                if self.mesh.unreachable_for(name) > UNREACHABLE_GRACE:
+                if self.plane.unreachable_for(name) > UNREACHABLE_GRACE:
                     raise ProtocolAbort(
-                        self.job, name, "party unreachable", "no stream to it"
+                        self.job, name, "party unreachable", "no connection to it"
                     ) from None
                 if limit is not None and time.monotonic() >= limit:
                     if limit != deadline:
@@ -150,12 +154,12 @@ class GrpcTransport(Transport):
             if item.kind == "malformed message":
                 self._malformed(peer, item.reason)
             raise ProtocolAbort(self.job, self.names[peer], item.kind, item.reason)
-        self.wire_bytes_received += item.ByteSize()
+        self.wire_bytes_received += item.wire_bytes
         return item
 
     def _malformed(self, peer: int, reason: str) -> None:
         raise MalformedMessageError(self.job, self.names[peer], "malformed message", reason)
 
     def close(self) -> None:
-        """Release the job's mailboxes in the mesh."""
-        self.mesh.close_job(self.job)
+        """Release the job's mailboxes in the data plane."""
+        self.plane.close_job(self.job)

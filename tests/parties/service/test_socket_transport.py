@@ -1,4 +1,4 @@
-"""Protocols over real gRPC + mutual TLS meshes on loopback (one process, several meshes)."""
+"""Protocols over real mutual TLS data planes on loopback (one process, several planes)."""
 
 from __future__ import annotations
 
@@ -8,8 +8,7 @@ import time
 import numpy as np
 import pytest
 
-from parties.service.grpc_transport import GrpcTransport
-from parties.service.mesh import Mesh
+from parties.service.socket_transport import SocketTransport
 from smpc.errors import PeerTimeoutError
 from smpc.transcript import check_channels
 from smpc.transport import Expect
@@ -25,21 +24,19 @@ def _job(rt, mine):
 
 
 @pytest.mark.parametrize("n", [3, 5])
-def test_mul_matmul_open_over_grpc_agree_with_numpy(make_federation, over_meshes, n: int) -> None:
+def test_mul_matmul_open_over_sockets_agree_with_numpy(
+    make_federation, over_meshes, linked_planes, n: int
+) -> None:
     members = make_federation([f"hospital-{c}" for c in "abcde"[:n]])
     computing = [m for m in members if m.role == "hospital"]
     assert len({m.address.rsplit(":", 1)[0] for m in computing}) == n  # distinct loopback hosts
     rng = np.random.default_rng(n)
     data = {m.name: rng.uniform(-30, 30, (40, 30)) for m in computing}
     names = sorted(data)
-    meshes = [Mesh(m).start() for m in computing]
-    try:
-        assert all(mesh.wait_connected(10) for mesh in meshes)
-        by_mesh = [data[m.name] for m in meshes]
-        results, transports = over_meshes(meshes, _job, by_mesh, job=f"job-{n}")
-    finally:
-        for mesh in meshes:
-            mesh.stop(0)
+    with linked_planes(computing) as planes:
+        assert all(plane.wait_connected(10) for plane in planes)
+        by_plane = [data[p.name] for p in planes]
+        results, transports = over_meshes(planes, _job, by_plane, job=f"job-{n}")
     x, y, w = data[names[0]], data[names[1]], data[names[-1]][:30, :20]
     for product, matrix, total in results:
         np.testing.assert_allclose(product, x * y, atol=2e-3)
@@ -50,10 +47,11 @@ def test_mul_matmul_open_over_grpc_agree_with_numpy(make_federation, over_meshes
     assert len({t.rounds for t in transports}) == 1
 
 
-def test_a_large_tensor_travels_in_1_mib_chunks(make_federation, over_meshes) -> None:
+def test_a_large_tensor_travels_in_1_mib_chunks(
+    make_federation, over_meshes, linked_planes
+) -> None:
     members = make_federation(["hospital-a", "hospital-b"])
     computing = [m for m in members if m.role == "hospital"]
-    meshes = [Mesh(m).start() for m in computing]
     size = 400_000  # 3.2 MB per share
 
     def fn(rt, _):
@@ -61,22 +59,24 @@ def test_a_large_tensor_travels_in_1_mib_chunks(make_federation, over_meshes) ->
             rt.input(np.arange(size, dtype=float) if rt.party == 0 else None, 0, (size,))
         )
 
-    try:
-        results, transports = over_meshes(meshes, fn, [None, None], job="big")
-    finally:
-        for mesh in meshes:
-            mesh.stop(0)
+    with linked_planes(computing) as planes:
+        assert all(plane.wait_connected(10) for plane in planes)
+        results, transports = over_meshes(planes, fn, [None, None], job="big")
     np.testing.assert_array_equal(results[0], np.arange(size, dtype=float))
     assert transports[0].wire_bytes_sent > size * 8
 
 
-def test_a_party_that_never_joins_fails_the_job_within_the_join_timeout(make_federation) -> None:
+def test_a_party_that_never_joins_fails_the_job_within_the_join_timeout(
+    make_federation, linked_planes
+) -> None:
     members = {m.name: m for m in make_federation(["hospital-a", "hospital-c"])}
     names = ["hospital-a", "hospital-c"]
-    with Mesh(members["hospital-a"]) as a, Mesh(members["hospital-c"]) as c:
+    with linked_planes([members["hospital-a"], members["hospital-c"]]) as (a, c):
         assert a.wait_connected(10) and c.wait_connected(10)
         hello = np.arange(4, dtype=np.uint64)
-        alone = GrpcTransport(a, "lonely", names, join_timeout=0.5, deadline=time.monotonic() + 30)
+        alone = SocketTransport(
+            a, "lonely", names, join_timeout=0.5, deadline=time.monotonic() + 30
+        )
         start = time.monotonic()
         with pytest.raises(PeerTimeoutError) as err:
             alone.exchange({1: hello}, {1: Expect.like(hello)}, "hello")
@@ -89,7 +89,7 @@ def test_a_party_that_never_joins_fails_the_job_within_the_join_timeout(make_fed
         )
 
         # Once joined, a peer may take longer than the join timeout between rounds.
-        pair = [GrpcTransport(m, "joined", names, join_timeout=0.5) for m in (a, c)]
+        pair = [SocketTransport(m, "joined", names, join_timeout=0.5) for m in (a, c)]
         got: list[object] = [None, None]
 
         def party(i: int) -> None:
