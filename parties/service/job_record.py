@@ -138,11 +138,13 @@ class JobView:
     received: dict[str, str]
     output_tag: bytes
     failure: Failure | None
+    patients: bytes = b""
 
     def encode(self) -> bytes:
         failure = self.failure
         return encode(
             {
+                "patients": self.patients,
                 "party": self.party,
                 "input_commitment": self.input_commitment,
                 "sent": self.sent,
@@ -157,6 +159,7 @@ class JobView:
         """Parse a peer's view; raises RecordError or ChainEncodingError if it is not one."""
         value = decode(data)
         names = {"party", "input_commitment", "sent", "received", "output_tag", "failure"}
+        names |= {"patients"}
         if not isinstance(value, dict) or set(value) != names:
             raise RecordError(f"a job view has exactly the fields {sorted(names)}")
         f = cast(dict[str, Any], value)
@@ -176,6 +179,7 @@ class JobView:
             received=dict(f["received"]),
             output_tag=tag,
             failure=None if failure is None else Failure(*failure),
+            patients=f["patients"],
         )
         view.contribution()  # the contribution's own checks
         return view
@@ -187,6 +191,7 @@ class JobView:
             sent=tuple(sorted(self.sent.items())),
             received=tuple(sorted(self.received.items())),
             output_tag=self.output_tag,
+            patients=self.patients,
         )
 
 
@@ -197,8 +202,12 @@ def view_of(
     input_commit: bytes,
     tag: bytes,
     failure: Failure | None,
+    patients: bytes = b"",
 ) -> JobView:
-    """A party's view from its transcript (indices mapped to the job's party names)."""
+    """A party's view from its transcript (indices mapped to the job's party names).
+
+    ``patients`` is a hospital's commitment to the patients it used (or empty).
+    """
     digests = transcript.digests()
     return JobView(
         party=party,
@@ -207,6 +216,7 @@ def view_of(
         received={parties[i]: h for i, h in digests["received"].items()},
         output_tag=tag if failure is None else b"",
         failure=failure,
+        patients=patients,
     )
 
 

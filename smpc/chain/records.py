@@ -146,7 +146,10 @@ class Contribution:
     shares it returned (empty unless the job finished); the record's output
     digest is :func:`output_digest` over every party's tag. ``signature`` is the
     party's Ed25519 signature of :meth:`JobRecord.signing_message` (empty until
-    signed).
+    signed). ``patients`` is a hospital's commitment to the patients whose rows
+    it used (:mod:`smpc.chain.patients`), empty for a party without a patient
+    column; it is encoded only when present, so records from before the field
+    keep their encoding and signatures.
     """
 
     party: str
@@ -155,6 +158,7 @@ class Contribution:
     received: tuple[tuple[str, str], ...]
     signature: bytes = b""
     output_tag: bytes = b""
+    patients: bytes = b""
 
     def __post_init__(self) -> None:
         _name(self.party, "contributing party")
@@ -176,6 +180,10 @@ class Contribution:
             isinstance(self.output_tag, bytes) and len(self.output_tag) in (0, DIGEST_SIZE),
             f"{self.party}'s output tag must be empty or {DIGEST_SIZE} bytes",
         )
+        _check(
+            isinstance(self.patients, bytes) and len(self.patients) in (0, DIGEST_SIZE),
+            f"{self.party}'s patients commitment must be empty or {DIGEST_SIZE} bytes",
+        )
 
     def value(self, with_signature: bool = True) -> Value:
         body: dict[str, Value] = {
@@ -185,6 +193,8 @@ class Contribution:
             "received": dict(self.received),
             "output_tag": self.output_tag,
         }
+        if self.patients:
+            body["patients"] = self.patients
         if with_signature:
             body["signature"] = self.signature
         return body
@@ -194,7 +204,11 @@ class Contribution:
         _check(isinstance(value, dict), "a contribution must be a map")
         f = cast(dict[str, Any], value)
         names = {"party", "input_commitment", "sent", "received", "signature", "output_tag"}
-        _check(set(f) == names, f"a contribution has fields {sorted(names)}")
+        _check(
+            set(f) in (names, names | {"patients"}),
+            f"a contribution has fields {sorted(names)} and, for a hospital, patients",
+        )
+        _check(f.get("patients", b"x") != b"", "an empty patients commitment is left out")
         return cls(
             party=f["party"],
             input_commitment=f["input_commitment"],
@@ -202,6 +216,7 @@ class Contribution:
             received=_hex_map(f["received"], "received"),
             signature=f["signature"],
             output_tag=f["output_tag"],
+            patients=f.get("patients", b""),
         )
 
 

@@ -228,3 +228,26 @@ def test_signatures_cover_the_own_output_tag_and_the_digest_follows_the_tags(
         forged.verify_signatures(publics)
     with pytest.raises(RecordError, match="output tag"):
         dataclasses.replace(changed, output_tag=b"short")
+
+
+def test_patients_commitment_is_signed_and_optional(kit: SimpleNamespace) -> None:
+    plain = Contribution("h", bytes(32), (), ())
+    assert "patients" not in plain.value()  # records from before the field keep their bytes
+    with_root = dataclasses.replace(plain, patients=b"\x07" * 32)
+    assert Contribution.from_value(with_root.value()) == with_root
+    with pytest.raises(RecordError, match="patients commitment must be empty or 32"):
+        dataclasses.replace(plain, patients=b"\x07")
+    with pytest.raises(RecordError, match="empty patients commitment is left out"):
+        Contribution.from_value({**plain.value(), "patients": b""})  # type: ignore[dict-item]
+    keys = {"a": kit.key("a"), "b": kit.key("b")}
+    record = kit.job("job-p", list(keys), {})
+    mine = dataclasses.replace(record.contribution("a"), patients=b"\x07" * 32)
+    record = dataclasses.replace(record, contributions=(mine, record.contribution("b")))
+    record = record.signed_by("a", keys["a"]).signed_by("b", keys["b"])
+    assert decode_record(record.encode()) == record
+    publics = {name: public_bytes(k) for name, k in keys.items()}
+    record.verify_signatures(publics)
+    changed = dataclasses.replace(record.contribution("a"), patients=b"\x08" * 32)
+    forged = dataclasses.replace(record, contributions=(changed, record.contribution("b")))
+    with pytest.raises(RecordError, match="a's signature does not verify"):
+        forged.verify_signatures(publics)
