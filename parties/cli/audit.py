@@ -11,8 +11,11 @@ the channel and the field:
 - for every channel i -> j, what i hashed as sent equals what j hashed as
   received (for an aborted job messages may have been in flight, so there a
   difference is a note), and every party of a finished job contributed;
-- where this member kept its own notes on the job, its hashes and input
-  commitment in the record are the ones it kept.
+- every hospital known to keep a patient column (this member when its
+  config names one, and every hospital with consent records) commits, in its
+  signed contribution, to the patients whose rows it used;
+- where this member kept its own notes on the job, its hashes, input
+  commitment and patients commitment in the record are the ones it kept.
 
 Exit status 0 when there is no fault, 1 when there is one (or the record is
 missing or malformed), 2 for a usage error.
@@ -38,7 +41,7 @@ from parties.ledger.record_store import RECORDS_DB_FILE, RecordStore
 from smpc.chain.errors import ChainEncodingError, ChainError, RecordError
 from smpc.chain.genesis import Genesis
 from smpc.chain.keys import signature_valid
-from smpc.chain.records import JobRecord, decode_record
+from smpc.chain.records import ConsentRecord, JobRecord, decode_record
 
 EXIT_FAULT = 1
 EXIT_USAGE = 2
@@ -106,8 +109,17 @@ def find_record(job_id: str, chain_db: Path | None, records_db: Path | None) -> 
     raise AuditError(f"no record of job {job_id} ({where})")
 
 
-def audit(record: JobRecord, genesis: Genesis, notes: dict[str, Any] | None) -> list[Finding]:
-    """Every fault and note of ``record``, checked against the genesis and this member's notes."""
+def audit(
+    record: JobRecord,
+    genesis: Genesis,
+    notes: dict[str, Any] | None,
+    patient_hospitals: frozenset[str] = frozenset(),
+) -> list[Finding]:
+    """Every fault and note of ``record``, checked against the genesis and this member's notes.
+
+    ``patient_hospitals`` are the hospitals known to have a patient column:
+    each one's contribution must carry its (signed) patients commitment.
+    """
     findings: list[Finding] = []
     fault = _adder(findings, "fault")
     note = _adder(findings, "note")
@@ -152,9 +164,34 @@ def audit(record: JobRecord, genesis: Genesis, notes: dict[str, Any] | None) -> 
                         i.party,
                         channel,
                     )
+    for name in sorted(patient_hospitals & by_party.keys()):
+        if not by_party[name].patients:
+            fault("patients", "no commitment to the patients whose rows it used", name)
+        elif name not in keys:
+            fault("patients", "the commitment is not signed with a chain key", name)
     if notes is not None:
         _check_notes(by_party, notes, fault, note)
     return findings
+
+
+def patient_hospitals(chain_db: Path | None, records_db: Path | None) -> set[str]:
+    """Hospitals with consent records (final or pending here): they have a patient column."""
+    found: list[bytes] = []
+    if chain_db is not None and chain_db.is_file():
+        with SqliteChainStore(chain_db, readonly=True) as store:
+            found += [data for entry in store.iterate() for data in entry.block.records]
+    if records_db is not None and records_db.is_file():
+        with RecordStore(records_db, readonly=True) as store:
+            found += [data for _, data in store.pending(ConsentRecord.KIND)]
+    names = set()
+    for data in found:
+        try:
+            record = decode_record(data)
+        except (ChainEncodingError, RecordError):
+            continue  # `smpc chain verify` names undecodable records
+        if isinstance(record, ConsentRecord):
+            names.add(record.hospital)
+    return names
 
 
 def _adder(findings: list[Finding], severity: str) -> Callable[..., None]:
@@ -198,6 +235,8 @@ def _check_notes(
             if kept.get(peer) != view.get(peer):
                 channel = f"{me} -> {peer}" if label == "sent" else f"{peer} -> {me}"
                 fault(label, "differs from the hash this member kept", me, channel)
+    if notes.get("patients", "") != c.patients.hex():
+        fault("patients", "differs from the patients commitment this member kept", me)
 
 
 def describe(found: Found, findings: list[Finding]) -> dict[str, Any]:
@@ -223,6 +262,7 @@ def describe(found: Found, findings: list[Finding]) -> dict[str, Any]:
                 "sent": dict(c.sent),
                 "received": dict(c.received),
                 "signature": c.signature.hex(),
+                "patients": c.patients.hex(),
             }
             for c in r.contributions
         ],
@@ -255,6 +295,9 @@ def run(args: argparse.Namespace) -> int:
         )
         return EXIT_USAGE
     genesis = load_genesis(genesis_path)
+    with_patients = patient_hospitals(chain_db, records_db)
+    if args.config is not None and member.data.patient_id is not None:
+        with_patients.add(member.name)
     try:
         found = find_record(job_id, chain_db, records_db)
     except AuditError as exc:
@@ -264,7 +307,7 @@ def run(args: argparse.Namespace) -> int:
     if records_db is not None and records_db.is_file():
         with RecordStore(records_db, readonly=True) as store:
             notes = store.notes(job_id)
-    findings = audit(found.record, genesis, notes)
+    findings = audit(found.record, genesis, notes, frozenset(with_patients))
     report = describe(found, findings)
     if args.json:
         print(json.dumps(report, sort_keys=True))
@@ -290,6 +333,8 @@ def _print(report: dict[str, Any], with_notes: bool) -> None:
     for c in report["contributions"]:
         signed = "signed" if c["signature"] else "unsigned"
         print(f"  {c['party']}: input commitment {c['input_commitment'][:16]}..., {signed}")
+        if c["patients"]:
+            print(f"    patients commitment {c['patients'][:16]}...")
         for label, view in (("sent to", c["sent"]), ("received from", c["received"])):
             for peer, digest in sorted(view.items()):
                 print(f"    {label} {peer}: {digest[:16]}...")

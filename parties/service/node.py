@@ -55,6 +55,7 @@ from parties.jobs.spec import (
 )
 from parties.ledger.chain_node import ChainNode
 from parties.ledger.genesis import load_genesis
+from parties.ledger.patients import PatientLedger
 from parties.ledger.record_store import RecordStore, records_path
 from parties.service import job_record, wire_pb2
 from parties.service.dataplane import DataPlane
@@ -112,6 +113,7 @@ class PartyNode:
             load_private_key(member.chain_key.read_bytes()) if member.chain_key else None
         )
         self.records = RecordStore(records_path(member))
+        self.patients = PatientLedger(member)
         policy = member.policy
         self.budget = QueryBudget(
             member.home / BUDGET_DB_FILE,
@@ -164,6 +166,7 @@ class PartyNode:
         self.plane.stop()
         self.dealer.close()
         self.records.close()
+        self.patients.close()
         self.budget.close()
 
     def _chain_message(self, sender: str, data: bytes) -> None:
@@ -262,7 +265,10 @@ class PartyNode:
             if ctx is None:  # failed before its inputs were chosen: it used none
                 ctx = JobContext(params={}, parties=spec.parties, party=name)
             commit, salt = job_record.input_commitment(spec.job_id, ctx)
-            view = job_record.view_of(name, spec.parties, transcript, commit, tag, failure)
+            patients, patient_notes = self.patients.commit(spec.job_id)
+            view = job_record.view_of(
+                name, spec.parties, transcript, commit, tag, failure, patients
+            )
             self.records.keep_notes(
                 spec.job_id,
                 {
@@ -272,6 +278,7 @@ class PartyNode:
                     "sent": view.sent,
                     "received": view.received,
                     "output_key": output_key.hex(),
+                    **patient_notes,
                 },
             )
             roles = {
@@ -393,7 +400,9 @@ class PartyNode:
         where = spec.inputs[name].where
         patients = self.source.select([column], where, numeric=False).categorical(column)
         book = consent.ConsentBook(records, self.consent_mode)
-        return book.rows(consent.load_secret(self.member), patients, spec.scope)
+        keep = book.rows(consent.load_secret(self.member), patients, spec.scope)
+        self.patients.selected(spec.job_id, patients[keep])
+        return keep
 
     def _run(
         self,

@@ -1,0 +1,179 @@
+"""A hospital's per-job patient commitments and the leaves it keeps to prove them later.
+
+When a job ends, a hospital with a patient column commits to the patients
+whose rows entered the job after its filter and consent
+(:mod:`smpc.chain.patients`); the commitment goes into its signed
+contribution to the job record. To issue receipts later it keeps, per job, the
+salt and the sorted leaves in ``<config folder>/<name>/patients.db`` (SQLite,
+WAL, mode 0600): the leaves are keyed hashes, unlinkable to anyone without
+the hospital's consent secret, and never leave the hospital except as the few
+siblings a receipt shows. Identifiers are never stored, logged or printed.
+"""
+
+from __future__ import annotations
+
+import hmac
+import os
+import secrets
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from parties.config import MemberConfig
+from parties.data import consent
+from parties.ledger.chain_store import _SqliteFile
+from smpc.chain import patients
+from smpc.chain.errors import ChainStoreError
+
+PATIENTS_DB_FILE = "patients.db"
+_TABLE = "job_patients"
+_SCHEMA = (
+    "CREATE TABLE job_patients ("
+    " job TEXT PRIMARY KEY,"
+    " time_ms INTEGER NOT NULL,"
+    " salt BLOB NOT NULL,"
+    " leaves BLOB NOT NULL)",
+    "CREATE INDEX job_patients_time ON job_patients (time_ms)",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class JobPatients:
+    """What a hospital kept about one job's patients: when, the salt, the sorted leaves."""
+
+    job: str
+    time_ms: int
+    salt: bytes
+    leaves: tuple[bytes, ...]
+
+    @property
+    def commitment(self) -> bytes:
+        return patients.commit(self.salt, self.leaves)[0]
+
+
+def patient_keys(secret: bytes, ids: Sequence[object]) -> list[bytes]:
+    """HMAC-SHA256 of each identifier under the consent secret (the consent records' key)."""
+    return [hmac.digest(secret, str(p).encode("utf-8"), "sha256") for p in ids]
+
+
+class PatientStore:
+    """Per-job salts and leaves of one hospital (see the module docstring)."""
+
+    def __init__(self, path: str | os.PathLike[str], *, readonly: bool = False) -> None:
+        file = Path(path)
+        if not readonly and not file.exists():
+            file.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+            os.close(os.open(file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+        self._file = _SqliteFile(file, _TABLE, _SCHEMA, readonly=readonly, synchronous="NORMAL")
+
+    @property
+    def path(self) -> Path:
+        return self._file.path
+
+    def keep(self, kept: JobPatients) -> None:
+        """Keep one job's salt and leaves; a job keeps the first ones stored."""
+        if self._file.readonly:
+            raise ChainStoreError(f"{self.path} is open read-only")
+        row = (kept.job, kept.time_ms, kept.salt, b"".join(kept.leaves))
+        with self._file.lock, self._file.transaction():
+            self._file.execute("INSERT OR IGNORE INTO job_patients VALUES (?, ?, ?, ?)", row)
+
+    def get(self, job: str) -> JobPatients | None:
+        """What was kept about ``job``, or None."""
+        with self._file.lock:
+            row = self._file.execute(
+                "SELECT job, time_ms, salt, leaves FROM job_patients WHERE job = ?", (job,)
+            ).fetchone()
+        return None if row is None else _kept(row)
+
+    def jobs(self, since_ms: int = 0) -> list[JobPatients]:
+        """Every job kept from ``since_ms`` on, oldest first."""
+        with self._file.lock:
+            rows = self._file.execute(
+                "SELECT job, time_ms, salt, leaves FROM job_patients WHERE time_ms >= ?"
+                " ORDER BY time_ms, rowid",
+                (since_ms,),
+            ).fetchall()
+        return [_kept(r) for r in rows]
+
+    def close(self) -> None:
+        self._file.close()
+
+    def __enter__(self) -> PatientStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _kept(row: tuple[str, int, bytes, bytes]) -> JobPatients:
+    job, time_ms, salt, blob = row
+    size = patients.KEY_SIZE
+    if len(blob) % size:
+        raise ChainStoreError(f"the leaves kept for job {job} are damaged")
+    leaves = tuple(bytes(blob[i : i + size]) for i in range(0, len(blob), size))
+    return JobPatients(job, int(time_ms), bytes(salt), leaves)
+
+
+def store_path(member: MemberConfig) -> Path:
+    """Where ``member`` keeps its patient leaves."""
+    return member.home / PATIENTS_DB_FILE
+
+
+class PatientLedger:
+    """The node's side: remembers each job's selected patients and commits to them at its end.
+
+    Inactive (commitments are empty) for a member whose data names no
+    ``patient_id`` column.
+    """
+
+    def __init__(self, member: MemberConfig) -> None:
+        self.member = member
+        self.active = member.role == "hospital" and member.data.patient_id is not None
+        self._selected: dict[str, np.ndarray] = {}
+        self._lock = threading.Lock()
+        self._store: PatientStore | None = None
+
+    def selected(self, job: str, ids: np.ndarray) -> None:
+        """The identifiers of the rows ``job`` uses (after its filter and consent)."""
+        if self.active:
+            with self._lock:
+                self._selected[job] = ids
+
+    def commit(self, job: str) -> tuple[bytes, dict[str, object]]:
+        """(commitment, notes) for ``job``, its salt and leaves kept; empty when inactive.
+
+        A job that ended before it selected rows commits to no patient.
+        """
+        with self._lock:
+            ids = self._selected.pop(job, None)
+        if not self.active:
+            return b"", {}
+        secret = consent.load_secret(self.member, create=True)
+        if secret is None:
+            raise consent.ConsentError(f"no consent secret at {consent.secret_path(self.member)}")
+        salt = secrets.token_bytes(patients.SALT_SIZE)
+        chosen: Sequence[object] = [] if ids is None else ids.tolist()
+        leaves = patients.leaves(patients.job_key(secret, job, salt), patient_keys(secret, chosen))
+        commitment, root = patients.commit(salt, leaves)
+        with self._lock:
+            if self._store is None:
+                self._store = PatientStore(store_path(self.member))
+            self._store.keep(JobPatients(job, time.time_ns() // 1_000_000, salt, tuple(leaves)))
+        notes: dict[str, object] = {
+            "patients": commitment.hex(),
+            "patients_salt": salt.hex(),
+            "patients_count": len(leaves),
+            "patients_root": root.hex(),
+        }
+        return commitment, notes
+
+    def close(self) -> None:
+        with self._lock:
+            if self._store is not None:
+                self._store.close()
+                self._store = None

@@ -1,0 +1,388 @@
+"""A patient's receipt: for every job at one hospital, whether their row was in it, with proof.
+
+A hospital issues the receipt (:func:`issue`) from its chain, its kept leaves
+(:mod:`parties.ledger.patients`) and its consent secret. For each job it lists
+the protocol, scope, analyst, time, status and outputs' recipients, and
+whether the patient's leaf is among the leaves the hospital committed to in
+its signed contribution to the job record, with a Merkle proof of membership
+or of absence (:func:`smpc.chain.merkle.prove_set`). It carries the record
+itself, the record's path to its block's Merkle root, and the headers of every
+block from the first such block to the chain's head, so that
+:func:`verify` can check it against any copy of the chain or a signed
+checkpoint alone. The hospital signs the whole receipt with its chain key.
+
+A receipt reveals, about other patients, only the number of patients the
+hospital used in each job and at most two of their leaves per job (keyed
+hashes under a per-job key that only the hospital can compute); the job
+records it carries are already on the chain. It names no identifier.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, cast
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from parties.jobs.spec import JobFormatError, JobSpec, SignedJob
+from parties.ledger.patients import JobPatients, patient_keys
+from smpc.chain import patients
+from smpc.chain.block import Block, Seal
+from smpc.chain.encoding import Value, decode, encode
+from smpc.chain.errors import ChainEncodingError, ChainError, RecordError
+from smpc.chain.genesis import Genesis
+from smpc.chain.keys import signature_valid
+from smpc.chain.merkle import Located, SetProof, inclusion_proof, prove_set, verify_inclusion
+from smpc.chain.merkle import verify_set as check_set
+from smpc.chain.records import JobRecord, decode_record
+from smpc.chain.store import ChainStore
+
+FORMAT = "smpc-receipt-1"
+_SIGN_DOMAIN = "smpc/receipt/v1"
+
+
+class ReceiptError(ChainError, ValueError):
+    """A receipt cannot be issued or does not verify; the message names what and where."""
+
+
+# -- issuing ------------------------------------------------------------------------
+
+
+def issue(
+    *,
+    hospital: str,
+    key: Ed25519PrivateKey,
+    genesis: Genesis,
+    chain: ChainStore,
+    kept: list[JobPatients],
+    secret: bytes,
+    patient: str,
+    since_ms: int = 0,
+    now_ms: int | None = None,
+) -> dict[str, Any]:
+    """The signed receipt for ``patient`` over the jobs in ``kept`` (a JSON-ready dict).
+
+    Jobs whose record is not in a final block yet are named under ``not_final``
+    with no proof.
+    """
+    if not patient.strip():
+        raise ReceiptError("the patient identifier is empty")
+    wanted = {k.job: k for k in kept}
+    found: dict[str, tuple[Block, int]] = {}
+    for entry in chain.iterate():
+        for index, data in enumerate(entry.block.records):
+            try:
+                record = decode_record(data)
+            except (ChainEncodingError, RecordError):
+                continue
+            if isinstance(record, JobRecord) and record.job_id in wanted:
+                found[record.job_id] = (entry.block, index)
+    head = chain.head()
+    pk = patient_keys(secret, [patient.strip()])[0]
+    jobs = []
+    for k in kept:
+        if k.job not in found:
+            continue
+        block, index = found[k.job]
+        record = cast(JobRecord, decode_record(block.records[index]))
+        jobs.append(_job_entry(record, block, index, k, secret, pk))
+    low = min((j["block"]["height"] for j in jobs), default=None)
+    headers = []
+    if low is not None and head is not None:
+        for height in range(low, head.block.height + 1):
+            sealed = chain.get(height)
+            if sealed is None:
+                raise ReceiptError(f"the chain store lacks block {height}")
+            headers.append(encode(sealed.block.header_value()).hex())
+    body: dict[str, Any] = {
+        "format": FORMAT,
+        "federation": genesis.federation,
+        "genesis": genesis.hash().hex(),
+        "hospital": hospital,
+        "issued_ms": time.time_ns() // 1_000_000 if now_ms is None else now_ms,
+        "since_ms": since_ms,
+        "first_height": low if low is not None else 0,
+        "headers": headers,
+        "jobs": jobs,
+        "not_final": sorted(k.job for k in kept if k.job not in found),
+    }
+    body["signature"] = key.sign(_signing_message(body)).hex()
+    return body
+
+
+def _job_entry(
+    record: JobRecord, block: Block, index: int, k: JobPatients, secret: bytes, pk: bytes
+) -> dict[str, Any]:
+    leaf = patients.leaf(patients.job_key(secret, k.job, k.salt), pk)
+    proof = prove_set(k.leaves, leaf)
+    root = patients.commit(k.salt, k.leaves)[1]
+    return {
+        **_described(record),
+        "included": proof.member,
+        "block": {"height": block.height, "hash": block.hash().hex()},
+        "record": record.encode().hex(),
+        "record_index": index,
+        "block_records": len(block.records),
+        "record_path": [h.hex() for h in inclusion_proof(block.records, index)],
+        "salt": k.salt.hex(),
+        "count": len(k.leaves),
+        "root": root.hex(),
+        "leaf": leaf.hex(),
+        "located": [
+            {"index": at.index, "leaf": at.data.hex(), "path": [h.hex() for h in at.path]}
+            for at in proof.located
+        ],
+    }
+
+
+def _described(record: JobRecord) -> dict[str, Any]:
+    """What a receipt says of a job, all read from its record and the signed job in it."""
+    try:
+        spec = JobSpec.from_json(SignedJob.from_json(record.signed_job).spec_bytes)
+    except (JobFormatError, UnicodeDecodeError) as exc:
+        raise ReceiptError(f"job {record.job_id}: the record's signed job: {exc}") from None
+    return {
+        "job": record.job_id,
+        "protocol": record.protocol,
+        "protocol_version": record.protocol_version,
+        "scope": spec.scope,
+        "analyst": spec.analyst,
+        "time_ms": spec.created_ms,
+        "status": record.status,
+        "outputs": {name: list(to) for name, to in record.outputs},
+    }
+
+
+def _signing_message(body: Mapping[str, Any]) -> bytes:
+    content = {k: v for k, v in body.items() if k != "signature"}
+    return encode([_SIGN_DOMAIN, cast(Value, content)])
+
+
+def dumps(receipt: Mapping[str, Any]) -> str:
+    """The receipt's one canonical text: any other bytes for the same receipt are refused."""
+    return json.dumps(receipt, sort_keys=True, indent=1) + "\n"
+
+
+# -- verifying ----------------------------------------------------------------------
+
+
+@dataclass
+class Verdict:
+    """What verifying a receipt found: faults (it does not hold), what it proves, caveats."""
+
+    faults: list[str] = field(default_factory=list)
+    proven: list[str] = field(default_factory=list)
+    unanchored: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.faults
+
+
+Anchor = Callable[[int, bytes, Mapping[int, Block]], str | None]
+"""Given a block's (height, hash) and the receipt's headers: None if the chain (or checkpoint)
+holds that block, the reason if it cannot tell; raises ReceiptError if it holds another."""
+
+
+def loads(text: str) -> dict[str, Any]:
+    """Parse a receipt file; ReceiptError if it is not exactly as issued."""
+    try:
+        receipt = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ReceiptError(f"the file is not a receipt (not JSON: {exc})") from None
+    if not isinstance(receipt, dict):
+        raise ReceiptError("the file is not a receipt (not a JSON object)")
+    if dumps(receipt) != text:
+        raise ReceiptError("the file's bytes are not the receipt as issued (it was edited)")
+    return receipt
+
+
+def verify(receipt: Mapping[str, Any], genesis: Genesis, anchor: Anchor) -> Verdict:
+    """Check every proof in ``receipt``; ``anchor`` ties the headers to a chain or checkpoint."""
+    verdict = Verdict()
+    try:
+        _verify(receipt, genesis, anchor, verdict)
+    except (KeyError, TypeError, ValueError, ChainError) as exc:
+        if not isinstance(exc, ReceiptError):
+            exc = ReceiptError(f"malformed receipt: {type(exc).__name__}: {exc}")
+        verdict.faults.append(str(exc))
+    return verdict
+
+
+def _hex(value: object, what: str, size: int | None = None) -> bytes:
+    if not isinstance(value, str):
+        raise ReceiptError(f"{what} is not a hex string")
+    try:
+        data = bytes.fromhex(value)
+    except ValueError:
+        raise ReceiptError(f"{what} is not hex") from None
+    if size is not None and len(data) != size:
+        raise ReceiptError(f"{what} is not {size} bytes")
+    return data
+
+
+def _int(value: object, what: str) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+        raise ReceiptError(f"{what} is not a non-negative integer")
+    return value
+
+
+def _verify(receipt: Mapping[str, Any], genesis: Genesis, anchor: Anchor, v: Verdict) -> None:
+    if receipt.get("format") != FORMAT:
+        raise ReceiptError(f"format is {receipt.get('format')!r}, not {FORMAT}")
+    if receipt.get("genesis") != genesis.hash().hex():
+        raise ReceiptError("genesis: the receipt is of another federation's genesis")
+    hospital = receipt["hospital"]
+    keys = {a.name: a.public_key for a in genesis.authorities}
+    if hospital not in keys:
+        raise ReceiptError(f"hospital: {hospital!r} holds no chain key in the genesis")
+    headers = _headers(receipt, v)
+    for n, job in enumerate(receipt["jobs"]):
+        where = f"job {n + 1} ({str(job.get('job', '?'))[:12]})"
+        try:
+            _verify_job(job, hospital, keys[hospital], headers, anchor, v)
+        except (KeyError, TypeError, ValueError, ChainError) as exc:
+            v.faults.append(f"{where}: {exc if isinstance(exc, ReceiptError) else repr(exc)}")
+    signature = _hex(receipt.get("signature"), "signature")
+    if not signature_valid(keys[hospital], signature, _signing_message(receipt)):
+        v.faults.append(
+            f"signature: {hospital}'s signature over the receipt does not verify"
+            " (something was changed after it was issued)"
+        )
+
+
+def _headers(receipt: Mapping[str, Any], v: Verdict) -> dict[int, Block]:
+    first = _int(receipt["first_height"], "first_height")
+    out: dict[int, Block] = {}
+    previous: Block | None = None
+    for n, text in enumerate(receipt["headers"]):
+        height = first + n
+        data = _hex(text, f"header {height}")
+        try:
+            value = decode(data)
+            if not isinstance(value, dict):
+                raise ChainEncodingError("not a map")
+            f = cast(dict[str, Any], value)
+            block = Block(
+                f["version"],
+                f["height"],
+                f["parent"],
+                tuple(Seal.from_value(s) for s in f["parent_seals"]),
+                f["timestamp_ms"],
+                f["proposer"],
+                f["round"],
+                f["merkle_root"],
+                (),
+            )
+        except (ChainEncodingError, KeyError, TypeError) as exc:
+            raise ReceiptError(f"header {height} is not a block header: {exc}") from None
+        if encode(block.header_value()) != data or block.height != height:
+            raise ReceiptError(f"header {height} is not the canonical header of block {height}")
+        if previous is not None and block.parent != previous.hash():
+            raise ReceiptError(f"header {height} does not name block {height - 1} as its parent")
+        out[height] = previous = block
+    return out
+
+
+def _verify_job(
+    job: Mapping[str, Any],
+    hospital: str,
+    key: bytes,
+    headers: Mapping[int, Block],
+    anchor: Anchor,
+    v: Verdict,
+) -> None:
+    data = _hex(job["record"], "record")
+    try:
+        record = decode_record(data)
+    except (ChainEncodingError, RecordError) as exc:
+        raise ReceiptError(f"record: not a job record: {exc}") from None
+    if not isinstance(record, JobRecord):
+        raise ReceiptError("record: not a job record")
+    for name, value in _described(record).items():
+        if job.get(name) != value:
+            raise ReceiptError(f"{name}: the receipt says {job.get(name)!r}, the record {value!r}")
+    if hospital not in {c.party for c in record.contributions}:
+        raise ReceiptError(f"record: {hospital} did not contribute to it")
+    mine = record.contribution(hospital)
+    if not signature_valid(key, mine.signature, record.signing_message(hospital)):
+        raise ReceiptError(f"record: {hospital}'s contribution is not signed by its chain key")
+    salt = _hex(job["salt"], "salt", patients.SALT_SIZE)
+    count = _int(job["count"], "count")
+    root = _hex(job["root"], "root", 32)
+    if not mine.patients or mine.patients != patients.commitment(salt, count, root):
+        raise ReceiptError(
+            f"salt/count/root: do not open {hospital}'s signed patients commitment in the record"
+        )
+    included = job["included"]
+    if not isinstance(included, bool):
+        raise ReceiptError("included: not true or false")
+    located = tuple(
+        Located(
+            _int(at["index"], "located index"),
+            _hex(at["leaf"], "located leaf", patients.KEY_SIZE),
+            tuple(_hex(h, "located path", 32) for h in at["path"]),
+        )
+        for at in job["located"]
+    )
+    proof = SetProof(_hex(job["leaf"], "leaf", patients.KEY_SIZE), count, included, located)
+    problem = check_set(proof, root)
+    if problem is not None:
+        kind = "inclusion" if included else "exclusion"
+        raise ReceiptError(f"included/leaf/located: the {kind} proof fails: {problem}")
+    height = _int(job["block"]["height"], "block height")
+    block_hash = _hex(job["block"]["hash"], "block hash", 32)
+    header = headers.get(height)
+    if header is None or header.hash() != block_hash:
+        raise ReceiptError(f"block: no header of block {height} with that hash in the receipt")
+    path = [_hex(h, "record_path", 32) for h in job["record_path"]]
+    size = _int(job["block_records"], "block_records")
+    if not verify_inclusion(
+        data, _int(job["record_index"], "record_index"), size, path, header.merkle_root
+    ):
+        raise ReceiptError(f"record_path: the record is not in block {height}")
+    missing = anchor(height, block_hash, headers)
+    words = (
+        f"{record.protocol} {record.protocol_version} job {record.job_id[:12]} (scope"
+        f" {job['scope']}, analyst {job['analyst']}, {record.status}, block {height}):"
+        f" the patient's row was {'' if included else 'not '}among the"
+        f" {count} patients {hospital} committed to"
+    )
+    (v.unanchored if missing else v.proven).append(words if not missing else f"{words}; {missing}")
+
+
+def chain_anchor(chain: ChainStore) -> Anchor:
+    """Anchor blocks in a chain store: it must hold each block, with the same hash."""
+
+    def anchor(height: int, block_hash: bytes, headers: Mapping[int, Block]) -> str | None:
+        entry = chain.get(height)
+        if entry is None:
+            return f"this chain has no block {height} yet"
+        if entry.block.hash() != block_hash:
+            raise ReceiptError(f"block: this chain holds another block at height {height}")
+        return None
+
+    return anchor
+
+
+def checkpoint_anchor(height: int, block_hash: bytes) -> Anchor:
+    """Anchor blocks in a checked checkpoint of block ``height`` with hash ``block_hash``.
+
+    A block at or below the checkpoint is anchored when the receipt's headers
+    lead from it to the checkpointed block; one above it is not covered.
+    """
+
+    def anchor(at: int, _hash: bytes, headers: Mapping[int, Block]) -> str | None:
+        if at > height:
+            return f"block {at} is after the checkpoint (block {height}): not covered by it"
+        header = headers.get(height)
+        if header is None:
+            return f"the receipt's headers end before the checkpoint's block {height}"
+        if header.hash() != block_hash:
+            raise ReceiptError(f"headers: the checkpoint's block {height} is another block")
+        return None
+
+    return anchor

@@ -1,0 +1,271 @@
+"""Patient receipts: issued from a chain and kept leaves, checked against a chain or checkpoint.
+
+The chain here is built in memory from real job records (signed jobs from a
+federation's analyst, contributions signed by the hospitals' chain keys), so
+every check of :func:`parties.ledger.receipts.verify` runs as it would on a
+hospital's copy.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import secrets
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from parties.config import MemberConfig
+from parties.federation import init_federation
+from parties.jobs.spec import InputSpec, JobSpec, sign_job
+from parties.ledger import receipts
+from parties.ledger.genesis import load_genesis
+from parties.ledger.patients import JobPatients, PatientStore, patient_keys
+from smpc.chain import patients
+from smpc.chain.block import Block, make_seal
+from smpc.chain.genesis import Genesis
+from smpc.chain.keys import load_private_key
+from smpc.chain.records import Contribution, JobRecord, Party
+from smpc.chain.store import MemoryStore
+
+HOSPITALS = ("hospital-a", "hospital-b")
+PATIENTS = [f"MRN-{i:04d}" for i in range(40)]
+
+
+class Federation:
+    """A genesis, the hospitals' chain keys, an in-memory chain and hospital-a's kept leaves."""
+
+    def __init__(self, root: Path) -> None:
+        members = init_federation("fed", HOSPITALS, ["analyst"], [], root, base_port=0)
+        self.members: dict[str, MemberConfig] = {m.name: m for m in members}
+        self.genesis: Genesis = load_genesis(self.members["hospital-a"].genesis)
+        self.keys = {
+            h: load_private_key(self.members[h].chain_key.read_bytes())  # type: ignore[union-attr]
+            for h in HOSPITALS
+        }
+        self.secret = secrets.token_bytes(32)
+        self.chain = MemoryStore()
+        self.kept: list[JobPatients] = []
+        self.parent = self.genesis.hash()
+
+    def job(self, chosen: list[str], *, scope: str = "statistics") -> JobRecord:
+        """A finished job in which hospital-a used the rows of ``chosen``; kept, not yet final."""
+        analyst = self.members["analyst"]
+        now = time.time_ns() // 1_000_000
+        spec = JobSpec(
+            federation="fed",
+            protocol="pooled-sum",
+            protocol_version="1",
+            analyst="analyst",
+            parties=HOSPITALS,
+            inputs={h: InputSpec(("age",)) for h in HOSPITALS},
+            outputs={"sum": ("analyst",)},
+            deadline_ms=now + 60_000,
+            scope=scope,
+        )
+        signed = sign_job(spec, analyst.tls.key, analyst.tls.cert)
+        salt = secrets.token_bytes(32)
+        key = patients.job_key(self.secret, signed.job_id, salt)
+        leaves = patients.leaves(key, patient_keys(self.secret, chosen))
+        self.kept.append(JobPatients(signed.job_id, now, salt, tuple(leaves)))
+        contributions = tuple(
+            Contribution(
+                h,
+                hashlib.sha256(h.encode()).digest(),
+                (),
+                (),
+                output_tag=bytes(32),
+                patients=patients.commit(salt, leaves)[0] if h == "hospital-a" else b"",
+            )
+            for h in HOSPITALS
+        )
+        record = JobRecord(
+            job_id=signed.job_id,
+            signed_job=signed.to_json().encode(),
+            protocol=spec.protocol,
+            protocol_version=spec.protocol_version,
+            parties=tuple(Party(h, "hospital") for h in HOSPITALS),
+            outputs=tuple(spec.outputs.items()),
+            output_digest=hashlib.sha256(b"d").digest(),
+            status="finished",
+            failure=None,
+            contributions=contributions,
+        )
+        for h in HOSPITALS:
+            record = record.signed_by(h, self.keys[h])
+        return record
+
+    def block(self, *records: JobRecord) -> Block:
+        head = self.chain.head()
+        height = 1 if head is None else head.block.height + 1
+        block = Block.create(height, self.parent, (), 1, 0, 0, [r.encode() for r in records])
+        seals = [make_seal(self.keys[h], i, block.hash()) for i, h in enumerate(HOSPITALS)]
+        self.chain.append(block, seals)
+        self.parent = block.hash()
+        return block
+
+    def issue(self, patient: str, **kw: Any) -> dict[str, Any]:
+        return receipts.issue(
+            hospital="hospital-a",
+            key=self.keys["hospital-a"],
+            genesis=self.genesis,
+            chain=self.chain,
+            kept=self.kept,
+            secret=self.secret,
+            patient=patient,
+            **kw,
+        )
+
+    def verify(self, receipt: dict[str, Any]) -> receipts.Verdict:
+        return receipts.verify(receipt, self.genesis, receipts.chain_anchor(self.chain))
+
+
+@pytest.fixture
+def fed(tmp_path: Path) -> Federation:
+    made = Federation(tmp_path / "fed")
+    made.block(made.job(PATIENTS[:10]), made.job(PATIENTS[5:30]))
+    made.block()
+    made.block(made.job(PATIENTS[20:]))
+    return made
+
+
+def test_inclusion_and_exclusion_are_proven(fed: Federation) -> None:
+    receipt = fed.issue("MRN-0007")
+    assert [j["included"] for j in receipt["jobs"]] == [True, True, False]
+    assert receipt["not_final"] == []
+    verdict = fed.verify(receipt)
+    assert verdict.ok, verdict.faults
+    assert len(verdict.proven) == 3 and not verdict.unanchored
+    assert "was not among the 20 patients hospital-a committed to" in verdict.proven[2]
+    assert [j["block"]["height"] for j in receipt["jobs"]] == [1, 1, 3]
+
+
+def test_a_patient_in_no_job_gets_exclusion_proofs(fed: Federation) -> None:
+    receipt = fed.issue("MRN-9999")
+    assert [j["included"] for j in receipt["jobs"]] == [False, False, False]
+    assert fed.verify(receipt).ok
+
+
+def test_one_patients_leaves_differ_between_jobs(fed: Federation) -> None:
+    leaves = [j["leaf"] for j in fed.issue("MRN-0007")["jobs"]]
+    assert len(set(leaves)) == 3
+
+
+def test_a_receipt_holds_no_identifier_and_few_leaves(fed: Federation) -> None:
+    receipt = fed.issue("MRN-0007")
+    text = receipts.dumps(receipt)
+    assert "MRN" not in text
+    for job, kept in zip(receipt["jobs"], fed.kept, strict=True):
+        shown = {at["leaf"] for at in job["located"]}
+        assert len(shown) <= 2 and len(kept.leaves) > 2  # only the neighbours, not the tree
+
+
+def test_jobs_not_final_are_named_without_proof(fed: Federation) -> None:
+    pending = fed.job(PATIENTS)
+    receipt = fed.issue("MRN-0007")
+    assert receipt["not_final"] == [pending.job_id]
+    assert len(receipt["jobs"]) == 3
+    fed.block(pending)
+    assert [j["included"] for j in fed.issue("MRN-0007")["jobs"]] == [True, True, False, True]
+
+
+def test_since_limits_the_jobs(fed: Federation) -> None:
+    late = fed.kept[-1].time_ms
+    kept, fed.kept = fed.kept, [k for k in fed.kept if k.time_ms >= late]
+    assert len(fed.issue("MRN-0007", since_ms=late)["jobs"]) == len(fed.kept)
+    fed.kept = kept
+
+
+def test_a_receipt_verifies_against_a_checkpoint_alone(fed: Federation) -> None:
+    receipt = fed.issue("MRN-0007")
+    head = fed.chain.head()
+    assert head is not None
+    at_head = receipts.checkpoint_anchor(head.block.height, head.block.hash())
+    verdict = receipts.verify(receipt, fed.genesis, at_head)
+    assert verdict.ok and len(verdict.proven) == 3
+    # an older checkpoint covers only the blocks up to it
+    block1 = fed.chain.get(1)
+    assert block1 is not None
+    older = receipts.verify(
+        receipt, fed.genesis, receipts.checkpoint_anchor(1, block1.block.hash())
+    )
+    assert older.ok and len(older.proven) == 2
+    assert "after the checkpoint" in older.unanchored[0]
+    # a checkpoint of another history contradicts the headers
+    other = receipts.verify(receipt, fed.genesis, receipts.checkpoint_anchor(3, bytes(32)))
+    assert not other.ok and "checkpoint's block 3 is another block" in other.faults[0]
+
+
+@pytest.mark.parametrize(
+    ("path", "value", "named"),
+    [
+        (("jobs", 0, "included"), False, "the exclusion proof fails"),
+        (("jobs", 2, "included"), True, "the inclusion proof fails"),
+        (("jobs", 0, "analyst"), "someone", "analyst: the receipt says"),
+        (("jobs", 0, "scope"), "model-training", "scope: the receipt says"),
+        (("jobs", 1, "count"), 24, "salt/count/root"),
+        (("jobs", 1, "block", "height"), 2, "block: no header of block 2"),
+        (("jobs", 1, "record_index"), 0, "record_path: the record is not in block 1"),
+        (("hospital",), "hospital-b", "signature: hospital-b's signature"),
+        (("issued_ms",), 1, "signature: hospital-a's signature"),
+        (("genesis",), "00" * 32, "genesis: the receipt is of another"),
+    ],
+)
+def test_a_changed_field_is_named(
+    fed: Federation, path: tuple[Any, ...], value: object, named: str
+) -> None:
+    receipt = fed.issue("MRN-0007")
+    target = receipt
+    for step in path[:-1]:
+        target = target[step]
+    target[path[-1]] = value
+    verdict = fed.verify(receipt)
+    assert not verdict.ok
+    assert any(named in f for f in verdict.faults), verdict.faults
+
+
+def test_changing_any_byte_fails(fed: Federation) -> None:
+    text = receipts.dumps(fed.issue("MRN-0007"))
+    assert fed.verify(receipts.loads(text)).ok
+    step = max(1, len(text) // 400)
+    for i in range(0, len(text), step):
+        original = text[i]
+        for replacement in {"0" if original != "0" else "1", " "} - {original}:
+            changed = text[:i] + replacement + text[i + 1 :]
+            try:
+                verdict = fed.verify(receipts.loads(changed))
+            except receipts.ReceiptError as exc:
+                assert str(exc)  # refused while reading, with the reason
+                continue
+            assert not verdict.ok, f"byte {i} changed to {replacement!r} went unnoticed"
+            assert all(f.strip() for f in verdict.faults)
+
+
+def test_a_record_rewritten_in_the_chain_is_caught(fed: Federation, tmp_path: Path) -> None:
+    receipt = fed.issue("MRN-0007")
+    other = Federation(tmp_path / "other")
+    other.genesis, other.keys, other.parent = fed.genesis, fed.keys, fed.genesis.hash()
+    other.block(fed.job(PATIENTS[:3]))
+    verdict = receipts.verify(receipt, fed.genesis, receipts.chain_anchor(other.chain))
+    assert any("this chain holds another block at height 1" in f for f in verdict.faults)
+
+
+def test_bad_input_is_refused(fed: Federation) -> None:
+    with pytest.raises(receipts.ReceiptError, match="patient identifier is empty"):
+        fed.issue("  ")
+    with pytest.raises(receipts.ReceiptError, match="not JSON"):
+        receipts.loads("{")
+    with pytest.raises(receipts.ReceiptError, match="edited"):
+        receipts.loads(receipts.dumps(fed.issue("MRN-0001")).replace("\n", "\r\n"))
+
+
+def test_the_patient_store_keeps_the_first_leaves(tmp_path: Path) -> None:
+    kept = JobPatients("j", 5, bytes(32), (b"\x01" * 32, b"\x02" * 32))
+    with PatientStore(tmp_path / "patients.db") as store:
+        store.keep(kept)
+        store.keep(dataclasses.replace(kept, leaves=()))
+        assert store.get("j") == kept and store.get("k") is None
+        assert store.jobs(6) == [] and store.jobs(5) == [kept]
+    assert (tmp_path / "patients.db").stat().st_mode & 0o777 == 0o600
