@@ -22,6 +22,7 @@ from parties.cli import bench as bench_command
 from parties.cli import chain as chain_commands
 from parties.cli import consent as consent_command
 from parties.cli import infer as infer_command
+from parties.cli import receipt as receipt_command
 from parties.cli import service as service_commands
 from parties.cli import stats as stats_commands
 from parties.config import ROLES, ConfigError, DataConfig, MemberConfig, PolicyConfig, check_name
@@ -192,6 +193,7 @@ COMMANDS: dict[tuple[str, ...], Handler] = {
     **chain_commands.COMMANDS,
     **audit_command.COMMANDS,
     **consent_command.COMMANDS,
+    **receipt_command.COMMANDS,
     **stats_commands.COMMANDS,
     **infer_command.COMMANDS,
     **bench_command.COMMANDS,
@@ -203,6 +205,7 @@ _PARSERS: tuple[Callable[[argparse._SubParsersAction], None], ...] = (
     chain_commands.add_parsers,
     audit_command.add_parsers,
     consent_command.add_parsers,
+    receipt_command.add_parsers,
     stats_commands.add_parsers,
     infer_command.add_parsers,
     bench_command.add_parsers,
