@@ -35,7 +35,7 @@ from smpc.chain.encoding import Value, decode, encode
 from smpc.chain.errors import ChainEncodingError, ChainError, RecordError
 from smpc.chain.genesis import Genesis
 from smpc.chain.keys import signature_valid
-from smpc.chain.merkle import Located, SetProof, inclusion_proof, prove_set, verify_inclusion
+from smpc.chain.merkle import Located, SetProof, SortedTree, inclusion_proof, verify_inclusion
 from smpc.chain.merkle import verify_set as check_set
 from smpc.chain.records import JobRecord, decode_record
 from smpc.chain.store import ChainStore
@@ -71,7 +71,7 @@ def issue(
     if not patient.strip():
         raise ReceiptError("the patient identifier is empty")
     wanted = {k.job: k for k in kept}
-    found: dict[str, tuple[Block, int]] = {}
+    found: dict[str, tuple[Block, int, JobRecord]] = {}
     for entry in chain.iterate():
         for index, data in enumerate(entry.block.records):
             try:
@@ -79,15 +79,14 @@ def issue(
             except (ChainEncodingError, RecordError):
                 continue
             if isinstance(record, JobRecord) and record.job_id in wanted:
-                found[record.job_id] = (entry.block, index)
+                found[record.job_id] = (entry.block, index, record)
     head = chain.head()
     pk = patient_keys(secret, [patient.strip()])[0]
     jobs = []
     for k in kept:
         if k.job not in found:
             continue
-        block, index = found[k.job]
-        record = cast(JobRecord, decode_record(block.records[index]))
+        block, index, record = found[k.job]
         jobs.append(_job_entry(record, block, index, k, secret, pk))
     low = min((j["block"]["height"] for j in jobs), default=None)
     headers = []
@@ -117,19 +116,19 @@ def _job_entry(
     record: JobRecord, block: Block, index: int, k: JobPatients, secret: bytes, pk: bytes
 ) -> dict[str, Any]:
     leaf = patients.leaf(patients.job_key(secret, k.job, k.salt), pk)
-    proof = prove_set(k.leaves, leaf)
-    root = patients.commit(k.salt, k.leaves)[1]
+    tree = SortedTree(k.leaves)
+    proof = tree.prove(leaf)
     return {
         **_described(record),
         "included": proof.member,
         "block": {"height": block.height, "hash": block.hash().hex()},
-        "record": record.encode().hex(),
+        "record": block.records[index].hex(),
         "record_index": index,
         "block_records": len(block.records),
         "record_path": [h.hex() for h in inclusion_proof(block.records, index)],
         "salt": k.salt.hex(),
         "count": len(k.leaves),
-        "root": root.hex(),
+        "root": tree.root.hex(),
         "leaf": leaf.hex(),
         "located": [
             {"index": at.index, "leaf": at.data.hex(), "path": [h.hex() for h in at.path]}

@@ -144,23 +144,40 @@ def _path(levels: list[list[bytes]], index: int) -> tuple[bytes, ...]:
     return tuple(path)
 
 
-def prove_set(sorted_leaves: Sequence[bytes], leaf: bytes) -> SetProof:
-    """A :class:`SetProof` of ``leaf`` against ``sorted_leaves`` (strictly increasing).
+class SortedTree:
+    """The Merkle tree of a sorted, repeat-free list of leaves, built once for many proofs.
 
     Raises ValueError if the leaves are not strictly increasing, since then no
     gap between neighbours proves anything.
     """
-    size = len(sorted_leaves)
-    if any(sorted_leaves[i] >= sorted_leaves[i + 1] for i in range(size - 1)):
-        raise ValueError("leaves must be sorted in increasing order without repeats")
-    hi = bisect.bisect_left(sorted_leaves, leaf)
-    if size == 0:
-        return SetProof(leaf, 0, False, ())
-    levels = _levels(sorted_leaves)
-    member = hi < size and sorted_leaves[hi] == leaf
-    indices = [hi] if member else [i for i in (hi - 1, hi) if 0 <= i < size]
-    located = tuple(Located(i, bytes(sorted_leaves[i]), _path(levels, i)) for i in indices)
-    return SetProof(bytes(leaf), size, member, located)
+
+    def __init__(self, sorted_leaves: Sequence[bytes]) -> None:
+        size = len(sorted_leaves)
+        if any(sorted_leaves[i] >= sorted_leaves[i + 1] for i in range(size - 1)):
+            raise ValueError("leaves must be sorted in increasing order without repeats")
+        self.leaves = sorted_leaves
+        self._levels = _levels(sorted_leaves) if size else []
+
+    @property
+    def root(self) -> bytes:
+        """The tree's hash, as :func:`merkle_root` gives it."""
+        return self._levels[-1][0] if self._levels else hashlib.sha256(b"").digest()
+
+    def prove(self, leaf: bytes) -> SetProof:
+        """A :class:`SetProof` that ``leaf`` is, or is not, among the leaves."""
+        leaves, size = self.leaves, len(self.leaves)
+        if size == 0:
+            return SetProof(bytes(leaf), 0, False, ())
+        hi = bisect.bisect_left(leaves, leaf)
+        member = hi < size and leaves[hi] == leaf
+        indices = [hi] if member else [i for i in (hi - 1, hi) if 0 <= i < size]
+        located = tuple(Located(i, bytes(leaves[i]), _path(self._levels, i)) for i in indices)
+        return SetProof(bytes(leaf), size, member, located)
+
+
+def prove_set(sorted_leaves: Sequence[bytes], leaf: bytes) -> SetProof:
+    """A :class:`SetProof` of ``leaf`` against ``sorted_leaves`` (see :class:`SortedTree`)."""
+    return SortedTree(sorted_leaves).prove(leaf)
 
 
 def verify_set(proof: SetProof, root: bytes) -> str | None:
