@@ -269,3 +269,24 @@ def test_the_patient_store_keeps_the_first_leaves(tmp_path: Path) -> None:
         assert store.get("j") == kept and store.get("k") is None
         assert store.jobs(6) == [] and store.jobs(5) == [kept]
     assert (tmp_path / "patients.db").stat().st_mode & 0o777 == 0o600
+
+
+def test_audit_wants_a_signed_patients_commitment_where_there_is_a_patient_column(
+    fed: Federation,
+) -> None:
+    from parties.cli.audit import audit
+
+    def faults(notes: dict[str, str] | None, known: frozenset[str]) -> list[tuple[str | None, str]]:
+        found = audit(record, fed.genesis, notes, known)
+        return [
+            (f.party, f.field) for f in found if f.severity == "fault" and f.field == "patients"
+        ]
+
+    record = fed.job(PATIENTS[:5])  # hospital-a commits to its patients, hospital-b does not
+    assert faults(None, frozenset(HOSPITALS)) == [("hospital-b", "patients")]
+    assert faults(None, frozenset({"hospital-a"})) == []
+    # this member's notes: the commitment in the record must be the one it kept
+    kept = fed.kept[-1].commitment.hex()
+    assert faults({"party": "hospital-a", "patients": kept}, frozenset()) == []
+    wrong = {"party": "hospital-a", "patients": "00" * 32}
+    assert faults(wrong, frozenset()) == [("hospital-a", "patients")]
