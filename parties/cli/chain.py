@@ -110,8 +110,14 @@ def checkpoint(args: argparse.Namespace) -> int:
     except ChainVerificationError as exc:
         print(f"smpc: chain {db} is invalid: {exc}; no checkpoint written", file=sys.stderr)
         return EXIT_INVALID
+    timestamp_ms = None
+    if args.height is not None:
+        with SqliteChainStore(db, readonly=True) as store:
+            entry = store.get(args.height)
+        timestamp_ms = None if entry is None else entry.block.timestamp_ms
     try:
-        text = json.dumps(make_checkpoint(state), indent=2, sort_keys=True)
+        made = make_checkpoint(state, args.height, timestamp_ms)
+        text = json.dumps(made, indent=2, sort_keys=True)
     except CheckpointError as exc:
         print(f"smpc: {exc}", file=sys.stderr)
         return EXIT_INVALID
@@ -119,7 +125,7 @@ def checkpoint(args: argparse.Namespace) -> int:
         print(text)
     else:
         args.out.write_text(text + "\n", encoding="utf-8")
-        print(f"checkpoint of block {state.height} written to {args.out}")
+        print(f"checkpoint of block {made['height']} written to {args.out}")
     return 0
 
 
@@ -145,6 +151,7 @@ def add_parsers(commands: argparse._SubParsersAction) -> None:
     s.add_argument("--json", action="store_true", help="print machine-readable JSON")
     c = actions.add_parser("checkpoint", help="write a signed checkpoint of the verified head")
     c.add_argument("--out", type=Path, help="write it to this file (default: print it)")
+    c.add_argument("--height", type=int, help="of this block instead of the head")
     k = actions.add_parser("check-checkpoint", help="check a checkpoint's seals")
     k.add_argument("file", type=Path, help="the checkpoint JSON file")
     k.add_argument("--genesis", type=Path, help="the federation's genesis.json, to compare")

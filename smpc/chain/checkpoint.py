@@ -25,22 +25,35 @@ class CheckpointError(ChainError, ValueError):
     """A checkpoint is malformed or its seals do not make a quorum."""
 
 
-def make_checkpoint(state: ChainState) -> dict[str, Any]:
-    """The checkpoint of the head of a verified chain ``state`` (a JSON-ready dict)."""
+def make_checkpoint(
+    state: ChainState, height: int | None = None, timestamp_ms: int | None = None
+) -> dict[str, Any]:
+    """The checkpoint of the head of a verified chain ``state`` (a JSON-ready dict).
+
+    With ``height``, of that earlier block instead, with the seals it was
+    verified with; its ``timestamp_ms`` (from the block) is then required.
+    """
     if state.height == 0:
         raise CheckpointError("the chain holds only its genesis: nothing to checkpoint")
-    members = state.sets_by_height[state.height]
+    if height is None or height == state.height:
+        height, block, seals = state.height, state.head_hash, state.head_seals
+        timestamp_ms = state.head_timestamp_ms
+    elif not 1 <= height <= state.height or height not in state.hashes_by_height:
+        raise CheckpointError(f"height {height} is not a block of this chain (1 to {state.height})")
+    elif timestamp_ms is None:
+        raise CheckpointError(f"a checkpoint of block {height} needs the block's timestamp")
+    else:
+        block, seals = state.hashes_by_height[height]
+    members = state.sets_by_height[height]
     return {
         "format": CHECKPOINT_FORMAT,
         "federation": state.genesis.federation,
         "genesis": state.genesis.hash().hex(),
-        "height": state.height,
-        "block": state.head_hash.hex(),
-        "timestamp_ms": state.head_timestamp_ms,
+        "height": height,
+        "block": block.hex(),
+        "timestamp_ms": timestamp_ms,
         "authorities": [{"name": a.name, "public_key": a.public_key.hex()} for a in members],
-        "seals": [
-            {"authority": s.authority, "signature": s.signature.hex()} for s in state.head_seals
-        ],
+        "seals": [{"authority": s.authority, "signature": s.signature.hex()} for s in seals],
     }
 
 

@@ -20,7 +20,9 @@ from parties.cli.main import main
 from parties.federation import canonical_json, init_federation
 from parties.ledger.chain_node import CHAIN_DB_FILE
 from parties.ledger.chain_store import SqliteChainStore
+from parties.ledger.genesis import load_genesis
 from smpc.chain.block import proposer_index
+from smpc.chain.checkpoint import check_checkpoint
 from smpc.chain.genesis import Genesis
 from smpc.chain.ledger import Authority, ChainState
 
@@ -365,3 +367,21 @@ def test_a_checkpoint_with_too_few_seals_or_of_another_genesis_is_refused(
     path.write_text(json.dumps(data))
     status, _, err = run(capsys, "chain", "check-checkpoint", str(path), "--genesis", str(other))
     assert status == 1 and "another genesis" in err
+
+
+def test_a_checkpoint_of_an_earlier_height_checks_out(
+    capsys: pytest.CaptureFixture[str], chain: tuple[Path, Path]
+) -> None:
+    db, genesis = chain
+    where = ("--db", str(db), "--genesis", str(genesis))
+    status, out, err = run(capsys, "chain", "checkpoint", *where, "--height", "2")
+    assert status == 0, err
+    data = json.loads(out)
+    with SqliteChainStore(db, readonly=True) as store:
+        block = store.get(2)
+    assert block is not None
+    assert data["height"] == 2 and data["block"] == block.block.hash().hex()
+    assert data["timestamp_ms"] == block.block.timestamp_ms
+    assert check_checkpoint(data, load_genesis(genesis)).startswith("block 2 ")
+    status, _, err = run(capsys, "chain", "checkpoint", *where, "--height", str(BLOCKS + 1))
+    assert status == 1 and f"height {BLOCKS + 1} is not a block of this chain" in err
