@@ -25,6 +25,7 @@ from parties.cli import infer as infer_command
 from parties.cli import receipt as receipt_command
 from parties.cli import service as service_commands
 from parties.cli import stats as stats_commands
+from parties.cli import vote as vote_command
 from parties.config import ROLES, ConfigError, DataConfig, MemberConfig, PolicyConfig, check_name
 from parties.federation import (
     CA_CERT_FILE,
@@ -194,6 +195,7 @@ COMMANDS: dict[tuple[str, ...], Handler] = {
     **audit_command.COMMANDS,
     **consent_command.COMMANDS,
     **receipt_command.COMMANDS,
+    **vote_command.COMMANDS,
     **stats_commands.COMMANDS,
     **infer_command.COMMANDS,
     **bench_command.COMMANDS,
@@ -206,6 +208,7 @@ _PARSERS: tuple[Callable[[argparse._SubParsersAction], None], ...] = (
     audit_command.add_parsers,
     consent_command.add_parsers,
     receipt_command.add_parsers,
+    vote_command.add_parsers,
     stats_commands.add_parsers,
     infer_command.add_parsers,
     bench_command.add_parsers,
