@@ -22,16 +22,11 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from parties.config import DataConfig
-from parties.data.sources import (
-    MAX_FILTER_DEPTH,
-    MAX_FILTER_LENGTH,
-    DataSource,
-    DataSourceError,
-    FilterSyntaxError,
-    Selection,
-    open_source,
-    parse_filter,
-)
+from parties.data.base import DataSource
+from parties.data.errors import DataSourceError, FilterSyntaxError
+from parties.data.filters import MAX_FILTER_DEPTH, MAX_FILTER_LENGTH, parse_filter
+from parties.data.kinds import open_source
+from parties.data.selection import Selection
 from smpc.errors import SMPCError
 
 CSV_PATH = Path(__file__).resolve().parents[3] / "parties" / "local" / "data" / "breast_cancer.csv"
@@ -903,7 +898,7 @@ def test_filters_agree_with_a_row_by_row_kleene_oracle(
     )
 )
 def test_the_fast_column_parser_agrees_with_the_cell_by_cell_one(cells: list[str]) -> None:
-    from parties.data.sources import _all_numbers, _number
+    from parties.data.selection import _all_numbers, _number
 
     fast = _all_numbers(cells)
     slow = [_number(c) for c in cells]
@@ -914,7 +909,7 @@ def test_the_fast_column_parser_agrees_with_the_cell_by_cell_one(cells: list[str
 
 
 def test_the_fast_column_parser_takes_plain_numbers_and_leaves_the_rest() -> None:
-    from parties.data.sources import _all_numbers
+    from parties.data.selection import _all_numbers
 
     np.testing.assert_array_equal(_all_numbers(["1", " 2.5", "3e2", "-.5"]), [1, 2.5, 300, -0.5])
     for odd in (["1", ""], ["1", "NA"], ["inf"], ["1_000"], ["1e999"], ["1e"], ["٣"]):
