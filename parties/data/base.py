@@ -78,26 +78,17 @@ class DataSource(ABC):
         if parsed is not None:
             needed.update(dict.fromkeys(parsed.columns))
         cells, row_ids = self._load(tuple(needed))
-
+        loaded = {name: Column(name, cells[name], row_ids) for name in needed}
         if parsed is None:
             keep = np.arange(len(row_ids))
         else:
-            loaded: dict[str, Column] = {}
-
-            def column(name: str) -> Column:
-                if name not in loaded:
-                    loaded[name] = Column(name, cells[name], row_ids)
-                return loaded[name]
-
-            keep = np.flatnonzero(evaluate(parsed.root, column)[0])
+            keep = np.flatnonzero(evaluate(parsed.root, loaded.__getitem__)[0])
 
         kept_ids = row_ids[keep].astype(np.int64)
         values = np.empty((len(keep), len(names)), dtype=np.float64)
         selected: dict[str, Column] = {}
-        kept_rows = keep.tolist()
         for j, name in enumerate(names):
-            source = cells[name]
-            col = Column(name, [source[i] for i in kept_rows], kept_ids)
+            col = loaded[name].take(keep, kept_ids)
             if numeric:
                 hint = "; select it with numeric=False and read it with Selection.categorical"
                 values[:, j] = col.numbers(hint)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import re
+from abc import ABC, abstractmethod
 from collections.abc import Sequence
 
 import numpy as np
@@ -62,6 +63,29 @@ def _all_numbers(cells: Sequence[object]) -> np.ndarray | None:
     return values
 
 
+class CellBlock(ABC, Sequence[str]):
+    """A source's cells for one column kept in its own form (e.g. byte ranges of a file).
+
+    Indexing gives a cell's text; :meth:`take` and :meth:`numbers` work on the
+    whole block at once, so a source can parse a column without a Python loop.
+    """
+
+    @abstractmethod
+    def take(self, rows: np.ndarray) -> CellBlock:
+        """The cells at the given positions, in that order."""
+
+    @abstractmethod
+    def numbers(self) -> np.ndarray | None:
+        """Every cell as float64 (NaN where missing) when all are plain decimal numbers
+        or missing, else None: the strict cell-by-cell path then decides."""
+
+
+def _take(cells: Sequence[object], rows: np.ndarray) -> Sequence[object]:
+    if isinstance(cells, CellBlock | np.ndarray):
+        return cells.take(rows)
+    return [cells[i] for i in rows.tolist()]
+
+
 class Column:
     """One column's cells for some rows; numbers and text are worked out on first use."""
 
@@ -75,7 +99,10 @@ class Column:
 
     def _parse(self) -> tuple[np.ndarray, np.ndarray]:
         if self._numbers is None or self._bad is None:
-            fast = _all_numbers(self._cells)
+            if isinstance(self._cells, CellBlock):
+                fast = self._cells.numbers()
+            else:
+                fast = _all_numbers(self._cells)
             if fast is not None:
                 self._numbers, self._bad = fast, np.zeros(len(fast), dtype=bool)
                 return self._numbers, self._bad
@@ -90,6 +117,16 @@ class Column:
                     numbers[i] = value
             self._numbers, self._bad = numbers, bad
         return self._numbers, self._bad
+
+    def take(self, rows: np.ndarray, row_ids: np.ndarray) -> Column:
+        """This column at the given positions (``row_ids`` are theirs); keeps what was parsed."""
+        out = Column(self.name, _take(self._cells, rows), row_ids)
+        if self._numbers is not None and self._bad is not None:
+            out._numbers, out._bad = self._numbers[rows], self._bad[rows]
+        if self._text is not None:
+            out._text = self._text[rows]
+            out._text.flags.writeable = False
+        return out
 
     @property
     def missing(self) -> np.ndarray:
@@ -184,4 +221,4 @@ class Selection:
         return self._column(name).text
 
 
-__all__ = ["MISSING_TOKENS", "Column", "Selection"]
+__all__ = ["MISSING_TOKENS", "CellBlock", "Column", "Selection"]
