@@ -11,6 +11,15 @@ from parties.data.sqlite_source import SqliteSource
 
 def open_source(data: DataConfig) -> DataSource:
     """The data source a member's ``[data]`` config describes."""
+    if data.kind == "postgresql":
+        from parties.data.postgresql_source import PostgresSource
+
+        return PostgresSource(
+            data.dsn or "",
+            data.table or "",
+            password_file=data.password_file,
+            password_env=data.password_env,
+        )
     if data.kind == "none" or data.path is None:
         raise DataSourceError(
             "this member has no data (data kind 'none'); set kind and path under [data]"
