@@ -35,7 +35,8 @@ import grpc
 import numpy as np
 
 from parties.config import MemberConfig, dns_name
-from parties.data.sources import DataSourceError, Filter, parse_filter
+from parties.data.errors import DataSourceError
+from parties.data.filters import Filter, parse_filter
 from parties.jobs.spec import InputSpec, JobSpec, SignedJob, sign_job
 from parties.service import tls, wire_pb2, wire_pb2_grpc
 from parties.service.mesh import MAX_FRAME_BYTES

@@ -32,7 +32,7 @@ ROLES: tuple[str, ...] = ("hospital", "dealer", "analyst", "model-owner")
 COMPUTING_ROLES: frozenset[str] = frozenset({"hospital", "model-owner"})
 """Roles whose members hold secret shares in a job (the dealer only supplies randomness)."""
 
-DATA_KINDS: tuple[str, ...] = ("csv", "sqlite", "model", "none")
+DATA_KINDS: tuple[str, ...] = ("csv", "sqlite", "postgresql", "model", "none")
 
 DEFAULT_QUERY_BUDGET = 1000
 DEFAULT_QUERY_WINDOW_S = 86_400
@@ -269,6 +269,9 @@ class DataConfig:
     path: Path | None = None
     table: str | None = None
     patient_id: str | None = None
+    dsn: str | None = None
+    password_file: Path | None = None
+    password_env: str | None = None
 
     def __post_init__(self) -> None:
         if self.kind not in DATA_KINDS:
@@ -277,19 +280,53 @@ class DataConfig:
             )
         if self.path is not None:
             object.__setattr__(self, "path", _as_path(self.path, "path"))
-        if self.kind == "none" and (self.path is not None or self.table is not None):
+        if self.password_file is not None:
+            object.__setattr__(self, "password_file", _as_path(self.password_file, "password_file"))
+        database = (self.dsn, self.password_file, self.password_env)
+        if self.kind != "postgresql" and any(v is not None for v in database):
+            raise ConfigError(
+                "dsn, password_file and password_env are for kind 'postgresql'", key="dsn"
+            )
+        if self.kind == "postgresql":
+            _check_postgresql(self)
+        elif self.kind == "none" and (self.path is not None or self.table is not None):
             raise ConfigError("kind 'none' takes no path or table", key="kind")
-        if self.kind != "none" and self.path is None:
+        elif self.kind != "none" and self.path is None:
             raise ConfigError(f"kind {self.kind!r} needs a path", key="path")
         if self.kind == "sqlite" and not (isinstance(self.table, str) and self.table):
             raise ConfigError("kind 'sqlite' needs a table name", key="table")
         if self.kind in ("csv", "model") and self.table is not None:
             raise ConfigError(f"kind {self.kind!r} takes no table", key="table")
         if self.patient_id is not None:
-            if self.kind not in ("csv", "sqlite"):
+            if self.kind not in ("csv", "sqlite", "postgresql"):
                 raise ConfigError(f"kind {self.kind!r} has no patient rows", key="patient_id")
             if not isinstance(self.patient_id, str) or not self.patient_id:
                 raise ConfigError("expected a column name", key="patient_id")
+
+
+# A password written into a DSN: key=value form, or user:password@ in a URI.
+_DSN_PASSWORD = re.compile(r"(?i)(^|\s)password\s*=|^postgres(ql)?://[^/@]*:[^/@]*@|[?&]password=")
+
+
+def _check_postgresql(data: DataConfig) -> None:
+    """A PostgreSQL source: a DSN without a password, a table, and where the password is."""
+    if data.path is not None:
+        raise ConfigError("kind 'postgresql' takes a dsn, not a path", key="path")
+    if not (isinstance(data.dsn, str) and data.dsn.strip()):
+        raise ConfigError("kind 'postgresql' needs a dsn", key="dsn")
+    if _DSN_PASSWORD.search(data.dsn):
+        # The DSN is not repeated: it holds a password.
+        raise ConfigError(
+            "the dsn must not hold a password; name a password_file or a password_env", key="dsn"
+        )
+    if not (isinstance(data.table, str) and data.table):
+        raise ConfigError("kind 'postgresql' needs a table name", key="table")
+    if data.password_file is not None and data.password_env is not None:
+        raise ConfigError("give password_file or password_env, not both", key="password_env")
+    if data.password_env is not None and not (
+        isinstance(data.password_env, str) and data.password_env
+    ):
+        raise ConfigError("expected the name of an environment variable", key="password_env")
 
 
 @dataclass(frozen=True)
@@ -398,7 +435,7 @@ _POLICY_OPTIONAL = (
 )
 _PEER_KEYS = ("name", "role", "address", "identity")
 _DATA_REQUIRED = ("kind",)
-_DATA_OPTIONAL = ("path", "table", "patient_id")
+_DATA_OPTIONAL = ("path", "table", "patient_id", "dsn", "password_file", "password_env")
 
 
 def load_config(path: str | os.PathLike[str]) -> MemberConfig:
@@ -457,6 +494,12 @@ def write_config(member: MemberConfig, path: str | os.PathLike[str]) -> Path:
         data["table"] = member.data.table
     if member.data.patient_id is not None:
         data["patient_id"] = member.data.patient_id
+    if member.data.dsn is not None:
+        data["dsn"] = member.data.dsn
+    if member.data.password_file is not None:
+        data["password_file"] = _rel(member.data.password_file, base)
+    if member.data.password_env is not None:
+        data["password_env"] = member.data.password_env
     doc["data"] = data
     doc["peers"] = [{key: getattr(p, key) for key in _PEER_KEYS} for p in member.peers]
     header = f"# smpc member config: {member.identity}\n"
@@ -519,6 +562,15 @@ def _member_from_toml(raw: dict[str, Any], file: Path) -> MemberConfig:
             path=_path(data_raw, "path", "data", base) if "path" in data_raw else None,
             table=_str(data_raw, "table", "data") if "table" in data_raw else None,
             patient_id=_str(data_raw, "patient_id", "data") if "patient_id" in data_raw else None,
+            dsn=_str(data_raw, "dsn", "data") if "dsn" in data_raw else None,
+            password_file=(
+                _path(data_raw, "password_file", "data", base)
+                if "password_file" in data_raw
+                else None
+            ),
+            password_env=(
+                _str(data_raw, "password_env", "data") if "password_env" in data_raw else None
+            ),
         )
 
     peers_raw = raw["peers"]

@@ -672,8 +672,8 @@ def _member_data(
 
 def _check_source(name: str, config: DataConfig) -> None:
     """Open a member's source (or model) once; a FederationError naming it if that fails."""
+    from parties.data.kinds import open_source
     from parties.data.model_file import load_model
-    from parties.data.sources import open_source
 
     try:
         if config.kind == "model":

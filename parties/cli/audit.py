@@ -27,17 +27,18 @@ import argparse
 import json
 import re
 import sys
+import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from parties.config import load_config
+from parties.config import MemberConfig, load_config
 from parties.jobs.spec import JobFormatError, JobSpec, SignedJob
 from parties.ledger.chain_node import CHAIN_DB_FILE
 from parties.ledger.chain_store import SqliteChainStore
 from parties.ledger.genesis import load_genesis
-from parties.ledger.record_store import RECORDS_DB_FILE, RecordStore
+from parties.ledger.record_store import RECORDS_DB_FILE, RecordStore, records_path
 from smpc.chain.errors import ChainEncodingError, ChainError, RecordError
 from smpc.chain.genesis import Genesis
 from smpc.chain.keys import signature_valid
@@ -107,6 +108,22 @@ def find_record(job_id: str, chain_db: Path | None, records_db: Path | None) -> 
             return Found(record, None)
     where = ", ".join(looked) or "no chain store or records file exists yet"
     raise AuditError(f"no record of job {job_id} ({where})")
+
+
+def wait_for_record(member: MemberConfig, job_id: str, timeout: float = 30.0) -> JobRecord:
+    """The record ``member`` keeps of ``job_id``, final or pending, once it exists.
+
+    An aborted job's record is assembled after the reply, so a caller that
+    has just seen the failure may have to wait for it.
+    """
+    end = time.monotonic() + timeout
+    while True:
+        try:
+            return find_record(job_id, member.home / CHAIN_DB_FILE, records_path(member)).record
+        except AuditError:
+            if time.monotonic() > end:
+                raise
+            time.sleep(0.1)
 
 
 def audit(

@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from parties.config import MemberConfig
-from parties.data.sources import open_source
+from parties.data.kinds import open_source
 from parties.ledger.record_store import RecordStore
 from smpc.chain.errors import ChainEncodingError, RecordError
 from smpc.chain.keys import load_private_key

@@ -39,8 +39,10 @@ import numpy as np
 
 from parties.config import RESULTS_DIR, MemberConfig
 from parties.data import consent
+from parties.data.base import DataSource
+from parties.data.errors import DataSourceError
+from parties.data.kinds import open_source
 from parties.data.model_file import load_model
-from parties.data.sources import DataSource, DataSourceError, open_source
 from parties.jobs.budget import BUDGET_DB_FILE, QueryBudget
 from parties.jobs.spec import (
     LOCAL_DATA_REASON,

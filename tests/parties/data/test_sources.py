@@ -22,16 +22,11 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from parties.config import DataConfig
-from parties.data.sources import (
-    MAX_FILTER_DEPTH,
-    MAX_FILTER_LENGTH,
-    DataSource,
-    DataSourceError,
-    FilterSyntaxError,
-    Selection,
-    open_source,
-    parse_filter,
-)
+from parties.data.base import DataSource
+from parties.data.errors import DataSourceError, FilterSyntaxError
+from parties.data.filters import MAX_FILTER_DEPTH, MAX_FILTER_LENGTH, parse_filter
+from parties.data.kinds import open_source
+from parties.data.selection import Selection
 from smpc.errors import SMPCError
 
 CSV_PATH = Path(__file__).resolve().parents[3] / "parties" / "local" / "data" / "breast_cancer.csv"
@@ -903,7 +898,7 @@ def test_filters_agree_with_a_row_by_row_kleene_oracle(
     )
 )
 def test_the_fast_column_parser_agrees_with_the_cell_by_cell_one(cells: list[str]) -> None:
-    from parties.data.sources import _all_numbers, _number
+    from parties.data.selection import _all_numbers, _number
 
     fast = _all_numbers(cells)
     slow = [_number(c) for c in cells]
@@ -914,7 +909,7 @@ def test_the_fast_column_parser_agrees_with_the_cell_by_cell_one(cells: list[str
 
 
 def test_the_fast_column_parser_takes_plain_numbers_and_leaves_the_rest() -> None:
-    from parties.data.sources import _all_numbers
+    from parties.data.selection import _all_numbers
 
     np.testing.assert_array_equal(_all_numbers(["1", " 2.5", "3e2", "-.5"]), [1, 2.5, 300, -0.5])
     for odd in (["1", ""], ["1", "NA"], ["inf"], ["1_000"], ["1e999"], ["1e"], ["٣"]):
@@ -944,3 +939,68 @@ def test_check_answers_from_the_header_alone() -> None:
         source.check(["age"], "age >")
     with pytest.raises(DataSourceError, match="selected twice"):
         source.check(["age", "age"])
+
+
+# -- the CSV's two readers ----------------------------------------------------
+
+CELLS = st.one_of(
+    st.floats(allow_nan=False, allow_infinity=False).map(repr),
+    st.integers(-(10**17), 10**17).map(str),
+    st.decimals(allow_nan=False, allow_infinity=False, places=3).map(str),
+    st.sampled_from(
+        [
+            *["", " ", "NA", "NaN", " NA ", "1e5", " 2.5", "+.5", "5.", "-0", "1E-3", "-", "."],
+            *["1e999", "1e", "1.2.3", "inf", "nan", "1 2", "+-1", "0x10", "N", "A1", "é", "1_0"],
+        ]
+    ),
+)
+
+
+@given(st.lists(st.tuples(CELLS, CELLS), min_size=1, max_size=30))
+def test_the_numpy_csv_reader_agrees_with_the_csv_module(rows: list[tuple[str, str]]) -> None:
+    """A file without quotes is split by numpy; the same cells quoted go through ``csv``."""
+    with tempfile.TemporaryDirectory() as folder:
+        plain, quoted = Path(folder) / "plain.csv", Path(folder) / "quoted.csv"
+        plain.write_text("a,b\n" + "".join(f"{a},{b}\n" for a, b in rows), encoding="utf-8")
+        with quoted.open("w", newline="", encoding="utf-8") as fh:
+            csv.writer(fh, quoting=csv.QUOTE_ALL).writerows([("a", "b"), *rows])
+        fast, slow = source(plain), source(quoted)
+        assert fast.row_count == slow.row_count == len(rows)
+        for where in (None, "a > 0", "b is missing or a <= 1"):
+            outcomes = []
+            for src in (fast, slow):
+                try:
+                    sel = src.select(["a", "b"], where, numeric=False)
+                    outcomes.append(
+                        (sel.row_ids.tolist(), sel.values.tobytes(), sel.categorical("a").tolist())
+                    )
+                except DataSourceError as exc:
+                    outcomes.append(str(exc).replace("quoted.csv", "plain.csv"))
+            assert outcomes[0] == outcomes[1]
+
+
+def test_the_numpy_csv_reader_parses_every_plain_number_as_float_does(tmp_path: Path) -> None:
+    rng = np.random.default_rng(7)
+    numbers = np.concatenate(
+        [rng.normal(0, 1e3, 500), rng.integers(-(10**15), 10**15, 500), rng.random(500)]
+    )
+    cells = [f"{x:.6f}" for x in numbers[:500]] + [str(int(x)) for x in numbers[500:1000]]
+    cells += [repr(float(x)) for x in numbers[1000:]] + ["-0", "+.5", "5.", " 7 ", "1e-3"]
+    path = tmp_path / "n.csv"
+    path.write_text("x\n" + "\n".join(cells) + "\n", encoding="utf-8")
+    got = source(path).select(["x"]).values[:, 0]
+    want = np.array([float(c) for c in cells])
+    np.testing.assert_array_equal(got, want)
+    assert np.signbit(got[-5])
+
+
+def test_csv_without_final_newline_and_header_only(tmp_path: Path) -> None:
+    path = tmp_path / "t.csv"
+    path.write_bytes(b"a,b\n1,2\n\n3,4")
+    assert source(path).select(["b"], "a == 3").values.tolist() == [[4.0]]
+    assert source(path).select(["a"]).row_ids.tolist() == [1, 2]
+    path.write_bytes(b"a,b\n")
+    assert source(path).select(["a"]).values.shape == (0, 1)
+    path.write_bytes(b"a,b\n1,2\r\n3\r\n")
+    with pytest.raises(DataSourceError, match="data row 2 has 1 fields; the header has 2"):
+        source(path)

@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from parties.cli.audit import AuditError, find_record
+from parties.cli.audit import AuditError, find_record, wait_for_record
 from parties.cli.main import main
 from parties.client import Client, JobFailed
 from parties.config import DataConfig, MemberConfig, write_config
@@ -68,18 +68,6 @@ def smpc(*args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
-def job_record_at(member: MemberConfig, job: str, wait_s: float = 15.0) -> JobRecord:
-    """The job's record at ``member``: in a final block, or pending (waiting for it to appear)."""
-    home = member.home
-    deadline = time.monotonic() + wait_s
-    while True:
-        try:
-            return find_record(job, home / CHAIN_DB_FILE, records_path(member)).record
-        except AuditError:
-            assert time.monotonic() < deadline, f"no record of job {job} at {member.name}"
-            time.sleep(0.2)
-
-
 def column(fed: LocalDeployment, name: str, skip: frozenset[str] = frozenset()) -> np.ndarray:
     """A numeric column over every hospital's rows, leaving out the patients in ``skip``."""
     j, key = fed.header.index(name), fed.header.index("id")
@@ -90,7 +78,7 @@ def test_a_finished_job_leaves_the_same_signed_record_at_every_hospital(fed, cli
     outcome = client.submit(
         client.job("stats-mean", "2", inputs={h: ["mean_area"] for h in HOSPITALS})
     )
-    records = [job_record_at(fed.members[h], outcome.job) for h in HOSPITALS]
+    records = [wait_for_record(fed.members[h], outcome.job) for h in HOSPITALS]
     assert all(r.encode() == records[0].encode() for r in records)
     record = records[0]
     assert record.status == "finished" and record.failure is None
@@ -165,7 +153,7 @@ def test_audit_names_a_tampered_record_and_a_mismatched_transcript(
     outcome = client.submit(
         client.job("stats-count", "2", inputs={h: ["mean_radius"] for h in HOSPITALS})
     )
-    record = job_record_at(fed.members["hospital-a"], outcome.job)
+    record = wait_for_record(fed.members["hospital-a"], outcome.job)
     genesis = str(fed.members["hospital-a"].genesis)
     b = record.contribution("hospital-b")
     forged = dict(b.sent) | {"hospital-c": hashlib.sha256(b"forged").hexdigest()}
@@ -227,7 +215,7 @@ def test_an_aborted_job_leaves_a_record_with_its_failure(fed, client) -> None:
     job = client.job("stats-count", "2", inputs=inputs)
     with pytest.raises(JobFailed):
         client.submit(job)
-    records = [job_record_at(fed.members[h], job.job_id) for h in HOSPITALS]
+    records = [wait_for_record(fed.members[h], job.job_id) for h in HOSPITALS]
     record = records[0]
     assert all(r.encode() == record.encode() for r in records)
     assert record.status == "aborted" and record.output_digest == b""
@@ -322,10 +310,10 @@ def test_a_restarted_hospital_still_refuses_a_replayed_job(fed, client) -> None:
     job = client.job("stats-count", "2", inputs={h: ["mean_radius"] for h in HOSPITALS})
     signed = sign_job(job, client.member.tls.key, client.member.tls.cert)
     client.submit_signed(signed, job)
-    record = job_record_at(fed.members["hospital-a"], job.job_id)
+    record = wait_for_record(fed.members["hospital-a"], job.job_id)
     fed.stop("hospital-a")
     fed.start("hospital-a")
     request = wire_pb2.SubmitRequest(signed_job=signed.to_json().encode())
     reply = client._stub("hospital-a").Submit(request, timeout=30)
     assert not reply.ok and reply.failure_kind == "refused: replay"
-    assert job_record_at(fed.members["hospital-a"], job.job_id) == record
+    assert wait_for_record(fed.members["hospital-a"], job.job_id) == record

@@ -11,20 +11,18 @@ model inference.
 from __future__ import annotations
 
 import dataclasses
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from parties.cli.audit import AuditError, find_record
+from parties.cli.audit import wait_for_record
 from parties.client import Client
 from parties.config import RESULTS_DIR, DataConfig, load_config, write_config
 from parties.data.consent import record_consent
 from parties.data.model_file import save_model
 from parties.jobs.spec import JobSpec, sign_job
-from parties.ledger.chain_node import CHAIN_DB_FILE
 from parties.ledger.record_store import RecordStore, records_path
 from parties.local.launcher import LocalDeployment
 from parties.service import wire_pb2
@@ -111,18 +109,9 @@ class Kit:
             out[party] = blank.SerializeToString(deterministic=True)
         return signed.job_id, out
 
-    def record(self, name: str, job_id: str, timeout: float = 30.0) -> JobRecord:
+    def record(self, name: str, job_id: str) -> JobRecord:
         """The record member ``name`` keeps of ``job_id``, pending or final, once it exists."""
-        member = self.dep.members[name]
-        home = member.home
-        end = time.monotonic() + timeout
-        while True:
-            try:
-                return find_record(job_id, home / CHAIN_DB_FILE, records_path(member)).record
-            except AuditError:
-                if time.monotonic() > end:
-                    raise
-                time.sleep(0.1)
+        return wait_for_record(self.dep.members[name], job_id)
 
     @staticmethod
     def public_view(record: JobRecord) -> tuple[object, ...]:

@@ -10,15 +10,12 @@ every refusal is on the record.
 from __future__ import annotations
 
 import dataclasses
-import time
 
 import pytest
 
-from parties.cli.audit import AuditError, find_record
+from parties.cli.audit import wait_for_record
 from parties.client import Client, JobFailed
 from parties.config import load_config, write_config
-from parties.ledger.chain_node import CHAIN_DB_FILE
-from parties.ledger.record_store import records_path
 from parties.local.launcher import LocalDeployment
 
 pytestmark = pytest.mark.process
@@ -41,17 +38,6 @@ def deployment(tmp_path_factory):
         dep.close()
 
 
-def _record(dep, job_id):
-    member = dep.members["hospital-a"]
-    home = member.home
-    for _ in range(300):
-        try:
-            return find_record(job_id, home / CHAIN_DB_FILE, records_path(member)).record
-        except AuditError:
-            time.sleep(0.1)
-    raise AssertionError(f"no record of job {job_id}")
-
-
 def test_jobs_past_the_budget_are_refused_and_recorded(deployment) -> None:
     client = Client(deployment.members["analyst"])
     try:
@@ -64,6 +50,6 @@ def test_jobs_past_the_budget_are_refused_and_recorded(deployment) -> None:
         client.close()
     assert failed.value.kind == "refused: budget"
     assert failed.value.party == "hospital-a"
-    record = _record(deployment, failed.value.job)
+    record = wait_for_record(deployment.members["hospital-a"], failed.value.job)
     assert record.status == "aborted"
     assert record.failure is not None and record.failure.kind == "refused: budget"

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from parties.client import Client, JobFailed
-from parties.data.sources import DataSourceError
+from parties.data.errors import DataSourceError
 from parties.jobs.spec import LOCAL_DATA_REASON, JobRejected, JobSpec, SignedJob, sign_job
 from parties.service import socket_transport
 from parties.service.dealer_service import serve

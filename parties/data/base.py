@@ -1,0 +1,108 @@
+"""The interface every data source implements; selecting and filtering are shared.
+
+A party reads only the columns a job names, for the rows the job's filter
+keeps. Every source loads the needed columns and the filter is applied here
+with numpy, so the same records give the same :class:`Selection` whichever
+way they are stored. Values are patient data: nothing here logs one, and
+errors name the column and the data row (1-based, header excluded).
+"""
+
+from __future__ import annotations
+
+import math
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+
+import numpy as np
+
+from parties.data.errors import DataSourceError
+from parties.data.filters import Filter, evaluate, parse_filter
+from parties.data.selection import Column, Selection
+
+
+class DataSource(ABC):
+    """Read-only access to one member's records: column names, row count, selections."""
+
+    @property
+    @abstractmethod
+    def columns(self) -> tuple[str, ...]:
+        """Column names in the source's order."""
+
+    @property
+    @abstractmethod
+    def row_count(self) -> int:
+        """Number of data rows (the header is not a row)."""
+
+    @abstractmethod
+    def _load(self, names: Sequence[str]) -> tuple[dict[str, Sequence[object]], np.ndarray]:
+        """The cells of each named column, and the 1-based row ids, in source order."""
+
+    def check(
+        self, columns: Sequence[str], where: str | None = None
+    ) -> tuple[tuple[str, ...], Filter | None]:
+        """Check a request against the header alone: names, known columns, the filter's syntax.
+
+        Reads no row, so its errors say nothing of any patient and may go back
+        to the analyst as they are. Returns the column names and the parsed filter.
+        """
+        if isinstance(columns, str) or not isinstance(columns, Sequence):
+            raise DataSourceError("columns must be a list of column names")
+        names = tuple(columns)
+        for name in names:
+            if not isinstance(name, str):
+                raise DataSourceError(f"a column name is a string, not {type(name).__name__}")
+        if len(set(names)) != len(names):
+            raise DataSourceError("a column is selected twice")
+        parsed = parse_filter(where) if where is not None else None
+        known = self.columns
+        for name in names:
+            if name not in known:
+                raise unknown_column(name, known, "")
+        if parsed is not None:
+            for name in parsed.columns:
+                if name not in known:
+                    raise unknown_column(name, known, " in the filter")
+        return names, parsed
+
+    def select(
+        self, columns: Sequence[str], where: str | None = None, *, numeric: bool = True
+    ) -> Selection:
+        """The ``columns`` of the rows that pass ``where`` (all rows when None).
+
+        With ``numeric=True`` every selected column must hold numbers (or
+        missing cells) in the kept rows; otherwise a column that holds text
+        is NaN in ``values`` and read with ``Selection.categorical``.
+        """
+        names, parsed = self.check(columns, where)
+        needed = dict.fromkeys(names)
+        if parsed is not None:
+            needed.update(dict.fromkeys(parsed.columns))
+        cells, row_ids = self._load(tuple(needed))
+        loaded = {name: Column(name, cells[name], row_ids) for name in needed}
+        if parsed is None:
+            keep = np.arange(len(row_ids))
+        else:
+            keep = np.flatnonzero(evaluate(parsed.root, loaded.__getitem__)[0])
+
+        kept_ids = row_ids[keep].astype(np.int64)
+        values = np.empty((len(keep), len(names)), dtype=np.float64)
+        selected: dict[str, Column] = {}
+        for j, name in enumerate(names):
+            col = loaded[name].take(keep, kept_ids)
+            if numeric:
+                hint = "; select it with numeric=False and read it with Selection.categorical"
+                values[:, j] = col.numbers(hint)
+            elif col.is_numeric:
+                values[:, j] = col.numbers()
+            else:
+                values[:, j] = math.nan
+            selected[name] = col
+        return Selection(names, values, kept_ids, selected)
+
+
+def unknown_column(name: str, known: Sequence[str], where: str) -> DataSourceError:
+    listed = ", ".join(known) or "none"
+    return DataSourceError(f"unknown column {name!r}{where}; known columns: {listed}")
+
+
+__all__ = ["DataSource", "unknown_column"]

@@ -1,0 +1,224 @@
+"""One column's cells, read as numbers or text, and the :class:`Selection` a job receives.
+
+Missing cells: NULL, and text that is empty or exactly ``NA`` or ``NaN`` after
+stripping spaces. They are NaN in numeric columns and ``""`` as text. No
+message raised here carries a value; errors name the column and data row.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+
+import numpy as np
+
+from parties.data.errors import DataSourceError
+from parties.data.filters import NUMBER
+
+MISSING_TOKENS = frozenset({"", "NA", "NaN"})
+
+
+def _number(cell: object) -> float | None:
+    """A cell as a float (NaN if missing), or None if it is not a finite number."""
+    if cell is None:
+        return math.nan
+    if isinstance(cell, str):
+        text = cell.strip()
+        if text in MISSING_TOKENS:
+            return math.nan
+        if NUMBER.fullmatch(text) is None:
+            return None
+        value = float(text)
+    elif isinstance(cell, int | float) and not isinstance(cell, bool):
+        value = float(cell)
+    else:
+        return None
+    return value if math.isfinite(value) else None
+
+
+# Characters a plain decimal number may contain. A column whose cells use only these
+# and all convert with float() is parsed in C; anything else (missing cells, text,
+# non-ASCII digits, "inf", "1_000") takes the strict cell-by-cell path.
+_NOT_NUMERIC = re.compile(r"[^0-9eE+\-. \t]")
+
+
+def _all_numbers(cells: Sequence[object]) -> np.ndarray | None:
+    """Every cell parsed at C speed if all are plain decimal numbers, else None.
+
+    The slow path (:func:`_number`, cell by cell) decides every other case
+    and finds the row to name in an error; both give the same numbers.
+    """
+    if not cells or not all(isinstance(cell, str) for cell in cells):
+        return None
+    if _NOT_NUMERIC.search("\t".join(cells)) is not None:  # type: ignore[arg-type]
+        return None
+    try:
+        values = np.array(cells, dtype=np.float64)
+    except ValueError:  # e.g. "1e", "1.2.3", "" (missing): decided cell by cell
+        return None
+    if not np.isfinite(values).all():  # an overflowing literal such as 1e999
+        return None
+    return values
+
+
+class CellBlock(ABC, Sequence[str]):
+    """A source's cells for one column kept in its own form (e.g. byte ranges of a file).
+
+    Indexing gives a cell's text; :meth:`take` and :meth:`numbers` work on the
+    whole block at once, so a source can parse a column without a Python loop.
+    """
+
+    @abstractmethod
+    def take(self, rows: np.ndarray) -> CellBlock:
+        """The cells at the given positions, in that order."""
+
+    @abstractmethod
+    def numbers(self) -> np.ndarray | None:
+        """Every cell as float64 (NaN where missing) when all are plain decimal numbers
+        or missing, else None: the strict cell-by-cell path then decides."""
+
+
+def _take(cells: Sequence[object], rows: np.ndarray) -> Sequence[object]:
+    if isinstance(cells, CellBlock | np.ndarray):
+        return cells.take(rows)
+    return [cells[i] for i in rows.tolist()]
+
+
+class Column:
+    """One column's cells for some rows; numbers and text are worked out on first use."""
+
+    def __init__(self, name: str, cells: Sequence[object], row_ids: np.ndarray) -> None:
+        self.name = name
+        self._cells = cells
+        self._row_ids = row_ids
+        self._numbers: np.ndarray | None = None
+        self._bad: np.ndarray | None = None
+        self._text: np.ndarray | None = None
+
+    def _parse(self) -> tuple[np.ndarray, np.ndarray]:
+        if self._numbers is None or self._bad is None:
+            if isinstance(self._cells, CellBlock):
+                fast = self._cells.numbers()
+            else:
+                fast = _all_numbers(self._cells)
+            if fast is not None:
+                self._numbers, self._bad = fast, np.zeros(len(fast), dtype=bool)
+                return self._numbers, self._bad
+            numbers = np.empty(len(self._cells), dtype=np.float64)
+            bad = np.zeros(len(self._cells), dtype=bool)
+            for i, cell in enumerate(self._cells):
+                value = _number(cell)
+                if value is None:
+                    bad[i] = True
+                    numbers[i] = math.nan
+                else:
+                    numbers[i] = value
+            self._numbers, self._bad = numbers, bad
+        return self._numbers, self._bad
+
+    def take(self, rows: np.ndarray, row_ids: np.ndarray) -> Column:
+        """This column at the given positions (``row_ids`` are theirs); keeps what was parsed."""
+        out = Column(self.name, _take(self._cells, rows), row_ids)
+        if self._numbers is not None and self._bad is not None:
+            out._numbers, out._bad = self._numbers[rows], self._bad[rows]
+        if self._text is not None:
+            out._text = self._text[rows]
+            out._text.flags.writeable = False
+        return out
+
+    @property
+    def missing(self) -> np.ndarray:
+        numbers, bad = self._parse()
+        return np.isnan(numbers) & ~bad
+
+    @property
+    def is_numeric(self) -> bool:
+        """True if some cell holds a number and every other cell is a number or missing."""
+        numbers, bad = self._parse()
+        return not bad.any() and not np.isnan(numbers).all()
+
+    def numbers(self, hint: str = "") -> np.ndarray:
+        """The cells as float64 with NaN where missing; raises at the first non-number."""
+        numbers, bad = self._parse()
+        if bad.any():
+            row = int(self._row_ids[int(np.argmax(bad))])
+            raise DataSourceError(
+                f"column {self.name!r} has a value that is not a finite number"
+                f" at data row {row}{hint}"
+            )
+        return numbers
+
+    @property
+    def text(self) -> np.ndarray:
+        """The cells as stripped strings, "" where missing."""
+        if self._text is None:
+            out: list[str] = []
+            for i, cell in enumerate(self._cells):
+                if cell is None:
+                    out.append("")
+                elif isinstance(cell, str):
+                    stripped = cell.strip()
+                    out.append("" if stripped in MISSING_TOKENS else stripped)
+                elif isinstance(cell, int | float) and not isinstance(cell, bool):
+                    out.append(str(cell))
+                else:
+                    raise DataSourceError(
+                        f"column {self.name!r} holds binary data at data row {self._row_ids[i]}"
+                    )
+            self._text = np.array(out, dtype=str)
+            self._text.flags.writeable = False
+        return self._text
+
+
+class Selection:
+    """The rows a filter kept, for the columns a job asked for.
+
+    ``values`` is a read-only float64 array (rows x columns), NaN where a cell
+    is missing and, for a selection made with ``numeric=False``, in the
+    columns that hold text; read those with :meth:`categorical`. ``row_ids``
+    are the source's 1-based data-row numbers, for error messages. The repr
+    shows shapes only, never values.
+    """
+
+    __slots__ = ("_cells", "columns", "row_ids", "values")
+
+    def __init__(
+        self,
+        columns: tuple[str, ...],
+        values: np.ndarray,
+        row_ids: np.ndarray,
+        cells: dict[str, Column],
+    ) -> None:
+        values.flags.writeable = False
+        row_ids.flags.writeable = False
+        self.columns = columns
+        self.values = values
+        self.row_ids = row_ids
+        self._cells = cells
+
+    def __len__(self) -> int:
+        return len(self.row_ids)
+
+    def __repr__(self) -> str:
+        return f"<Selection of {len(self.row_ids)} rows x {len(self.columns)} columns>"
+
+    def _column(self, name: str) -> Column:
+        if name not in self._cells:
+            raise DataSourceError(
+                f"column {name!r} is not in this selection; selected: {', '.join(self.columns)}"
+            )
+        return self._cells[name]
+
+    def column(self, name: str) -> np.ndarray:
+        """One selected column of ``values``."""
+        self._column(name)
+        return self.values[:, self.columns.index(name)]
+
+    def categorical(self, name: str) -> np.ndarray:
+        """One selected column as stripped strings ("" where missing), e.g. a diagnosis."""
+        return self._column(name).text
+
+
+__all__ = ["MISSING_TOKENS", "CellBlock", "Column", "Selection"]

@@ -1,0 +1,104 @@
+"""A throwaway PostgreSQL server for tests: initdb + pg_ctl in a temporary folder.
+
+It listens on 127.0.0.1 at a free port, with its unix socket in the same
+folder, and asks for a password (SCRAM) over TCP. PostgreSQL refuses to run
+as root, so under root the server runs as the user ``nobody``.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+USER = "smpc"
+
+
+@dataclass(frozen=True)
+class Server:
+    folder: Path
+    port: int
+    password: str
+
+    @property
+    def dsn(self) -> str:
+        return f"host=127.0.0.1 port={self.port} dbname=postgres user={USER}"
+
+
+def binaries() -> Path | None:
+    """The folder holding initdb and pg_ctl, or None."""
+    found = shutil.which("pg_ctl")
+    if found:
+        return Path(found).parent
+    for folder in sorted(glob.glob("/usr/lib/postgresql/*/bin"), reverse=True):
+        if (Path(folder) / "pg_ctl").exists():
+            return Path(folder)
+    return None
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@contextmanager
+def running(password: str) -> Iterator[Server]:
+    """Start a server; stops it and removes its folder afterwards."""
+    bin_dir = binaries()
+    if bin_dir is None:
+        raise FileNotFoundError("no PostgreSQL binaries (initdb, pg_ctl)")
+    folder = Path(tempfile.mkdtemp(prefix="smpc-pg-"))
+    prefix: list[str] = []
+    if os.geteuid() == 0:
+        shutil.chown(folder, "nobody")
+        prefix = ["runuser", "-u", "nobody", "--"]
+    pwfile = folder / "pw"
+    pwfile.write_text(password + "\n", encoding="utf-8")
+    if prefix:
+        shutil.chown(pwfile, "nobody")
+    data, port = folder / "data", _free_port()
+    run = {"check": True, "capture_output": True, "cwd": folder}
+    try:
+        subprocess.run(
+            [*prefix, str(bin_dir / "initdb"), "-D", str(data), "-U", USER, "--pwfile", str(pwfile),
+             "--auth-local=trust", "--auth-host=scram-sha-256", "-E", "UTF8", "--no-locale"],
+            **run,
+        )  # fmt: skip
+        options = f"-k {folder} -p {port} -c listen_addresses=127.0.0.1"
+        subprocess.run(
+            [*prefix, str(bin_dir / "pg_ctl"), "-D", str(data), "-o", options, "-w",
+             "-l", str(folder / "log"), "start"],
+            **run,
+        )  # fmt: skip
+        try:
+            yield Server(folder, port, password)
+        finally:
+            subprocess.run(
+                [*prefix, str(bin_dir / "pg_ctl"), "-D", str(data), "-m", "immediate", "stop"],
+                check=False,
+                capture_output=True,
+                cwd=folder,
+            )
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[Server]:
+    """A running server; the tests that use it are skipped where PostgreSQL is not installed."""
+    if binaries() is None:
+        pytest.skip(
+            "PostgreSQL server binaries (initdb, pg_ctl) are not installed; .ci/run installs them"
+        )
+    with running("pg-test-password-5120") as server:
+        yield server
