@@ -27,12 +27,14 @@ goes to this party's own log only (column and row, never a value).
 
 from __future__ import annotations
 
+import dataclasses
 import functools
+import json
 import logging
 import secrets
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Hashable, Mapping
 from typing import Any
 
 import numpy as np
@@ -75,6 +77,7 @@ from smpc.deadline import Deadline
 from smpc.errors import JobReplayError, ProtocolAbort
 from smpc.fixedpoint import FixedPoint
 from smpc.jobs import SeenJobs
+from smpc.plans import PlanCache
 from smpc.preprocessing import SeededSource
 from smpc.runtime import Runtime, dry_run
 from smpc.transcript import Transcript
@@ -105,6 +108,7 @@ class PartyNode:
         self.model = load_model(model_file) if model_file is not None else None
         self.results = member.home / RESULTS_DIR
         self.ledger = SeenJobs()
+        self.plans = PlanCache()
         self.genesis = genesis = load_genesis(member.genesis)
         self.chain_keys = {a.name: a.public_key for a in genesis.authorities}
         self.consent_mode = genesis.consent_mode
@@ -408,7 +412,10 @@ class PartyNode:
         job_id, names = spec.job_id, spec.parties
         index = names.index(self.member.name)
         body = functools.partial(_job_body, protocol=protocol, spec=spec, caller=caller)
-        plan = dry_run(body, len(names), ctx, party=index, fxp=self.fxp, job=job_id).plan
+        plan = self.plans.plan(
+            plan_key(spec, ctx, index, self.fxp.frac_bits),
+            lambda: dry_run(body, len(names), ctx, party=index, fxp=self.fxp, job=job_id).plan,
+        )
         deadline = Deadline.after(spec.seconds_left())
         if deadline.passed:
             raise JobRejected(job_id, "expired", "the job's deadline has passed")
@@ -483,6 +490,50 @@ def _job_body(
         if caller in recipients:
             for_caller[name] = (value.share.copy(), value.scale)
     return for_caller, outcome.delivered
+
+
+def plan_key(spec: JobSpec, ctx: JobContext, party: int, frac_bits: int) -> Hashable:
+    """What can shape a job's dry run at one party: its public description, input shapes.
+
+    Protocol and version, parameters, parties (so their number), outputs and
+    flags, this party's index and policy, and the layout (never the numbers)
+    of this party's rows, text columns and model. The job id, nonce and
+    deadline are left out: they change no plan.
+    """
+    return (
+        spec.protocol,
+        spec.protocol_version,
+        json.dumps(dict(spec.params), sort_keys=True, default=str),
+        spec.parties,
+        party,
+        frac_bits,
+        _layout(spec.outputs),
+        spec.reveal_probabilities,
+        ctx.min_cell_size,
+        ctx.allow_min_max,
+        ctx.columns,
+        _layout(ctx.selections),
+        _layout(ctx.values),
+        _layout(ctx.text),
+        _layout(ctx.model),
+    )
+
+
+def _layout(value: object) -> Hashable:
+    """Array shapes and dtypes, names, integers and flags of ``value``; no real number."""
+    if isinstance(value, np.ndarray):
+        return ("array", value.dtype.str, value.shape)
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        names = [f.name for f in dataclasses.fields(value)]
+        return (type(value).__qualname__, *((n, _layout(getattr(value, n))) for n in names))
+    if isinstance(value, Mapping):
+        items = sorted(value.items(), key=lambda kv: str(kv[0]))
+        return ("map", *((str(k), _layout(v)) for k, v in items))
+    if isinstance(value, list | tuple):
+        return ("seq", *(_layout(v) for v in value))
+    if value is None or isinstance(value, bool | int | str):
+        return value
+    return type(value).__qualname__
 
 
 _REQUEST_ERRORS = (UnknownProtocolError, JobFormatError, JobParamsError, PolicyRefused)

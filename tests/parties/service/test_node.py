@@ -10,12 +10,14 @@ import pytest
 from parties.client import Client, JobFailed
 from parties.data.sources import DataSourceError
 from parties.jobs.spec import LOCAL_DATA_REASON, JobRejected, JobSpec, SignedJob, sign_job
+from parties.service import node as node_module
 from parties.service import socket_transport
 from parties.service.dealer_service import serve
 from parties.service.node import PartyNode, public_failure
 from protocols.disclosure import PolicyRefused, StatisticsInputError, StatisticsParamsError
 from protocols.registry import UnknownProtocolError
 from smpc.errors import FixedPointRangeError, ProtocolAbort, ShapeMismatchError
+from smpc.runtime import dry_run
 
 HOSPITALS = ("hospital-a", "hospital-b", "hospital-c")
 
@@ -164,3 +166,35 @@ def test_a_failure_that_may_depend_on_data_goes_out_as_the_one_fixed_reason() ->
         "local-data",
         LOCAL_DATA_REASON,
     )
+
+
+def test_a_repeated_job_shape_reuses_its_plan_and_a_new_shape_plans_again(
+    nodes, fed, monkeypatch
+) -> None:
+    n = nodes()
+    planned: list[int] = []
+
+    def counted_dry_run(*args, **kwargs):
+        planned.append(kwargs["party"])
+        return dry_run(*args, **kwargs)
+
+    monkeypatch.setattr(node_module, "dry_run", counted_dry_run)
+    columns = ["mean_radius", "mean_texture"]
+    oracle = np.stack([fed.column(c) for c in columns], axis=1)
+
+    first = n.client.statistics("mean", columns[:1])
+    assert sorted(planned) == [0, 1, 2]  # every party planned once
+    again = n.client.statistics("mean", columns[:1])
+    assert again["job"] != first["job"]
+    assert sorted(planned) == [0, 1, 2]  # the same shape: no dry run anywhere
+    for summary in (first, again):
+        np.testing.assert_allclose(summary["mean"], oracle[:, :1].mean(axis=0), atol=1e-3)
+
+    wider = n.client.statistics("mean", columns)  # another shape plans again
+    assert sorted(planned) == [0, 0, 1, 1, 2, 2]
+    np.testing.assert_allclose(wider["mean"], oracle.mean(axis=0), atol=1e-3)
+    fewer = n.client.statistics("mean", columns[:1], where="mean_radius > 12")
+    assert len(planned) == 9  # fewer rows at each party: its shape differs too
+    kept = oracle[oracle[:, 0] > 12, :1]
+    np.testing.assert_allclose(fewer["mean"], kept.mean(axis=0), atol=1e-3)
+    assert all(len(node.plans) == 3 for node in n.nodes)
