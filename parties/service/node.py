@@ -7,9 +7,9 @@ recipients, probabilities, deadline, replay, the analyst's query budget) and
 checks the job's columns and filter against its source's header; only then
 selects its own rows with the job's local filter and checks its own
 contribution against the minimum cohort size; plans the job with a dry run,
-fetches its seed (and, as party 0, the corrections) from the dealer, agrees
-on the job id with every peer before the first round, runs the protocol over
-the data plane (mutual TLS sockets), reveals each output only to its
+fetches its seed (and, as party 0, the corrections) from the dealer, runs the
+protocol over the data plane (mutual TLS sockets; every frame names its job,
+so the first round is also where the parties agree on the job id), reveals each output only to its
 recipients, and answers the caller with the caller's shares. A failure
 anywhere ends the job at every party with an error naming the job, the party
 and the kind of failure; no partial output is revealed, and the node serves
@@ -84,7 +84,6 @@ from smpc.transcript import Transcript
 
 log = logging.getLogger(__name__)
 
-HELLO = "hello"
 FEED_S = 0.5
 """How often pending records are handed to the chain node."""
 
@@ -461,21 +460,17 @@ class PartyNode:
 def _job_body(
     rt: Runtime, ctx: JobContext, *, protocol: ProtocolSpec, spec: JobSpec, caller: str
 ) -> tuple[dict[str, tuple[np.ndarray, int]], Mapping[str, np.ndarray]]:
-    """The job as every party runs it: agree on the id, compute, reveal to the recipients.
+    """The job as every party runs it: compute, reveal to the recipients.
+
+    The job id is agreed in the first round, with no round of its own: every
+    frame carries its job id in its header, and the data plane files it by
+    (job, authenticated peer) before anything reads its payload, so a message
+    is only ever used by the job it names; a peer running another job never
+    joins this one, and the job aborts naming it ("peer did not join"). The
+    transcript of each channel starts from the job id as well.
 
     Returns the caller's shares of its outputs and what this party was delivered.
     """
-    hello = np.frombuffer(bytes.fromhex(spec.job_id), dtype=np.uint8)
-    heard = rt.exchange_all(hello, HELLO)
-    if not rt.planning:
-        for peer, digest in enumerate(heard):
-            if not np.array_equal(digest, hello):
-                raise ProtocolAbort(
-                    spec.job_id,
-                    spec.parties[peer],
-                    "job mismatch",
-                    "the peer is running a different job",
-                )
     outcome = protocol.run(rt, ctx)
     outputs = outcome.revealed
     for_caller: dict[str, tuple[np.ndarray, int]] = {}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from concurrent import futures
 
 import numpy as np
 import pytest
@@ -11,7 +12,7 @@ from parties.client import Client, JobFailed
 from parties.data.sources import DataSourceError
 from parties.jobs.spec import LOCAL_DATA_REASON, JobRejected, JobSpec, SignedJob, sign_job
 from parties.service import node as node_module
-from parties.service import socket_transport
+from parties.service import socket_transport, wire_pb2
 from parties.service.dealer_service import serve
 from parties.service.node import PartyNode, public_failure
 from protocols.disclosure import PolicyRefused, StatisticsInputError, StatisticsParamsError
@@ -198,3 +199,29 @@ def test_a_repeated_job_shape_reuses_its_plan_and_a_new_shape_plans_again(
     kept = oracle[oracle[:, 0] > 12, :1]
     np.testing.assert_allclose(fewer["mean"], kept.mean(axis=0), atol=1e-3)
     assert all(len(node.plans) == 3 for node in n.nodes)
+
+
+def test_a_peer_running_another_job_is_named_and_the_next_job_runs(nodes, fed) -> None:
+    """Frames are filed by the job they name: another job's messages are never read here."""
+    n = nodes(join_timeout_seconds=1.0)
+    key, cert = n.client.member.tls.key, n.client.member.tls.cert
+    ours, theirs = _count_job(n.client), _count_job(n.client)  # the same job, two ids
+    assert ours.job_id != theirs.job_id
+    sent = {
+        h: sign_job(theirs if h == "hospital-c" else ours, key, cert).to_json().encode()
+        for h in HOSPITALS
+    }
+    with futures.ThreadPoolExecutor(len(HOSPITALS)) as pool:
+        calls = {
+            h: pool.submit(n.client._stub(h).Submit, wire_pb2.SubmitRequest(signed_job=job))
+            for h, job in sent.items()
+        }
+        replies = {h: call.result(timeout=60) for h, call in calls.items()}
+    for h in ("hospital-a", "hospital-b"):
+        assert not replies[h].ok
+        assert replies[h].job == ours.job_id
+        assert replies[h].failure_kind == "peer did not join"
+        assert replies[h].failure.endswith("party hospital-c: peer did not join")
+    assert not replies["hospital-c"].ok and replies["hospital-c"].job == theirs.job_id
+    outcome = n.client.submit(_count_job(n.client))
+    assert int(outcome.outputs["count"][0]) == len(fed.column("mean_radius"))
