@@ -187,7 +187,8 @@ class PartyNode:
         replay) ends, its record is assembled with the other parties and kept
         as pending: before the reply for a finished job (one more round, so the
         record exists when the caller has its result), on a thread of its own
-        for an aborted one (so the failure is reported at once).
+        for an aborted one (so the failure is reported at once). Handing the
+        kept record to the chain happens after, off the reply.
         """
         name = self.member.name
         job_id, spec, ctx, transcript = "unknown", None, None, None
@@ -283,8 +284,8 @@ class PartyNode:
             record = job_record.assemble(
                 self.plane, spec, signed_job, roles, view, self.chain_key, self.chain_keys
             )
-            if self.records.add_pending(record, job=spec.job_id) and self.chain is not None:
-                self.chain.submit(record.encode())
+            if self.records.add_pending(record, job=spec.job_id):
+                self._hand_to_chain(record.encode())
             log.info(
                 "%s: job %s: record kept (%s, %d of %d contributions)",
                 name,
@@ -297,6 +298,25 @@ class PartyNode:
             log.warning(
                 "%s: job %s: no record kept: %s: %s", name, spec.job_id, type(exc).__name__, exc
             )
+
+    def _hand_to_chain(self, record: bytes) -> None:
+        """Give a kept record to the chain node on a thread, off the job's reply.
+
+        The chain node may propose a block at once (signing it, storing its
+        seal with an fsync); the record is already committed as pending, and
+        the feed hands it again if this fails or the process stops first.
+        """
+        chain = self.chain
+        if chain is None:
+            return
+
+        def hand() -> None:
+            try:
+                chain.submit(record)
+            except Exception as exc:  # the feed tries again
+                log.warning("%s: handing a record to the chain failed: %s", self.member.name, exc)
+
+        threading.Thread(target=hand, name="record-to-chain", daemon=True).start()
 
     def admit(self, job: str) -> None:
         """Record a job id, refusing one seen since start or kept in the records file.

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import threading
 from concurrent import futures
 
 import numpy as np
@@ -11,6 +12,7 @@ import pytest
 from parties.client import Client, JobFailed
 from parties.data.sources import DataSourceError
 from parties.jobs.spec import LOCAL_DATA_REASON, JobRejected, JobSpec, SignedJob, sign_job
+from parties.ledger.chain_node import ChainNode
 from parties.service import node as node_module
 from parties.service import socket_transport, wire_pb2
 from parties.service.dealer_service import serve
@@ -225,3 +227,27 @@ def test_a_peer_running_another_job_is_named_and_the_next_job_runs(nodes, fed) -
     assert not replies["hospital-c"].ok and replies["hospital-c"].job == theirs.job_id
     outcome = n.client.submit(_count_job(n.client))
     assert int(outcome.outputs["count"][0]) == len(fed.column("mean_radius"))
+
+
+def test_the_reply_waits_for_the_kept_record_not_for_the_chain(nodes, fed, monkeypatch) -> None:
+    release, handed = threading.Event(), threading.Event()
+    real_submit = ChainNode.submit
+
+    def slow_submit(self, record: bytes) -> bytes:  # a block being proposed and sealed
+        handed.set()
+        release.wait(60)
+        return real_submit(self, record)
+
+    monkeypatch.setattr(ChainNode, "submit", slow_submit)
+    n = nodes()
+    pool = futures.ThreadPoolExecutor(1)
+    try:  # the chain is held up until the end
+        outcome = pool.submit(n.client.submit, _count_job(n.client)).result(timeout=20)
+        assert int(outcome.outputs["count"][0]) == len(fed.column("mean_radius"))
+        for node in n.nodes:  # committed before the reply, so a crash now loses nothing
+            assert node.records.job_record(outcome.job) is not None
+            assert node.records.notes(outcome.job) is not None
+        assert handed.wait(10)
+    finally:
+        release.set()
+        pool.shutdown()
