@@ -13,10 +13,11 @@ import logging
 import signal
 import sys
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 
-from parties.config import load_config
+from parties.config import COMPUTING_ROLES, MemberConfig, load_config
 
 
 def _stop_event() -> threading.Event:
@@ -34,13 +35,24 @@ def _logging(verbose: bool) -> None:
     )
 
 
+def _warm(member: MemberConfig) -> None:
+    """Load (or compile) the ring kernels for every job size this federation can run."""
+    from smpc.warm import warm
+
+    start = time.perf_counter()
+    computing = len(member.computing_peers) + (member.role in COMPUTING_ROLES)
+    warm(max(2, computing))
+    logging.info("%s: kernels ready in %.2f s", member.name, time.perf_counter() - start)
+
+
 def party(args: argparse.Namespace) -> int:
-    """Serve as a computing party until SIGINT/SIGTERM."""
+    """Serve as a computing party until SIGINT/SIGTERM; the first job finds its kernels ready."""
     from parties.service.node import PartyNode
 
     _logging(not args.quiet)
     member = load_config(args.config)
     stop = _stop_event()
+    _warm(member)
     with PartyNode(member) as node:
         logging.info(
             "%s: serving on %s (port %s)", member.name, member.address, node.mesh.bound_port
@@ -52,7 +64,7 @@ def party(args: argparse.Namespace) -> int:
 
 
 def dealer(args: argparse.Namespace) -> int:
-    """Serve as the federation's dealer until SIGINT/SIGTERM."""
+    """Serve as the federation's dealer until SIGINT/SIGTERM, its kernels loaded first."""
     from parties.service.dealer_service import serve
 
     _logging(not args.quiet)
@@ -61,6 +73,7 @@ def dealer(args: argparse.Namespace) -> int:
         print(f"smpc: error: {member.name} is a {member.role}, not the dealer", file=sys.stderr)
         return 1
     stop = _stop_event()
+    _warm(member)
     server = serve(member)
     logging.info("%s: serving on %s", member.name, member.address)
     print(f"ready {member.name} {member.address}", flush=True)

@@ -14,7 +14,10 @@ job is on the chain for audit, as in the DataSHIELD family (disclosure
 settings plus audit).
 
 Counts persist in ``<member>/budget.db`` (SQLite), so a restart does not
-reset them.
+reset them. The file is in WAL mode with ``synchronous = NORMAL``: a charge
+costs no fsync on the job's path, and a crash of the process loses none; a
+power loss may lose the last few charges, giving the analyst back at most
+those few queries (the jobs themselves are in the hospitals' records).
 """
 
 from __future__ import annotations
@@ -37,6 +40,8 @@ class QueryBudget:
         self._lock = threading.Lock()
         path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+        self._db.execute("PRAGMA journal_mode = WAL")
+        self._db.execute("PRAGMA synchronous = NORMAL")
         self._db.execute(
             "CREATE TABLE IF NOT EXISTS admitted"
             " (job TEXT PRIMARY KEY, analyst TEXT NOT NULL, at_ms INTEGER NOT NULL)"

@@ -70,15 +70,21 @@ class LocalDeployment:
 
     def start(self, name: str, timeout: float = 60.0) -> None:
         """Start one member's process and wait until it serves."""
+        self._ready(name, self._launch(name))
+
+    def _launch(self, name: str) -> subprocess.Popen[str]:
         member = self.members[name]
         command = "dealer" if member.role == "dealer" else "party"
-        log = self.log_path(name).open("a")
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "parties.cli", command, "--config", str(member.config_path)],
-            stdout=subprocess.PIPE,
-            stderr=log,
-            text=True,
-        )
+        with self.log_path(name).open("a") as log:
+            return subprocess.Popen(
+                [sys.executable, "-m", "parties.cli", command, "--config", str(member.config_path)],
+                stdout=subprocess.PIPE,
+                stderr=log,
+                text=True,
+            )
+
+    def _ready(self, name: str, proc: subprocess.Popen[str]) -> None:
+        """Wait for the process's "ready" line (it loads its kernels first)."""
         line = proc.stdout.readline() if proc.stdout is not None else ""
         if not line.startswith("ready"):
             proc.kill()
@@ -86,10 +92,29 @@ class LocalDeployment:
         self.procs[name] = proc
 
     def start_all(self) -> None:
-        """The dealer first, then every hospital."""
-        for name, member in self.members.items():
-            if member.role in ("dealer", "hospital", "model-owner") and name not in self.procs:
+        """The dealer first, then every computing party at once.
+
+        The parties start together so that they meet on the data plane within
+        moments of each other, not one warm-up after another.
+        """
+        roles = {name: member.role for name, member in self.members.items()}
+        for name, role in roles.items():
+            if role == "dealer" and name not in self.procs:
                 self.start(name)
+        launched = {
+            name: self._launch(name)
+            for name, role in roles.items()
+            if role in ("hospital", "model-owner") and name not in self.procs
+        }
+        try:
+            for name, proc in launched.items():
+                self._ready(name, proc)
+        except RuntimeError:
+            for name, proc in launched.items():
+                if name not in self.procs:
+                    proc.kill()
+                    proc.wait()
+            raise
 
     def stop(self, name: str, sig: int = signal.SIGTERM, timeout: float = 20.0) -> int:
         """Signal one member's process and wait for it to exit; returns its exit status."""

@@ -7,9 +7,9 @@ recipients, probabilities, deadline, replay, the analyst's query budget) and
 checks the job's columns and filter against its source's header; only then
 selects its own rows with the job's local filter and checks its own
 contribution against the minimum cohort size; plans the job with a dry run,
-fetches its seed (and, as party 0, the corrections) from the dealer, agrees
-on the job id with every peer before the first round, runs the protocol over
-the data plane (mutual TLS sockets), reveals each output only to its
+fetches its seed (and, as party 0, the corrections) from the dealer, runs the
+protocol over the data plane (mutual TLS sockets; every frame names its job,
+so the first round is also where the parties agree on the job id), reveals each output only to its
 recipients, and answers the caller with the caller's shares. A failure
 anywhere ends the job at every party with an error naming the job, the party
 and the kind of failure; no partial output is revealed, and the node serves
@@ -27,12 +27,14 @@ goes to this party's own log only (column and row, never a value).
 
 from __future__ import annotations
 
+import dataclasses
 import functools
+import json
 import logging
 import secrets
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Hashable, Mapping
 from typing import Any
 
 import numpy as np
@@ -78,13 +80,13 @@ from smpc.deadline import Deadline
 from smpc.errors import JobReplayError, ProtocolAbort
 from smpc.fixedpoint import FixedPoint
 from smpc.jobs import SeenJobs
+from smpc.plans import PlanCache
 from smpc.preprocessing import SeededSource
 from smpc.runtime import Runtime, dry_run
 from smpc.transcript import Transcript
 
 log = logging.getLogger(__name__)
 
-HELLO = "hello"
 FEED_S = 0.5
 """How often pending records are handed to the chain node."""
 
@@ -108,6 +110,7 @@ class PartyNode:
         self.model = load_model(model_file) if model_file is not None else None
         self.results = member.home / RESULTS_DIR
         self.ledger = SeenJobs()
+        self.plans = PlanCache()
         self.genesis = genesis = load_genesis(member.genesis)
         self.chain_keys = {a.name: a.public_key for a in genesis.authorities}
         self.consent_mode = genesis.consent_mode
@@ -189,7 +192,8 @@ class PartyNode:
         replay) ends, its record is assembled with the other parties and kept
         as pending: before the reply for a finished job (one more round, so the
         record exists when the caller has its result), on a thread of its own
-        for an aborted one (so the failure is reported at once).
+        for an aborted one (so the failure is reported at once). Handing the
+        kept record to the chain happens after, off the reply.
         """
         name = self.member.name
         job_id, spec, ctx, transcript = "unknown", None, None, None
@@ -289,8 +293,8 @@ class PartyNode:
             record = job_record.assemble(
                 self.plane, spec, signed_job, roles, view, self.chain_key, self.chain_keys
             )
-            if self.records.add_pending(record, job=spec.job_id) and self.chain is not None:
-                self.chain.submit(record.encode())
+            if self.records.add_pending(record, job=spec.job_id):
+                self._hand_to_chain(record.encode())
             log.info(
                 "%s: job %s: record kept (%s, %d of %d contributions)",
                 name,
@@ -303,6 +307,25 @@ class PartyNode:
             log.warning(
                 "%s: job %s: no record kept: %s: %s", name, spec.job_id, type(exc).__name__, exc
             )
+
+    def _hand_to_chain(self, record: bytes) -> None:
+        """Give a kept record to the chain node on a thread, off the job's reply.
+
+        The chain node may propose a block at once (signing it, storing its
+        seal with an fsync); the record is already committed as pending, and
+        the feed hands it again if this fails or the process stops first.
+        """
+        chain = self.chain
+        if chain is None:
+            return
+
+        def hand() -> None:
+            try:
+                chain.submit(record)
+            except Exception as exc:  # the feed tries again
+                log.warning("%s: handing a record to the chain failed: %s", self.member.name, exc)
+
+        threading.Thread(target=hand, name="record-to-chain", daemon=True).start()
 
     def admit(self, job: str) -> None:
         """Record a job id, refusing one seen since start or kept in the records file.
@@ -419,7 +442,10 @@ class PartyNode:
         job_id, names = spec.job_id, spec.parties
         index = names.index(self.member.name)
         body = functools.partial(_job_body, protocol=protocol, spec=spec, caller=caller)
-        plan = dry_run(body, len(names), ctx, party=index, fxp=self.fxp, job=job_id).plan
+        plan = self.plans.plan(
+            plan_key(spec, ctx, index, self.fxp.frac_bits),
+            lambda: dry_run(body, len(names), ctx, party=index, fxp=self.fxp, job=job_id).plan,
+        )
         deadline = Deadline.after(spec.seconds_left())
         if deadline.passed:
             raise JobRejected(job_id, "expired", "the job's deadline has passed")
@@ -465,21 +491,17 @@ class PartyNode:
 def _job_body(
     rt: Runtime, ctx: JobContext, *, protocol: ProtocolSpec, spec: JobSpec, caller: str
 ) -> tuple[dict[str, tuple[np.ndarray, int]], Mapping[str, np.ndarray]]:
-    """The job as every party runs it: agree on the id, compute, reveal to the recipients.
+    """The job as every party runs it: compute, reveal to the recipients.
+
+    The job id is agreed in the first round, with no round of its own: every
+    frame carries its job id in its header, and the data plane files it by
+    (job, authenticated peer) before anything reads its payload, so a message
+    is only ever used by the job it names; a peer running another job never
+    joins this one, and the job aborts naming it ("peer did not join"). The
+    transcript of each channel starts from the job id as well.
 
     Returns the caller's shares of its outputs and what this party was delivered.
     """
-    hello = np.frombuffer(bytes.fromhex(spec.job_id), dtype=np.uint8)
-    heard = rt.exchange_all(hello, HELLO)
-    if not rt.planning:
-        for peer, digest in enumerate(heard):
-            if not np.array_equal(digest, hello):
-                raise ProtocolAbort(
-                    spec.job_id,
-                    spec.parties[peer],
-                    "job mismatch",
-                    "the peer is running a different job",
-                )
     outcome = protocol.run(rt, ctx)
     outputs = outcome.revealed
     for_caller: dict[str, tuple[np.ndarray, int]] = {}
@@ -494,6 +516,50 @@ def _job_body(
         if caller in recipients:
             for_caller[name] = (value.share.copy(), value.scale)
     return for_caller, outcome.delivered
+
+
+def plan_key(spec: JobSpec, ctx: JobContext, party: int, frac_bits: int) -> Hashable:
+    """What can shape a job's dry run at one party: its public description, input shapes.
+
+    Protocol and version, parameters, parties (so their number), outputs and
+    flags, this party's index and policy, and the layout (never the numbers)
+    of this party's rows, text columns and model. The job id, nonce and
+    deadline are left out: they change no plan.
+    """
+    return (
+        spec.protocol,
+        spec.protocol_version,
+        json.dumps(dict(spec.params), sort_keys=True, default=str),
+        spec.parties,
+        party,
+        frac_bits,
+        _layout(spec.outputs),
+        spec.reveal_probabilities,
+        ctx.min_cell_size,
+        ctx.allow_min_max,
+        ctx.columns,
+        _layout(ctx.selections),
+        _layout(ctx.values),
+        _layout(ctx.text),
+        _layout(ctx.model),
+    )
+
+
+def _layout(value: object) -> Hashable:
+    """Array shapes and dtypes, names, integers and flags of ``value``; no real number."""
+    if isinstance(value, np.ndarray):
+        return ("array", value.dtype.str, value.shape)
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        names = [f.name for f in dataclasses.fields(value)]
+        return (type(value).__qualname__, *((n, _layout(getattr(value, n))) for n in names))
+    if isinstance(value, Mapping):
+        items = sorted(value.items(), key=lambda kv: str(kv[0]))
+        return ("map", *((str(k), _layout(v)) for k, v in items))
+    if isinstance(value, list | tuple):
+        return ("seq", *(_layout(v) for v in value))
+    if value is None or isinstance(value, bool | int | str):
+        return value
+    return type(value).__qualname__
 
 
 _REQUEST_ERRORS = (UnknownProtocolError, JobFormatError, JobParamsError, PolicyRefused)

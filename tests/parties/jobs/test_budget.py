@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import sqlite3
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -42,3 +46,24 @@ def test_no_limit_and_bad_settings(tmp_path: Path) -> None:
     for limit, window in ((-1, HOUR_MS), (1, 0)):
         with pytest.raises(ValueError, match="query budget"):
             QueryBudget(tmp_path / "c.db", limit=limit, window_ms=window)
+
+
+def test_a_charge_survives_a_crashed_process_without_an_fsync_per_charge(tmp_path: Path) -> None:
+    path = tmp_path / "budget.db"
+    crash = (
+        "import os, sys\n"
+        "from pathlib import Path\n"
+        "from parties.jobs.budget import QueryBudget\n"
+        "b = QueryBudget(Path(sys.argv[1]), limit=2, window_ms=3_600_000)\n"
+        "assert b.charge('ana', 'j1', 5)\n"
+        "os._exit(9)  # no close, no checkpoint\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[3])}
+    done = subprocess.run([sys.executable, "-c", crash, str(path)], env=env, check=False)
+    assert done.returncode == 9
+    again = QueryBudget(path, limit=2, window_ms=HOUR_MS)
+    assert again.used("ana", 6) == 1
+    assert again.charge("ana", "j2", 6) and not again.charge("ana", "j3", 7)
+    again.close()
+    with sqlite3.connect(path) as db:  # WAL with synchronous NORMAL: no fsync per commit
+        assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
+import threading
+from concurrent import futures
 
 import numpy as np
 import pytest
@@ -10,12 +12,15 @@ import pytest
 from parties.client import Client, JobFailed
 from parties.data.errors import DataSourceError
 from parties.jobs.spec import LOCAL_DATA_REASON, JobRejected, JobSpec, SignedJob, sign_job
-from parties.service import socket_transport
+from parties.ledger.chain_node import ChainNode
+from parties.service import node as node_module
+from parties.service import socket_transport, wire_pb2
 from parties.service.dealer_service import serve
 from parties.service.node import PartyNode, public_failure
 from protocols.disclosure import PolicyRefused, StatisticsInputError, StatisticsParamsError
 from protocols.registry import UnknownProtocolError
 from smpc.errors import FixedPointRangeError, ProtocolAbort, ShapeMismatchError
+from smpc.runtime import dry_run
 
 HOSPITALS = ("hospital-a", "hospital-b", "hospital-c")
 
@@ -164,3 +169,85 @@ def test_a_failure_that_may_depend_on_data_goes_out_as_the_one_fixed_reason() ->
         "local-data",
         LOCAL_DATA_REASON,
     )
+
+
+def test_a_repeated_job_shape_reuses_its_plan_and_a_new_shape_plans_again(
+    nodes, fed, monkeypatch
+) -> None:
+    n = nodes()
+    planned: list[int] = []
+
+    def counted_dry_run(*args, **kwargs):
+        planned.append(kwargs["party"])
+        return dry_run(*args, **kwargs)
+
+    monkeypatch.setattr(node_module, "dry_run", counted_dry_run)
+    columns = ["mean_radius", "mean_texture"]
+    oracle = np.stack([fed.column(c) for c in columns], axis=1)
+
+    first = n.client.statistics("mean", columns[:1])
+    assert sorted(planned) == [0, 1, 2]  # every party planned once
+    again = n.client.statistics("mean", columns[:1])
+    assert again["job"] != first["job"]
+    assert sorted(planned) == [0, 1, 2]  # the same shape: no dry run anywhere
+    for summary in (first, again):
+        np.testing.assert_allclose(summary["mean"], oracle[:, :1].mean(axis=0), atol=1e-3)
+
+    wider = n.client.statistics("mean", columns)  # another shape plans again
+    assert sorted(planned) == [0, 0, 1, 1, 2, 2]
+    np.testing.assert_allclose(wider["mean"], oracle.mean(axis=0), atol=1e-3)
+    fewer = n.client.statistics("mean", columns[:1], where="mean_radius > 12")
+    assert len(planned) == 9  # fewer rows at each party: its shape differs too
+    kept = oracle[oracle[:, 0] > 12, :1]
+    np.testing.assert_allclose(fewer["mean"], kept.mean(axis=0), atol=1e-3)
+    assert all(len(node.plans) == 3 for node in n.nodes)
+
+
+def test_a_peer_running_another_job_is_named_and_the_next_job_runs(nodes, fed) -> None:
+    """Frames are filed by the job they name: another job's messages are never read here."""
+    n = nodes(join_timeout_seconds=1.0)
+    key, cert = n.client.member.tls.key, n.client.member.tls.cert
+    ours, theirs = _count_job(n.client), _count_job(n.client)  # the same job, two ids
+    assert ours.job_id != theirs.job_id
+    sent = {
+        h: sign_job(theirs if h == "hospital-c" else ours, key, cert).to_json().encode()
+        for h in HOSPITALS
+    }
+    with futures.ThreadPoolExecutor(len(HOSPITALS)) as pool:
+        calls = {
+            h: pool.submit(n.client._stub(h).Submit, wire_pb2.SubmitRequest(signed_job=job))
+            for h, job in sent.items()
+        }
+        replies = {h: call.result(timeout=60) for h, call in calls.items()}
+    for h in ("hospital-a", "hospital-b"):
+        assert not replies[h].ok
+        assert replies[h].job == ours.job_id
+        assert replies[h].failure_kind == "peer did not join"
+        assert replies[h].failure.endswith("party hospital-c: peer did not join")
+    assert not replies["hospital-c"].ok and replies["hospital-c"].job == theirs.job_id
+    outcome = n.client.submit(_count_job(n.client))
+    assert int(outcome.outputs["count"][0]) == len(fed.column("mean_radius"))
+
+
+def test_the_reply_waits_for_the_kept_record_not_for_the_chain(nodes, fed, monkeypatch) -> None:
+    release, handed = threading.Event(), threading.Event()
+    real_submit = ChainNode.submit
+
+    def slow_submit(self, record: bytes) -> bytes:  # a block being proposed and sealed
+        handed.set()
+        release.wait(60)
+        return real_submit(self, record)
+
+    monkeypatch.setattr(ChainNode, "submit", slow_submit)
+    n = nodes()
+    pool = futures.ThreadPoolExecutor(1)
+    try:  # the chain is held up until the end
+        outcome = pool.submit(n.client.submit, _count_job(n.client)).result(timeout=20)
+        assert int(outcome.outputs["count"][0]) == len(fed.column("mean_radius"))
+        for node in n.nodes:  # committed before the reply, so a crash now loses nothing
+            assert node.records.job_record(outcome.job) is not None
+            assert node.records.notes(outcome.job) is not None
+        assert handed.wait(10)
+    finally:
+        release.set()
+        pool.shutdown()

@@ -1,0 +1,96 @@
+"""Submit-to-result of whole jobs on freshly started party processes.
+
+Scenario: three hospital processes, a model-owner process and a dealer
+process on loopback (``LocalDeployment``), mutual TLS, transcripts on,
+semi-honest parties. The analyst's client first reaches every party (a
+health call, so its own channels are open), then submits, in order: a
+pooled ``count`` job on freshly started processes (the first job), more
+count jobs, and logistic-regression inference on the breast cancer rows
+(569 x 30, labels to each hospital). Before each timed job the previous
+job's record is final at every hospital (untimed), as in
+``benchmarks/test_inference.py``. Prints the first and the tenth count job
+and the median of the repeated jobs. Command::
+
+    .venv/bin/python -m benchmarks.job_path --repeat 10
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+from benchmarks.test_inference import HOSPITALS, _wait_final
+from parties.client import Client, JobOutcome
+from parties.config import DataConfig
+from parties.data.model_file import save_model
+from parties.local.launcher import LocalDeployment
+from parties.service import wire_pb2
+from protocols.model import train
+
+
+def _timed(dep: LocalDeployment, submit: Callable[[], JobOutcome], repeat: int) -> list[float]:
+    """Seconds of ``repeat`` jobs, each after the previous job's record is final."""
+    seconds = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        outcome = submit()
+        seconds.append(time.perf_counter() - start)
+        for h in HOSPITALS:
+            _wait_final(dep.members[h], outcome.job)
+    return seconds
+
+
+def measure(root: Path, repeat: int) -> dict[str, float]:
+    """First and tenth count job, median count and median 569x30 inference, in ms."""
+    dep = LocalDeployment(root, HOSPITALS, model_owners=("model-owner",))
+    all_rows = [r for h in HOSPITALS for r in dep.rows[h]]
+    x = np.array([[float(v) for v in r[2:]] for r in all_rows])
+    model = train(x, np.array([r[1] == "M" for r in all_rows], dtype=float), dep.header[2:])
+    save_model(model, root / "model.npz")
+    dep.set_data("model-owner", DataConfig("model", root / "model.npz"))
+    features = list(dep.header[2:])
+    with dep:
+        client = Client(dep.members["analyst"])
+        try:
+            for party in (*HOSPITALS, "model-owner"):
+                client._stub(party).Health(wire_pb2.HealthRequest(), timeout=10)
+
+            def count() -> JobOutcome:
+                return client.statistics_outcome("count", ["mean_radius"])[1]
+
+            def inference() -> JobOutcome:
+                sizes = {h: len(dep.rows[h]) for h in HOSPITALS}
+                return client.submit(client.inference_job("model-owner", features, sizes))
+
+            counts = _timed(dep, count, repeat)
+            infer = _timed(dep, inference, repeat)
+        finally:
+            client.close()
+    return {
+        "count first": 1e3 * counts[0],
+        f"count #{repeat}": 1e3 * counts[-1],
+        "count median 2..": 1e3 * statistics.median(counts[1:]),
+        "inference first": 1e3 * infer[0],
+        "inference median 2..": 1e3 * statistics.median(infer[1:]),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeat", type=int, default=10, help="jobs of each kind (at least 2)")
+    args = parser.parse_args()
+    if args.repeat < 2:
+        parser.error("--repeat must be at least 2")
+    with tempfile.TemporaryDirectory() as tmp:
+        for key, ms in measure(Path(tmp), args.repeat).items():
+            print(f"{key:<22} {ms:8.1f} ms")
+
+
+if __name__ == "__main__":
+    main()
