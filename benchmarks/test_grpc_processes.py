@@ -8,6 +8,11 @@ coordinator playing the seed-based dealer. Command::
     make bench-suites # or: .venv/bin/python -m pytest benchmarks --benchmark-enable \\
                       #        --benchmark-only -k grpc --benchmark-json=bench-results/grpc.json
 
+One round and one chained product alone (a minute)::
+
+    .venv/bin/python -m pytest benchmarks/test_grpc_processes.py --benchmark-enable \\
+        --benchmark-only -k "round or chained"
+
 Each timed job runs many operations; the parties time every operation
 themselves, and the table's p50/p99 are over those per-operation samples.
 """
@@ -19,11 +24,12 @@ import pytest
 
 from parties.federation import init_federation
 from parties.local.process_federation import ProcessFederation
-from protocols.operations import big_product, chained_products
+from protocols.operations import big_product, chained_products, exchange_rounds
 from smpc.local import LocalFederation
 
 HOSPITALS = ["hospital-a", "hospital-b", "hospital-c"]
 LATENCY_OPS = 250  # per job; the first 50 are warm-up
+ROUND_OPS = 1000  # per job; the first tenth are warm-up
 THROUGHPUT_SIZE = 10**6
 
 
@@ -34,6 +40,31 @@ def processes(tmp_path_factory: pytest.TempPathFactory):
     )
     with ProcessFederation([m for m in members if m.role == "hospital"]) as fed:
         yield fed
+
+
+def test_grpc_round_latency(benchmark, processes: ProcessFederation) -> None:
+    """One bare round: every party sends one ring element to every peer, then waits."""
+    samples: list[float] = []
+
+    def job() -> None:
+        res = processes.run(exchange_rounds, [{"count": ROUND_OPS}] * 3)
+        samples.extend(res.results[0][ROUND_OPS // 10 :].tolist())
+        benchmark.extra_info.update(
+            rounds=res.reports[0].rounds,
+            bytes_per_party=max(r.bytes_sent for r in res.reports),
+            wire_bytes_per_party=max(r.wire_bytes_sent for r in res.reports),
+        )
+
+    benchmark.pedantic(job, rounds=2, iterations=1, warmup_rounds=1)
+    benchmark.extra_info.update(
+        operation="round",
+        size="1",
+        elements=1,
+        transport="tls",
+        transcripts=True,
+        phase="online",
+        per_op_samples=samples[-(ROUND_OPS - ROUND_OPS // 10) :],
+    )
 
 
 def test_grpc_chained_mul_latency(benchmark, processes: ProcessFederation) -> None:

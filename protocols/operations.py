@@ -34,6 +34,20 @@ def chained_products(rt, args):
     return times, rt.open(x)
 
 
+def exchange_rounds(rt, args):
+    """``count`` bare rounds, each party sending one element to every peer; per-round latency."""
+    import time
+
+    count = args["count"]
+    payload = np.arange(1, dtype=np.uint64)
+    times = np.empty(count)
+    for i in range(count):
+        start = time.perf_counter()
+        rt.exchange_all(payload, "open")
+        times[i] = time.perf_counter() - start
+    return times
+
+
 def big_product(rt, args):
     """One fixed-point product of ``size`` elements from parties 0 and 1; returns its time."""
     import time

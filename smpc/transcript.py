@@ -9,6 +9,7 @@ the (uniformly masked) payloads it covers.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import struct
 from dataclasses import dataclass
@@ -32,17 +33,32 @@ class Envelope:
     purpose: str
 
 
+_FIXED = struct.Struct(">QIHH")  # round, seq, sender, receiver
+_NBYTES = struct.Struct(">Q")
+
+
+@functools.lru_cache(maxsize=256)
+def _text(purpose: str, dtype: str) -> bytes:
+    """The length-prefixed purpose and dtype of a header (few distinct pairs per job)."""
+    purpose_bytes, dtype_bytes = purpose.encode(), dtype.encode()
+    return b"".join(
+        (
+            struct.pack(">H", len(purpose_bytes)),
+            purpose_bytes,
+            struct.pack(">B", len(dtype_bytes)),
+            dtype_bytes,
+        )
+    )
+
+
 def encode_header(env: Envelope, payload: np.ndarray) -> bytes:
     """Canonical bytes of a message's header: fixed-width integers and length-prefixed text."""
-    purpose = env.purpose.encode()
-    dtype = payload.dtype.str.encode()
-    return (
-        struct.pack(">QIHH", env.round, env.seq, env.sender, env.receiver)
-        + struct.pack(">H", len(purpose))
-        + purpose
-        + struct.pack(">B", len(dtype))
-        + dtype
-        + struct.pack(">Q", payload.nbytes)
+    return b"".join(
+        (
+            _FIXED.pack(env.round, env.seq, env.sender, env.receiver),
+            _text(env.purpose, payload.dtype.str),
+            _NBYTES.pack(payload.nbytes),
+        )
     )
 
 

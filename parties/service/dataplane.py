@@ -261,28 +261,42 @@ class DataPlane:
 
     # -- I/O ----------------------------------------------------------------------
     def _pump(self, p: _Peer, sock: ssl.SSLSocket, timeout: float) -> None:
-        """As ``p``'s reader: wait up to ``timeout`` for its socket, read and file its frames,
-        and flush every peer's queued frames on the way."""
-        if not sock.pending():
-            reads: list[socket.socket] = [sock]
-            if p.reading == "idle":
-                reads.append(p.wake_r)
-            writes = [q.sock for q in self._peers.values() if q.out and q.sock is not None]
-            try:
-                readable, writable, _ = select.select(reads, writes, [], timeout)
-            except (OSError, ValueError):  # a socket closed under us: the read below says so
-                readable, writable = [sock], []
-            if p.wake_r in readable:
-                with contextlib.suppress(OSError):
-                    p.wake_r.recv(4096)
+        """As ``p``'s reader: read and file its frames, waiting up to ``timeout`` for its
+        socket only if nothing has come yet, and flush every peer's queued frames on the way.
+
+        The first read comes before any wait: in a round the peer's frame has
+        often arrived by the time its reader looks.
+        """
+        if self._read(p, sock):
             for q in self._peers.values():
-                if q is not p and q.sock is not None and q.sock in writable:
+                if q is not p and q.out:
                     self._flush(q)
+            return
+        reads: list[socket.socket] = [sock]
+        if p.reading == "idle":
+            reads.append(p.wake_r)
+        writes = [q.sock for q in self._peers.values() if q.out and q.sock is not None]
+        try:
+            readable, writable, _ = select.select(reads, writes, [], timeout)
+        except (OSError, ValueError):  # a socket closed under us: the read below says so
+            readable, writable = [sock], []
+        if p.wake_r in readable:
+            with contextlib.suppress(OSError):
+                p.wake_r.recv(4096)
+        for q in self._peers.values():
+            if q is not p and q.sock is not None and q.sock in writable:
+                self._flush(q)
+        if sock in readable:
+            self._read(p, sock)
+
+    def _read(self, p: _Peer, sock: ssl.SSLSocket) -> bool:
+        """Read and file what ``sock`` holds now and flush ``p``'s queue; True if anything came
+        or the connection was retired."""
         frames: list[Frame] = []
         failed: tuple[str, str] | None = None
         with p.io:
             if p.sock is not sock:
-                return
+                return True
             try:
                 frames = p.reader.read(sock)
             except PeerClosed:
@@ -297,6 +311,8 @@ class DataPlane:
             self._file(p, frame)
         if failed is not None:
             self._lost(p, sock, *failed)
+            return True
+        return bool(frames)
 
     def _flush(self, p: _Peer) -> None:
         with p.io:

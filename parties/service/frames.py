@@ -10,10 +10,11 @@ A frame is a fixed little-endian header, then the job id, the purpose
     u32 chunk
 
 then zero bytes up to a multiple of 8 from the job id's start, so that the
-payload (read into a buffer of its own) is aligned for any dtype. A message
+payload (copied out of the reader's buffer, or read into a buffer of its own
+when the frame is larger) is aligned for any dtype. A message
 larger than :data:`CHUNK_BYTES` travels as several frames (chunks). The
 receiver refuses a body longer than :data:`MAX_FRAME_BYTES` before reading
-it, so what one frame makes it allocate is bounded; a payload is never
+its body, so what one frame makes it allocate is bounded; a payload is never
 allocated from the length a peer announces.
 """
 
@@ -34,6 +35,8 @@ LAST = 1
 _HEAD = struct.Struct("<IBBBBBBQQQI")
 HEADER_BYTES = _HEAD.size
 _FIELD_MAX = 255
+READ_BUFFER_BYTES = 64 << 10
+"""A reader's reusable buffer; larger frames get a body buffer of their own."""
 
 
 class FrameError(Exception):
@@ -93,70 +96,119 @@ def encode(frame: Frame) -> bytes:
 
 
 class FrameReader:
-    """Reads frames from a non-blocking TLS socket, one header and one body at a time."""
+    """Reads frames from a non-blocking TLS socket through one reusable buffer.
+
+    Small frames are parsed out of the buffer, as many as one read brought
+    (a round's frame usually takes one read); a frame larger than the buffer
+    has its body read into a buffer of its own, sized from its checked header.
+    """
 
     def __init__(self) -> None:
-        self._head = bytearray(HEADER_BYTES)
-        self._fields: tuple[int, ...] | None = None
-        self._body: bytearray | None = None
+        self._buf = bytearray(READ_BUFFER_BYTES)
+        self._view = memoryview(self._buf)
+        self._start = 0  # first byte not yet parsed
+        self._end = 0  # end of the bytes read
+        self._fields: tuple[int, ...] | None = None  # header of a large frame being read
+        self._body: memoryview | None = None
         self._got = 0
 
     def read(self, sock: ssl.SSLSocket, limit: int | None = None) -> list[Frame]:
         """Every frame complete after reading what a non-blocking socket has now.
 
-        With ``limit``, stops after that many frames (on a blocking socket:
-        waits for them, within its timeout). Raises PeerClosed at the end of
-        the stream and FrameError on bytes that are not a frame (the caller
-        closes the connection).
+        With ``limit``, stops after that many frames and reads no byte beyond
+        them (on a blocking socket: waits for them, within its timeout).
+        Raises PeerClosed at the end of the stream and FrameError on bytes
+        that are not a frame (the caller closes the connection).
         """
         frames: list[Frame] = []
         while limit is None or len(frames) < limit:
-            target = self._head if self._body is None else self._body
+            if self._body is None:
+                frame = self._parse()
+                if frame is not None:
+                    frames.append(frame)
+                    continue
+            if self._body is None:
+                target = self._space(limit is not None)
+            else:  # a large frame's body, possibly just begun by _parse
+                target = self._body[self._got :]
             try:
-                n = sock.recv_into(memoryview(target)[self._got :])
+                n = sock.recv_into(target)
             except (ssl.SSLWantReadError, ssl.SSLWantWriteError, BlockingIOError):
                 return frames
             if n == 0:
                 raise PeerClosed("the peer closed the connection")
-            self._got += n
-            if self._got < len(target):
-                continue
-            self._got = 0
             if self._body is None:
-                self._start_body()
-                if self._body is not None and len(self._body) > 0:
-                    continue
-            frames.append(self._finish())
+                self._end += n
+                continue
+            self._got += n
+            if self._got == len(self._body):
+                fields, body = self._fields, self._body
+                self._fields, self._body = None, None
+                assert fields is not None
+                frames.append(_frame(fields, body))
         return frames
 
-    def _start_body(self) -> None:
-        fields = _HEAD.unpack(self._head)
-        body, version, kind = fields[0], fields[1], fields[2]
-        if version != VERSION or kind not in KINDS:
-            raise FrameError(f"not a frame of this protocol (version {version}, kind {kind})")
-        if body > MAX_FRAME_BYTES:
-            raise FrameError(f"a frame of {body} bytes exceeds the limit of {MAX_FRAME_BYTES}")
-        rest = body - (HEADER_BYTES - 4)
-        if rest < _aligned(fields[4] + fields[5] + fields[6]):
-            raise FrameError("a frame shorter than its own fields")
-        self._fields = fields
-        self._body = bytearray(rest)
+    def _parse(self) -> Frame | None:
+        """The next frame if the buffer holds all of it; a large one's body moves out."""
+        start, avail = self._start, self._end - self._start
+        if avail < HEADER_BYTES:
+            return None
+        fields = _checked(self._buf, start)
+        total = 4 + fields[0]
+        if avail >= total:
+            self._start = start + total
+            body = self._view[start + HEADER_BYTES : start + total]
+            return _frame(fields, body, copy=True)
+        if total > len(self._buf):
+            body = memoryview(bytearray(total - HEADER_BYTES))
+            have = avail - HEADER_BYTES
+            body[:have] = self._view[start + HEADER_BYTES : self._end]
+            self._fields, self._body, self._got = fields, body, have
+            self._start = self._end = 0
+        return None
 
-    def _finish(self) -> Frame:
-        fields, body = self._fields, self._body
-        assert fields is not None and body is not None
-        self._fields, self._body = None, None
-        _, _, kind, flags, n_job, n_purpose, n_dtype, round_, seq, length, chunk = fields
-        view = memoryview(body)
-        a, b, c = n_job, n_job + n_purpose, n_job + n_purpose + n_dtype
-        try:
-            job, purpose, dtype = (bytes(view[s:e]).decode() for s, e in ((0, a), (a, b), (b, c)))
-        except UnicodeDecodeError:
-            raise FrameError("a frame's job, purpose or dtype is not UTF-8") from None
-        payload = view[_aligned(c) :]
-        return Frame(
-            kind, job, purpose, round_, seq, chunk, bool(flags & LAST), dtype, length, payload
-        )
+    def _space(self, exact: bool) -> memoryview:
+        """Where the next read goes: the buffer's free end, after moving unparsed bytes down.
+
+        ``exact`` limits it to the bytes the next header or frame still needs.
+        """
+        start, end = self._start, self._end
+        if start:
+            self._buf[: end - start] = self._view[start:end]
+            self._start, self._end = 0, end - start
+        if not exact:
+            return self._view[self._end :]
+        avail = self._end
+        need = HEADER_BYTES if avail < HEADER_BYTES else 4 + _HEAD.unpack_from(self._buf)[0]
+        return self._view[self._end : need]
+
+
+def _checked(buf: bytearray, offset: int) -> tuple[int, ...]:
+    """The header at ``offset``, refused unless it is one of this protocol within the limits."""
+    fields = _HEAD.unpack_from(buf, offset)
+    body, version, kind = fields[0], fields[1], fields[2]
+    if version != VERSION or kind not in KINDS:
+        raise FrameError(f"not a frame of this protocol (version {version}, kind {kind})")
+    if body > MAX_FRAME_BYTES:
+        raise FrameError(f"a frame of {body} bytes exceeds the limit of {MAX_FRAME_BYTES}")
+    if body - (HEADER_BYTES - 4) < _aligned(fields[4] + fields[5] + fields[6]):
+        raise FrameError("a frame shorter than its own fields")
+    return fields
+
+
+def _frame(fields: tuple[int, ...], body: memoryview, copy: bool = False) -> Frame:
+    """The frame of a checked header and its body (the payload copied out with ``copy``)."""
+    _, _, kind, flags, n_job, n_purpose, n_dtype, round_, seq, length, chunk = fields
+    a, b, c = n_job, n_job + n_purpose, n_job + n_purpose + n_dtype
+    text = bytes(body[:c])
+    try:
+        job, purpose, dtype = text[:a].decode(), text[a:b].decode(), text[b:c].decode()
+    except UnicodeDecodeError:
+        raise FrameError("a frame's job, purpose or dtype is not UTF-8") from None
+    payload: bytes | memoryview = body[_aligned(c) :]
+    if copy:
+        payload = bytes(payload)
+    return Frame(kind, job, purpose, round_, seq, chunk, bool(flags & LAST), dtype, length, payload)
 
 
 def _aligned(n: int) -> int:

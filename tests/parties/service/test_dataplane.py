@@ -23,6 +23,7 @@ from parties.service.frames import (
     DATA,
     HEADER_BYTES,
     HELLO,
+    READ_BUFFER_BYTES,
     Frame,
     FrameError,
     FrameReader,
@@ -110,6 +111,38 @@ def test_frames_survive_any_split_and_a_bad_header_is_refused() -> None:
         FrameReader().read(Trickle(b"GET / HTTP/1.1\r\n\r\n" + bytes(40)))  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="at most"):
         encode(Frame(DATA, "j", payload=bytes(CHUNK_BYTES + 1)))
+
+
+@pytest.mark.parametrize("step", [1, 7, 4096, 1 << 20])
+def test_frames_larger_than_the_read_buffer_and_many_per_read(step: int) -> None:
+    big = np.arange(READ_BUFFER_BYTES // 8 + 3, dtype="<u8").tobytes()
+    frames = [
+        Frame(DATA, "j", "beaver", 1, 0, 0, True, "<u8", 8, bytes(8)),
+        Frame(DATA, "j", "beaver", 1, 1, 0, False, "<u8", len(big) + 8, big),
+        Frame(DATA, "j", "beaver", 1, 1, 1, True, "<u8", len(big) + 8, bytes(range(8))),
+        Frame(ABORT, "j", payload=b"stalled", length=7),
+    ]
+    data = b"".join(encode(f) for f in frames)
+
+    class Chunks:  # hands out ``step`` bytes per read, then says "would block"
+        def __init__(self, data: bytes) -> None:
+            self.data = data
+
+        def recv_into(self, view) -> int:
+            if not self.data:
+                raise ssl.SSLWantReadError()
+            n = min(step, len(view), len(self.data))
+            view[:n], self.data = self.data[:n], self.data[n:]
+            return n
+
+    reader, sock = FrameReader(), Chunks(data)
+    first = reader.read(sock, limit=1)  # type: ignore[arg-type]
+    assert len(sock.data) == len(data) - frames[0].wire_bytes  # nothing read beyond it
+    got = first + reader.read(sock)  # type: ignore[arg-type]
+    assert [(f.kind, f.seq, f.chunk, f.last, bytes(f.payload)) for f in got] == [
+        (f.kind, f.seq, f.chunk, f.last, bytes(f.payload)) for f in frames
+    ]
+    assert sum(f.wire_bytes for f in got) == len(data)
 
 
 def test_planes_link_exchange_and_abort_with_the_kind_only(members, linked_planes) -> None:
