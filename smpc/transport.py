@@ -86,8 +86,11 @@ class Transport(ABC):
     ) -> dict[int, np.ndarray]:
         """One round: send each peer at most one message, then receive the expected ones."""
         self.rounds += 1
+        n_parties = self.n_parties
         for peer, payload in outgoing.items():
-            if self.check_party(peer) == self.party:
+            if not (type(peer) is int and 0 <= peer < n_parties):  # the common case, cheaply
+                peer = self.check_party(peer)
+            if peer == self.party:
                 raise UnknownPartyError("a party does not send to itself")
             env = Envelope(self.job, self.rounds, self._sent_seq[peer], self.party, peer, purpose)
             self._sent_seq[peer] += 1
@@ -97,9 +100,12 @@ class Transport(ABC):
             self.bytes_sent += payload.nbytes
             self.messages_sent += 1
         received: dict[int, np.ndarray] = {}
+        deadline = None if self.deadline is None else Deadline(self.deadline)
         for peer, expect in incoming.items():
-            self.check_party(peer)
-            env, payload = self._receive(peer, expect, purpose, self._remaining())
+            if not (type(peer) is int and 0 <= peer < n_parties):
+                peer = self.check_party(peer)
+            left = None if deadline is None else deadline.left()
+            env, payload = self._receive(peer, expect, purpose, left)
             self._validate(peer, purpose, expect, env, payload)
             self._recv_seq[peer] += 1
             if self.transcript is not None:
@@ -107,9 +113,6 @@ class Transport(ABC):
             self.bytes_received += payload.nbytes
             received[peer] = payload
         return received
-
-    def _remaining(self) -> float | None:
-        return None if self.deadline is None else Deadline(self.deadline).left()
 
     def _validate(
         self, peer: int, purpose: str, expect: Expect, env: Envelope, payload: np.ndarray

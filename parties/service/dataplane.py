@@ -246,7 +246,8 @@ class DataPlane:
                     finally:
                         p.cond.acquire()
                         p.reading = None
-                        p.cond.notify_all()
+                        if p.wanting > 1:  # another job's thread waits for the reader's turn
+                            p.cond.notify_all()
             finally:
                 p.wanting -= 1
                 p.last_wanted = time.monotonic()
@@ -298,7 +299,7 @@ class DataPlane:
             if p.sock is not sock:
                 return True
             try:
-                frames = p.reader.read(sock)
+                frames = p.reader.read(sock, drain=False)
             except PeerClosed:
                 failed = ("its connection closed", "party unreachable")
             except FrameError as exc:

@@ -20,6 +20,7 @@ allocated from the length a peer announces.
 
 from __future__ import annotations
 
+import functools
 import ssl
 import struct
 from dataclasses import dataclass
@@ -65,34 +66,45 @@ class Frame:
     @property
     def wire_bytes(self) -> int:
         """Bytes this frame takes on the connection (before TLS)."""
-        fields = len(self.job.encode()) + len(self.purpose.encode()) + len(self.dtype.encode())
-        return HEADER_BYTES + _aligned(fields) + len(self.payload)
+        return (
+            HEADER_BYTES + len(_fields(self.job, self.purpose, self.dtype)[0]) + len(self.payload)
+        )
+
+
+@functools.lru_cache(maxsize=1024)
+def _fields(job: str, purpose: str, dtype: str) -> tuple[bytes, int, int, int]:
+    """The encoded job, purpose and dtype with their padding, and each one's length.
+
+    Cached: the frames of one job repeat a handful of these.
+    """
+    parts = job.encode(), purpose.encode(), dtype.encode()
+    n_job, n_purpose, n_dtype = (len(part) for part in parts)
+    if max(n_job, n_purpose, n_dtype) > _FIELD_MAX:
+        raise ValueError("job, purpose and dtype are at most 255 bytes each")
+    text = b"".join(parts)
+    return text + bytes(-len(text) % 8), n_job, n_purpose, n_dtype
 
 
 def encode(frame: Frame) -> bytes:
     """The frame's bytes, header and payload joined (one write, one TLS record when small)."""
-    job, purpose, dtype = frame.job.encode(), frame.purpose.encode(), frame.dtype.encode()
-    if max(len(job), len(purpose), len(dtype)) > _FIELD_MAX:
-        raise ValueError("job, purpose and dtype are at most 255 bytes each")
-    if len(frame.payload) > CHUNK_BYTES:
+    text, n_job, n_purpose, n_dtype = _fields(frame.job, frame.purpose, frame.dtype)
+    size = len(frame.payload)
+    if size > CHUNK_BYTES:
         raise ValueError(f"a frame carries at most {CHUNK_BYTES} payload bytes")
-    fields = len(job) + len(purpose) + len(dtype)
-    pad = bytes(-fields % 8)
-    body = HEADER_BYTES - 4 + fields + len(pad) + len(frame.payload)
     head = _HEAD.pack(
-        body,
+        HEADER_BYTES - 4 + len(text) + size,
         VERSION,
         frame.kind,
         LAST if frame.last else 0,
-        len(job),
-        len(purpose),
-        len(dtype),
+        n_job,
+        n_purpose,
+        n_dtype,
         frame.round,
         frame.seq,
         frame.length,
         frame.chunk,
     )
-    return b"".join((head, job, purpose, dtype, pad, frame.payload))
+    return b"".join((head, text, frame.payload))
 
 
 class FrameReader:
@@ -112,13 +124,19 @@ class FrameReader:
         self._body: memoryview | None = None
         self._got = 0
 
-    def read(self, sock: ssl.SSLSocket, limit: int | None = None) -> list[Frame]:
+    def read(
+        self, sock: ssl.SSLSocket, limit: int | None = None, *, drain: bool = True
+    ) -> list[Frame]:
         """Every frame complete after reading what a non-blocking socket has now.
 
         With ``limit``, stops after that many frames and reads no byte beyond
         them (on a blocking socket: waits for them, within its timeout).
-        Raises PeerClosed at the end of the stream and FrameError on bytes
-        that are not a frame (the caller closes the connection).
+        Without ``drain``, stops at the first frame boundary where neither
+        this reader nor TLS holds a byte more, sparing the read that would
+        only say "would block"; the kernel may hold more, so the caller must
+        read again before it waits on the socket. Raises PeerClosed at the end
+        of the stream and FrameError on bytes that are not a frame (the
+        caller closes the connection).
         """
         frames: list[Frame] = []
         while limit is None or len(frames) < limit:
@@ -127,6 +145,8 @@ class FrameReader:
                 if frame is not None:
                     frames.append(frame)
                     continue
+                if not drain and frames and self._start == self._end and not sock.pending():
+                    return frames
             if self._body is None:
                 target = self._space(limit is not None)
             else:  # a large frame's body, possibly just begun by _parse

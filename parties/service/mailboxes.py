@@ -67,7 +67,8 @@ class Mailboxes:
     def take(self, job: str, peer: str) -> Frame | Rejection | None:
         """The oldest item from ``peer`` for ``job``, or None; asking opens the job."""
         with self._lock:
-            self._open(job)
+            if job not in self._opened:
+                self._open(job)
             box = self._box(job, peer)
             return box.popleft() if box else None
 

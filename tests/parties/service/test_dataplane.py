@@ -145,6 +145,30 @@ def test_frames_larger_than_the_read_buffer_and_many_per_read(step: int) -> None
     assert sum(f.wire_bytes for f in got) == len(data)
 
 
+def test_a_reader_that_need_not_drain_stops_at_a_frame_boundary() -> None:
+    frames = [Frame(DATA, "j", "open", 1, seq, 0, True, "<u8", 8, bytes(8)) for seq in range(3)]
+    data = b"".join(encode(f) for f in frames)
+
+    class Records:  # one frame per read, as TLS hands out one record at a time
+        def __init__(self) -> None:
+            self.records = [encode(f) for f in frames]
+
+        def recv_into(self, view) -> int:
+            if not self.records:
+                raise ssl.SSLWantReadError()
+            record = self.records.pop(0)
+            view[: len(record)] = record
+            return len(record)
+
+        def pending(self) -> int:
+            return 0
+
+    reader, sock = FrameReader(), Records()
+    got = [reader.read(sock, drain=False) for _ in range(4)]  # type: ignore[arg-type]
+    assert [[f.seq for f in batch] for batch in got] == [[0], [1], [2], []]
+    assert sum(f.wire_bytes for batch in got for f in batch) == len(data)
+
+
 def test_planes_link_exchange_and_abort_with_the_kind_only(members, linked_planes) -> None:
     with linked_planes([members[A], members[C]]) as (a, c):
         assert a.wait_connected(10) and c.wait_connected(10)
