@@ -91,6 +91,7 @@ class _Peer:
         self.last_wanted = 0.0
         self.down_since: float | None = time.monotonic()
         self.connected = threading.Event()
+        self.dial_now = threading.Event()  # a job needs this peer: end the dial backoff early
         self.wake_r, self.wake_w = socket.socketpair()
         self.wake_r.setblocking(False)
         self.wake_w.setblocking(False)
@@ -148,6 +149,7 @@ class DataPlane:
         if self._listener is not None:
             self._listener.close()
         for peer in self._peers.values():
+            peer.dial_now.set()
             peer.wake()
         for thread in self._threads:
             thread.join(timeout=2)
@@ -173,6 +175,12 @@ class DataPlane:
         return all(
             p.connected.wait(max(0.0, deadline - time.monotonic())) for p in self._peers.values()
         )
+
+    def need(self, peer: str) -> None:
+        """A job needs ``peer``: if its connection is down, dial it now, not after the backoff."""
+        p = self._peer(peer)
+        if p.sock is None:
+            p.dial_now.set()
 
     def unreachable_for(self, peer: str) -> float:
         """Seconds since the connection to ``peer`` went down (0 while it is up)."""
@@ -408,8 +416,10 @@ class DataPlane:
                     except Exception as exc:  # e.g. a locate that fails: keep trying
                         log.warning("%s: dialling %s failed: %r", self.name, p.name, exc)
                     if p.sock is None:
-                        self._stopping.wait(backoff)
-                        backoff = min(2.0, backoff * 2)
+                        # a job waiting for this peer ends the backoff: dial again at once
+                        needed = p.dial_now.wait(backoff)
+                        backoff = 0.05 if needed else min(2.0, backoff * 2)
+                        p.dial_now.clear()
                 else:
                     self._stopping.wait(POLL_S)
                 continue

@@ -56,9 +56,13 @@ class SocketTransport(Transport):
         self.join_timeout = (
             plane.member.policy.join_timeout_seconds if join_timeout is None else join_timeout
         )
-        self._join_by = time.monotonic() + self.join_timeout
+        self._started = time.monotonic()
+        self._join_by = self._started + self.join_timeout
         self._joined: set[int] = set()
         plane.open_job(job)
+        for name in names:
+            if name != plane.name:
+                plane.need(name)
         self.wire_bytes_sent = 0
         self.wire_bytes_received = 0
 
@@ -135,7 +139,9 @@ class SocketTransport(Transport):
                 item = self.plane.receive(self.job, name, timeout)
                 break
             except queue.Empty:
-                if self.plane.unreachable_for(name) > UNREACHABLE_GRACE:
+                # a peer down since before this job started still gets the whole grace
+                down = min(self.plane.unreachable_for(name), time.monotonic() - self._started)
+                if down > UNREACHABLE_GRACE:
                     raise ProtocolAbort(
                         self.job, name, "party unreachable", "no connection to it"
                     ) from None

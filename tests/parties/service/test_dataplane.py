@@ -32,7 +32,7 @@ from parties.service.frames import (
 )
 from parties.service.mailboxes import UNOPENED_JOB_BYTES, Rejection
 from parties.service.mesh import CHUNK_BYTES, MAX_FRAME_BYTES
-from parties.service.socket_transport import SocketTransport
+from parties.service.socket_transport import UNREACHABLE_GRACE, SocketTransport
 from smpc.errors import MalformedMessageError, ProtocolAbort
 from smpc.transport import Expect
 
@@ -344,3 +344,27 @@ def test_a_restarted_peer_is_dialled_again_and_its_running_jobs_fail(members) ->
     finally:
         a.stop()
         c.stop()
+
+
+def test_a_peer_that_starts_late_joins_a_job_that_waits_for_it(members) -> None:
+    # a has tried to dial c for longer than the unreachable grace, and its backoff has
+    # grown to seconds, when c starts and a job needs it: the job runs.
+    where: dict[str, tuple[str, int]] = {}
+    a = DataPlane(members[A], locate=lambda peer: where[peer]).start()
+    c = None
+    try:
+        time.sleep(UNREACHABLE_GRACE + 0.5)
+        c = DataPlane(members[C]).start()
+        where[C] = (c.host, c.port)
+        names = [A, C]
+        x = np.arange(3, dtype=np.uint64)
+        waiting = SocketTransport(a, "late", names, deadline=time.monotonic() + 30)
+        joining = SocketTransport(c, "late", names, deadline=time.monotonic() + 30)
+        joining.plane.send(A, Frame(DATA, "late", "x", 1, 0, 0, True, "<u8", 24, x.tobytes()))
+        assert np.array_equal(waiting.exchange({}, {1: Expect.like(x)}, "x")[1], x)
+        for t in (waiting, joining):
+            t.close()
+    finally:
+        a.stop()
+        if c is not None:
+            c.stop()
