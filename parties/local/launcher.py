@@ -36,7 +36,9 @@ class LocalDeployment:
         model_owners: Sequence[str] = (),
         name: str = "local",
         consent: str = "opt-in",
+        patient_id: str | None = None,
     ) -> None:
+        """``patient_id`` names the column every hospital keys consent by (none: no consent)."""
         self.root = Path(root)
         members = init_federation(
             name, hospitals, analysts, model_owners, self.root / "fed", base_port=0, consent=consent
@@ -55,7 +57,7 @@ class LocalDeployment:
                 writer = csv.writer(f)
                 writer.writerow(self.header)
                 writer.writerows(self.rows[hospital])
-            self.set_data(hospital, DataConfig("csv", path))
+            self.set_data(hospital, DataConfig("csv", path, patient_id=patient_id))
         self.procs: dict[str, subprocess.Popen[str]] = {}
 
     def set_data(self, name: str, data: DataConfig) -> None:

@@ -43,11 +43,12 @@ HOSPITALS = ("hospital-a", "hospital-b", "hospital-c")
 @pytest.fixture(scope="module")
 def fed(tmp_path_factory: pytest.TempPathFactory):
     deployment = LocalDeployment(
-        tmp_path_factory.mktemp("ledger"), HOSPITALS, name="ledger", consent="opt-out"
+        tmp_path_factory.mktemp("ledger"),
+        HOSPITALS,
+        name="ledger",
+        consent="opt-out",
+        patient_id="id",
     )
-    for h in HOSPITALS:
-        data = deployment.members[h].data
-        deployment.set_data(h, dataclasses.replace(data, patient_id="id"))
     try:
         deployment.start_all()
         yield deployment

@@ -8,7 +8,6 @@ against hospital-b's copy of the chain and against a checkpoint alone.
 
 from __future__ import annotations
 
-import dataclasses
 import re
 import subprocess
 import sys
@@ -30,11 +29,12 @@ HOSPITALS = ("hospital-a", "hospital-b")
 @pytest.fixture(scope="module")
 def fed(tmp_path_factory: pytest.TempPathFactory):
     deployment = LocalDeployment(
-        tmp_path_factory.mktemp("receipts"), HOSPITALS, name="receipts", consent="opt-out"
+        tmp_path_factory.mktemp("receipts"),
+        HOSPITALS,
+        name="receipts",
+        consent="opt-out",
+        patient_id="id",
     )
-    for h in HOSPITALS:
-        data = deployment.members[h].data
-        deployment.set_data(h, dataclasses.replace(data, patient_id="id"))
     try:
         deployment.start_all()
         yield deployment

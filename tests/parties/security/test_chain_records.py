@@ -9,7 +9,6 @@ Neither may become final, the honest record of the job must, and
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import subprocess
 import sys
@@ -45,11 +44,12 @@ WAIT_S = 40.0
 @pytest.fixture(scope="module")
 def fed(tmp_path_factory: pytest.TempPathFactory):
     deployment = LocalDeployment(
-        tmp_path_factory.mktemp("chain-records"), HOSPITALS, name="records", consent="opt-out"
+        tmp_path_factory.mktemp("chain-records"),
+        HOSPITALS,
+        name="records",
+        consent="opt-out",
+        patient_id="id",
     )
-    for h in HOSPITALS:
-        data = deployment.members[h].data
-        deployment.set_data(h, dataclasses.replace(data, patient_id="id"))
     try:
         deployment.start_all()
         yield deployment
