@@ -30,8 +30,8 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from parties.jobs.spec import JobFormatError, JobSpec, SignedJob
 from parties.ledger.patients import JobPatients, patient_keys
 from smpc.chain import patients
-from smpc.chain.block import Block, Seal
-from smpc.chain.encoding import Value, decode, encode
+from smpc.chain.block import Block
+from smpc.chain.encoding import Value, encode
 from smpc.chain.errors import ChainEncodingError, ChainError, RecordError
 from smpc.chain.genesis import Genesis
 from smpc.chain.keys import signature_valid
@@ -261,24 +261,10 @@ def _headers(receipt: Mapping[str, Any], v: Verdict) -> dict[int, Block]:
         height = first + n
         data = _hex(text, f"header {height}")
         try:
-            value = decode(data)
-            if not isinstance(value, dict):
-                raise ChainEncodingError("not a map")
-            f = cast(dict[str, Any], value)
-            block = Block(
-                f["version"],
-                f["height"],
-                f["parent"],
-                tuple(Seal.from_value(s) for s in f["parent_seals"]),
-                f["timestamp_ms"],
-                f["proposer"],
-                f["round"],
-                f["merkle_root"],
-                (),
-            )
+            block = Block.decode_header(data)
         except (ChainEncodingError, KeyError, TypeError) as exc:
             raise ReceiptError(f"header {height} is not a block header: {exc}") from None
-        if encode(block.header_value()) != data or block.height != height:
+        if block.height != height:
             raise ReceiptError(f"header {height} is not the canonical header of block {height}")
         if previous is not None and block.parent != previous.hash():
             raise ReceiptError(f"header {height} does not name block {height - 1} as its parent")

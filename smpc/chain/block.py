@@ -183,13 +183,41 @@ class Block:
     @classmethod
     def decode(cls, data: bytes) -> Block:
         """The block whose canonical encoding is ``data``; raises ChainEncodingError."""
+        f = cls._fields(data, ("records",))
+        if not isinstance(f["records"], tuple):
+            raise ChainEncodingError("records are a list")
+        block = cls._from_fields(f, f["records"])
+        if block.encode() != bytes(data):
+            raise ChainEncodingError("block bytes are not canonical")
+        return block
+
+    @classmethod
+    def decode_header(cls, data: bytes) -> Block:
+        """A block without its records from its canonical header encoding (what it hashes).
+
+        Enough to check a block's hash, parent and Merkle root, e.g. in a receipt;
+        raises ChainEncodingError.
+        """
+        block = cls._from_fields(cls._fields(data, ()), ())
+        if encode(block.header_value()) != bytes(data):
+            raise ChainEncodingError("header bytes are not canonical")
+        return block
+
+    @staticmethod
+    def _fields(data: bytes, extra: tuple[str, ...]) -> dict[str, Any]:
         value = decode(data)
-        if not isinstance(value, dict) or set(value) != {*_HEADER_FIELDS, "records"}:
-            raise ChainEncodingError(f"a block is a map with fields {_HEADER_FIELDS} and records")
+        if not isinstance(value, dict) or set(value) != {*_HEADER_FIELDS, *extra}:
+            raise ChainEncodingError(
+                f"a block is a map with fields {_HEADER_FIELDS}{' and records' if extra else ''}"
+            )
         f = cast(dict[str, Any], value)
-        if not isinstance(f["parent_seals"], tuple) or not isinstance(f["records"], tuple):
-            raise ChainEncodingError("parent seals and records are lists")
-        block = cls(
+        if not isinstance(f["parent_seals"], tuple):
+            raise ChainEncodingError("parent seals are a list")
+        return f
+
+    @classmethod
+    def _from_fields(cls, f: dict[str, Any], records: tuple[bytes, ...]) -> Block:
+        return cls(
             f["version"],
             f["height"],
             f["parent"],
@@ -198,8 +226,5 @@ class Block:
             f["proposer"],
             f["round"],
             f["merkle_root"],
-            f["records"],
+            records,
         )
-        if block.encode() != bytes(data):
-            raise ChainEncodingError("block bytes are not canonical")
-        return block

@@ -106,3 +106,16 @@ def test_pkcs8_pem_chain_keys_load(kit: SimpleNamespace) -> None:
         serialization.NoEncryption(),
     )
     assert public_bytes(load_private_key(pem)) == public_bytes(key)
+
+
+def test_a_header_decodes_to_the_block_without_its_records(kit: SimpleNamespace) -> None:
+    seal = make_seal(kit.key("k"), 2, bytes(32))
+    block = dataclasses.replace(_block([b"x", b"y"]), parent_seals=(seal,))
+    header = encode(block.header_value())
+    got = Block.decode_header(header)
+    assert got == dataclasses.replace(block, records=())
+    assert got.hash() == block.hash() and got.merkle_root == block.merkle_root
+    with pytest.raises(ChainEncodingError, match="fields"):
+        Block.decode_header(block.encode())  # a whole block is not a header
+    with pytest.raises(ChainEncodingError):
+        Block.decode_header(header + b"\x00")
