@@ -20,7 +20,7 @@ import hmac
 import os
 import secrets
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -174,6 +174,10 @@ class ConsentBook:
         """A boolean mask: which rows (by patient identifier) a job of ``scope`` may use."""
         if secret is None:  # no consent was ever recorded here
             return np.full(len(patients), self.mode == "opt-out", dtype=bool)
-        return np.array(
-            [self.allows(patient_key(secret, str(p)), scope) for p in patients], dtype=bool
-        )
+        return self.allowed([patient_key(secret, str(p)) for p in patients], scope)
+
+    def allowed(self, keys: Sequence[bytes], scope: str) -> np.ndarray:
+        """A boolean mask: which patients, by key, a job of ``scope`` may use."""
+        if not self._latest:
+            return np.full(len(keys), self.mode == "opt-out", dtype=bool)
+        return np.array([self.allows(k, scope) for k in keys], dtype=bool)

@@ -5,16 +5,18 @@ A hospital issues the receipt (:func:`issue`) from its chain, its kept leaves
 the protocol, scope, analyst, time, status and outputs' recipients, and
 whether the patient's leaf is among the leaves the hospital committed to in
 its signed contribution to the job record, with a Merkle proof of membership
-or of absence (:func:`smpc.chain.merkle.prove_set`). It carries the record
+or of absence (:class:`smpc.chain.leafset.LeafSet`). It carries the record
 itself, the record's path to its block's Merkle root, and the headers of every
 block from the first such block to the chain's head, so that
 :func:`verify` can check it against any copy of the chain or a signed
 checkpoint alone. The hospital signs the whole receipt with its chain key.
 
 A receipt reveals, about other patients, only the number of patients the
-hospital used in each job and at most two of their leaves per job (keyed
-hashes under a per-job key that only the hospital can compute); the job
-records it carries are already on the chain. It names no identifier.
+hospital used in each job and the leaves of at most two buckets per job
+(keyed permutations of patient keys under a per-job key that only the
+hospital can compute, so they cannot be linked to a patient, a consent record
+or another job); the job records it carries are already on the chain. It
+names no identifier.
 """
 
 from __future__ import annotations
@@ -29,19 +31,18 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from parties.jobs.spec import JobFormatError, JobSpec, SignedJob
 from parties.ledger.patients import JobPatients, patient_keys
-from smpc.chain import patients
+from smpc.chain import leafset, patients
 from smpc.chain.block import Block
 from smpc.chain.encoding import Value, encode
 from smpc.chain.errors import ChainEncodingError, ChainError, RecordError
 from smpc.chain.genesis import Genesis
 from smpc.chain.keys import signature_valid
-from smpc.chain.merkle import Located, SetProof, SortedTree, inclusion_proof, verify_inclusion
-from smpc.chain.merkle import verify_set as check_set
+from smpc.chain.merkle import inclusion_proof, verify_inclusion
 from smpc.chain.records import JobRecord, decode_record
 from smpc.chain.store import ChainStore
 
-FORMAT = "smpc-receipt-1"
-_SIGN_DOMAIN = "smpc/receipt/v1"
+FORMAT = "smpc-receipt-2"
+_SIGN_DOMAIN = "smpc/receipt/v2"
 
 
 class ReceiptError(ChainError, ValueError):
@@ -81,7 +82,7 @@ def issue(
             if isinstance(record, JobRecord) and record.job_id in wanted:
                 found[record.job_id] = (entry.block, index, record)
     head = chain.head()
-    pk = patient_keys(secret, [patient.strip()])[0]
+    pk = patient_keys(secret, [patient.strip()])[0].tobytes()
     jobs = []
     for k in kept:
         if k.job not in found:
@@ -116,7 +117,7 @@ def _job_entry(
     record: JobRecord, block: Block, index: int, k: JobPatients, secret: bytes, pk: bytes
 ) -> dict[str, Any]:
     leaf = patients.leaf(patients.job_key(secret, k.job, k.salt), pk)
-    tree = SortedTree(k.leaves)
+    tree = leafset.LeafSet(k.leaves)
     proof = tree.prove(leaf)
     return {
         **_described(record),
@@ -127,12 +128,12 @@ def _job_entry(
         "block_records": len(block.records),
         "record_path": [h.hex() for h in inclusion_proof(block.records, index)],
         "salt": k.salt.hex(),
-        "count": len(k.leaves),
+        "count": tree.count,
         "root": tree.root.hex(),
         "leaf": leaf.hex(),
-        "located": [
-            {"index": at.index, "leaf": at.data.hex(), "path": [h.hex() for h in at.path]}
-            for at in proof.located
+        "buckets": [
+            {"index": b.index, "leaves": b.leaves.hex(), "path": [h.hex() for h in b.path]}
+            for b in proof.buckets
         ],
     }
 
@@ -305,19 +306,19 @@ def _verify_job(
     included = job["included"]
     if not isinstance(included, bool):
         raise ReceiptError("included: not true or false")
-    located = tuple(
-        Located(
-            _int(at["index"], "located index"),
-            _hex(at["leaf"], "located leaf", patients.KEY_SIZE),
-            tuple(_hex(h, "located path", 32) for h in at["path"]),
+    shown = tuple(
+        leafset.Bucket(
+            _int(b["index"], "bucket index"),
+            _hex(b["leaves"], "bucket leaves"),
+            tuple(_hex(h, "bucket path", 32) for h in b["path"]),
         )
-        for at in job["located"]
+        for b in job["buckets"]
     )
-    proof = SetProof(_hex(job["leaf"], "leaf", patients.KEY_SIZE), count, included, located)
-    problem = check_set(proof, root)
+    proof = leafset.LeafProof(_hex(job["leaf"], "leaf", patients.LEAF_SIZE), count, included, shown)
+    problem = leafset.verify(proof, root)
     if problem is not None:
         kind = "inclusion" if included else "exclusion"
-        raise ReceiptError(f"included/leaf/located: the {kind} proof fails: {problem}")
+        raise ReceiptError(f"included/leaf/buckets: the {kind} proof fails: {problem}")
     height = _int(job["block"]["height"], "block height")
     block_hash = _hex(job["block"]["hash"], "block hash", 32)
     header = headers.get(height)

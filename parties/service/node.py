@@ -425,7 +425,11 @@ class PartyNode:
         where = spec.inputs[name].where
         patients = self.source.select([column], where, numeric=False).categorical(column)
         book = consent.ConsentBook(records, self.consent_mode)
-        keep = book.rows(consent.load_secret(self.member), patients, spec.scope)
+        secret = consent.load_secret(self.member)
+        if secret is None:
+            keep = book.rows(None, patients, spec.scope)
+        else:
+            keep = book.allowed(self.patients.keys.of(secret, patients.tolist()), spec.scope)
         self.patients.selected(spec.job_id, patients[keep])
         return keep
 

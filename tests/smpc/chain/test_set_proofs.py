@@ -1,4 +1,4 @@
-"""Membership and non-membership proofs over sorted leaves, and a job's patient leaves.
+"""Membership and non-membership proofs over sorted leaves, one leaf per tree leaf.
 
 Roots are computed here from RFC 6962's recursive definition (section 2.1) with
 hashlib alone, so the proofs are checked against an independent tree.
@@ -7,18 +7,12 @@ hashlib alone, so the proofs are checked against an independent tree.
 from __future__ import annotations
 
 import hashlib
-import hmac
-import struct
 from dataclasses import replace
 
 import pytest
-from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from hypothesis import given
 from hypothesis import strategies as st
 
-from smpc.chain import patients
-from smpc.chain.encoding import encode
-from smpc.chain.errors import RecordError
 from smpc.chain.merkle import Located, prove_set, verify_set
 
 
@@ -102,36 +96,3 @@ def test_unsorted_leaves_are_refused() -> None:
         prove_set([b"b", b"a"], b"c")
     with pytest.raises(ValueError, match="repeats"):
         prove_set([b"a", b"a"], b"c")
-
-
-def test_patient_leaves_match_an_independent_computation() -> None:
-    secret, salt = bytes(range(32)), bytes(32)
-    keys = [hmac.digest(secret, p, "sha256") for p in (b"MRN-1", b"MRN-2", b"MRN-1")]
-    job = hmac.digest(secret, encode(["smpc/chain/patients/job-key/v1", "j1", salt]), "sha256")
-    assert patients.job_key(secret, "j1", salt) == job
-    aes = Cipher(algorithms.AES(job), modes.ECB()).encryptor()
-    expected = sorted({aes.update(k) for k in keys})
-    got = patients.leaves(job, keys)
-    assert got == expected and len(got) == 2  # a patient with two rows is one leaf
-    commitment, root = patients.commit(salt, got)
-    assert root == mth(got)
-    domain = b"smpc/chain/patients/commitment/v1"
-    assert commitment == sha(domain + salt + struct.pack(">Q", 2) + root)
-
-
-def test_one_patients_leaves_differ_between_jobs() -> None:
-    secret = bytes(range(32))
-    key = hmac.digest(secret, b"MRN-1", "sha256")
-    a = patients.leaf(patients.job_key(secret, "job-a", bytes(32)), key)
-    b = patients.leaf(patients.job_key(secret, "job-b", bytes(32)), key)
-    c = patients.leaf(patients.job_key(secret, "job-a", b"\x01" * 32), key)
-    assert len({a, b, c}) == 3
-
-
-def test_bad_sizes_are_named() -> None:
-    with pytest.raises(RecordError, match="consent secret must be 32"):
-        patients.job_key(b"short", "j", bytes(32))
-    with pytest.raises(RecordError, match="salt must be 32"):
-        patients.job_key(bytes(32), "j", b"")
-    with pytest.raises(RecordError, match="every patient key"):
-        patients.leaves(bytes(32), [b"short"])
