@@ -41,33 +41,32 @@ _EMPTY_ROOT = hashlib.sha256(b"").digest()
 
 
 @njit(cache=True, nogil=True)
-def _sort_unique(
-    hi: np.ndarray, lo: np.ndarray, bits: int, little: bool
-) -> np.ndarray:  # pragma: no cover
-    """The pairs (hi[i], lo[i]) sorted as 128-bit numbers, repeats dropped, packed big-endian.
+def _sort_unique(words: np.ndarray, bits: int, little: bool) -> np.ndarray:  # pragma: no cover
+    """The pairs (words[2i], words[2i+1]) sorted as 128-bit numbers, repeats dropped, packed
+    big-endian.
 
     A counting sort on the top ``bits`` bits, then insertion sort inside each
     bucket: linear time for the uniformly random leaves this is for (keyed
     permutations of patient keys); repeats (one patient's several rows) are
     equal and never move past each other.
     """
-    n = hi.shape[0]
+    n = words.shape[0] // 2
     buckets = 1 << bits
     shift = 64 - bits
     starts = np.zeros(buckets + 1, dtype=np.int64)
     for i in range(n):
-        starts[(hi[i] >> shift) + 1] += 1
+        starts[(words[2 * i] >> shift) + 1] += 1
     for b in range(buckets):
         starts[b + 1] += starts[b]
     fill = starts.copy()
     out_hi = np.empty(n, dtype=np.uint64)
     out_lo = np.empty(n, dtype=np.uint64)
     for i in range(n):
-        b = hi[i] >> shift
+        b = words[2 * i] >> shift
         at = fill[b]
         fill[b] = at + 1
-        out_hi[at] = hi[i]
-        out_lo[at] = lo[i]
+        out_hi[at] = words[2 * i]
+        out_lo[at] = words[2 * i + 1]
     for b in range(buckets):
         first = starts[b]
         for i in range(first + 1, starts[b + 1]):
@@ -113,7 +112,7 @@ def sort_unique(data: Buffer) -> np.ndarray:
         return np.zeros(0, dtype=np.uint8)
     # About four leaves per counting bucket (measured fastest at 10^5 leaves).
     bits = min(max((len(words) // 2).bit_length() - 2, 1), 24)
-    out = _sort_unique(words[0::2].copy(), words[1::2].copy(), bits, np.little_endian)
+    out = _sort_unique(words, bits, np.little_endian)
     return out.view(np.uint8)
 
 
