@@ -130,8 +130,11 @@ class PartyNode:
 
     def start(self) -> PartyNode:
         if self.member.role == "hospital":
-            names = [a.name for a in self.genesis.authorities]
-            self.chain = ChainNode(self.member, self.genesis, names, self.mesh.chain_send)
+            # Every hospital in the config, not only the genesis authorities: a hospital
+            # added later follows the chain until a vote makes it an authority.
+            names = {a.name for a in self.genesis.authorities}
+            names.update(p.name for p in self.member.peers if p.role == "hospital")
+            self.chain = ChainNode(self.member, self.genesis, sorted(names), self.mesh.chain_send)
         self.mesh.data_port = self.plane.start().port
         self.mesh.start()
         if self.chain is not None:
