@@ -48,8 +48,7 @@ DOES_NOT_PROVE = (
     "that the leaf is this patient's: only the hospital, holding its consent secret, can"
     " compute it, and it vouches for that with its signature on the receipt",
     "what a job computed from the row, or anything about other hospitals' patients",
-    "that the receipt lists every job: it lists those the hospital kept since the date;"
-    " a copy of the chain shows which jobs carry the hospital's patients commitment",
+    "anything about jobs in blocks after the last one the receipt covers",
 )
 
 
@@ -90,10 +89,11 @@ def run_issue(args: argparse.Namespace) -> int:
                 key=load_private_key(member.chain_key.read_bytes()),
                 genesis=genesis,
                 chain=chain,
-                kept=kept.jobs(start),
+                kept=kept.get,
                 secret=secret,
                 patient=patient,
                 since_ms=start,
+                pending=kept.job_ids(start),
             )
     except (ChainError, consent.ConsentError) as exc:
         print(f"smpc receipt issue: {exc}", file=sys.stderr)
@@ -102,9 +102,12 @@ def run_issue(args: argparse.Namespace) -> int:
     with os.fdopen(fd, "w", encoding="utf-8") as fh:
         fh.write(dumps(receipt))
     included = sum(j["included"] for j in receipt["jobs"])
+    span = receipt["range"]
     print(
-        f"receipt of {member.name} written to {args.out}: {len(receipt['jobs'])} jobs on the"
-        f" chain, the row in {included}; {len(receipt['not_final'])} not final yet"
+        f"receipt of {member.name} written to {args.out}: {len(receipt['jobs'])} jobs in blocks"
+        f" {span['from_height']} to {span['to_height']}, the row in {included};"
+        f" {len(receipt['uncommitted'])} without a patients commitment;"
+        f" {len(receipt['not_final'])} not final yet"
     )
     return 0
 
@@ -124,7 +127,7 @@ def run_verify(args: argparse.Namespace) -> int:
             member = load_config(args.config)
             genesis = load_genesis(args.genesis or member.genesis)
             with SqliteChainStore(member.home / CHAIN_DB_FILE, readonly=True) as chain:
-                verdict = verify(receipt, genesis, chain_anchor(chain))
+                verdict = verify(receipt, genesis, chain_anchor(chain), chain=chain)
             against = f"{member.name}'s copy of the chain"
         else:
             if args.genesis is None:
@@ -158,6 +161,7 @@ def _print(hospital: str, against: str, verdict: Verdict) -> None:
         print("It cannot prove, against this chain or checkpoint, for:")
         for line in verdict.unanchored:
             print(f"  - {line}")
+    print(f"{verdict.completeness}.")
     print("It does not prove:")
     for line in DOES_NOT_PROVE:
         print(f"  - {line}")

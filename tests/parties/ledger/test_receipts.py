@@ -32,6 +32,7 @@ from smpc.chain.store import MemoryStore
 
 HOSPITALS = ("hospital-a", "hospital-b")
 PATIENTS = [f"MRN-{i:04d}" for i in range(40)]
+STAMP_MS = 1_767_225_600_000  # 2026-01-01 00:00 UTC
 
 
 class Federation:
@@ -98,9 +99,11 @@ class Federation:
         return record
 
     def block(self, *records: JobRecord) -> Block:
+        """The next final block; block h is stamped h seconds after 2026-01-01."""
         head = self.chain.head()
         height = 1 if head is None else head.block.height + 1
-        block = Block.create(height, self.parent, (), 1, 0, 0, [r.encode() for r in records])
+        stamp = STAMP_MS + 1000 * height
+        block = Block.create(height, self.parent, (), stamp, 0, 0, [r.encode() for r in records])
         seals = [make_seal(self.keys[h], i, block.hash()) for i, h in enumerate(HOSPITALS)]
         self.chain.append(block, seals)
         self.parent = block.hash()
@@ -112,14 +115,16 @@ class Federation:
             key=self.keys["hospital-a"],
             genesis=self.genesis,
             chain=self.chain,
-            kept=self.kept,
+            kept={k.job: k for k in self.kept}.get,
+            pending=[k.job for k in self.kept],
             secret=self.secret,
             patient=patient,
             **kw,
         )
 
     def verify(self, receipt: dict[str, Any]) -> receipts.Verdict:
-        return receipts.verify(receipt, self.genesis, receipts.chain_anchor(self.chain))
+        anchor = receipts.chain_anchor(self.chain)
+        return receipts.verify(receipt, self.genesis, anchor, chain=self.chain)
 
 
 @pytest.fixture
@@ -178,11 +183,85 @@ def test_jobs_not_final_are_named_without_proof(fed: Federation) -> None:
     assert [j["included"] for j in fed.issue("MRN-0007")["jobs"]] == [True, True, False, True]
 
 
-def test_since_limits_the_jobs(fed: Federation) -> None:
-    late = fed.kept[-1].time_ms
-    kept, fed.kept = fed.kept, [k for k in fed.kept if k.time_ms >= late]
-    assert len(fed.issue("MRN-0007", since_ms=late)["jobs"]) == len(fed.kept)
-    fed.kept = kept
+def test_since_limits_the_jobs_to_the_blocks_from_that_date(fed: Federation) -> None:
+    block3 = fed.chain.get(3)
+    assert block3 is not None
+    receipt = fed.issue("MRN-0007", since_ms=block3.block.timestamp_ms)
+    assert receipt["range"] == {"from_height": 3, "to_height": 3}
+    assert [j["job"] for j in receipt["jobs"]] == [fed.kept[2].job]
+    verdict = fed.verify(receipt)
+    assert verdict.ok and verdict.complete, verdict.faults
+    assert "took part in 1 jobs in blocks 3 to 3 (from 2026-01-01 00:00 UTC)" in (
+        verdict.completeness
+    )
+    later = fed.issue("MRN-0007", since_ms=block3.block.timestamp_ms + 1)
+    assert later["range"] == {"from_height": 4, "to_height": 3} and later["jobs"] == []
+    assert fed.verify(later).ok
+
+
+def test_a_receipt_shows_it_is_complete(fed: Federation) -> None:
+    verdict = fed.verify(fed.issue("MRN-0007"))
+    assert verdict.ok and verdict.complete
+    assert verdict.completeness.startswith(
+        "Complete: hospital-a took part in 3 jobs in blocks 1 to 3, and the receipt accounts"
+        " for every one: 3 with a proof, 0 to which hospital-a committed no patient set"
+    )
+
+
+def _resign(fed: Federation, receipt: dict[str, Any]) -> dict[str, Any]:
+    """``receipt`` signed again by hospital-a, as a dishonest issuer would."""
+    body = {k: v for k, v in receipt.items() if k != "signature"}
+    body["signature"] = fed.keys["hospital-a"].sign(receipts._signing_message(body)).hex()
+    return body
+
+
+def test_dropping_a_job_from_a_receipt_fails_naming_it(fed: Federation) -> None:
+    receipt = fed.issue("MRN-0007")
+    dropped = receipt["jobs"].pop(1)
+    verdict = fed.verify(receipt)  # edited after signing: the signature fails too
+    assert any(f"job {dropped['job'][:12]} (block 1): missing" in f for f in verdict.faults)
+    resigned = fed.verify(_resign(fed, receipt))  # the issuer itself left it out
+    assert resigned.faults == [
+        f"job {dropped['job'][:12]} (block 1): missing: hospital-a took part in it, but the"
+        " receipt does not account for it"
+    ]
+    assert not resigned.complete
+    # hiding it as uncommitted does not work either: the record carries a commitment
+    receipt["uncommitted"] = [{"job": dropped["job"], "block": 1}]
+    hidden = fed.verify(_resign(fed, receipt))
+    assert any("listed as uncommitted, but hospital-a committed" in f for f in hidden.faults)
+
+
+def test_a_range_that_skips_blocks_of_the_date_fails(fed: Federation) -> None:
+    receipt = fed.issue("MRN-0007")
+    receipt["range"]["from_height"] = 2  # block 1 is from the date on too
+    receipt["jobs"] = [j for j in receipt["jobs"] if j["block"]["height"] >= 2]
+    verdict = fed.verify(_resign(fed, receipt))
+    assert any("range: block 1 is from the date on but left out" in f for f in verdict.faults)
+
+
+def test_a_job_without_a_patients_commitment_is_accounted_for(fed: Federation) -> None:
+    record = fed.job(PATIENTS[:3])
+    bare = dataclasses.replace(
+        record,
+        contributions=tuple(dataclasses.replace(c, patients=b"") for c in record.contributions),
+    )
+    for h in HOSPITALS:
+        bare = bare.signed_by(h, fed.keys[h])
+    fed.block(bare)
+    receipt = fed.issue("MRN-0007")
+    assert receipt["uncommitted"] == [{"job": bare.job_id, "block": 4}]
+    verdict = fed.verify(receipt)
+    assert verdict.ok and verdict.complete
+    assert "3 with a proof, 1 to which hospital-a committed no patient set" in (
+        verdict.completeness
+    )
+
+
+def test_missing_leaves_refuse_the_receipt(fed: Federation) -> None:
+    fed.kept.pop(0)
+    with pytest.raises(receipts.ReceiptError, match="keeps no patient leaves for it"):
+        fed.issue("MRN-0007")
 
 
 def test_a_receipt_verifies_against_a_checkpoint_alone(fed: Federation) -> None:
@@ -192,6 +271,8 @@ def test_a_receipt_verifies_against_a_checkpoint_alone(fed: Federation) -> None:
     at_head = receipts.checkpoint_anchor(head.block.height, head.block.hash())
     verdict = receipts.verify(receipt, fed.genesis, at_head)
     assert verdict.ok and len(verdict.proven) == 3
+    assert not verdict.complete
+    assert verdict.completeness.startswith("Completeness not checked: a checkpoint does not")
     # an older checkpoint covers only the blocks up to it
     block1 = fed.chain.get(1)
     assert block1 is not None
