@@ -146,6 +146,25 @@ def own_records(store: RecordStore, hospital: str) -> list[ConsentRecord]:
     return out
 
 
+def exclusion_note(excluded: int, selected: int, mode: str, scope: str) -> str:
+    """For the hospital's own log: how many selected rows consent left out, and why.
+
+    Empty when consent left none out. Never sent to the analyst or the peers,
+    who get only the fixed local-data reason.
+    """
+    if not excluded:
+        return ""
+    if mode == "opt-in":
+        why = (
+            f"consent mode opt-in: a patient without a grant for scope {scope!r} or 'all' is"
+            " left out; record grants with 'smpc consent grant', or create the federation"
+            " with --consent opt-out where consent is presumed (README, Consent)"
+        )
+    else:
+        why = f"consent mode opt-out: these patients revoked scope {scope!r} or 'all'"
+    return f"consent excluded {excluded} of {selected} selected rows ({why})"
+
+
 class ConsentBook:
     """Each patient's latest consent per scope, from a hospital's records."""
 

@@ -370,18 +370,24 @@ class PartyNode:
         text: dict[str, np.ndarray] = {}
         if mine is not None:
             assert self.source is not None  # _check_request refused the job otherwise
+            consented = ""
             try:
                 selection = self.source.select(mine.columns, mine.where, numeric=not categorical)
-                keep = self._consented(spec)
+                keep, consented = self._consented(spec)
                 columns, values = tuple(selection.columns), selection.values[keep]
                 if categorical:  # the protocol reads text columns, e.g. a contingency table
                     text = {c: selection.categorical(c)[keep] for c in columns}
                 check_cohort(spec, self.member, len(values))
             except LocalDataError:
+                # This log is the hospital's own: the analyst and peers get the fixed reason.
                 log.warning(
-                    "%s: job %s: contribution below the minimum cohort size",
+                    "%s: job %s: contribution below the minimum cohort size: %d rows after"
+                    " filter and consent, minimum %d%s",
                     self.member.name,
                     spec.job_id,
+                    len(values),
+                    self.member.policy.min_cell_size,
+                    f"; {consented}" if consented else "",
                 )
                 raise
             except Exception as exc:
@@ -408,12 +414,13 @@ class PartyNode:
             outputs=spec.outputs,
         )
 
-    def _consented(self, spec: JobSpec) -> np.ndarray | slice:
+    def _consented(self, spec: JobSpec) -> tuple[np.ndarray | slice, str]:
         """Which selected rows belong to patients who consent to the job's scope.
 
         Consent rules live in parties.data.consent.
 
-        A boolean mask over the job's selection, or every row where consent does not apply.
+        A boolean mask over the job's selection, or every row where consent does not
+        apply; and, for this hospital's log only, how many rows consent left out.
         """
         name, column = self.member.name, self.member.data.patient_id
         records = consent.own_records(self.records, name)
@@ -423,7 +430,7 @@ class PartyNode:
                     f"{name} keeps consent records but its data config names no patient_id"
                     " column, so it cannot apply them; set data.patient_id"
                 )
-            return slice(None)
+            return slice(None), ""
         assert self.source is not None
         where = spec.inputs[name].where
         patients = self.source.select([column], where, numeric=False).categorical(column)
@@ -434,7 +441,12 @@ class PartyNode:
         else:
             keep = book.allowed(self.patients.keys.of(secret, patients.tolist()), spec.scope)
         self.patients.selected(spec.job_id, patients[keep])
-        return keep
+        note = consent.exclusion_note(
+            len(keep) - int(keep.sum()), len(keep), self.consent_mode, spec.scope
+        )
+        if note:
+            log.info("%s: job %s: %s", name, spec.job_id, note)
+        return keep, note
 
     def _run(
         self,
