@@ -77,10 +77,12 @@ def patient_keys(secret: bytes, ids: Sequence[object]) -> np.ndarray:
 class PatientKeys:
     """Patient keys remembered by identifier, so each identifier costs one HMAC per secret.
 
-    Holds keyed hashes only; forgets them all when the secret changes.
+    Holds keyed hashes only, about 200 bytes per patient; forgets them all when
+    the secret changes or more than ``limit`` patients are known.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, limit: int = 2_000_000) -> None:
+        self.limit = limit
         self._secret: bytes | None = None
         self._known: dict[str, bytes] = {}
         self._lock = threading.Lock()
@@ -88,7 +90,7 @@ class PatientKeys:
     def of(self, secret: bytes, ids: Sequence[object]) -> list[bytes]:
         """The key of each identifier in ``ids``, in order."""
         with self._lock:
-            if secret != self._secret:
+            if secret != self._secret or len(self._known) > self.limit:
                 self._secret, self._known = secret, {}
             known, out = self._known, []
             for p in ids:

@@ -378,3 +378,20 @@ def test_audit_wants_a_signed_patients_commitment_where_there_is_a_patient_colum
     assert faults({"party": "hospital-a", "patients": kept}, frozenset()) == []
     wrong = {"party": "hospital-a", "patients": "00" * 32}
     assert faults(wrong, frozenset()) == [("hospital-a", "patients")]
+
+
+def test_remembered_patient_keys_are_the_hmac_keys(tmp_path: Path) -> None:
+    import hmac
+
+    from parties.ledger.patients import PatientKeys
+
+    secret, other = secrets.token_bytes(32), secrets.token_bytes(32)
+    remembered = PatientKeys(limit=3)
+    ids = ["MRN-1", "MRN-2", "MRN-1"]
+    for key in (secret, other, secret):  # a new secret forgets the old keys
+        expected = [hmac.digest(key, p.encode(), "sha256") for p in ids]
+        assert remembered.of(key, ids) == expected
+        assert remembered.array(key, ids).tobytes() == b"".join(expected)
+    many = [f"MRN-{i}" for i in range(10)]  # past the limit it starts afresh, still right
+    assert remembered.of(secret, many)[9] == hmac.digest(secret, b"MRN-9", "sha256")
+    assert remembered.of(secret, ["MRN-1"]) == [hmac.digest(secret, b"MRN-1", "sha256")]
