@@ -293,8 +293,9 @@ class PartyNode:
             roles = {
                 p: self.member.role if p == name else self.member.peer(p).role for p in spec.parties
             }
+            keys = self.chain.authority_keys() if self.chain is not None else self.chain_keys
             record = job_record.assemble(
-                self.plane, spec, signed_job, roles, view, self.chain_key, self.chain_keys
+                self.plane, spec, signed_job, roles, view, self.chain_key, keys
             )
             if self.records.add_pending(record, job=spec.job_id):
                 self._hand_to_chain(record.encode())

@@ -4,10 +4,11 @@ The steps are the ones a hospital's IT staff take, through the CLI:
 ``smpc federation add-member`` issues the newcomer's certificate and chain key
 and lists it at every peer; the peers restart to load it; it starts and
 follows the chain; ``smpc authority add`` at two of the three authorities
-votes it in; later ``smpc authority remove`` at three of the four votes
-hospital-a out. Consent grants make blocks along the way, and every member's
-copy of the chain is checked with ``smpc chain verify`` after each step. The
-authority set is read from the chain by an independent replay.
+votes it in, and a job over the four hospitals puts its signed
+contribution on the chain; later ``smpc authority remove`` at three of the
+four votes hospital-a out. Consent grants make blocks along the way, and
+every member's copy of the chain is checked with ``smpc chain verify`` after
+each step. The authority set is read from the chain by an independent replay.
 """
 
 from __future__ import annotations
@@ -19,15 +20,17 @@ from pathlib import Path
 
 import pytest
 
+from parties.cli.audit import AuditError, find_record
 from parties.cli.main import main
+from parties.client import Client
 from parties.config import DataConfig, MemberConfig, load_config
 from parties.ledger.chain_node import CHAIN_DB_FILE
 from parties.ledger.chain_store import SqliteChainStore
 from parties.ledger.genesis import load_genesis
 from parties.ledger.job_check import job_check
 from parties.local.launcher import LocalDeployment
-from smpc.chain.keys import load_private_key, public_bytes
-from smpc.chain.records import ConsentRecord, decode_record
+from smpc.chain.keys import load_private_key, public_bytes, signature_valid
+from smpc.chain.records import ConsentRecord, JobRecord, decode_record
 from smpc.chain.verify import ChainState, replay
 
 pytestmark = pytest.mark.process
@@ -78,6 +81,31 @@ def grant(capsys, member: MemberConfig, patient: str) -> None:
         "--patient", patient, "--scope", "statistics")  # fmt: skip
 
 
+def run_job(fed: LocalDeployment, hospitals: tuple[str, ...]) -> JobRecord:
+    """A mean over ``hospitals``; its record once final at every one of them."""
+    client = Client(fed.members["analyst"])
+    try:
+        spec = client.job("stats-mean", "2", inputs={h: ["mean_area"] for h in hospitals})
+        job = client.submit(spec).job
+    finally:
+        client.close()
+    found: dict[str, JobRecord] = {}
+
+    def final_everywhere() -> bool:
+        for h in hospitals:
+            try:
+                hit = find_record(job, fed.members[h].home / CHAIN_DB_FILE, None)
+            except AuditError:
+                return False
+            if hit.block is None:
+                return False
+            found[h] = hit.record
+        return True
+
+    wait_until(f"job {job[:12]} is final everywhere", final_everywhere)
+    return found[hospitals[0]]
+
+
 def all_verify(capsys, members: list[MemberConfig]) -> None:
     for member in members:
         out = run(capsys, "chain", "verify", "--config", str(member.config_path))
@@ -85,7 +113,7 @@ def all_verify(capsys, members: list[MemberConfig]) -> None:
 
 
 def test_a_fourth_hospital_joins_and_later_a_hospital_is_removed(tmp_path: Path, capsys) -> None:
-    fed = LocalDeployment(tmp_path, HOSPITALS, name="joins", patient_id="id")
+    fed = LocalDeployment(tmp_path, HOSPITALS, name="joins", patient_id="id", consent="opt-out")
     try:
         fed.start_all()
         a, b, c = (fed.members[h] for h in HOSPITALS)
@@ -105,11 +133,12 @@ def test_a_fourth_hospital_joins_and_later_a_hospital_is_removed(tmp_path: Path,
         shutil.copy(tmp_path / "hospital-a.csv", data)
         fed.members[NEW] = d
         fed.set_data(NEW, DataConfig("csv", data, patient_id="id"))
-        for h in HOSPITALS:
+        for h in (*HOSPITALS, "dealer", "analyst"):
             fed.members[h] = load_config(fed.members[h].config_path)
             assert fed.members[h].peer(NEW).role == "hospital"
-            fed.stop(h)
-            fed.start(h)
+            if h != "analyst":
+                fed.stop(h)
+                fed.start(h)
         a, b, c, d = (fed.members[h] for h in (*HOSPITALS, NEW))
         fed.start(NEW)
         wait_until(f"{NEW} has synced the chain as a follower", lambda: consent_count(d) == 1)
@@ -129,6 +158,14 @@ def test_a_fourth_hospital_joins_and_later_a_hospital_is_removed(tmp_path: Path,
             consent_count(m) == 2 for m in (a, b, c, d)))  # fmt: skip
         all_verify(capsys, [a, b, c, d])
         assert state_of(a).epoch == 1
+        record = run_job(fed, (*HOSPITALS, NEW))
+        keys = {m.name: load_private_key(m.chain_key.read_bytes()) for m in (a, b, c, d)}
+        assert record.status == "finished"
+        assert sorted(x.party for x in record.contributions) == sorted((*HOSPITALS, NEW))
+        for x in record.contributions:  # each signed by its own chain key, the newcomer's too
+            public = public_bytes(keys[x.party])
+            assert signature_valid(public, x.signature, record.signing_message(x.party))
+        all_verify(capsys, [a, b, c, d])
 
         # 3. three of the four vote hospital-a out; it keeps following the chain
         key_a = public_bytes(load_private_key(a.chain_key.read_bytes())).hex()

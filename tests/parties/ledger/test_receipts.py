@@ -380,7 +380,7 @@ def test_audit_wants_a_signed_patients_commitment_where_there_is_a_patient_colum
     assert faults(wrong, frozenset()) == [("hospital-a", "patients")]
 
 
-def test_remembered_patient_keys_are_the_hmac_keys(tmp_path: Path) -> None:
+def test_remembered_patient_keys_are_the_hmac_keys() -> None:
     import hmac
 
     from parties.ledger.patients import PatientKeys
