@@ -7,8 +7,9 @@ from standard input. Nothing printed or written names the patient.
 
 ``verify`` checks a receipt against any hospital's copy of the chain
 (``--config``) or a signed checkpoint alone (``--checkpoint`` and
-``--genesis``), and says what it proves and what it does not. Exit status 0
-when every proof holds, 1 when one does not, 2 for a usage error.
+``--genesis``), and says what it proves and what it does not; ``--html``
+also writes that as one self-contained web page for a patient portal. Exit
+status 0 when every proof holds, 1 when one does not, 2 for a usage error.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from parties.ledger.chain_node import CHAIN_DB_FILE
 from parties.ledger.chain_store import SqliteChainStore
 from parties.ledger.genesis import load_genesis
 from parties.ledger.patients import PatientStore, store_path
+from parties.ledger.receipt_html import render
 from parties.ledger.receipts import (
     ReceiptError,
     Verdict,
@@ -144,6 +146,14 @@ def run_verify(args: argparse.Namespace) -> int:
         print(f"smpc receipt verify: {args.file}: {exc}", file=sys.stderr)
         return EXIT_FAULT
     _print(receipt["hospital"], against, verdict)
+    if args.html is not None:
+        page = render(receipt, verdict, against, DOES_NOT_PROVE)
+        try:
+            args.html.write_text(page, encoding="utf-8")
+        except OSError as exc:
+            print(f"smpc receipt verify: --html {args.html}: {exc}", file=sys.stderr)
+            return EXIT_FAULT
+        print(f"the receipt as a web page for the patient: {args.html}")
     return 0 if verdict.ok else EXIT_FAULT
 
 
@@ -182,6 +192,7 @@ def add_parsers(commands: argparse._SubParsersAction) -> None:
     v.add_argument("--config", type=Path, help="a member's TOML config (its copy of the chain)")
     v.add_argument("--checkpoint", type=Path, help="a signed checkpoint (smpc chain checkpoint)")
     v.add_argument("--genesis", type=Path, help="the federation's genesis.json")
+    v.add_argument("--html", type=Path, help="also write the receipt and verdict as one web page")
     v.set_defaults(words=("receipt", "verify"))
 
 

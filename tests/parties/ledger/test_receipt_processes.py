@@ -105,8 +105,13 @@ def test_a_receipt_proves_inclusion_then_exclusion_after_a_revoke(fed, tmp_path)
     assert by_job == {first: True, second: False}
 
     # against another hospital's copy of the chain
-    checked = smpc("receipt", "verify", str(out), "--config", str(b.config_path))
+    page = tmp_path / "receipt.html"
+    checked = smpc(
+        "receipt", "verify", str(out), "--config", str(b.config_path), "--html", str(page)
+    )  # fmt: skip
     assert checked.returncode == 0, checked.stderr
+    assert "verifies</b> against hospital-b" in page.read_text(encoding="utf-8")
+    assert not named.search(page.read_text(encoding="utf-8"))
     assert "the receipt verifies against hospital-b's copy of the chain" in checked.stdout
     assert "the patient's row was among" in checked.stdout
     assert "the patient's row was not among" in checked.stdout

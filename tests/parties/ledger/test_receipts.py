@@ -12,6 +12,7 @@ import dataclasses
 import hashlib
 import secrets
 import time
+from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +24,7 @@ from parties.jobs.spec import InputSpec, JobSpec, sign_job
 from parties.ledger import receipts
 from parties.ledger.genesis import load_genesis
 from parties.ledger.patients import JobPatients, PatientStore, patient_keys
+from parties.ledger.receipt_html import render
 from smpc.chain import leafset, patients
 from smpc.chain.block import Block, make_seal
 from smpc.chain.genesis import Genesis
@@ -395,3 +397,48 @@ def test_remembered_patient_keys_are_the_hmac_keys() -> None:
     many = [f"MRN-{i}" for i in range(10)]  # past the limit it starts afresh, still right
     assert remembered.of(secret, many)[9] == hmac.digest(secret, b"MRN-9", "sha256")
     assert remembered.of(secret, ["MRN-1"]) == [hmac.digest(secret, b"MRN-1", "sha256")]
+
+
+class _Tags(HTMLParser):
+    """Every start tag with its attributes, and the text of each table cell."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.tags: list[tuple[str, dict[str, str | None]]] = []
+        self.cells: list[str] = []
+        self._in_cell = False
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        self.tags.append((tag, dict(attrs)))
+        self._in_cell = tag == "td"
+        if self._in_cell:
+            self.cells.append("")
+
+    def handle_data(self, data: str) -> None:
+        if self._in_cell:
+            self.cells[-1] += data
+
+
+def test_the_html_page_is_self_contained_and_says_what_was_proven(fed: Federation) -> None:
+    receipt = fed.issue("MRN-0007")
+    page = render(receipt, fed.verify(receipt), "hospital-b's copy of the chain", ["nothing"])
+    parsed = _Tags()
+    parsed.feed(page)
+    names = {tag for tag, _ in parsed.tags}
+    assert not names & {"script", "img", "link", "iframe", "object", "embed"}
+    assert not any({"src", "href"} & set(attrs) for _, attrs in parsed.tags)
+    assert "This receipt <b>verifies</b> against hospital-b&#x27;s copy of the chain" in page
+    assert [c for c in parsed.cells if c in ("yes", "no")] == ["yes", "yes", "no"]
+    assert "Complete: hospital-a took part in 3 jobs" in page
+    assert "MRN" not in page
+
+
+def test_the_html_page_escapes_the_receipt_and_shows_faults(fed: Federation) -> None:
+    receipt = fed.issue("MRN-0007")
+    receipt["jobs"][0]["analyst"] = "<script>alert(1)</script>"
+    verdict = fed.verify(receipt)
+    assert not verdict.ok
+    page = render(receipt, verdict, "a checkpoint", ["nothing"])
+    assert "<script>" not in page and "&lt;script&gt;alert(1)&lt;/script&gt;" in page
+    assert "does <b>not</b> verify against a checkpoint" in page
+    assert "analyst: the receipt says" in page
