@@ -1,15 +1,19 @@
 """A patient's receipt: for every job at one hospital, whether their row was in it, with proof.
 
 A hospital issues the receipt (:func:`issue`) from its chain, its kept leaves
-(:mod:`parties.ledger.patients`) and its consent secret. For each job it lists
-the protocol, scope, analyst, time, status and outputs' recipients, and
+(:mod:`parties.ledger.patients`) and its consent secret. It covers a range of
+final blocks, from the first stamped on or after a date to the head, and
+accounts for every job record in it that names the hospital. For each it
+lists the protocol, scope, analyst, time, status and outputs' recipients, and
 whether the patient's leaf is among the leaves the hospital committed to in
 its signed contribution to the job record, with a Merkle proof of membership
-or of absence (:class:`smpc.chain.leafset.LeafSet`). It carries the record
-itself, the record's path to its block's Merkle root, and the headers of every
-block from the first such block to the chain's head, so that
-:func:`verify` can check it against any copy of the chain or a signed
-checkpoint alone. The hospital signs the whole receipt with its chain key.
+or of absence (:class:`smpc.chain.leafset.LeafSet`); a job to which the
+hospital committed no patient set is listed as such. It carries each record,
+the record's path to its block's Merkle root, and the headers of the range
+(and of the block before it), so that :func:`verify` can check it against any
+copy of the chain or a signed checkpoint alone; against a copy of the chain
+it also checks that no job of the hospital in the range is missing. The
+hospital signs the whole receipt with its chain key.
 
 A receipt reveals, about other patients, only the number of patients the
 hospital used in each job and the leaves of at most two buckets per job
