@@ -40,8 +40,11 @@ from parties.ledger.receipts import (
     verify,
 )
 from smpc.chain.checkpoint import CheckpointError, check_checkpoint
-from smpc.chain.errors import ChainError
+from smpc.chain.errors import ChainEncodingError, ChainError, RecordError
+from smpc.chain.genesis import Genesis
 from smpc.chain.keys import load_private_key
+from smpc.chain.records import AuthorityVote, decode_record
+from smpc.chain.store import ChainStore
 
 EXIT_FAULT = 1
 EXIT_USAGE = 2
@@ -129,7 +132,8 @@ def run_verify(args: argparse.Namespace) -> int:
             member = load_config(args.config)
             genesis = load_genesis(args.genesis or member.genesis)
             with SqliteChainStore(member.home / CHAIN_DB_FILE, readonly=True) as chain:
-                verdict = verify(receipt, genesis, chain_anchor(chain), chain=chain)
+                keys = hospital_keys(genesis, chain)
+                verdict = verify(receipt, genesis, chain_anchor(chain), chain=chain, keys=keys)
             against = f"{member.name}'s copy of the chain"
         else:
             if args.genesis is None:
@@ -140,7 +144,10 @@ def run_verify(args: argparse.Namespace) -> int:
             anchor = checkpoint_anchor(
                 int(checkpoint["height"]), bytes.fromhex(checkpoint["block"])
             )
-            verdict = verify(receipt, genesis, anchor)
+            keys = {a.name: a.public_key for a in genesis.authorities}
+            for a in checkpoint["authorities"]:  # checked by the seals, as check_checkpoint says
+                keys.setdefault(str(a["name"]), bytes.fromhex(a["public_key"]))
+            verdict = verify(receipt, genesis, anchor, keys=keys)
             against = f"the checkpoint of {sealed}"
     except (OSError, UnicodeDecodeError, json.JSONDecodeError, ChainError, CheckpointError) as exc:
         print(f"smpc receipt verify: {args.file}: {exc}", file=sys.stderr)
@@ -155,6 +162,23 @@ def run_verify(args: argparse.Namespace) -> int:
             return EXIT_FAULT
         print(f"the receipt as a web page for the patient: {args.html}")
     return 0 if verdict.ok else EXIT_FAULT
+
+
+def hospital_keys(genesis: Genesis, chain: ChainStore) -> dict[str, bytes]:
+    """The chain key of every hospital that has been an authority: the genesis, then votes.
+
+    A hospital voted out keeps its key here: its receipts for earlier jobs still verify.
+    """
+    keys = {a.name: a.public_key for a in genesis.authorities}
+    for entry in chain.iterate():
+        for data in entry.block.records:
+            try:
+                record = decode_record(data)
+            except (ChainEncodingError, RecordError):
+                continue
+            if isinstance(record, AuthorityVote) and record.action == "add":
+                keys.setdefault(record.name, record.public_key)
+    return keys
 
 
 def _print(hospital: str, against: str, verdict: Verdict) -> None:

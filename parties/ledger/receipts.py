@@ -254,16 +254,20 @@ def verify(
     anchor: Anchor,
     *,
     chain: ChainStore | None = None,
+    keys: Mapping[str, bytes] | None = None,
 ) -> Verdict:
     """Check every proof in ``receipt``; ``anchor`` ties the headers to a chain or checkpoint.
 
     With ``chain`` (a copy of the chain) it also checks that the receipt is
     complete: every job record naming the hospital in the receipt's range of
-    blocks is listed, with a proof or as uncommitted.
+    blocks is listed, with a proof or as uncommitted. ``keys`` are the chain
+    keys of the hospitals that may have issued it (default: the genesis
+    authorities; a hospital voted in later is known from the chain's votes).
     """
     verdict = Verdict()
     try:
-        headers = _verify(receipt, genesis, anchor, verdict)
+        known = keys if keys is not None else {a.name: a.public_key for a in genesis.authorities}
+        headers = _verify(receipt, genesis, known, anchor, verdict)
         if chain is None:
             verdict.completeness = (
                 "Completeness not checked: a checkpoint does not carry the blocks' records;"
@@ -297,16 +301,21 @@ def _int(value: object, what: str) -> int:
 
 
 def _verify(
-    receipt: Mapping[str, Any], genesis: Genesis, anchor: Anchor, v: Verdict
+    receipt: Mapping[str, Any],
+    genesis: Genesis,
+    keys: Mapping[str, bytes],
+    anchor: Anchor,
+    v: Verdict,
 ) -> dict[int, Block]:
     if receipt.get("format") != FORMAT:
         raise ReceiptError(f"format is {receipt.get('format')!r}, not {FORMAT}")
     if receipt.get("genesis") != genesis.hash().hex():
         raise ReceiptError("genesis: the receipt is of another federation's genesis")
     hospital = receipt["hospital"]
-    keys = {a.name: a.public_key for a in genesis.authorities}
     if hospital not in keys:
-        raise ReceiptError(f"hospital: {hospital!r} holds no chain key in the genesis")
+        raise ReceiptError(
+            f"hospital: {hospital!r} holds no chain key in the genesis or the chain's votes"
+        )
     headers = _headers(receipt, v)
     start, top = _range(receipt, headers)
     for n, job in enumerate(receipt["jobs"]):

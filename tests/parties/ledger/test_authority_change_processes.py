@@ -5,7 +5,8 @@ The steps are the ones a hospital's IT staff take, through the CLI:
 and lists it at every peer; the peers restart to load it; it starts and
 follows the chain; ``smpc authority add`` at two of the three authorities
 votes it in, and a job over the four hospitals puts its signed
-contribution on the chain; later ``smpc authority remove`` at three of the
+contribution on the chain, which an audit and its patient's receipt check at
+the others; later ``smpc authority remove`` at three of the
 four votes hospital-a out. Consent grants make blocks along the way, and
 every member's copy of the chain is checked with ``smpc chain verify`` after
 each step. The authority set is read from the chain by an independent replay.
@@ -166,6 +167,16 @@ def test_a_fourth_hospital_joins_and_later_a_hospital_is_removed(tmp_path: Path,
             public = public_bytes(keys[x.party])
             assert signature_valid(public, x.signature, record.signing_message(x.party))
         all_verify(capsys, [a, b, c, d])
+        audited = run(capsys, "audit", record.job_id, "--config", str(d.config_path))
+        assert "chain authority" not in audited and "genesis" not in audited
+        # the newcomer's receipt verifies at a genesis member: its key comes from the vote
+        patient = fed.rows["hospital-a"][0][fed.header.index("id")]
+        receipt = tmp_path / "receipt-d.json"
+        run(capsys, "receipt", "issue", "--config", str(d.config_path), "--patient", patient,
+            "--out", str(receipt))  # fmt: skip
+        checked = run(capsys, "receipt", "verify", str(receipt), "--config", str(a.config_path))
+        assert "the patient's row was among" in checked
+        assert f"Complete: {NEW} took part in 1 jobs" in checked
 
         # 3. three of the four vote hospital-a out; it keeps following the chain
         key_a = public_bytes(load_private_key(a.chain_key.read_bytes())).hex()

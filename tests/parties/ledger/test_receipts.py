@@ -442,3 +442,13 @@ def test_the_html_page_escapes_the_receipt_and_shows_faults(fed: Federation) -> 
     assert "<script>" not in page and "&lt;script&gt;alert(1)&lt;/script&gt;" in page
     assert "does <b>not</b> verify against a checkpoint" in page
     assert "analyst: the receipt says" in page
+
+
+def test_a_hospital_without_a_known_chain_key_is_named(fed: Federation) -> None:
+    receipt = fed.issue("MRN-0007")
+    anchor = receipts.chain_anchor(fed.chain)
+    genesis_b = {"hospital-b": fed.genesis.authorities[1].public_key}
+    verdict = receipts.verify(receipt, fed.genesis, anchor, keys=genesis_b)
+    assert verdict.faults == [
+        "hospital: 'hospital-a' holds no chain key in the genesis or the chain's votes"
+    ]
