@@ -26,6 +26,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import cast
 
 import numpy as np
 
@@ -92,14 +93,15 @@ class PatientKeys:
         with self._lock:
             if secret != self._secret or len(self._known) > self.limit:
                 self._secret, self._known = secret, {}
-            known, out = self._known, []
-            for p in ids:
-                name = str(p)
-                key = known.get(name)
+            names = [p if type(p) is str else str(p) for p in ids]
+            found = list(map(self._known.get, names))
+            for i, key in enumerate(found):
                 if key is None:
-                    key = known[name] = hmac.digest(secret, name.encode("utf-8"), "sha256")
-                out.append(key)
-            return out
+                    name = names[i]
+                    found[i] = self._known.setdefault(
+                        name, hmac.digest(secret, name.encode("utf-8"), "sha256")
+                    )
+            return cast(list[bytes], found)
 
     def array(self, secret: bytes, ids: Sequence[object]) -> np.ndarray:
         """:meth:`of` as an (n, 32) uint8 array."""
