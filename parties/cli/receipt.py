@@ -22,7 +22,7 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from parties.config import load_config
+from parties.config import MemberConfig, load_config
 from parties.data import consent
 from parties.ledger.chain_node import CHAIN_DB_FILE
 from parties.ledger.chain_store import SqliteChainStore
@@ -39,11 +39,12 @@ from parties.ledger.receipts import (
     loads,
     verify,
 )
+from parties.ledger.record_store import RecordStore, records_path
 from smpc.chain.checkpoint import CheckpointError, check_checkpoint
 from smpc.chain.errors import ChainEncodingError, ChainError, RecordError
 from smpc.chain.genesis import Genesis
 from smpc.chain.keys import load_private_key
-from smpc.chain.records import AuthorityVote, decode_record
+from smpc.chain.records import AuthorityVote, JobRecord, decode_record
 from smpc.chain.store import ChainStore
 
 EXIT_FAULT = 1
@@ -98,7 +99,7 @@ def run_issue(args: argparse.Namespace) -> int:
                 secret=secret,
                 patient=patient,
                 since_ms=start,
-                pending=kept.job_ids(start),
+                pending=pending_jobs(member),
             )
     except (ChainError, consent.ConsentError) as exc:
         print(f"smpc receipt issue: {exc}", file=sys.stderr)
@@ -162,6 +163,23 @@ def run_verify(args: argparse.Namespace) -> int:
             return EXIT_FAULT
         print(f"the receipt as a web page for the patient: {args.html}")
     return 0 if verdict.ok else EXIT_FAULT
+
+
+def pending_jobs(member: MemberConfig) -> list[str]:
+    """The jobs whose records this hospital still holds as pending (none final yet)."""
+    path = records_path(member)
+    if not path.is_file():
+        return []
+    jobs = []
+    with RecordStore(path, readonly=True) as records:
+        for _, data in records.pending("job"):
+            try:
+                record = decode_record(data)
+            except (ChainEncodingError, RecordError):
+                continue
+            if isinstance(record, JobRecord):
+                jobs.append(record.job_id)
+    return jobs
 
 
 def hospital_keys(genesis: Genesis, chain: ChainStore) -> dict[str, bytes]:

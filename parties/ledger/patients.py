@@ -149,15 +149,6 @@ class PatientStore:
             ).fetchall()
         return [_kept(r) for r in rows]
 
-    def job_ids(self, since_ms: int = 0) -> list[str]:
-        """The ids of the jobs kept from ``since_ms`` on, oldest first (no leaves read)."""
-        with self._file.lock:
-            rows = self._file.execute(
-                "SELECT job FROM job_patients WHERE time_ms >= ? ORDER BY time_ms, rowid",
-                (since_ms,),
-            ).fetchall()
-        return [str(r[0]) for r in rows]
-
     def close(self) -> None:
         self._file.close()
 

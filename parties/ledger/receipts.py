@@ -77,8 +77,8 @@ def issue(
     ``hospital`` among its parties is accounted for: with a proof (from the
     leaves ``kept`` returns for the job id) when the hospital committed to its
     patients, or under ``uncommitted`` when it did not. ``pending`` names jobs
-    kept here whose record is not final yet; they are listed under
-    ``not_final`` with no proof. ReceiptError when the leaves of a committed
+    whose records the hospital still holds as pending; those not on the chain
+    are listed under ``not_final``, with no proof. ReceiptError when the leaves of a committed
     job are missing or do not open its commitment: a receipt that skipped it
     would not be complete.
     """
