@@ -17,8 +17,9 @@ What is revealed, and to whom:
   intervals, AIC and the null deviance are computed from these by the
   recipient (:mod:`protocols.glm_fit`) and reveal nothing more.
 - To the computing parties, as declared public intermediates: m, N, the
-  column means and standard deviations, and the path of the coefficient
-  iterates in standardised units (hence the final coefficients); each is a
+  pooled events (binomial), the column means and standard deviations, the
+  path of the coefficient iterates in standardised units (hence the final
+  coefficients) and whether each iteration's inverse converged; each is a
   function of the pooled data only, never of one hospital's aggregates.
   Keeping the iterates secret (a secure sigmoid over every row) is not done.
 - Whether the fit failed, and why (separation, no convergence, collinear
@@ -50,12 +51,17 @@ Steps (k hospitals, p features, q = p + 1 coefficients with the intercept):
    (1 round); then in the same 8 rounds the check |trace R| < 2^-10 (one
    batched comparison: did the inverse converge?) and one refinement
    Y + Y R (3 rounds) followed by the step Y (g_hi + g_lo) at 36 bits and the
-   variance factors (2 rounds). The step is opened to the parties (1 round)
-   and added to beta. 87 rounds per iteration.
-4. The iteration stops when every step is below ``tol`` (converged), when a
-   standardised coefficient exceeds :data:`COEFFICIENT_BOUND` (binomial:
-   separation or quasi-separation), or after ``max_iter``. The convergence
-   check of the last iteration is opened to the parties (1 round).
+   variance factors (2 rounds). The step and the check's two bits are opened
+   to the parties (1 round) and the step is added to beta. 87 rounds per
+   iteration (:data:`ITERATION_ROUNDS`).
+4. The iteration stops when every step is below ``tol`` (converged: the
+   information, hence the standard errors, then comes from an iterate within
+   ``tol`` of the last), when the inverse did not converge (collinear
+   features), when a standardised coefficient exceeds
+   :data:`COEFFICIENT_BOUND` (binomial: separation or quasi-separation), or
+   after ``max_iter`` (not converged). Newton starts from 0 with the
+   intercept at logit(events / N), the intercept-only fit on centred
+   features (so the gated event count is public to the parties too).
 
 Scaling (why it reaches 1e-4 relative accuracy): in standardised units the
 information over N is O(1) and well inside the ring's range; A is scaled
@@ -132,8 +138,12 @@ COEFFICIENT_BOUND = 20.0
 CONDITION_TOLERANCE = 2.0**-10
 """|trace(I - A Y)| must stay below this for the inverse to count as converged."""
 
-SPREAD_FLOOR = 1e-6
-"""A column whose standard deviation is below this (relative to max(1, |mean|)) is constant."""
+SPREAD_FLOOR = 2.0**-12
+"""A column whose standard deviation is below this times max(1, |mean|) counts as constant.
+
+The variance comes from sums of squares over N rounded to 2^-32 at each
+hospital, so a constant column shows a standard deviation up to about
+sqrt(k 2^-32) < 2^-14 for k <= 10 hospitals."""
 
 OK, SUPPRESSED, SEPARATION, NOT_CONVERGED, COLLINEAR, CONSTANT = range(6)
 """Fit status codes, revealed with the fit."""
@@ -476,8 +486,8 @@ PROTOCOLS = (
         "to the job's recipients: N, dropped rows and events gated as for stats-count, the "
         "standardisation (column means and standard deviations), the coefficients, their "
         "variance factors (hence standard errors), the deviance over N, the iteration count and "
-        "the fit's status; to the computing parties: m, N, the standardisation and the path of "
-        "the coefficient iterates",
+        "the fit's status; to the computing parties: m, N, the events, the standardisation, "
+        "the path of the coefficient iterates and whether each inverse converged",
         params=GLMParams,
         scope="model-training",
     ),
