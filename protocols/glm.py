@@ -86,7 +86,6 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import ClassVar
 
 import numpy as np
 
@@ -180,8 +179,6 @@ class GLMParams(StatisticsParams):
     max_iter: int = 25
     tol: float = 1e-8
 
-    error: ClassVar[type[StatisticsParamsError]] = StatisticsParamsError
-
     def __post_init__(self) -> None:
         if not isinstance(self.outcome, str) or not self.outcome.strip():
             raise self.invalid("outcome", "must name the outcome column")
@@ -214,6 +211,23 @@ class GLMParams(StatisticsParams):
     def features(self, columns: Sequence[str]) -> tuple[str, ...]:
         """The selected columns other than the outcome, in their order."""
         return tuple(c for c in columns if c != self.outcome)
+
+
+def parse_formula(formula: str) -> tuple[str, tuple[str, ...]]:
+    """The outcome and features of ``"outcome ~ a + b + c"``; a StatisticsParamsError otherwise.
+
+    Only main effects of named columns: no transformations or interactions
+    (the intercept is always fitted).
+    """
+    outcome, sep, rhs = formula.partition("~")
+    terms = tuple(t.strip() for t in rhs.split("+"))
+    names = [outcome.strip(), *terms]
+    if not sep or not all(n.isidentifier() for n in names) or rhs.count("~"):
+        raise StatisticsParamsError(
+            f"{formula!r} is not of the form 'outcome ~ column + column ...' (column names only)",
+            "formula",
+        )
+    return outcome.strip(), terms
 
 
 def _split(rows: np.ndarray, columns: Sequence[str], params: GLMParams) -> tuple:
