@@ -333,13 +333,15 @@ class Client:
         hospitals: Sequence[str] | None = None,
         max_iter: int = 25,
         tol: float = 1e-8,
+        positive: str | None = None,
         deadline_s: float = 120.0,
     ) -> glm_fit.GLMFit:
         """A regression fitted across the hospitals without revealing any hospital's aggregates.
 
         ``columns`` is a formula ``"outcome ~ a + b"`` or the feature columns
         with ``outcome`` named apart; ``family`` is "binomial" (logistic) or
-        "gaussian" (linear). Rows with a missing value in any of these columns
+        "gaussian" (linear); ``positive`` reads a text outcome (the event is the
+        outcome equal to it, e.g. "M"). Rows with a missing value in any of these columns
         are dropped. Returns a :class:`protocols.glm_fit.GLMFit` (``summary()``,
         ``to_model()``); raises ``GLMFitError`` (``FitSuppressed`` below the
         minimum cell size) if the fit is refused. See ``protocols.glm`` for
@@ -353,6 +355,7 @@ class Client:
             hospitals=hospitals,
             max_iter=max_iter,
             tol=tol,
+            positive=positive,
             deadline_s=deadline_s,
         )
         return fit
@@ -367,6 +370,7 @@ class Client:
         hospitals: Sequence[str] | None = None,
         max_iter: int = 25,
         tol: float = 1e-8,
+        positive: str | None = None,
         deadline_s: float = 120.0,
     ) -> tuple[glm_fit.GLMFit, JobOutcome]:
         """:meth:`glm`, and the job's outcome with each party's costs."""
@@ -378,7 +382,9 @@ class Client:
             if outcome is None:
                 raise StatisticsParamsError("must name the outcome column", "outcome")
             features = tuple(columns)
-        params = glm.GLMParams(outcome=outcome, family=family, max_iter=max_iter, tol=tol)
+        params = glm.GLMParams(
+            outcome=outcome, family=family, max_iter=max_iter, tol=tol, positive=positive
+        )
         selected = [*features, outcome]
         spec = glm.PROTOCOLS[0]
         if hospitals is None:

@@ -83,6 +83,7 @@ plan.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -171,13 +172,16 @@ class GLMParams(StatisticsParams):
     ``family`` is "binomial" (logistic regression, outcome 0/1) or
     "gaussian" (linear regression); ``max_iter`` bounds the Newton
     iterations (1 to 50) and ``tol`` is the largest step, in standardised
-    units, that counts as converged.
+    units, that counts as converged. ``positive`` (binomial only) reads a
+    text outcome: the event is the outcome equal to it (e.g. "M"), and an
+    empty cell is missing.
     """
 
     outcome: str
     family: str = "binomial"
     max_iter: int = 25
     tol: float = 1e-8
+    positive: str | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.outcome, str) or not self.outcome.strip():
@@ -188,6 +192,12 @@ class GLMParams(StatisticsParams):
             raise self.invalid("max_iter", "must be an integer from 1 to 50")
         if not is_number(self.tol) or not 1e-12 <= float(self.tol) <= 1e-2:
             raise self.invalid("tol", "must be a number from 1e-12 to 1e-2")
+        if self.positive is not None:
+            if not isinstance(self.positive, str) or not self.positive.strip():
+                raise self.invalid("positive", "must be the outcome's text that marks an event")
+            if self.family != "binomial":
+                raise self.invalid("positive", "applies to the binomial family only")
+            object.__setattr__(self, "positive", self.positive.strip())
         object.__setattr__(self, "max_iter", int(self.max_iter))
         object.__setattr__(self, "tol", float(self.tol))
 
@@ -228,6 +238,26 @@ def parse_formula(formula: str) -> tuple[str, tuple[str, ...]]:
             "formula",
         )
     return outcome.strip(), terms
+
+
+def _with_outcome(rt: Runtime, ctx: JobContext, params: GLMParams) -> JobContext:
+    """The context with a text outcome read as 0/1 (``positive``), and no text feature.
+
+    A feature that holds text (NaN in the numbers, a cell in the text) is an
+    error naming the column; an empty outcome cell is missing.
+    """
+    if params.positive is None or rt.planning or not len(ctx.values):
+        return ctx
+    values = np.array(ctx.values, dtype=np.float64)
+    for j, name in enumerate(ctx.columns):
+        cells = np.asarray(ctx.text.get(name, np.full(len(values), "")))
+        if name == params.outcome:
+            event = np.where(cells == params.positive, 1.0, 0.0)
+            values[:, j] = np.where(cells == "", np.nan, event)
+        elif (np.isnan(values[:, j]) & (cells != "")).any():
+            row = int(np.argmax(np.isnan(values[:, j]) & (cells != "")))
+            raise StatisticsInputError(f"column {name!r} row {row}: a feature must be a number")
+    return dataclasses.replace(ctx, values=values)
 
 
 def _split(rows: np.ndarray, columns: Sequence[str], params: GLMParams) -> tuple:
@@ -306,7 +336,7 @@ def fit(rt: Runtime, ctx: JobContext) -> Outcome:
     features = params.features(ctx.columns)
     p = len(features)
     q = p + 1
-    rows, dropped = local_rows(rt, ctx)
+    rows, dropped = local_rows(rt, _with_outcome(rt, ctx, params))
     x, y = _split(rows, ctx.columns, params)
     n = len(y)
     m = agree(rt, ctx)
@@ -503,6 +533,7 @@ PROTOCOLS = (
         "the fit's status; to the computing parties: m, N, the events, the standardisation, "
         "the path of the coefficient iterates and whether each inverse converged",
         params=GLMParams,
+        categorical=True,
         scope="model-training",
     ),
 )

@@ -2,7 +2,8 @@
 
 ::
 
-    smpc stats glm --config fed/analyst.toml --formula "malignant ~ mean_radius + mean_texture"
+    smpc stats glm --config fed/analyst.toml --formula "diagnosis ~ mean_radius + mean_texture" \\
+        --positive M
     smpc stats glm --config fed/analyst.toml --columns age,cholesterol --outcome systolic_bp \\
         --family gaussian --json
     smpc stats glm --config fed/analyst.toml --formula "..." --save-model model.npz
@@ -30,6 +31,7 @@ FLAGS = {
     "outcome": "--outcome",
     "params.family": "--family",
     "params.max_iter": "--max-iter",
+    "params.positive": "--positive",
     "formula": "--formula",
     "columns": "--columns",
     "where": "--where",
@@ -55,6 +57,7 @@ def glm(args: argparse.Namespace) -> int:
             family=args.family,
             where=args.where,
             max_iter=args.max_iter,
+            positive=args.positive,
         )
     except JobParamsError as exc:  # decided from the job alone, before anything was signed
         print(f"smpc: error: {exc.named(FLAGS)}", file=sys.stderr)
@@ -84,5 +87,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--family", default="binomial", choices=("binomial", "gaussian"), help="glm family"
     )
+    p.add_argument("--positive", default=None, help="glm: the text of a text outcome's event")
     p.add_argument("--max-iter", type=int, default=25, help="glm: most Newton iterations")
     p.add_argument("--save-model", default=None, help="glm: write the logistic fit as a model")

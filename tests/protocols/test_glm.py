@@ -119,6 +119,35 @@ def test_synthetic_hospitals_with_missing_values_match_statsmodels(
     _compare(fit, chosen, columns, outcome, family)
 
 
+def test_a_text_outcome_counts_its_positive_value_as_the_event(breast) -> None:
+    values, columns, ids = breast
+    diagnosis = np.where(values[:, -1] == 1.0, "M", "B")
+    diagnosis[[4, 40]] = ""  # a missing diagnosis drops its row
+    text_values = values.copy()
+    text_values[:, -1] = np.nan  # what a hospital's source gives for a text column
+    names = [*FEATURES, "diagnosis"]
+    owner = [(ids - 1) % 3 == k for k in range(3)]
+    text = [
+        {**{c: values[o, j].astype(str) for j, c in enumerate(FEATURES)}, "diagnosis": diagnosis[o]}
+        for o in owner
+    ]
+    ctxs = contexts(
+        [text_values[o] for o in owner],
+        names,
+        params={"outcome": "diagnosis", "positive": "M"},
+        text=text,
+    )
+    fit, _ = run_local(LocalFederation(3), ctxs)
+    kept = np.ones(len(values), dtype=bool)
+    kept[[4, 40]] = False
+    ref, _ = _oracle(values[kept], columns, "malignant", "binomial")
+    assert fit.nobs == kept.sum()
+    np.testing.assert_allclose(fit.coef, ref.params, rtol=1e-4)
+    np.testing.assert_allclose(fit.bse, ref.bse, rtol=1e-4)
+    with pytest.raises(StatisticsParamsError, match=r"params\.positive applies to the binomial"):
+        glm.GLMParams(outcome="y", family="gaussian", positive="M")
+
+
 def test_the_fit_is_a_model_for_secure_inference(breast) -> None:
     values, columns, ids = breast
     parts = [values[(ids - 1) % 3 == k] for k in range(3)]

@@ -39,7 +39,7 @@ class _FakeClient:
     def __init__(self, member: object) -> None:
         pass
 
-    def glm(self, columns, outcome=None, *, family, where=None, max_iter=25):
+    def glm(self, columns, outcome=None, *, family, where=None, max_iter=25, positive=None):
         _FakeClient.asked = {
             "columns": columns,
             "outcome": outcome,
