@@ -233,6 +233,13 @@ def test_bad_parameters_name_the_field(params, message: str) -> None:
         typed.check_columns(["a", "b", "y"])
 
 
+def test_a_formula_names_the_outcome_and_the_features() -> None:
+    assert glm.parse_formula(" y ~ a + b_2 ") == ("y", ("a", "b_2"))
+    for bad in ("y = a", "y ~ a * b", "y ~ log(a)", "~ a", "y ~ a ~ b", "y ~ a + "):
+        with pytest.raises(StatisticsParamsError, match=r"formula .* is not of the form"):
+            glm.parse_formula(bad)
+
+
 def test_columns_are_checked() -> None:
     params = glm.GLMParams(outcome="y")
     with pytest.raises(StatisticsParamsError, match="at least one feature"):

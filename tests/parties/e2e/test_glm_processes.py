@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 import statsmodels.api as sm
 
-from parties.client import Client
+from parties.client import Client, JobFailed
 from parties.config import RESULTS_DIR, DataConfig
 from parties.data.model_file import save_model
 from parties.local.launcher import LocalDeployment
@@ -121,6 +121,12 @@ def test_a_fit_with_too_few_events_is_suppressed(client) -> None:
     # few patients with a large radius are benign: below m = 5 events of one class
     with pytest.raises(FitSuppressed):
         client.glm(FORMULA, positive="B", where="mean_radius > 19")
+
+
+def test_an_unknown_column_is_named(client) -> None:
+    with pytest.raises(JobFailed, match="no_such_column") as failed:
+        client.glm("diagnosis ~ mean_radius + no_such_column", positive="M")
+    assert failed.value.kind == "refused: bad-request"
 
 
 def test_smpc_stats_glm_prints_the_table(deployment) -> None:
