@@ -32,15 +32,15 @@ Steps (k hospitals, p features, q = p + 1 coefficients with the intercept):
    non-events_i, veto_i] (1 round). For the binomial family the events and
    non-events are compared with m (:func:`~protocols.disclosure.gate`,
    8 rounds) and their flags join the vetoes; then N against max(m, q + 1)
-   and the dropped count against m (8 rounds). The gated N is opened to the
-   parties (1 round); 0 means suppressed, and the job ends there with every
-   output 0.
+   and the dropped count against m (8 rounds). The gated N and events are
+   opened to the parties (1 round); N = 0 means suppressed, and the job ends
+   there with every output 0.
 2. Hospitals share their column sums and sums of squares over N (2F bits),
    opened to the parties (2 rounds): the means and population standard
    deviations, rounded to 2^-32, standardise every column (the outcome too
    for the gaussian family). A column with (almost) no spread is refused.
-3. Newton iterations from beta = 0 in standardised units (z, with an
-   intercept column). Hospital i computes at the public beta its
+3. Newton iterations in standardised units (z, with an intercept column),
+   from the start of step 4. Hospital i computes at the public beta its
    information matrix Z'WZ and score Z'(y - mu) over its rows, scaled by
    1 / (N s) with the public s = q / 4 (binomial, w <= 1/4) or q (gaussian),
    so that A = sum_i Z_i'W_iZ_i / (N s) has trace at most 1; it shares A at
@@ -51,9 +51,10 @@ Steps (k hospitals, p features, q = p + 1 coefficients with the intercept):
    (1 round); then in the same 8 rounds the check |trace R| < 2^-10 (one
    batched comparison: did the inverse converge?) and one refinement
    Y + Y R (3 rounds) followed by the step Y (g_hi + g_lo) at 36 bits and the
-   variance factors (2 rounds). The step and the check's two bits are opened
-   to the parties (1 round) and the step is added to beta. 87 rounds per
-   iteration (:data:`ITERATION_ROUNDS`).
+   variance factors Y_jj and t'Yt (for the intercept in raw units, t the
+   public unit vector along (1, -mean_j / sd_j)) at 32 bits (2 rounds). The
+   step and the check's two bits are opened to the parties (1 round) and the
+   step is added to beta. 87 rounds per iteration (:data:`ITERATION_ROUNDS`).
 4. The iteration stops when every step is below ``tol`` (converged: the
    information, hence the standard errors, then comes from an iterate within
    ``tol`` of the last), when the inverse did not converge (collinear

@@ -258,3 +258,11 @@ def test_every_iteration_costs_the_documented_rounds() -> None:
         return dry_run(glm.fit, 3, ctxs[0]).rounds
 
     assert plan(3) - plan(2) == glm.ITERATION_ROUNDS == 87
+
+
+def test_stats_glm_is_installed_and_says_what_it_reveals() -> None:
+    from protocols.registry import installed
+
+    spec = installed()["stats-glm"]
+    assert spec is glm.PROTOCOLS[0] and spec.categorical and spec.scope == "model-training"
+    assert "coefficient iterates" in spec.reveals and set(spec.outputs) == set(glm.OUTPUTS)
