@@ -261,7 +261,9 @@ def _with_outcome(rt: Runtime, ctx: JobContext, params: GLMParams) -> JobContext
     return dataclasses.replace(ctx, values=values)
 
 
-def _split(rows: np.ndarray, columns: Sequence[str], params: GLMParams) -> tuple:
+def _split(
+    rows: np.ndarray, columns: Sequence[str], params: GLMParams
+) -> tuple[np.ndarray, np.ndarray]:
     """Features and outcome of this party's complete rows; a binomial outcome must be 0 or 1."""
     at = list(columns).index(params.outcome)
     y = rows[:, at]
@@ -298,10 +300,6 @@ def local_terms(
     return information / divisor, score / divisor, deviance / divisor
 
 
-def _as_raw(rt: Runtime, x: SharedTensor) -> np.ndarray:
-    return np.ascontiguousarray(x.share)
-
-
 def trace_bound(family: str, q: int) -> float:
     """The public s with trace(sum_i Z_i'W_iZ_i / N) <= s: q / 4 (binomial) or q (gaussian)."""
     return 0.25 * q if family == "binomial" else float(q)
@@ -316,7 +314,7 @@ def _grid(values: np.ndarray) -> np.ndarray:
     return np.rint(np.asarray(values, dtype=np.float64) * 2.0**OUT_BITS) / 2.0**OUT_BITS
 
 
-def _intercept_weights(center: np.ndarray, spread: np.ndarray) -> tuple[np.ndarray, float]:
+def intercept_weights(center: np.ndarray, spread: np.ndarray) -> tuple[np.ndarray, float]:
     """t t' for t = u / |u|, u = (1, -mean_j / sd_j), and |u|^2.
 
     The intercept in raw units is u . beta (standardised), so its variance
@@ -383,7 +381,7 @@ def fit(rt: Runtime, ctx: JobContext) -> Outcome:
 
     # 3. Newton iterations on the public iterate.
     s = trace_bound(params.family, q)
-    weights, _ = _intercept_weights(center[:p], spread[:p])
+    weights, _ = intercept_weights(center[:p], spread[:p])
     beta = np.zeros(q)
     if binomial and 0 < positive < total:  # the intercept-only fit: features are centred
         beta[0] = math.log(positive / (total - positive))
@@ -407,7 +405,7 @@ def fit(rt: Runtime, ctx: JobContext) -> Outcome:
             )
         else:
             local = np.zeros(2 * q * q + 2 * q + 1, dtype=np.int64)
-        summed = _as_raw(rt, pooled_integers(rt, local))
+        summed = np.ascontiguousarray(pooled_integers(rt, local).share)
         a22 = summed[: q * q].reshape(q, q)
         a32 = summed[q * q : 2 * q * q].reshape(q, q)
         gradient = np.ascontiguousarray(summed[2 * q * q : 2 * q * q + 2 * q].reshape(2, q).T)

@@ -65,6 +65,10 @@ REASONS = {
 }
 
 
+SATURATED = 1e-12
+"""A gaussian fit whose residual sum of squares is below this share of the total is saturated."""
+
+
 def _z_critical(alpha: float) -> float:
     return NormalDist().inv_cdf(1.0 - alpha / 2.0)
 
@@ -195,7 +199,7 @@ def read_fit(
     factor = np.asarray(outputs["variance"], dtype=np.float64)
     per_n = float(np.asarray(outputs["deviance"]).reshape(-1)[0])
     s = glm.trace_bound(params.family, q)
-    _, norm = glm._intercept_weights(center[:p], spread[:p])
+    _, norm = glm.intercept_weights(center[:p], spread[:p])
     # Var(beta_z) = Y / (s N) times the dispersion; back to raw units below.
     raw_variance = np.concatenate([[norm * factor[0]], factor[1:] / spread[:p] ** 2]) / (s * n)
     coef = np.concatenate([[beta[0] - beta[1:] @ (center[:p] / spread[:p])], beta[1:] / spread[:p]])
@@ -213,6 +217,11 @@ def read_fit(
         coef[0] += my
         raw_variance = raw_variance * scale
         null = n * sy**2
+        if deviance <= SATURATED * null:
+            raise GLMFitError(
+                "the outcome is an exact linear function of the features (a saturated fit: no "
+                "residual variance to estimate standard errors from); remove the redundant terms"
+            )
         llf = -n / 2.0 * (math.log(2.0 * math.pi * deviance / n) + 1.0)
     return GLMFit(
         family=params.family,

@@ -203,6 +203,15 @@ def test_collinear_and_constant_columns_are_refused() -> None:
         _fit(parts, ["a", "b", "c", "y"], "y")
 
 
+def test_an_exact_linear_fit_is_refused_as_saturated() -> None:
+    rng = np.random.default_rng(6)
+    x = rng.normal(size=(300, 2))
+    values = np.column_stack([x, 3.0 + 2.0 * x[:, 0] - x[:, 1]])
+    parts = [values[k::3] for k in range(3)]
+    with pytest.raises(GLMFitError, match="saturated"):
+        _fit(parts, ["a", "b", "y"], "y", "gaussian")
+
+
 def test_bad_outcomes_and_values_are_clear_errors() -> None:
     rng = np.random.default_rng(5)
     values = np.column_stack([rng.normal(size=(90, 2)), rng.integers(0, 3, 90)])
