@@ -148,6 +148,17 @@ def test_a_text_outcome_counts_its_positive_value_as_the_event(breast) -> None:
         glm.GLMParams(outcome="y", family="gaussian", positive="M")
 
 
+def test_ten_hospitals_one_of_them_empty() -> None:
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(3000, 3)) * [1.0, 10.0, 100.0] + [0.0, 50.0, 1000.0]
+    z = (x - x.mean(axis=0)) / x.std(axis=0)
+    y = (rng.random(3000) < 1 / (1 + np.exp(-(z @ [0.5, -1.0, 0.3] - 2.0)))).astype(float)
+    values = np.column_stack([x, y])
+    parts = [values[k::9] for k in range(9)] + [np.zeros((0, 4))]  # an empty hospital casts no veto
+    fit, _ = _fit(parts, ["a", "b", "c", "y"], "y")
+    _compare(fit, values, ["a", "b", "c", "y"], "y", "binomial")
+
+
 def test_the_fit_is_a_model_for_secure_inference(breast) -> None:
     values, columns, ids = breast
     parts = [values[(ids - 1) % 3 == k] for k in range(3)]
