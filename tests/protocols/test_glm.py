@@ -260,6 +260,15 @@ def test_a_formula_names_the_outcome_and_the_features() -> None:
             glm.parse_formula(bad)
 
 
+def test_hospitals_that_select_different_columns_are_refused() -> None:
+    rng = np.random.default_rng(9)
+    values = np.column_stack([rng.normal(size=(90, 2)), rng.integers(0, 2, 90)])
+    parts = [values[k::3] for k in range(3)]
+    columns = [["a", "b", "y"], ["a", "b", "y"], ["b", "a", "y"]]
+    with pytest.raises(StatisticsParamsError, match="party-2 selects other ones"):
+        _fit(parts, columns, "y")
+
+
 def test_columns_are_checked() -> None:
     params = glm.GLMParams(outcome="y")
     with pytest.raises(StatisticsParamsError, match="at least one feature"):
