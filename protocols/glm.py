@@ -53,8 +53,9 @@ Steps (k hospitals, p features, q = p + 1 coefficients with the intercept):
    Y + Y R (3 rounds) followed by the step Y (g_hi + g_lo) at 36 bits and the
    variance factors Y_jj and t'Yt (for the intercept in raw units, t the
    public unit vector along (1, -mean_j / sd_j)) at 32 bits (2 rounds). The
-   step and the check's two bits are opened to the parties (1 round) and the
-   step is added to beta. 87 rounds per iteration (:data:`ITERATION_ROUNDS`).
+   check's two bits are opened to the parties (1 round), then, only if the
+   inverse converged, the step (1 round), which is added to beta. 88 rounds
+   per iteration (:data:`ITERATION_ROUNDS`).
 4. The iteration stops when every step is below ``tol`` (converged: the
    information, hence the standard errors, then comes from an iterate within
    ``tol`` of the last), when the inverse did not converge (collinear
@@ -75,7 +76,10 @@ with a score given to 2^-38, and Newton's method corrects any error of the
 inverse, so the coefficients are as exact as the score. Newton-Schulz
 converges if A's smallest eigenvalue is at least 2^-15
 (``smpc.linalg.INVERSE_BOUND_BITS``); past that the check of step 3 refuses
-the fit as collinear.
+the fit as collinear. (For a nearly singular A the products leave the ring's
+range and the residual wraps around; a wrapped trace passes the check with
+probability about 2^-19, and the step it would open is then far beyond any
+plausible coefficient.)
 
 Every iteration consumes the same preprocessing, so the dry run plans
 ``max_iter`` of them and a fit that converges earlier uses a prefix of its
@@ -162,8 +166,8 @@ OUTPUTS = (
     "deviance",
 )
 
-ITERATION_ROUNDS = 1 + 4 * (NEWTON_SCHULZ_STEPS - 1) + 1 + 8 + 1
-"""Rounds of one Newton iteration: input, Newton-Schulz, residual, check and step, opening."""
+ITERATION_ROUNDS = 1 + 4 * (NEWTON_SCHULZ_STEPS - 1) + 1 + 8 + 2
+"""Rounds of one Newton iteration: input, Newton-Schulz, residual, check and step, openings."""
 
 
 @dataclass(frozen=True)
@@ -411,15 +415,16 @@ def fit(rt: Runtime, ctx: JobContext) -> Outcome:
         gradient = np.ascontiguousarray(summed[2 * q * q : 2 * q * q + 2 * q].reshape(2, q).T)
         deviance = summed[-1:]
         check, step, variance = drive(rt, _iteration(rt, a22, a32, gradient, weights), "glm-newton")
-        opened = rt.open_ring(rt.shared(np.concatenate([step, check]), 0)).view(np.int64)
-        delta = opened[:q] / 2.0**RESIDUAL_BITS
+        # The check first: a step from an inverse that did not converge is never opened.
+        inverted = rt.open_ring(rt.shared(check, 0)).view(np.int64)
+        if not rt.planning and not (inverted == 1).all():
+            status = COLLINEAR
+            break
+        delta = rt.open_ring(rt.shared(step, 0)).view(np.int64) / 2.0**RESIDUAL_BITS
         beta = beta + delta
         last = (variance, deviance)
         if rt.planning:
             continue
-        if not (opened[q:] == 1).all():
-            status = COLLINEAR
-            break
         if not np.isfinite(beta).all() or (binomial and np.abs(beta).max() > COEFFICIENT_BOUND):
             status = SEPARATION
             break
