@@ -341,10 +341,11 @@ class Client:
         ``columns`` is a formula ``"outcome ~ a + b"`` or the feature columns
         with ``outcome`` named apart; ``family`` is "binomial" (logistic) or
         "gaussian" (linear); ``positive`` reads a text outcome (the event is the
-        outcome equal to it, e.g. "M"). Rows with a missing value in any of these columns
-        are dropped. Returns a :class:`protocols.glm_fit.GLMFit` (``summary()``,
-        ``to_model()``); raises ``GLMFitError`` (``FitSuppressed`` below the
-        minimum cell size) if the fit is refused. See ``protocols.glm`` for
+        outcome equal to it, e.g. "M"; job ``stats-glm-text``). Rows with a
+        missing value in any of these columns are dropped. Returns a
+        :class:`protocols.glm_fit.GLMFit` (``summary()``, ``to_model()``);
+        raises ``GLMFitError`` (``FitSuppressed`` below the minimum cell
+        size) if the fit is refused. See ``protocols.glm`` for
         what the job reveals.
         """
         fit, _ = self.glm_outcome(
@@ -382,11 +383,12 @@ class Client:
             if outcome is None:
                 raise StatisticsParamsError("must name the outcome column", "outcome")
             features = tuple(columns)
-        params = glm.GLMParams(
-            outcome=outcome, family=family, max_iter=max_iter, tol=tol, positive=positive
+        params = glm.params_for(
+            {"outcome": outcome, "family": family, "max_iter": max_iter, "tol": tol}
+            | ({} if positive is None else {"positive": positive})
         )
         selected = [*features, outcome]
-        spec = glm.PROTOCOLS[0]
+        spec = glm.protocol_for(params)
         if hospitals is None:
             hospitals = [p.name for p in self.member.computing_peers if p.role == "hospital"]
         job = self.job(

@@ -1,5 +1,8 @@
 """Logistic and linear regression fitted across hospitals (``stats-glm``): Newton's method in MPC.
 
+``stats-glm-text`` is the same fit of a text outcome (an event where it
+equals ``positive``, e.g. a diagnosis "M").
+
 The pooled fit of DataSHIELD's ``ds.glm`` without its disclosure: there,
 every hospital sends its score vector and information matrix to the analyst
 in every iteration. Here each hospital shares them, the sums over hospitals
@@ -90,8 +93,9 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import ClassVar
 
 import numpy as np
 
@@ -177,10 +181,11 @@ class GLMParams(StatisticsParams):
     ``family`` is "binomial" (logistic regression, outcome 0/1) or
     "gaussian" (linear regression); ``max_iter`` bounds the Newton
     iterations (1 to 50) and ``tol`` is the largest step, in standardised
-    units, that counts as converged. ``positive`` (binomial only) reads a
-    text outcome: the event is the outcome equal to it (e.g. "M"), and an
-    empty cell is missing.
+    units, that counts as converged. ``positive`` is for
+    :class:`TextGLMParams` only.
     """
+
+    TEXT_OUTCOME: ClassVar[bool] = False
 
     outcome: str
     family: str = "binomial"
@@ -197,6 +202,12 @@ class GLMParams(StatisticsParams):
             raise self.invalid("max_iter", "must be an integer from 1 to 50")
         if not is_number(self.tol) or not 1e-12 <= float(self.tol) <= 1e-2:
             raise self.invalid("tol", "must be a number from 1e-12 to 1e-2")
+        if self.positive is None and self.TEXT_OUTCOME:
+            raise self.invalid("positive", "is required: the outcome's text that marks an event")
+        if self.positive is not None and not self.TEXT_OUTCOME:
+            raise self.invalid(
+                "positive", "reads a text outcome, which stats-glm-text fits (stats-glm reads 0/1)"
+            )
         if self.positive is not None:
             if not isinstance(self.positive, str) or not self.positive.strip():
                 raise self.invalid("positive", "must be the outcome's text that marks an event")
@@ -226,6 +237,18 @@ class GLMParams(StatisticsParams):
     def features(self, columns: Sequence[str]) -> tuple[str, ...]:
         """The selected columns other than the outcome, in their order."""
         return tuple(c for c in columns if c != self.outcome)
+
+
+@dataclass(frozen=True)
+class TextGLMParams(GLMParams):
+    """A logistic regression on a text outcome: the event is the outcome equal to ``positive``.
+
+    E.g. ``diagnosis`` with ``positive="M"``; an empty outcome cell is
+    missing. A protocol of its own (``stats-glm-text``) because it reads the
+    selection's text, which costs the hospital a pass over every cell.
+    """
+
+    TEXT_OUTCOME: ClassVar[bool] = True
 
 
 def parse_formula(formula: str) -> tuple[str, tuple[str, ...]]:
@@ -332,9 +355,18 @@ def intercept_weights(center: np.ndarray, spread: np.ndarray) -> tuple[np.ndarra
 
 
 def fit(rt: Runtime, ctx: JobContext) -> Outcome:
-    """The ``stats-glm`` protocol; see the module docstring for steps and disclosure."""
+    """The ``stats-glm`` protocol (a 0/1 or real outcome); see the module docstring."""
+    return _fit(rt, ctx, GLMParams)
+
+
+def fit_text(rt: Runtime, ctx: JobContext) -> Outcome:
+    """The ``stats-glm-text`` protocol (a text outcome); see the module docstring."""
+    return _fit(rt, ctx, TextGLMParams)
+
+
+def _fit(rt: Runtime, ctx: JobContext, kind: type[GLMParams]) -> Outcome:
     check_frac_bits(rt)
-    params = job_params(ctx, GLMParams)
+    params = job_params(ctx, kind)
     binomial = params.family == "binomial"
     features = params.features(ctx.columns)
     p = len(features)
@@ -525,19 +557,45 @@ def _ended(
     return Outcome(out)
 
 
+_REVEALS = (
+    "to the job's recipients: N, dropped rows and events gated as for stats-count, the "
+    "standardisation (column means and standard deviations), the coefficients, their "
+    "variance factors (hence standard errors), the deviance over N, the iteration count and "
+    "the fit's status; to the computing parties: m, N, the events, the standardisation, "
+    "the path of the coefficient iterates and whether each inverse converged"
+)
+
 PROTOCOLS = (
     ProtocolSpec(
         "stats-glm",
         "1",
         fit,
         OUTPUTS,
-        "to the job's recipients: N, dropped rows and events gated as for stats-count, the "
-        "standardisation (column means and standard deviations), the coefficients, their "
-        "variance factors (hence standard errors), the deviance over N, the iteration count and "
-        "the fit's status; to the computing parties: m, N, the events, the standardisation, "
-        "the path of the coefficient iterates and whether each inverse converged",
+        _REVEALS,
         params=GLMParams,
+        scope="model-training",
+    ),
+    ProtocolSpec(
+        "stats-glm-text",
+        "1",
+        fit_text,
+        OUTPUTS,
+        _REVEALS,
+        params=TextGLMParams,
         categorical=True,
         scope="model-training",
     ),
 )
+
+
+def protocol_for(params: GLMParams) -> ProtocolSpec:
+    """The protocol that fits with these parameters: stats-glm-text for a text outcome."""
+    return PROTOCOLS[1] if params.TEXT_OUTCOME else PROTOCOLS[0]
+
+
+def params_for(mapping: object) -> GLMParams:
+    """The parameters of a job's mapping: TextGLMParams when it names ``positive``."""
+    if isinstance(mapping, GLMParams):
+        return mapping
+    text = isinstance(mapping, Mapping) and mapping.get("positive") is not None
+    return (TextGLMParams if text else GLMParams).from_mapping(mapping)

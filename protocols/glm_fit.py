@@ -275,8 +275,7 @@ def as_dict(fit: GLMFit, alpha: float = 0.05) -> dict[str, Any]:
 
 
 def run_local(fed: LocalFederation, ctxs: Sequence[JobContext]) -> tuple[GLMFit, JobResult]:
-    """Run ``stats-glm`` on an in-process federation; the fit (GLMFitError if refused) and costs."""
-    spec = glm.PROTOCOLS[0]
-    job = fed.run(opened(spec), inputs=list(ctxs))
-    params = glm.GLMParams.from_mapping(ctxs[0].params)
+    """Run ``stats-glm`` (or ``stats-glm-text``) in process; the fit (GLMFitError if refused)."""
+    params = glm.params_for(ctxs[0].params)
+    job = fed.run(opened(glm.protocol_for(params)), inputs=list(ctxs))
     return read_fit(job.results[0], params, ctxs[0].columns), job

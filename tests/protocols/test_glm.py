@@ -145,7 +145,11 @@ def test_a_text_outcome_counts_its_positive_value_as_the_event(breast) -> None:
     np.testing.assert_allclose(fit.coef, ref.params, rtol=1e-4)
     np.testing.assert_allclose(fit.bse, ref.bse, rtol=1e-4)
     with pytest.raises(StatisticsParamsError, match=r"params\.positive applies to the binomial"):
-        glm.GLMParams(outcome="y", family="gaussian", positive="M")
+        glm.TextGLMParams(outcome="y", family="gaussian", positive="M")
+    with pytest.raises(StatisticsParamsError, match="stats-glm-text fits"):
+        glm.GLMParams(outcome="y", positive="M")
+    with pytest.raises(StatisticsParamsError, match=r"params\.positive is required"):
+        glm.TextGLMParams(outcome="y")
 
 
 def test_ten_hospitals_one_of_them_empty() -> None:
@@ -292,6 +296,9 @@ def test_every_iteration_costs_the_documented_rounds() -> None:
 def test_stats_glm_is_installed_and_says_what_it_reveals() -> None:
     from protocols.registry import installed
 
-    spec = installed()["stats-glm"]
-    assert spec is glm.PROTOCOLS[0] and spec.categorical and spec.scope == "model-training"
-    assert "coefficient iterates" in spec.reveals and set(spec.outputs) == set(glm.OUTPUTS)
+    numeric, text = installed()["stats-glm"], installed()["stats-glm-text"]
+    assert (numeric, text) == glm.PROTOCOLS
+    assert text.categorical and not numeric.categorical  # only a text outcome reads text
+    for spec in glm.PROTOCOLS:
+        assert spec.scope == "model-training" and "coefficient iterates" in spec.reveals
+        assert set(spec.outputs) == set(glm.OUTPUTS)
