@@ -50,13 +50,14 @@ Steps (k hospitals, p features, q = p + 1 coefficients with the intercept):
    22 and at 32 fractional bits, the score in two limbs (22 bits and the
    remainder at 38 bits) and its deviance over N (32 bits); 1 round.
    In MPC: Y ~ A^-1 by :data:`NEWTON_SCHULZ_STEPS` Newton-Schulz steps at
-   22 bits (:mod:`smpc.linalg`, 76 rounds); R = I - A Y against the 32-bit A
-   (1 round); then in the same 8 rounds the check |trace R| < 2^-10 (one
-   batched comparison: did the inverse converge?) and one refinement
-   Y + Y R (3 rounds) followed by the step Y (g_hi + g_lo) at 36 bits and the
-   variance factors Y_jj and t'Yt (for the intercept in raw units, t the
+   22 bits (:mod:`smpc.linalg`, 76 rounds); I - A Y against the 22-bit A and
+   R = I - A Y against the 32-bit A (one batched product, 1 round); then in
+   the same 8 rounds the check (one batched comparison: did the inverse
+   converge?) that |trace(I - A_22 Y)| < 2^-10 and 0 < trace Y < 2^14 and one
+   refinement Y + Y R (3 rounds) followed by the step Y (g_hi + g_lo) at 36
+   bits and the variance factors Y_jj and t'Yt (for the intercept in raw units, t the
    public unit vector along (1, -mean_j / sd_j)) at 32 bits (2 rounds). The
-   check's two bits are opened to the parties (1 round), then, only if the
+   check's four bits are opened to the parties (1 round), then, only if the
    inverse converged, the step (1 round), which is added to beta. 88 rounds
    per iteration (:data:`ITERATION_ROUNDS`).
 4. The iteration stops when every step is below ``tol`` (converged: the
@@ -78,11 +79,18 @@ about 1e-8 relative for a condition number of 100. The step is the product
 with a score given to 2^-38, and Newton's method corrects any error of the
 inverse, so the coefficients are as exact as the score. Newton-Schulz
 converges if A's smallest eigenvalue is at least 2^-15
-(``smpc.linalg.INVERSE_BOUND_BITS``); past that the check of step 3 refuses
-the fit as collinear. (For a nearly singular A the products leave the ring's
-range and the residual wraps around; a wrapped trace passes the check with
-probability about 2^-19, and the step it would open is then far beyond any
-plausible coefficient.)
+(``smpc.linalg.INVERSE_BOUND_BITS``), but one refinement leaves an error of
+about (k 2^-23 / lambda)^2 from the hospitals' roundings of the 22-bit copy,
+so the check of step 3 refuses the fit as collinear once trace Y reaches
+2^14 (:data:`INVERSE_TRACE_BITS`: the smallest eigenvalue is then below
+2^-14). The trace of I - A_22 Y is a sum of the non-negative eigenvalues
+(1 - lambda)^(2^K) of the Newton-Schulz residual, so none cancels another;
+the residual against the 32-bit A is not checked, because it holds the
+rounding difference A_22 - A_32 times Y, which the refinement removes.
+(For a nearly singular A the products leave the ring's range and wrap
+around; a wrapped trace of the residual passes the check with probability
+about 2^-19, and a wrapped trace of Y lands in (0, 2^14) with about 2^-27;
+the step it would open is then far beyond any plausible coefficient.)
 
 Every iteration consumes the same preprocessing, so the dry run plans
 ``max_iter`` of them and a fit that converges earlier uses a prefix of its
@@ -130,7 +138,17 @@ FINE_BITS = 32
 """Fractional bits of the precise copy of A, against which the residual is measured."""
 
 RESIDUAL_BITS = 36
-"""Fractional bits of the residual in the refinement, and of each opened step."""
+"""Fractional bits of each opened step."""
+
+REFINE_BITS = 28
+"""Fractional bits of the residual I - A Y in the refinement.
+
+Y R at 22 + 28 bits must stay below 2^62: |Y R| < 2^12. Y R is Y (I - A Y)
+against the 22-bit A (|Y| 2^-10 <= 2^4 after the check of trace Y < 2^14)
+plus Y (A_22 - A_32) Y, the hospitals' roundings between the two copies of
+A (each about 2^-23 per entry) times |Y|^2 <= 2^28: about 2^6 for a few
+hospitals. At 36 bits (room for 2^4 only) the refinement wrapped around for
+eigenvalues below about 2^-13."""
 
 LOW_BITS = 38
 """Fractional bits of the score's second limb (the remainder below 2^-22)."""
@@ -144,8 +162,17 @@ WEIGHT_BITS = 24
 COEFFICIENT_BOUND = 20.0
 """A standardised logistic coefficient beyond this (odds ratio e^20 per SD) means separation."""
 
+INVERSE_TRACE_BITS = 14
+"""The inverse counts only if trace(Y) < 2^14, so that A's smallest eigenvalue exceeds 2^-14.
+
+Newton-Schulz itself reaches 2^-15 (``smpc.linalg.INVERSE_BOUND_BITS``), but
+one refinement leaves a relative error of about (k 2^-23 / lambda)^2 from
+the hospitals' roundings of the 22-bit copy of A: measured up to 1e-4 on a
+variance factor at 2^-14 for 10 hospitals and 31 coefficients, 2.4e-4 at
+2^-14.7."""
+
 CONDITION_TOLERANCE = 2.0**-10
-"""|trace(I - A Y)| must stay below this for the inverse to count as converged."""
+"""|trace(I - A Y)| against the 22-bit A must stay below this: Newton-Schulz converged."""
 
 SPREAD_FLOOR = 2.0**-12
 """A column whose standard deviation is below this times max(1, |mean|) counts as constant.
@@ -483,21 +510,35 @@ def _iteration(
 ) -> Steps[tuple[np.ndarray, np.ndarray, np.ndarray]]:
     """Inverse, convergence check, refinement, step and variance factors; 85 rounds.
 
-    Returns shares of the two check bits (1 = within tolerance), of the step
+    Returns shares of the four check bits (1 = within bounds), of the step
     at RESIDUAL_BITS and of the variance factors at OUT_BITS.
+
+    The check is on what Newton-Schulz inverted, the 22-bit A: trace(I - A Y)
+    is the sum of the eigenvalues (1 - lambda)^(2^K) >= 0 of its residual, so
+    no two of them cancel, and trace(Y) >= 1 / lambda_min bounds the inverse
+    (hence the refinement's range). The residual against the 32-bit A, which
+    the refinement corrects, also carries the two copies' rounding difference
+    times Y, which is no sign of failure; it comes from the same product.
     """
     ring = rt.ring
     q = a22.shape[0]
     y = yield from linalg.newton_schulz(rt, a22, NEWTON_SCHULZ_STEPS, WORK_BITS)
-    r = yield from linalg.residual(rt, a32, y, FINE_BITS, WORK_BITS)
+    both = yield from linalg.matmul_steps(rt, np.concatenate([a22, a32]), y)
+    coarse = ring.sub(linalg.scaled_identity(rt, 1.0, q, 2 * WORK_BITS), both[:q])
+    r = ring.sub(linalg.scaled_identity(rt, 1.0, q, FINE_BITS + WORK_BITS), both[q:])
     r_bits = FINE_BITS + WORK_BITS
-    trace = ring.total(np.ascontiguousarray(np.diagonal(r)))
-    deficit = rt.shared(np.array([trace, ring.neg(np.array([trace]))[0]], dtype=np.uint64), 0)
-    tolerance = int(CONDITION_TOLERANCE * 2.0**r_bits)
-    s, comparison = compare.sign_bit_steps(rt, deficit - tolerance)
+    residual = ring.total(np.ascontiguousarray(np.diagonal(coarse)))
+    size = ring.total(np.ascontiguousarray(np.diagonal(y)))
+    traces = np.array([residual, size], dtype=np.uint64)
+    signed = rt.shared(np.concatenate([traces, ring.neg(traces)]), 0)
+    tolerance = int(CONDITION_TOLERANCE * 2.0 ** (2 * WORK_BITS))
+    bound = 1 << (INVERSE_TRACE_BITS + WORK_BITS)
+    # all four negative exactly when |trace R| < tolerance and 0 < trace Y < 2^14
+    limits = np.array([tolerance, bound, tolerance, 0], dtype=np.int64)
+    s, comparison = compare.sign_bit_steps(rt, signed - limits)
 
     def solve() -> Steps[tuple[np.ndarray, np.ndarray]]:
-        inverse = yield from linalg.refine(rt, y, r, WORK_BITS, r_bits, RESIDUAL_BITS)
+        inverse = yield from linalg.refine(rt, y, r, WORK_BITS, r_bits, REFINE_BITS)
         product = yield from linalg.matmul_steps(rt, inverse, gradient)
         diagonal = ring.mul(
             np.ascontiguousarray(np.diagonal(inverse)[1:]),

@@ -23,6 +23,7 @@ from protocols.statistics import contexts
 from protocols.synthetic import cohort
 from smpc.local import LocalFederation
 from smpc.runtime import dry_run
+from smpc.steps import drive
 
 DATA = Path(__file__).resolve().parents[2] / "parties" / "local" / "data" / "breast_cancer.csv"
 FEATURES = [
@@ -302,3 +303,95 @@ def test_stats_glm_is_installed_and_says_what_it_reveals() -> None:
     for spec in glm.PROTOCOLS:
         assert spec.scope == "model-training" and "coefficient iterates" in spec.reveals
         assert set(spec.outputs) == set(glm.OUTPUTS)
+
+
+def _spd_trace_one(q: int, smallest: float, seed: int) -> np.ndarray:
+    """A random SPD matrix with trace 1 whose smallest eigenvalue is ``smallest``."""
+    rng = np.random.default_rng(seed)
+    basis, _ = np.linalg.qr(rng.normal(size=(q, q)))
+    rest = np.geomspace(0.05, 1.0, q - 1)
+    eigen = np.concatenate([[smallest], rest / rest.sum() * (1.0 - smallest)])
+    return (basis * eigen) @ basis.T
+
+
+def _one_iteration(a: np.ndarray, g: np.ndarray, hospitals: int = 3):
+    """The check bits, the step and the variance factors of one Newton iteration on (A, g),
+    and the pooled 32-bit A that the hospitals' roundings make of A.
+
+    A and g are split among the hospitals and each rounds its part as
+    stats-glm does, so the 22- and 32-bit copies of the pooled A differ by
+    the hospitals' roundings.
+    """
+    q = len(g)
+    rng = np.random.default_rng(q)
+    cuts = rng.dirichlet(np.ones(hospitals))
+    local = []
+    for w in cuts:
+        hi = glm.fixed(w * g, glm.WORK_BITS)
+        lo = glm.fixed(w * g - hi / 2.0**glm.WORK_BITS, glm.LOW_BITS)
+        local.append(
+            np.concatenate(
+                [
+                    glm.fixed(w * a, glm.WORK_BITS).reshape(-1),
+                    glm.fixed(w * a, glm.FINE_BITS).reshape(-1),
+                    np.column_stack([hi, lo]).reshape(-1),
+                ]
+            )
+        )
+    weights = np.full((q, q), 1.0 / q)
+
+    def fn(rt, mine):
+        summed = np.ascontiguousarray(glm.pooled_integers(rt, mine).share)
+        a22 = summed[: q * q].reshape(q, q)
+        a32 = summed[q * q : 2 * q * q].reshape(q, q)
+        gradient = np.ascontiguousarray(summed[2 * q * q :].reshape(q, 2))
+        steps = glm._iteration(rt, a22, a32, gradient, weights)
+        check, step, variance = drive(rt, steps, "test")
+        return [
+            rt.open_ring(rt.shared(m, 0)).view(np.int64) / 2.0**bits
+            for m, bits in ((check, 0), (step, glm.RESIDUAL_BITS), (variance, glm.OUT_BITS))
+        ]
+
+    fine = sum(part[q * q : 2 * q * q] for part in local).reshape(q, q) / 2.0**glm.FINE_BITS
+    return *LocalFederation(hospitals).run(fn, inputs=local).results[0], fine
+
+
+@pytest.mark.parametrize("seed", range(6))
+@pytest.mark.parametrize(
+    "smallest",
+    [2.0**-13, 2.0**-13.7, 2.0**-14.5, 2.0**-17, 2.0**-18],
+    ids=["2^-13", "2^-13.7", "2^-14.5", "2^-17", "2^-18"],
+)
+def test_the_inverse_check_passes_every_accurate_inverse_and_no_other(
+    smallest: float, seed: int
+) -> None:
+    # The check lets through every A whose inverse has a trace below 2^14 (so its smallest
+    # eigenvalue is above 2^-14) and refuses the others, whose inverse would lose accuracy
+    # or leave the ring's range in the refinement (the trace of I - A Y against the 32-bit
+    # A, checked before, refused most of those above 2^-14 and let some at 2^-17 through
+    # with an error of 1e-3).
+    q = 4
+    a = _spd_trace_one(q, smallest, seed)
+    g = np.random.default_rng(seed).normal(size=q) * 0.1
+    check, step, variance, fine = _one_iteration(a, g)
+    exact = np.linalg.inv(fine)  # the oracle: numpy's inverse of the pooled matrix
+    passed = bool((check == 1).all())
+    assert passed == (np.trace(exact) < 2.0**glm.INVERSE_TRACE_BITS)
+    if passed:  # one refinement leaves (I - A Y)^2, about (k 2^-23 / lambda)^2
+        assert np.abs(step - exact @ g).max() < 1e-4 * np.abs(exact @ g).max()
+        np.testing.assert_allclose(variance[1:], np.diag(exact)[1:], rtol=1e-4)
+
+
+def test_strongly_correlated_features_inside_the_bound_match_statsmodels() -> None:
+    # two features with correlation 0.9995: the scaled information's smallest eigenvalue
+    # is about 2^-13, inside the documented 2^-15, and statsmodels fits them with small
+    # coefficients
+    rng = np.random.default_rng(0)
+    a = rng.normal(size=3000)
+    x = np.column_stack([a, a + 0.03 * rng.normal(size=3000), rng.normal(size=3000)])
+    y = (rng.random(3000) < 1 / (1 + np.exp(-(0.3 * a + 0.5 * x[:, 2] - 0.5)))).astype(float)
+    values = np.column_stack([x, y])
+    fit, _ = _fit([values[k::3] for k in range(3)], ["a", "b", "c", "y"], "y")
+    tight, _ = _oracle(values, ["a", "b", "c", "y"], "y", "binomial", tol=1e-13)
+    np.testing.assert_allclose(fit.coef, tight.params, rtol=1e-4)
+    np.testing.assert_allclose(fit.bse, tight.bse, rtol=1e-4)
