@@ -46,6 +46,13 @@ def glm(args: argparse.Namespace) -> int:
     if (args.formula is None) == (args.columns is None):
         print("smpc: error: give --formula, or --columns with --outcome", file=sys.stderr)
         return 2
+    if args.save_model is not None and args.family != "binomial":
+        print(
+            "smpc: error: --save-model needs --family binomial: only a logistic fit is a model "
+            "for secure inference",
+            file=sys.stderr,
+        )
+        return 2
     columns: Any = args.formula
     if columns is None:
         columns = [c.strip() for c in args.columns.split(",") if c.strip()]

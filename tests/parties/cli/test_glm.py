@@ -135,3 +135,13 @@ def test_a_mistake_in_the_job_fails_before_signing_naming_the_flag(
     assert done.returncode == 2, done.stderr
     assert f"smpc: error: {says}" in done.stderr
     assert "Traceback" not in done.stderr and done.stdout == ""
+
+
+def test_save_model_with_a_linear_fit_is_refused_before_the_job(fake, capsys, tmp_path) -> None:
+    # only a logistic fit is a model for secure inference: say so before any job runs
+    fake.asked = {}
+    argv = ["stats", "glm", "--config", "a.toml", "--formula", "y ~ a + b", "--family", "gaussian"]
+    code = cli.main([*argv, "--save-model", str(tmp_path / "m.npz")])
+    assert code == 2
+    assert "smpc: error: --save-model needs --family binomial" in capsys.readouterr().err
+    assert fake.asked == {} and not (tmp_path / "m.npz").exists()
