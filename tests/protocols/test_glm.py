@@ -19,7 +19,7 @@ import statsmodels.api as sm
 from protocols import glm
 from protocols.disclosure import StatisticsInputError, StatisticsParamsError
 from protocols.glm_fit import FitSuppressed, GLMFitError, run_local
-from protocols.statistics import contexts
+from protocols.statistics import contexts, opened
 from protocols.synthetic import cohort
 from smpc.local import LocalFederation
 from smpc.runtime import dry_run
@@ -65,8 +65,8 @@ def _oracle(values: np.ndarray, columns: list[str], outcome: str, family: str, *
     return sm.GLM(values[keep, at], x, family=kind).fit(**fit_args), int((~keep).sum())
 
 
-def _fit(parts, columns, outcome: str, family: str = "binomial", **kwargs):
-    params = {"outcome": outcome, "family": family}
+def _fit(parts, columns, outcome: str, family: str = "binomial", max_iter: int = 25, **kwargs):
+    params = {"outcome": outcome, "family": family, "max_iter": max_iter}
     ctxs = contexts(parts, columns, params=params, **kwargs)
     return run_local(LocalFederation(len(parts)), ctxs)
 
@@ -395,3 +395,52 @@ def test_strongly_correlated_features_inside_the_bound_match_statsmodels() -> No
     tight, _ = _oracle(values, ["a", "b", "c", "y"], "y", "binomial", tol=1e-13)
     np.testing.assert_allclose(fit.coef, tight.params, rtol=1e-4)
     np.testing.assert_allclose(fit.bse, tight.bse, rtol=1e-4)
+
+
+def _outputs(parts, columns, params) -> dict[str, np.ndarray]:
+    """Every output of the job as the recipients receive it."""
+    ctxs = contexts(parts, columns, params=params)
+    spec = glm.protocol_for(glm.params_for(ctxs[0].params))
+    return LocalFederation(len(parts)).run(opened(spec), inputs=ctxs).results[0]
+
+
+def test_a_suppressed_fit_reveals_nothing_but_zeros() -> None:
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(300, 2)) * 10 + 50
+    y = np.zeros(300)
+    y[[3, 50, 120, 260]] = 1.0  # 4 events, below m = 5
+    values = np.column_stack([x, y])
+    out = _outputs([values[k::3] for k in range(3)], ["a", "b", "y"], {"outcome": "y"})
+    assert int(out["status"][0]) == glm.SUPPRESSED
+    for name in glm.OUTPUTS:
+        if name != "status":
+            assert not np.asarray(out[name]).any(), name  # not the counts, means or SDs either
+
+
+def test_max_iter_reached_stops_and_reveals_no_coefficient(breast) -> None:
+    values, columns, ids = breast
+    parts = [values[(ids - 1) % 3 == k] for k in range(3)]
+    out = _outputs(parts, columns, {"outcome": "malignant", "max_iter": 2})
+    assert int(out["status"][0]) == glm.NOT_CONVERGED and int(out["iterations"][0]) == 2
+    assert not out["coef"].any() and not out["variance"].any() and not out["deviance"].any()
+    with pytest.raises(GLMFitError, match="did not converge in 2 iterations"):
+        _fit(parts, columns, "malignant", max_iter=2)
+
+
+def test_a_text_feature_is_an_error_naming_the_column(breast) -> None:
+    values, _, ids = breast
+    names = [*FEATURES, "diagnosis"]
+    parts, text = [], []
+    for k in range(3):
+        mine = values[(ids - 1) % 3 == k].copy()
+        cells = {c: mine[:, j].astype(str) for j, c in enumerate(FEATURES)}
+        cells["diagnosis"] = np.where(mine[:, -1] == 1.0, "M", "B")
+        if k == 1:
+            cells["mean_texture"][7] = "high"  # a text cell in a feature
+            mine[7, 1] = np.nan
+        mine[:, -1] = np.nan
+        parts.append(mine)
+        text.append(cells)
+    ctxs = contexts(parts, names, params={"outcome": "diagnosis", "positive": "M"}, text=text)
+    with pytest.raises(StatisticsInputError, match="column 'mean_texture' row 7: a feature must"):
+        run_local(LocalFederation(3), ctxs)
