@@ -160,7 +160,11 @@ WEIGHT_BITS = 24
 """Fractional bits of the public weights of the intercept's variance factor."""
 
 COEFFICIENT_BOUND = 20.0
-"""A standardised logistic coefficient beyond this (odds ratio e^20 per SD) means separation."""
+"""A standardised logistic coefficient beyond this (odds ratio e^20 per SD) means separation.
+
+Or nearly collinear features: e.g. mean radius and mean perimeter of the
+breast cancer data, whose standardised coefficients statsmodels puts at -21
+and 26; the refusal's reason names both."""
 
 INVERSE_TRACE_BITS = 14
 """The inverse counts only if trace(Y) < 2^14, so that A's smallest eigenvalue exceeds 2^-14.

@@ -44,8 +44,9 @@ REASONS = {
     ),
     glm.SEPARATION: (
         GLMFitError,
-        "the outcome is (quasi-)separated by the features: a coefficient grows without bound "
-        "(standardised beyond {bound:g}); remove or merge the separating features",
+        "a coefficient exceeded {bound:g} in standardised units: the outcome is (quasi-)separated "
+        "by the features (the coefficient grows without bound), or the features are nearly "
+        "collinear; remove or merge the separating or redundant features",
     ),
     glm.NOT_CONVERGED: (
         GLMFitError,

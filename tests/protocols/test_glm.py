@@ -444,3 +444,19 @@ def test_a_text_feature_is_an_error_naming_the_column(breast) -> None:
     ctxs = contexts(parts, names, params={"outcome": "diagnosis", "positive": "M"}, text=text)
     with pytest.raises(StatisticsInputError, match="column 'mean_texture' row 7: a feature must"):
         run_local(LocalFederation(3), ctxs)
+
+
+def test_a_huge_coefficient_from_collinear_features_is_not_called_separation(breast) -> None:
+    # radius and perimeter are almost proportional: statsmodels converges, with standardised
+    # coefficients beyond the bound of 20, and no feature separates the classes
+    values, _, ids = breast
+    with DATA.open() as f:
+        rows = list(csv.reader(f))
+    perimeter = np.array([float(r[rows[0].index("mean_perimeter")]) for r in rows[1:]])
+    chosen = np.column_stack([values[:, 0], perimeter, values[:, 1], values[:, -1]])
+    names = ["mean_radius", "mean_perimeter", "mean_texture", "malignant"]
+    ref, _ = _oracle(chosen, names, "malignant", "binomial")
+    assert ref.converged and np.abs(ref.params[1:] * chosen[:, :3].std(axis=0)).max() > 20
+    parts = [chosen[(ids - 1) % 3 == k] for k in range(3)]
+    with pytest.raises(GLMFitError, match="or the features are nearly collinear"):
+        _fit(parts, names, "malignant")
