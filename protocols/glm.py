@@ -53,11 +53,12 @@ Steps (k hospitals, p features, q = p + 1 coefficients with the intercept):
    22 bits (:mod:`smpc.linalg`, 76 rounds); I - A Y against the 22-bit A and
    R = I - A Y against the 32-bit A (one batched product, 1 round); then in
    the same 8 rounds the check (one batched comparison: did the inverse
-   converge?) that |trace(I - A_22 Y)| < 2^-10 and 0 < trace Y < 2^14 and one
-   refinement Y + Y R (3 rounds) followed by the step Y (g_hi + g_lo) at 36
-   bits and the variance factors Y_jj and t'Yt (for the intercept in raw units, t the
-   public unit vector along (1, -mean_j / sd_j)) at 32 bits (2 rounds). The
-   check's four bits are opened to the parties (1 round), then, only if the
+   converge?) that |trace(I - A_22 Y)| < 2^-10, |trace R| < 2^-7 and
+   0 < trace Y < 2^15.5, and one refinement Y + Y R (3 rounds) followed by
+   the step Y (g_hi + g_lo) at 36 bits and the variance factors Y_jj and
+   t'Yt (for the intercept in raw units, t the public unit vector along
+   (1, -mean_j / sd_j)) at 32 bits (2 rounds). The
+   check's six bits are opened to the parties (1 round), then, only if the
    inverse converged, the step (1 round), which is added to beta. 88 rounds
    per iteration (:data:`ITERATION_ROUNDS`).
 4. The iteration stops when every step is below ``tol`` (converged: the
@@ -79,18 +80,21 @@ about 1e-8 relative for a condition number of 100. The step is the product
 with a score given to 2^-38, and Newton's method corrects any error of the
 inverse, so the coefficients are as exact as the score. Newton-Schulz
 converges if A's smallest eigenvalue is at least 2^-15
-(``smpc.linalg.INVERSE_BOUND_BITS``), but one refinement leaves an error of
-about (k 2^-23 / lambda)^2 from the hospitals' roundings of the 22-bit copy,
-so the check of step 3 refuses the fit as collinear once trace Y reaches
-2^14 (:data:`INVERSE_TRACE_BITS`: the smallest eigenvalue is then below
-2^-14). The trace of I - A_22 Y is a sum of the non-negative eigenvalues
-(1 - lambda)^(2^K) of the Newton-Schulz residual, so none cancels another;
-the residual against the 32-bit A is not checked, because it holds the
-rounding difference A_22 - A_32 times Y, which the refinement removes.
-(For a nearly singular A the products leave the ring's range and wrap
-around; a wrapped trace of the residual passes the check with probability
-about 2^-19, and a wrapped trace of Y lands in (0, 2^14) with about 2^-27;
-the step it would open is then far beyond any plausible coefficient.)
+(``smpc.linalg.INVERSE_BOUND_BITS``). One refinement leaves an error of
+about |R|^2, R = (A_22 - A_32) Y being the hospitals' roundings of the
+22-bit copy times Y, so the check of step 3 refuses the fit as collinear
+unless three traces say it is sound: that of I - A_22 Y, a sum of the
+non-negative eigenvalues (1 - lambda)^(2^K) of the Newton-Schulz residual,
+so that none cancels another (:data:`CONDITION_TOLERANCE`); that of R,
+dominated by its terms along the eigenvectors of small eigenvalues
+(:data:`REFINEMENT_TOLERANCE`: an error of about 6e-5); and trace Y, which
+bounds the range of everything Y multiplies (:data:`INVERSE_TRACE_BITS`).
+Measured: fits pass when A's smallest eigenvalue is 2^-15 or more (for
+three hospitals, most of them; for ten hospitals and 31 coefficients,
+some) and none below 2^-16, and no passing inverse was off by more than
+6e-5. (For a nearly singular A the products leave the ring's range and wrap
+around; then every trace must land within its bound by chance, about 2^-19
+for the first alone.)
 
 Every iteration consumes the same preprocessing, so the dry run plans
 ``max_iter`` of them and a fit that converges earlier uses a prefix of its
@@ -141,14 +145,15 @@ RESIDUAL_BITS = 36
 """Fractional bits of each opened step."""
 
 REFINE_BITS = 28
-"""Fractional bits of the residual I - A Y in the refinement.
+"""Fractional bits of the residual R = I - A_32 Y in the refinement.
 
-Y R at 22 + 28 bits must stay below 2^62: |Y R| < 2^12. Y R is Y (I - A Y)
-against the 22-bit A (|Y| 2^-10 <= 2^4 after the check of trace Y < 2^14)
-plus Y (A_22 - A_32) Y, the hospitals' roundings between the two copies of
-A (each about 2^-23 per entry) times |Y|^2 <= 2^28: about 2^6 for a few
-hospitals. At 36 bits (room for 2^4 only) the refinement wrapped around for
-eigenvalues below about 2^-13."""
+Y R at 22 + 28 bits must stay below 2^62: |Y R| < 2^12. Y R is Y (I - A_22
+Y), at most 2^15.5 2^-10 after the check, plus Y (A_22 - A_32) Y, the
+hospitals' roundings between the two copies of A times Y twice: along an
+eigenvector of a small eigenvalue lambda it is that term of trace R (below
+2^-7 after the check) over lambda (above 2^-15.5), below 2^8.5. At 36 bits
+(room for 2^4 only) the refinement wrapped around for eigenvalues below
+about 2^-13."""
 
 LOW_BITS = 38
 """Fractional bits of the score's second limb (the remainder below 2^-22)."""
@@ -166,17 +171,26 @@ Or nearly collinear features: e.g. mean radius and mean perimeter of the
 breast cancer data, whose standardised coefficients statsmodels puts at -21
 and 26; the refusal's reason names both."""
 
-INVERSE_TRACE_BITS = 14
-"""The inverse counts only if trace(Y) < 2^14, so that A's smallest eigenvalue exceeds 2^-14.
+INVERSE_TRACE_BITS = 15.5
+"""The inverse counts only if trace(Y) < 2^15.5, which bounds Y's largest eigenvalue.
 
-Newton-Schulz itself reaches 2^-15 (``smpc.linalg.INVERSE_BOUND_BITS``), but
-one refinement leaves a relative error of about (k 2^-23 / lambda)^2 from
-the hospitals' roundings of the 22-bit copy of A: measured up to 1e-4 on a
-variance factor at 2^-14 for 10 hospitals and 31 coefficients, 2.4e-4 at
-2^-14.7."""
+That keeps the step Y g below 2^18 at 44 bits, t'Yt below 2^16 at 22 + 24
+bits and Newton-Schulz's iterate in range. The trace, not the smallest
+eigenvalue, is bounded: when every eigenvalue is small alike (rare events
+weigh each row by about p (1 - p), not 1/4), trace Y is q times 1 / lambda,
+so the bound must leave room for q = 31 well-conditioned ones near 2^-10."""
 
 CONDITION_TOLERANCE = 2.0**-10
 """|trace(I - A Y)| against the 22-bit A must stay below this: Newton-Schulz converged."""
+
+REFINEMENT_TOLERANCE = 2.0**-7
+"""|trace(I - A Y)| against the 32-bit A must stay below this: the refinement is accurate.
+
+R = I - A_32 Y is the rounding difference (A_22 - A_32) Y, largest along
+the eigenvectors of small eigenvalues, where its diagonal terms dominate; one
+refinement leaves R^2, about 2^-14 = 6e-5 relative at this tolerance. (The
+former 2^-10 refused most fits whose smallest eigenvalue was 2^-13 to
+2^-15, which this refinement inverts to better than 1e-4.)"""
 
 SPREAD_FLOOR = 2.0**-12
 """A column whose standard deviation is below this times max(1, |mean|) counts as constant.
@@ -514,15 +528,16 @@ def _iteration(
 ) -> Steps[tuple[np.ndarray, np.ndarray, np.ndarray]]:
     """Inverse, convergence check, refinement, step and variance factors; 85 rounds.
 
-    Returns shares of the four check bits (1 = within bounds), of the step
+    Returns shares of the six check bits (1 = within bounds), of the step
     at RESIDUAL_BITS and of the variance factors at OUT_BITS.
 
-    The check is on what Newton-Schulz inverted, the 22-bit A: trace(I - A Y)
-    is the sum of the eigenvalues (1 - lambda)^(2^K) >= 0 of its residual, so
-    no two of them cancel, and trace(Y) >= 1 / lambda_min bounds the inverse
-    (hence the refinement's range). The residual against the 32-bit A, which
-    the refinement corrects, also carries the two copies' rounding difference
-    times Y, which is no sign of failure; it comes from the same product.
+    Three traces are checked. Against the 22-bit A, which Newton-Schulz
+    inverted, trace(I - A Y) is the sum of the eigenvalues (1 - lambda)^(2^K)
+    >= 0 of its residual, so none cancels another: did it converge? Against
+    the 32-bit A it is dominated by the rounding difference between the two
+    copies along the eigenvectors of small eigenvalues: will one refinement
+    be accurate? And trace Y bounds Y's largest eigenvalue, hence the range
+    of the refinement, the step and the variance factors.
     """
     ring = rt.ring
     q = a22.shape[0]
@@ -531,14 +546,17 @@ def _iteration(
     coarse = ring.sub(linalg.scaled_identity(rt, 1.0, q, 2 * WORK_BITS), both[:q])
     r = ring.sub(linalg.scaled_identity(rt, 1.0, q, FINE_BITS + WORK_BITS), both[q:])
     r_bits = FINE_BITS + WORK_BITS
-    residual = ring.total(np.ascontiguousarray(np.diagonal(coarse)))
-    size = ring.total(np.ascontiguousarray(np.diagonal(y)))
-    traces = np.array([residual, size], dtype=np.uint64)
+    traces = np.array(
+        [ring.total(np.ascontiguousarray(np.diagonal(m))) for m in (coarse, r, y)],
+        dtype=np.uint64,
+    )
     signed = rt.shared(np.concatenate([traces, ring.neg(traces)]), 0)
-    tolerance = int(CONDITION_TOLERANCE * 2.0 ** (2 * WORK_BITS))
-    bound = 1 << (INVERSE_TRACE_BITS + WORK_BITS)
-    # all four negative exactly when |trace R| < tolerance and 0 < trace Y < 2^14
-    limits = np.array([tolerance, bound, tolerance, 0], dtype=np.int64)
+    converged = int(CONDITION_TOLERANCE * 2.0 ** (2 * WORK_BITS))
+    accurate = int(REFINEMENT_TOLERANCE * 2.0**r_bits)
+    bound = int(2.0 ** (INVERSE_TRACE_BITS + WORK_BITS))
+    # all six negative exactly when both residuals' traces are within their tolerances
+    # and 0 < trace Y < 2^INVERSE_TRACE_BITS
+    limits = np.array([converged, accurate, bound, converged, accurate, 0], dtype=np.int64)
     s, comparison = compare.sign_bit_steps(rt, signed - limits)
 
     def solve() -> Steps[tuple[np.ndarray, np.ndarray]]:

@@ -357,27 +357,26 @@ def _one_iteration(a: np.ndarray, g: np.ndarray, hospitals: int = 3):
 
 
 @pytest.mark.parametrize("seed", range(6))
-@pytest.mark.parametrize(
-    "smallest",
-    [2.0**-13, 2.0**-13.7, 2.0**-14.5, 2.0**-17, 2.0**-18],
-    ids=["2^-13", "2^-13.7", "2^-14.5", "2^-17", "2^-18"],
-)
-def test_the_inverse_check_passes_every_accurate_inverse_and_no_other(
-    smallest: float, seed: int
+@pytest.mark.parametrize("exponent", [13, 13.7, 15, 16, 17, 18], ids=lambda e: f"2^-{e}")
+def test_the_inverse_check_passes_accurate_inverses_and_refuses_tiny_eigenvalues(
+    exponent: float, seed: int
 ) -> None:
-    # The check lets through every A whose inverse has a trace below 2^14 (so its smallest
-    # eigenvalue is above 2^-14) and refuses the others, whose inverse would lose accuracy
-    # or leave the ring's range in the refinement (the trace of I - A Y against the 32-bit
-    # A, checked before, refused most of those above 2^-14 and let some at 2^-17 through
-    # with an error of 1e-3).
+    # Newton-Schulz inverts A for eigenvalues from 2^-15 (the documented bound); the check
+    # must let the well-conditioned ones through, refuse those whose inverse would leave
+    # the ring's range (trace Y >= 2^15.5), and pass nothing inaccurate. (The check of
+    # |trace(I - A_32 Y)| < 2^-10 alone refused most A at 2^-13 and 2^-13.7 and let some
+    # through at 2^-17 with an error of 1e-3.)
     q = 4
-    a = _spd_trace_one(q, smallest, seed)
+    a = _spd_trace_one(q, 2.0**-exponent, seed)
     g = np.random.default_rng(seed).normal(size=q) * 0.1
     check, step, variance, fine = _one_iteration(a, g)
-    exact = np.linalg.inv(fine)  # the oracle: numpy's inverse of the pooled matrix
     passed = bool((check == 1).all())
-    assert passed == (np.trace(exact) < 2.0**glm.INVERSE_TRACE_BITS)
-    if passed:  # one refinement leaves (I - A Y)^2, about (k 2^-23 / lambda)^2
+    if exponent <= 13.7:
+        assert passed
+    if exponent >= 16:  # trace Y >= 1 / lambda_min >= 2^16
+        assert not passed
+    if passed:  # the oracle: numpy's inverse of the pooled 32-bit matrix
+        exact = np.linalg.inv(fine)
         assert np.abs(step - exact @ g).max() < 1e-4 * np.abs(exact @ g).max()
         np.testing.assert_allclose(variance[1:], np.diag(exact)[1:], rtol=1e-4)
 
@@ -460,3 +459,20 @@ def test_a_huge_coefficient_from_collinear_features_is_not_called_separation(bre
     parts = [chosen[(ids - 1) % 3 == k] for k in range(3)]
     with pytest.raises(GLMFitError, match="or the features are nearly collinear"):
         _fit(parts, names, "malignant")
+
+
+def test_rare_events_with_many_features_match_statsmodels() -> None:
+    # 20 independent features and 0.5% events: every eigenvalue of the scaled information is
+    # about 2^-10 (weights near 0.005, not 1/4), so trace Y is about 2^14.7 although no
+    # direction is ill-conditioned
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(20000, 20))
+    y = (rng.random(20000) < 1 / (1 + np.exp(-(np.log(0.005 / 0.995) + 0.2 * x[:, 0])))).astype(
+        float
+    )
+    values = np.column_stack([x, y])
+    names = [f"x{j}" for j in range(20)] + ["y"]
+    fit, _ = _fit([values[k::3] for k in range(3)], names, "y")
+    tight, _ = _oracle(values, names, "y", "binomial", tol=1e-13)
+    np.testing.assert_allclose(fit.coef, tight.params, rtol=1e-4)
+    np.testing.assert_allclose(fit.bse, tight.bse, rtol=1e-4)
