@@ -22,8 +22,10 @@ What is revealed, and to whom:
 - To the computing parties, as declared public intermediates: m, N, the
   pooled events (binomial), the column means and standard deviations, the
   path of the coefficient iterates in standardised units (hence the final
-  coefficients) and whether each iteration's inverse converged; each is a
-  function of the pooled data only, never of one hospital's aggregates.
+  coefficients) and whether each iteration's inverse converged (six bits:
+  which of three traces of the pooled inverse and its residuals lies within
+  its bound, step 3); each is a function of the pooled data only, never of
+  one hospital's aggregates.
   Keeping the iterates secret (a secure sigmoid over every row) is not done.
 - Whether the fit failed, and why (separation, no convergence, collinear
   or constant columns), to everyone: a refused fit reveals its status, and
