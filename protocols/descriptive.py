@@ -27,12 +27,11 @@ from protocols.disclosure import (
     PolicyRefused,
     StatisticsParams,
     agree,
-    check_values,
-    complete_rows,
     gate,
     job_params,
     small_contribution,
 )
+from protocols.local_data import Counted, LocalData, local_data
 from smpc import compare
 from smpc.runtime import Runtime
 from smpc.shares import SharedTensor, concatenate
@@ -62,20 +61,19 @@ def check_frac_bits(rt: Runtime) -> None:
         raise ValueError(f"the statistics protocols need F = {SUM_BITS} fractional bits")
 
 
-def local_rows(rt: Runtime, ctx: JobContext, *, bounded: bool = True) -> tuple[np.ndarray, int]:
-    """This party's complete rows of the requested columns and how many it dropped.
+def own_data(rt: Runtime, ctx: JobContext) -> LocalData | None:
+    """This party's data, asked for local aggregates; None in the dry run that plans a job.
 
     Call it after :func:`~protocols.disclosure.job_params`, which checks the
-    selection on the signed job. The dry run that plans a job needs only
-    shapes, which do not depend on the rows, so it skips the local work and
-    sees no rows.
+    selection on the signed job. The dry run needs only shapes, which do not
+    depend on the rows, so it skips the local work and sees no rows.
     """
-    if rt.planning:
-        return np.zeros((0, len(ctx.columns))), 0
-    rows, dropped = complete_rows(np.asarray(ctx.values, dtype=np.float64))
-    if bounded:
-        check_values(rows, ctx.columns)
-    return rows, dropped
+    return None if rt.planning else local_data(ctx)
+
+
+def _counts(counted: Counted | None) -> tuple[int, int]:
+    """(complete rows, dropped rows); zeros in the dry run."""
+    return (0, 0) if counted is None else (counted.rows, counted.dropped)
 
 
 def pooled_integers(rt: Runtime, local: np.ndarray) -> SharedTensor:
@@ -103,9 +101,10 @@ def count(rt: Runtime, ctx: JobContext) -> Outcome:
     """
     check_frac_bits(rt)
     job_params(ctx, StatisticsParams)
-    rows, dropped = local_rows(rt, ctx, bounded=False)
+    data = own_data(rt, ctx)
+    n, dropped = _counts(data.counts() if data is not None else None)
     m = agree(rt, ctx)
-    pooled = pooled_integers(rt, np.array([len(rows), dropped, small_contribution(len(rows), m)]))
+    pooled = pooled_integers(rt, np.array([n, dropped, small_contribution(n, m)]))
     _, (kept,) = gate(rt, pooled[:2], m, [(pooled[:2], None)], pooled[2:])
     return Outcome({"count": kept[:1], "dropped": kept[1:]})
 
@@ -120,10 +119,11 @@ def total(rt: Runtime, ctx: JobContext) -> Outcome:
     """
     check_frac_bits(rt)
     job_params(ctx, StatisticsParams)
-    rows, dropped = local_rows(rt, ctx)
+    data = own_data(rt, ctx)
+    counted, sums = data.sums() if data is not None else (None, np.zeros(len(ctx.columns)))
+    n, dropped = _counts(counted)
     m = agree(rt, ctx)
-    sums = rows.sum(axis=0) if len(rows) else np.zeros(len(ctx.columns))
-    head = [len(rows), dropped, small_contribution(len(rows), m)]
+    head = [n, dropped, small_contribution(n, m)]
     pooled = pooled_integers(rt, np.concatenate([head, fixed(sums, SUM_BITS)]))
     counts = pooled[:2]
     _, (kept, sum_kept) = gate(rt, counts, m, [(counts, None), (pooled[3:], 0)], pooled[2:3])
@@ -167,20 +167,20 @@ def moments(rt: Runtime, ctx: JobContext, *, matrix: bool) -> Outcome:
     """
     check_frac_bits(rt)
     job_params(ctx, StatisticsParams)
-    rows, dropped = local_rows(rt, ctx)
+    data = own_data(rt, ctx)
     p = len(ctx.columns)
+    counted, mean_i, comoment = (
+        data.moments(matrix=matrix) if data is not None else (None, np.zeros(p), np.zeros(0))
+    )
+    n, dropped = _counts(counted)
     m = agree(rt, ctx)
-    pooled = pooled_integers(rt, np.array([len(rows), dropped, small_contribution(len(rows), m)]))
+    pooled = pooled_integers(rt, np.array([n, dropped, small_contribution(n, m)]))
     counts = pooled[:2]
     _, (kept,) = gate(rt, counts, np.array([max(m, 2), m]), [(counts, None)], pooled[2:])
     opened = rt.open(kept[:1])
     pooled_n = 0 if opened is None else int(opened[0])
-    n = len(rows)
     width = p * p if matrix else p
     if pooled_n > 0 and n > 0:
-        mean_i = rows.mean(axis=0)
-        centred = rows - mean_i
-        comoment = centred.T @ centred if matrix else np.einsum("ij,ij->j", centred, centred)
         w = n / pooled_n
         local = np.concatenate(
             [
@@ -259,14 +259,16 @@ def extremes(rt: Runtime, ctx: JobContext) -> Outcome:
     if not ctx.allow_min_max:
         raise PolicyRefused("this party's policy does not permit a minimum or maximum")
     job_params(ctx, StatisticsParams)
-    rows, dropped = local_rows(rt, ctx)
+    data = own_data(rt, ctx)
     p = len(ctx.columns)
+    counted, low, high = data.extremes() if data is not None else (None, None, None)
+    n, dropped = _counts(counted)
     m = agree(rt, ctx)
-    if len(rows):
-        ends = np.concatenate([-rows.min(axis=0), rows.max(axis=0)])
+    if n and low is not None and high is not None:
+        ends = np.concatenate([-low, high])
     else:
         ends = np.full(2 * p, -(2.0**14))
-    head = [len(rows), dropped, small_contribution(len(rows), m)]
+    head = [n, dropped, small_contribution(n, m)]
     local = np.concatenate([head, fixed(ends, SUM_BITS)])
     parts = rt.input_all(local, (len(local),), integer=True)
     totals = parts[0][:3]
