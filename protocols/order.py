@@ -184,10 +184,10 @@ def quantiles(rt: Runtime, ctx: JobContext) -> Outcome:
         gap = 2 ** max(left - STEP_BITS, 0)
         offsets = np.minimum(np.arange(1, ways + 1), 2 ** min(left, STEP_BITS) - 1)
         points = low[:, None] + gap * offsets[None, :]
-        counts = np.zeros(lanes, dtype=np.int64)
+        under = np.zeros(lanes, dtype=np.int64)
         if ok and at_most is not None:
-            counts = at_most((lo + points * width).reshape(-1))
-        pooled = pooled_integers(rt, counts)
+            under = at_most((lo + points * width).reshape(-1))
+        pooled = pooled_integers(rt, under)
         lane_value = pooled * np.repeat(b, ways) - n_lanes * np.repeat(a, ways)
         opened_bits = rt.open(compare.ltz(rt, lane_value))
         short = np.asarray(opened_bits).reshape(len(qs), ways).astype(bool)
