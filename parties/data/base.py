@@ -18,6 +18,31 @@ import numpy as np
 from parties.data.errors import DataSourceError
 from parties.data.filters import Filter, evaluate, parse_filter
 from parties.data.selection import Column, Selection
+from protocols.local_data import LocalData
+
+
+class InPlaceData(LocalData):
+    """Local aggregates a source computes where its rows live, for one job (see ``pushdown``).
+
+    Besides the aggregates, what a party needs before the job: the count of
+    kept rows for its cohort check, and consent applied by patient.
+    """
+
+    @abstractmethod
+    def kept_rows(self) -> int:
+        """Rows the job's filter (and consent) keeps, before missing values are dropped."""
+
+    @abstractmethod
+    def patient_ids(self, column: str) -> np.ndarray | None:
+        """The patient column of the kept rows as text, or None if it cannot be restricted."""
+
+    @abstractmethod
+    def restrict(self, column: str, ids: np.ndarray, keep: np.ndarray) -> None:
+        """Keep only the rows of the patients whose ``keep`` is set."""
+
+    @abstractmethod
+    def close(self) -> None:
+        """Release what the job held (a connection, a snapshot)."""
 
 
 class DataSource(ABC):
@@ -99,10 +124,22 @@ class DataSource(ABC):
             selected[name] = col
         return Selection(names, values, kept_ids, selected)
 
+    def aggregates(
+        self, columns: Sequence[str], where: str | None = None, *, categorical: bool = False
+    ) -> InPlaceData | None:
+        """A statistic's local aggregates computed where the rows live, or None.
+
+        None (the default) means the rows are read and the aggregates made
+        from them with numpy (``protocols.local_data.RowData``); a database
+        source answers them in place.
+        """
+        self.check(columns, where)
+        return None
+
 
 def unknown_column(name: str, known: Sequence[str], where: str) -> DataSourceError:
     listed = ", ".join(known) or "none"
     return DataSourceError(f"unknown column {name!r}{where}; known columns: {listed}")
 
 
-__all__ = ["DataSource", "unknown_column"]
+__all__ = ["DataSource", "InPlaceData", "unknown_column"]

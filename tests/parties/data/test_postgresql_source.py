@@ -203,7 +203,8 @@ def test_a_dropped_connection_mid_read_is_a_clear_error(postgres, tables) -> Non
         with _connect(postgres) as conn:
             conn.execute(
                 "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
-                ' WHERE query LIKE \'SELECT "mean_radius" FROM "slow"%\''
+                " WHERE pid <> pg_backend_pid() AND backend_type = 'client backend'"
+                " AND state = 'active'"
             )
 
     killer = threading.Thread(target=kill)
