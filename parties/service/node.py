@@ -387,6 +387,11 @@ class PartyNode:
                     columns = tuple(mine.columns)
                     values = np.zeros((0, len(columns)))
                     check_cohort(spec, self.member, data.kept_rows())
+                    log.info(
+                        "%s: job %s: local aggregates computed in the database",
+                        self.member.name,
+                        spec.job_id,
+                    )
                 else:
                     selection = self.source.select(
                         mine.columns, mine.where, numeric=not categorical

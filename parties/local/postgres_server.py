@@ -1,6 +1,7 @@
-"""A throwaway PostgreSQL server for tests: initdb + pg_ctl in a temporary folder.
+"""A throwaway PostgreSQL server for tests, benchmarks and the demo: initdb + pg_ctl.
 
-It listens on 127.0.0.1 at a free port, with its unix socket in the same
+It runs from the PostgreSQL binaries on the machine in a temporary folder,
+listens on 127.0.0.1 at a free port, with its unix socket in the same
 folder, and asks for a password (SCRAM) over TCP. PostgreSQL refuses to run
 as root, so under root the server runs as the user ``nobody``.
 """
@@ -13,18 +14,18 @@ import shutil
 import socket
 import subprocess
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-
-import pytest
 
 USER = "smpc"
 
 
 @dataclass(frozen=True)
 class Server:
+    """A running server: its folder, port and the password of user ``smpc``."""
+
     folder: Path
     port: int
     password: str
@@ -52,8 +53,8 @@ def _free_port() -> int:
 
 
 @contextmanager
-def running(password: str) -> Iterator[Server]:
-    """Start a server; stops it and removes its folder afterwards."""
+def running(password: str, settings: Sequence[str] = ()) -> Iterator[Server]:
+    """Start a server (``settings``: extra ``name=value`` options); stop and remove it after."""
     bin_dir = binaries()
     if bin_dir is None:
         raise FileNotFoundError("no PostgreSQL binaries (initdb, pg_ctl)")
@@ -75,6 +76,7 @@ def running(password: str) -> Iterator[Server]:
             **run,
         )  # fmt: skip
         options = f"-k {folder} -p {port} -c listen_addresses=127.0.0.1"
+        options += "".join(f" -c {setting}" for setting in settings)
         subprocess.run(
             [*prefix, str(bin_dir / "pg_ctl"), "-D", str(data), "-o", options, "-w",
              "-l", str(folder / "log"), "start"],
@@ -93,12 +95,4 @@ def running(password: str) -> Iterator[Server]:
         shutil.rmtree(folder, ignore_errors=True)
 
 
-@pytest.fixture(scope="session")
-def postgres() -> Iterator[Server]:
-    """A running server; the tests that use it are skipped where PostgreSQL is not installed."""
-    if binaries() is None:
-        pytest.skip(
-            "PostgreSQL server binaries (initdb, pg_ctl) are not installed; .ci/run installs them"
-        )
-    with running("pg-test-password-5120") as server:
-        yield server
+__all__ = ["USER", "Server", "binaries", "running"]
