@@ -8,6 +8,7 @@ as root, so under root the server runs as the user ``nobody``.
 
 from __future__ import annotations
 
+import functools
 import glob
 import os
 import shutil
@@ -68,19 +69,17 @@ def running(password: str, settings: Sequence[str] = ()) -> Iterator[Server]:
     if prefix:
         shutil.chown(pwfile, "nobody")
     data, port = folder / "data", _free_port()
-    run = {"check": True, "capture_output": True, "cwd": folder}
+    run = functools.partial(subprocess.run, check=True, capture_output=True, cwd=folder)
     try:
-        subprocess.run(
+        run(
             [*prefix, str(bin_dir / "initdb"), "-D", str(data), "-U", USER, "--pwfile", str(pwfile),
              "--auth-local=trust", "--auth-host=scram-sha-256", "-E", "UTF8", "--no-locale"],
-            **run,
         )  # fmt: skip
         options = f"-k {folder} -p {port} -c listen_addresses=127.0.0.1"
         options += "".join(f" -c {setting}" for setting in settings)
-        subprocess.run(
+        run(
             [*prefix, str(bin_dir / "pg_ctl"), "-D", str(data), "-o", options, "-w",
              "-l", str(folder / "log"), "start"],
-            **run,
         )  # fmt: skip
         try:
             yield Server(folder, port, password)
