@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 
@@ -31,6 +31,14 @@ class InPlaceData(LocalData):
     @abstractmethod
     def kept_rows(self) -> int:
         """Rows the job's filter (and consent) keeps, before missing values are dropped."""
+
+    @abstractmethod
+    def admit(self, check: Callable[[int], None]) -> None:
+        """Have ``check(kept rows)`` run before the first aggregate is handed out.
+
+        A party's cohort check: counting in the same pass as the aggregates
+        saves a pass over the rows, and a refusal still comes before any share.
+        """
 
     @abstractmethod
     def patient_ids(self, column: str) -> np.ndarray | None:

@@ -29,8 +29,10 @@ column or filter type without a translation, reads the rows instead
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+import math
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, suppress
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -72,7 +74,16 @@ class PostgresAggregates(InPlaceData):
         )
         self._restriction: sql.Composable | None = None
         self._conn: psycopg.Connection | None = None
-        self._counted: tuple[int, Counted] | None = None
+        self._check: Callable[[int], None] | None = None
+        self._guards = (
+            [
+                (column, is_text)
+                for column, is_text in sql_filter.compared(parsed)
+                if is_text or self._kinds.get(column) == sql_filter.NUMERIC
+            ]
+            if parsed is not None
+            else []
+        )
 
     @classmethod
     def build(
@@ -178,8 +189,6 @@ class PostgresAggregates(InPlaceData):
 
     def restrict(self, column: str, ids: np.ndarray, keep: np.ndarray) -> None:
         """Keep only the rows of consenting patients (``ids`` from :meth:`patient_ids`)."""
-        if self._counted is not None:
-            raise RuntimeError("restrict before the first aggregate")
         keep = np.asarray(keep, dtype=bool)
         if keep.all():
             return
@@ -193,72 +202,131 @@ class PostgresAggregates(InPlaceData):
                 cell, self._bind(others)
             )
 
-    # -- checks shared by every aggregate ----------------------------------------------
+    # -- the one scan every aggregate starts with ------------------------------------
+
+    def admit(self, check: Callable[[int], None]) -> None:
+        """Call ``check(kept rows)`` on the first scan, before any aggregate is handed out."""
+        self._check = check
 
     def kept_rows(self) -> int:
-        """Rows the job keeps (filter and consent), after the checks the row path makes.
+        """Rows the job keeps (filter and consent), after the checks the row path makes."""
+        return self._scan([], []).kept
 
-        One scan: the filter's checks over every row, the non-finite check of
-        the selected columns in the kept rows, and the kept and complete counts.
+    def _scan(self, keys: Sequence[sql.Composable], items: Sequence[sql.Composable]) -> _Scanned:
+        """One pass over the rows: counts, the row path's checks, and ``items`` per group.
+
+        Groups are by ``keys`` (none: one group) over the kept rows. When the
+        filter compares a column with a literal, the filter language checks that
+        column in every row, so the pass then reads every row and groups by
+        whether it is kept as well. Raises what the row path raises, naming
+        column and data row; calls the admission check once with the kept count.
         """
-        if self._counted is None:
-            kept = self._kept()
-            checks: list[sql.Composable] = []
-            guards = sql_filter.guards(self._parsed, self._kinds) if self._parsed else []
-            for column, bad in guards:
-                if self._kinds.get(column) == sql_filter.TEXT:  # compared with a string
-                    checks.append(
-                        sql.SQL("bool_and({}) AND bool_or({} IS NOT NULL)").format(
-                            bad, sql_filter.text(column)
-                        )
-                    )
-                else:
-                    checks.append(sql.SQL("bool_or({})").format(bad))
-            selected = [] if self._categorical else list(self.columns)
-            for column in selected:
-                checks.append(
-                    sql.SQL("bool_or({}) FILTER (WHERE {})").format(
-                        sql_filter.not_finite(column), kept
-                    )
-                )
-            query = sql.SQL(
-                "SELECT count(*) FILTER (WHERE {k}), count(*) FILTER (WHERE {k} AND {c}){x}"
-                " FROM {r} AS r"
-            ).format(
-                k=kept,
-                c=self._complete(),
-                x=sql.SQL("").join(sql.SQL(", ") + check for check in checks),
-                r=self._relation,
-            )
-            row = self._fetch(query)[0]
-            flags = [bool(f) for f in row[2:]]
-            for (column, bad), flag in zip(guards, flags, strict=False):
-                if not flag:
-                    continue
-                if self._kinds.get(column) == sql_filter.TEXT:
+        kept = self._kept()
+        guards = self._guards
+        every = bool(guards)
+        keyed: list[sql.Composable] = [sql.SQL("COALESCE({}, FALSE)").format(kept)] if every else []
+        keyed += keys
+        guard_items: list[sql.Composable] = []
+        for column, is_text in guards:
+            if is_text:
+                guard_items += [
+                    sql.SQL("bool_and({})").format(sql_filter.looks_numeric(column)),
+                    sql.SQL("bool_or({} IS NOT NULL)").format(sql_filter.text(column)),
+                ]
+            else:
+                cell = sql_filter.number(column)
+                guard_items += [sql.SQL("min({})").format(cell), sql.SQL("max({})").format(cell)]
+        selected = [] if self._categorical else list(self.columns)
+        cell_items = [
+            sql.SQL("{}({})").format(sql.SQL(f), sql_filter.number(c))
+            for f in ("min", "max")
+            for c in selected
+        ]
+        listed = [
+            *keyed,
+            sql.SQL("count(*)"),
+            sql.SQL("count(*) FILTER (WHERE {})").format(self._complete()),
+            *guard_items,
+            *cell_items,
+            *items,
+        ]
+        query = sql.SQL("SELECT {} FROM {} AS r").format(sql.SQL(", ").join(listed), self._relation)
+        if not every:
+            query = sql.SQL("{} WHERE {}").format(query, kept)
+        if keyed:
+            by = sql.SQL(", ").join(sql.Literal(j + 1) for j in range(len(keyed)))
+            query = sql.SQL("{} GROUP BY {}").format(query, by)
+        groups = self._fetch(query)
+        g0 = len(keyed)
+        for j, (column, is_text) in enumerate(guards):
+            at = g0 + 2 + 2 * j
+            if is_text:
+                numbers_only = all(g[at] is not False for g in groups)
+                if numbers_only and any(g[at + 1] for g in groups):
                     raise DataSourceError(
                         f"the filter compares column {column!r}, which holds numbers, with a"
                         " string literal; compare it with a number"
                     )
+            elif not all(_finite(g[at], g[at + 1]) for g in groups):
+                bad = sql_filter.not_finite(column)
                 raise DataSourceError(
                     f"column {column!r} has a value that is not a finite number at data row"
                     f" {self._first_row(bad)}"
                 )
-            for column, flag in zip(selected, flags[len(guards) :], strict=True):
-                if flag:
-                    bad = sql.SQL("{} AND {}").format(kept, sql_filter.not_finite(column))
-                    raise DataSourceError(
-                        f"column {column!r} has a value that is not a finite number at data row"
-                        f" {self._first_row(bad)}"
-                    )
-            total, complete = int(row[0]), int(row[1])
-            self._counted = (total, Counted(complete, total - complete))
-        return self._counted[0]
+        if every:
+            groups = [g[1:] for g in groups if g[0]]
+            g0 -= 1
+        groups = [g for g in groups if g[g0] is not None and int(g[g0]) > 0]
+        at = g0 + 2 + 2 * len(guards)
+        p = len(selected)
+        for j, column in enumerate(selected):
+            if not all(_finite(g[at + j], g[at + p + j]) for g in groups):
+                bad = sql.SQL("{} AND {}").format(kept, sql_filter.not_finite(column))
+                raise DataSourceError(
+                    f"column {column!r} has a value that is not a finite number at data row"
+                    f" {self._first_row(bad)}"
+                )
+        total = sum(int(g[g0]) for g in groups)
+        complete = sum(int(g[g0 + 1]) for g in groups)
+        if self._check is not None:
+            check, self._check = self._check, None
+            check(total)
+        return _Scanned(
+            kept=total,
+            counted=Counted(complete, total - complete),
+            keys=[tuple(g[:g0]) for g in groups],
+            counts=[int(g[g0]) for g in groups],
+            complete=[int(g[g0 + 1]) for g in groups],
+            low=[list(g[at : at + p]) for g in groups],
+            high=[list(g[at + p : at + 2 * p]) for g in groups],
+            items=[list(g[at + 2 * p :]) for g in groups],
+        )
 
-    def _counts(self) -> Counted:
-        self.kept_rows()
-        assert self._counted is not None
-        return self._counted[1]
+    def _complete_rows(
+        self, scanned: _Scanned, items: Sequence[sql.Composable]
+    ) -> tuple[list[Any], list[Any], list[Any]]:
+        """(minima, maxima, items) over the complete kept rows.
+
+        The first scan's are those when no kept row misses a value (its
+        aggregates skip NULL cells, so they cover the same rows); else one more
+        pass over the complete rows.
+        """
+        p = len(self.columns)
+        if scanned.counted.dropped == 0:
+            if not scanned.items:
+                return [None] * p, [None] * p, [None] * len(items)
+            return scanned.low[0], scanned.high[0], scanned.items[0]
+        cells = [sql_filter.number(c) for c in self.columns]
+        listed = [
+            *(sql.SQL("min({})").format(c) for c in cells),
+            *(sql.SQL("max({})").format(c) for c in cells),
+            *items,
+        ]
+        query = sql.SQL("SELECT {} FROM {} AS r WHERE {} AND {}").format(
+            sql.SQL(", ").join(listed), self._relation, self._kept(), self._complete()
+        )
+        row = list(self._fetch(query)[0])
+        return row[:p], row[p : 2 * p], row[2 * p :]
 
     def _bounded(self, low: Sequence[float | None], high: Sequence[float | None]) -> None:
         """Refuse, naming column and data row, a complete value outside |x| < 2^14."""
@@ -272,115 +340,91 @@ class PostgresAggregates(InPlaceData):
             )
             raise out_of_range(column, f"data row {self._first_row(bad)}")
 
-    def _aggregate(self, items: Sequence[sql.Composable]) -> list[Any]:
-        query = sql.SQL("SELECT {} FROM {} AS r WHERE {} AND {}").format(
-            sql.SQL(", ").join(items), self._relation, self._kept(), self._complete()
-        )
-        return list(self._fetch(query)[0])
-
-    def _ends(self) -> list[sql.Composed]:
-        cells = [sql_filter.number(c) for c in self.columns]
-        return [sql.SQL("min({})").format(c) for c in cells] + [
-            sql.SQL("max({})").format(c) for c in cells
-        ]
-
     # -- LocalData ------------------------------------------------------------------------
 
     def counts(self) -> Counted:
-        counted = self._counts()
+        counted = self._scan([], []).counted
         self._note([counted.rows, counted.dropped])
         return counted
 
     def sums(self) -> tuple[Counted, np.ndarray]:
-        counted = self._counts()
-        p = len(self.columns)
-        got = self._aggregate(
-            [
-                *self._ends(),
-                *(sql.SQL("sum({})").format(sql_filter.number(c)) for c in self.columns),
-            ]
-        )
-        self._bounded(got[:p], got[p : 2 * p])
-        sums = np.array([0.0 if v is None else float(v) for v in got[2 * p :]])
+        items = [sql.SQL("sum({})").format(sql_filter.number(c)) for c in self.columns]
+        scanned = self._scan([], items)
+        low, high, got = self._complete_rows(scanned, items)
+        self._bounded(low, high)
+        sums = np.array([0.0 if v is None else float(v) for v in got])
+        counted = scanned.counted
         self._note([counted.rows, counted.dropped], sums)
         return counted, sums
 
     def moments(self, *, matrix: bool) -> tuple[Counted, np.ndarray, np.ndarray]:
-        counted = self._counts()
         p = len(self.columns)
         cells = [sql_filter.number(c) for c in self.columns]
-        pairs = (
-            [(i, j) for i in range(p) for j in range(i, p)]
-            if matrix
-            else [(j, j) for j in range(p)]
-        )
+        # var_pop and covar_pop accumulate stably (Youngs and Cramer); times n they are the
+        # centred sums of squares and cross-products.
+        pairs = [(i, j) for i in range(p) for j in range(i + 1, p)] if matrix else []
         items = [
-            *self._ends(),
             *(sql.SQL("avg({})").format(c) for c in cells),
-            *(sql.SQL("regr_sxy({}, {})").format(cells[i], cells[j]) for i, j in pairs),
+            *(sql.SQL("var_pop({})").format(c) for c in cells),
+            *(sql.SQL("covar_pop({}, {})").format(cells[i], cells[j]) for i, j in pairs),
         ]
-        raw = self._aggregate(items)
+        scanned = self._scan([], items)
+        counted = scanned.counted
+        low, high, raw = self._complete_rows(scanned, items)
         if counted.rows:
-            self._bounded(raw[:p], raw[p : 2 * p])
+            self._bounded(low, high)
         got = [0.0 if v is None else float(v) for v in raw]
-        mean = np.array(got[2 * p : 3 * p])
-        found = got[3 * p :]
+        n = counted.rows
+        mean = np.array(got[:p])
+        variances = np.array(got[p : 2 * p]) * n
         if matrix:
-            spread = np.zeros((p, p))
-            for (i, j), value in zip(pairs, found, strict=True):
-                spread[i, j] = spread[j, i] = value
+            spread = np.diag(variances)
+            for (i, j), value in zip(pairs, got[2 * p :], strict=True):
+                spread[i, j] = spread[j, i] = value * n
         else:
-            spread = np.array(found)
+            spread = variances
         self._note([counted.rows, counted.dropped], mean, spread)
         return counted, mean, spread
 
     def extremes(self) -> tuple[Counted, np.ndarray, np.ndarray]:
-        counted = self._counts()
-        p = len(self.columns)
-        got = self._aggregate(self._ends())
+        scanned = self._scan([], [])
+        counted = scanned.counted
+        low, high, _ = self._complete_rows(scanned, [])
         if counted.rows:
-            self._bounded(got[:p], got[p:])
-        low = np.array([0.0 if v is None else float(v) for v in got[:p]])
-        high = np.array([0.0 if v is None else float(v) for v in got[p:]])
-        self._note([counted.rows, counted.dropped], low, high)
-        return counted, low, high
+            self._bounded(low, high)
+        lows = np.array([0.0 if v is None else float(v) for v in low])
+        highs = np.array([0.0 if v is None else float(v) for v in high])
+        self._note([counted.rows, counted.dropped], lows, highs)
+        return counted, lows, highs
 
     def histogram(self, edges: np.ndarray) -> tuple[Counted, np.ndarray]:
-        counted = self._counts()
         edges = np.asarray(edges, dtype=np.float64)
         k = len(edges)
         cell = sql_filter.number(self.columns[0])
-        query = sql.SQL(
-            "SELECT CASE WHEN {c} = {last}::float8 THEN {k} ELSE width_bucket({c}, {e}::float8[])"
-            " END AS b, count(*) FROM {r} AS r WHERE {w} AND {c} IS NOT NULL GROUP BY 1"
+        bucket = sql.SQL(
+            "CASE WHEN {c} IS NULL THEN -1 WHEN {c} = {last}::float8 THEN {k}"
+            " ELSE width_bucket({c}, {e}::float8[]) END"
         ).format(
             c=cell,
-            last=sql.Placeholder("last"),
+            last=self._bind(float(edges[-1])),
             k=sql.Literal(k - 1),
-            e=sql.Placeholder("edges"),
-            r=self._relation,
-            w=self._kept(),
+            e=self._bind(edges.tolist()),
         )
+        scanned = self._scan([bucket], [])
         cells = np.zeros(k - 1, dtype=np.int64)
-        for bucket, n in self._fetch(query, {"last": float(edges[-1]), "edges": edges.tolist()}):
-            if 1 <= int(bucket) <= k - 1:
-                cells[int(bucket) - 1] += int(n)
+        for (b,), n in zip(scanned.keys, scanned.counts, strict=True):
+            if 1 <= int(b) <= k - 1:
+                cells[int(b) - 1] += n
+        counted = scanned.counted
         self._note([counted.rows, counted.dropped], cells)
         return counted, cells
 
     def crosstab(self, levels: Sequence[Sequence[str]]) -> tuple[Counted, np.ndarray]:
-        self.kept_rows()
         texts = [sql_filter.text(c) for c in self.columns]
-        query = sql.SQL("SELECT {}, count(*) FROM {} AS r WHERE {} GROUP BY {}").format(
-            sql.SQL(", ").join(texts),
-            self._relation,
-            self._kept(),
-            sql.SQL(", ").join(sql.Literal(j + 1) for j in range(len(texts))),
-        )
-        groups = self._fetch(query)
+        scanned = self._scan(texts, [])
         index = [{level: j for j, level in enumerate(allowed)} for allowed in levels]
         for j, column in enumerate(self.columns):
-            if any(g[j] is not None and g[j] not in index[j] for g in groups):
+            if any(key[j] is not None and key[j] not in index[j] for key in scanned.keys):
                 bad = sql.SQL("{} AND {} IS NOT NULL AND NOT ({} = ANY({}::text[]))").format(
                     self._kept(), texts[j], texts[j], sql.Placeholder("levels")
                 )
@@ -390,22 +434,39 @@ class PostgresAggregates(InPlaceData):
                     f" {len(levels[j])} levels"
                 )
         cells = np.zeros(tuple(len(a) for a in levels), dtype=np.int64)
-        complete = dropped = 0
-        for g in groups:
-            n = int(g[-1])
-            if any(v is None for v in g[:-1]):
-                dropped += n
-                continue
-            cells[tuple(index[j][v] for j, v in enumerate(g[:-1]))] += n
-            complete += n
-        counted = Counted(complete, dropped)
+        for key, n in zip(scanned.keys, scanned.counts, strict=True):
+            if all(v is not None for v in key):
+                cells[tuple(index[j][v] for j, v in enumerate(key))] += n
+        counted = scanned.counted
         self._note([counted.rows, counted.dropped], cells)
         return counted, cells
 
     def at_most(self, lo: float, hi: float) -> tuple[Counted, AtMost]:
-        counted = self._counts()
+        counted = self._scan([], []).counted
         self._note([counted.rows, counted.dropped])
         return counted, _SqlAtMost(self, float(lo), float(hi))
+
+
+@dataclass(frozen=True)
+class _Scanned:
+    """What one scan found over the kept rows, per group."""
+
+    kept: int
+    counted: Counted
+    keys: list[tuple[Any, ...]]
+    counts: list[int]
+    complete: list[int]
+    low: list[list[Any]]
+    high: list[list[Any]]
+    items: list[list[Any]]
+
+
+def _finite(low: Any, high: Any) -> bool:
+    """Whether a column's minimum and maximum say every cell is finite (NaN sorts above all)."""
+    if low is None or high is None:
+        return True
+    lo, hi = float(low), float(high)
+    return not (math.isnan(lo) or math.isnan(hi)) and -math.inf < lo and hi < math.inf
 
 
 class _SqlAtMost(AtMost):

@@ -137,25 +137,14 @@ def _node(node: _Node, kinds: Mapping[str, str], bind: Binder) -> sql.Composable
     return sql.SQL("({})").format(joiner.join(p for p in parts if p is not None))
 
 
-def guards(parsed: Filter, kinds: Mapping[str, str]) -> list[tuple[str, sql.Composable]]:
-    """Checks over every row that the filter language makes when it reads a column.
+def compared(parsed: Filter) -> list[tuple[str, bool]]:
+    """The columns the filter compares with a literal, once each: (column, with a string).
 
-    A column compared with a number must hold only finite numbers (NULL
-    aside) in every row; a text column compared with a string must not hold
-    only numbers. Each check is (column, a condition true where it fails):
-    ``bool_or`` of the first and ``bool_and`` of the second flag an error.
+    The filter language reads every row of these columns: one compared with a
+    number must hold only finite numbers (NULL aside), one compared with a
+    string must not hold only numbers.
     """
-    out: list[tuple[str, sql.Composable]] = []
-    seen: set[tuple[str, bool]] = set()
-    for column, is_text in _compared(parsed.root):
-        if (column, is_text) in seen:
-            continue
-        seen.add((column, is_text))
-        if is_text:
-            out.append((column, looks_numeric(column)))
-        elif kinds.get(column) == NUMERIC:
-            out.append((column, not_finite(column)))
-    return out
+    return list(dict.fromkeys(_compared(parsed.root)))
 
 
 def _compared(node: _Node) -> list[tuple[str, bool]]:
@@ -174,8 +163,8 @@ __all__ = [
     "OTHER",
     "TEXT",
     "Binder",
+    "compared",
     "condition",
-    "guards",
     "kind_of",
     "looks_numeric",
     "not_finite",

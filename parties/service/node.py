@@ -386,7 +386,8 @@ class PartyNode:
                 if data is not None:
                     columns = tuple(mine.columns)
                     values = np.zeros((0, len(columns)))
-                    check_cohort(spec, self.member, data.kept_rows())
+                    # the cohort check runs on the database's first pass, before any share
+                    data.admit(functools.partial(self._admit_rows, spec))
                     log.info(
                         "%s: job %s: local aggregates computed in the database",
                         self.member.name,
@@ -436,6 +437,18 @@ class PartyNode:
             outputs=spec.outputs,
             data=data,
         )
+
+    def _admit_rows(self, spec: JobSpec, rows: int) -> None:
+        """The cohort check on rows counted in the database; the cause is logged here only."""
+        try:
+            check_cohort(spec, self.member, rows)
+        except LocalDataError:
+            log.warning(
+                "%s: job %s: contribution below the minimum cohort size",
+                self.member.name,
+                spec.job_id,
+            )
+            raise
 
     def _in_place(self, spec: JobSpec, *, categorical: bool) -> InPlaceData | None:
         """The job's local aggregates computed where the data lives, consent applied; None if

@@ -393,3 +393,40 @@ def test_a_dropped_connection_mid_query_is_a_clear_error(postgres, tables) -> No
     finally:
         killer.join()
         data.close()
+
+
+def test_one_pass_when_no_kept_row_misses_a_value(postgres, tables) -> None:
+    """Without dropped rows the first pass's aggregates are the complete rows' ones."""
+    t = tables["h1"]
+    x = t.x[~np.isnan(t.x)]
+    data = _aggregates(postgres, "h1", ["x"], "x is not missing")
+    try:
+        counted, mean, spread = data.moments(matrix=True)
+        assert (counted.rows, counted.dropped) == (len(x), 0)
+        np.testing.assert_allclose(mean, [x.mean()], rtol=1e-12)
+        np.testing.assert_allclose(spread, [[((x - x.mean()) ** 2).sum()]], rtol=1e-9)
+        _, low, high = data.extremes()
+        assert (low.tolist(), high.tolist()) == ([x.min()], [x.max()])
+    finally:
+        data.close()
+
+
+def test_the_cohort_check_runs_on_the_first_pass_before_any_aggregate(postgres, tables) -> None:
+    seen: list[int] = []
+
+    class Small(Exception):
+        pass
+
+    def check(rows: int) -> None:
+        seen.append(rows)
+        raise Small
+
+    data = _aggregates(postgres, "h1", NUMERIC, "y < 20")
+    data.admit(check)
+    try:
+        with pytest.raises(Small):
+            data.sums()
+        assert data.answered().size == 0  # nothing was handed out
+    finally:
+        data.close()
+    assert seen == [int((tables["h1"].y < 20).sum())]
