@@ -113,15 +113,17 @@ class DataSource(ABC):
         cells, row_ids = self._load(tuple(needed))
         loaded = {name: Column(name, cells[name], row_ids) for name in needed}
         if parsed is None:
-            keep = np.arange(len(row_ids))
+            keep = None
         else:
             keep = np.flatnonzero(evaluate(parsed.root, loaded.__getitem__)[0])
+            if len(keep) == len(row_ids):
+                keep = None  # every row kept: no copy of any column
 
-        kept_ids = row_ids[keep].astype(np.int64)
-        values = np.empty((len(keep), len(names)), dtype=np.float64)
+        kept_ids = (row_ids if keep is None else row_ids[keep]).astype(np.int64)
+        values = np.empty((len(kept_ids), len(names)), dtype=np.float64)
         selected: dict[str, Column] = {}
         for j, name in enumerate(names):
-            col = loaded[name].take(keep, kept_ids)
+            col = loaded[name] if keep is None else loaded[name].take(keep, kept_ids)
             if numeric:
                 hint = "; select it with numeric=False and read it with Selection.categorical"
                 values[:, j] = col.numbers(hint)

@@ -142,7 +142,7 @@ def parse_rows(
 ) -> None:  # pragma: no cover - compiled
     """:func:`parse_plain` for several columns at once, row by row (a row's bytes are adjacent).
 
-    ``out[:, k]`` receives column ``columns[k]``; ``failed[k]`` is set at its
+    ``out[k]`` receives column ``columns[k]``; ``failed[k]`` is set at its
     first cell of another form, and the column is not parsed further.
     """
     for r in range(len(starts)):
@@ -153,7 +153,7 @@ def parse_rows(
             a = starts[r] if j == 0 else ends[r, j - 1] + 1
             ok, value = _cell(data, a, ends[r, j])
             if ok:
-                out[r, k] = value
+                out[k, r] = value
             else:
                 failed[k] = True
 

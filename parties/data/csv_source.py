@@ -147,11 +147,13 @@ class _LazyColumns(dict[str, Sequence[object]]):
             return
         table = self._table
         columns = np.array([table.header.index(n) for n in todo], dtype=np.int64)
-        out = np.empty((len(table.starts), len(todo)), dtype=np.float64)
+        out = np.empty((len(todo), len(table.starts)), dtype=np.float64)
         failed = np.zeros(len(todo), dtype=np.bool_)
         csv_kernels.parse_rows(table.data, table.starts, table.ends, columns, out, failed)
         for k, name in enumerate(todo):
-            self.fields(name).parsed = False if failed[k] else np.ascontiguousarray(out[:, k])
+            numbers = out[k]
+            numbers.flags.writeable = False  # shared by every job on this snapshot
+            self.fields(name).parsed = False if failed[k] else numbers
 
     def fields(self, name: str) -> _Fields:
         fields = self[name]
@@ -196,7 +198,7 @@ class _Fields(CellBlock):
 
     def numbers(self) -> np.ndarray | None:
         if isinstance(self.parsed, np.ndarray):
-            return self.parsed.copy()
+            return self.parsed  # read-only
         if self.parsed is False:
             return self._planes()
         values = np.empty(len(self._starts), dtype=np.float64)
