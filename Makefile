@@ -13,6 +13,7 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	$(BIN)/python -m smpc.warm
+	$(BIN)/python -m parties.data.csv_kernels
 	touch $(STAMP)
 
 install: $(STAMP)

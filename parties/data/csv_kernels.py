@@ -158,6 +158,28 @@ def parse_rows(
                 failed[k] = True
 
 
+def warm() -> None:
+    """Compile (or load from Numba's cache) every kernel here, on a two-line file of zeros."""
+    data = np.frombuffer(b"a\n0\n", dtype=np.uint8)
+    for index in (np.int32, np.int64):
+        starts, ends = np.empty(1, dtype=index), np.empty((1, 1), dtype=index)
+        split_fields(data, 2, starts, ends)
+        parse_plain(data, starts, ends[:, 0], np.empty(1))
+        parse_plain(data, starts, np.ascontiguousarray(ends[:, 0]), np.empty(1))
+        parse_rows(
+            data,
+            starts,
+            ends,
+            np.zeros(1, dtype=np.int64),
+            np.empty((1, 1)),
+            np.zeros(1, dtype=np.bool_),
+        )
+
+
+if __name__ == "__main__":
+    warm()
+
+
 __all__ = [
     "SPLIT_OK",
     "SPLIT_RAGGED",
@@ -165,4 +187,5 @@ __all__ = [
     "parse_plain",
     "parse_rows",
     "split_fields",
+    "warm",
 ]

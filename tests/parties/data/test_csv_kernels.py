@@ -72,3 +72,9 @@ def test_crlf_files_and_non_utf8_bytes(tmp_path: Path) -> None:
     assert CsvSource(path).select(["b"]).values[:, 0].tolist() == [2.0, 4.0]
     path.write_bytes("a,b\n1,é\n".encode())
     assert CsvSource(path).select(["b"], numeric=False).categorical("b").tolist() == ["é"]
+
+
+def test_warm_compiles_every_kernel_on_zeros() -> None:
+    csv_kernels.warm()
+    for kernel in (csv_kernels.split_fields, csv_kernels.parse_plain, csv_kernels.parse_rows):
+        assert kernel.signatures  # compiled (or loaded from the cache) for the layouts used
