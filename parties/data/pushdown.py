@@ -75,11 +75,12 @@ class PostgresAggregates(InPlaceData):
         self._restriction: sql.Composable | None = None
         self._conn: psycopg.Connection | None = None
         self._check: Callable[[int], None] | None = None
-        self._guards = (
+        types = source.types
+        self._guards = (  # an integer column cannot hold NaN or an infinity: nothing to check
             [
                 (column, is_text)
                 for column, is_text in sql_filter.compared(parsed)
-                if is_text or self._kinds.get(column) == sql_filter.NUMERIC
+                if is_text or types.get(column) not in sql_filter.INTEGER_TYPES
             ]
             if parsed is not None
             else []

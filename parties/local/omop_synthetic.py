@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import datetime
 import io
+import secrets
 from dataclasses import dataclass
 
 import numpy as np
@@ -124,6 +125,46 @@ def generate(persons: int, seed: int, *, first_id: int = 1) -> SyntheticOmop:
     )
 
 
+def demo_password() -> str:
+    """A fresh random password for a throwaway demo server."""
+    return secrets.token_urlsafe(18)
+
+
+def mapped_columns(data: SyntheticOmop) -> dict[str, np.ndarray]:
+    """The columns of :data:`EXAMPLE_MAPPING` per person, worked out in Python (for the demo).
+
+    NaN where a person has no such measurement on or before the reference date.
+    """
+    ref = np.datetime64(REFERENCE_DATE)
+    n = len(data.person_id)
+    out = {
+        "age": (REFERENCE_DATE.year - data.year_of_birth).astype(np.float64),
+        "gender": data.gender_concept_id.astype(np.float64),
+        "sbp": np.full(n, np.nan),
+        "hba1c": np.full(n, np.nan),
+        "diabetes": np.zeros(n),
+    }
+    row = {int(p): i for i, p in enumerate(data.person_id)}
+    usable = (data.measurement_date <= ref) & ~np.isnan(data.measurement_value)
+    latest: dict[int, tuple[np.datetime64, int]] = {}
+    sums: dict[int, list[float]] = {}
+    for k in np.flatnonzero(usable):
+        person = int(data.measurement_person[k])
+        if data.measurement_concept[k] == SYSTOLIC_BP:
+            key = (data.measurement_date[k], int(data.measurement_id[k]))
+            if person not in latest or key > latest[person]:
+                latest[person] = key
+                out["sbp"][row[person]] = data.measurement_value[k]
+        elif data.measurement_concept[k] == HBA1C:
+            sums.setdefault(person, []).append(float(data.measurement_value[k]))
+    for person, values in sums.items():
+        out["hba1c"][row[person]] = float(np.mean(values))
+    sick = (data.condition_concept == TYPE_2_DIABETES) & (data.condition_date <= ref)
+    for person in set(data.condition_person[sick].tolist()):
+        out["diabetes"][row[int(person)]] = 1.0
+    return out
+
+
 _TABLES = {
     "person": (
         "person_id bigint PRIMARY KEY, gender_concept_id integer NOT NULL,"
@@ -215,6 +256,8 @@ __all__ = [
     "SYSTOLIC_BP",
     "TYPE_2_DIABETES",
     "SyntheticOmop",
+    "demo_password",
     "generate",
+    "mapped_columns",
     "write",
 ]

@@ -216,3 +216,11 @@ def test_a_mapping_the_database_cannot_answer_is_a_clear_error(postgres, cdm, tm
         OmopSource(postgres.dsn, no_schema, password_env=ENV)
     with pytest.raises(OmopMappingError, match="cannot read"):
         load_mapping(Path(tmp_path / "missing.toml"))
+
+
+def test_the_demo_columns_equal_the_oracle() -> None:
+    data = synth.generate(300, 9)
+    want = _expected(data)
+    got = synth.mapped_columns(data)
+    for j, name in enumerate(COLUMNS[1:], start=1):
+        np.testing.assert_array_equal(got[name], want[:, j], err_msg=name)
