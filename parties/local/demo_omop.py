@@ -4,7 +4,8 @@ Starts a throwaway PostgreSQL server from the binaries on this machine,
 writes each hospital a synthetic OMOP CDM (``parties.local.omop_synthetic``,
 no real patient) in a schema of its own and a mapping file, points each
 hospital's ``[data]`` at it (``kind = "postgresql"``, ``omop_mapping``, the
-password in a file), starts the federation's processes, and submits
+password in a file, consent keyed by ``person_id`` under the federation's
+``opt-out`` mode), starts the federation's processes, and submits
 statistics jobs whose local aggregates each hospital computes in its
 database. Every secure result is printed beside numpy's on the pooled
 columns worked out in Python from the generated rows.
@@ -39,7 +40,9 @@ def main() -> None:
             secret = root / "db-password"
             secret.write_text(password, encoding="utf-8")
             secret.chmod(0o600)
-            dep = LocalDeployment(root / "fed", tuple(HOSPITALS), name="omop-demo")
+            dep = LocalDeployment(
+                root / "fed", tuple(HOSPITALS), name="omop-demo", consent="opt-out"
+            )
             with psycopg.connect(server.dsn, password=password, autocommit=True) as conn:
                 for i, (name, persons) in enumerate(HOSPITALS.items()):
                     schema = name.replace("-", "_")
