@@ -245,7 +245,7 @@ def _stream(
     floats: list[list[np.ndarray]] = [[] for _ in kinds]
     nulls: list[list[np.ndarray]] = [[] for _ in kinds]
     objects: list[list[object]] = [[] for _ in kinds]
-    with conn.cursor(name="smpc_rows") as cur:
+    with conn.cursor(name="smpc_rows", binary=True) as cur:
         cur.itersize = BATCH_ROWS
         cur.execute(query, params)
         while True:
@@ -254,11 +254,12 @@ def _stream(
                 break
             for j, column in enumerate(zip(*batch, strict=True)):
                 if numeric[j]:
-                    cells = np.array(column, dtype=object)
-                    null = np.array([c is None for c in column], dtype=bool)
-                    cells[null] = np.nan
-                    floats[j].append(cells.astype(np.float64))
-                    nulls[j].append(null.astype(bool))
+                    values = np.array(column, dtype=np.float64)  # NULL becomes NaN
+                    null = np.zeros(len(values), dtype=bool)
+                    for i in np.flatnonzero(np.isnan(values)).tolist():
+                        null[i] = column[i] is None  # else a NaN stored in the table
+                    floats[j].append(values)
+                    nulls[j].append(null)
                 else:
                     objects[j].extend(column)
     out: list[Sequence[object]] = []
