@@ -224,3 +224,21 @@ def test_the_demo_columns_equal_the_oracle() -> None:
     got = synth.mapped_columns(data)
     for j, name in enumerate(COLUMNS[1:], start=1):
         np.testing.assert_array_equal(got[name], want[:, j], err_msg=name)
+
+
+def test_a_member_config_keeps_its_omop_mapping(make_federation, tmp_path: Path) -> None:
+    from parties.config import load_config, write_config
+
+    member = next(m for m in make_federation(["hospital-a", "hospital-b"]) if m.role == "hospital")
+    mapping = member.config_path.parent / "omop.toml"
+    data = DataConfig(
+        "postgresql",
+        dsn="host=db port=5432 dbname=cdm user=reader",
+        omop_mapping=mapping,
+        password_env="CDM_PASSWORD",
+        patient_id="person_id",
+    )
+    write_config(dataclasses.replace(member, data=data), member.config_path)
+    text = member.config_path.read_text()
+    assert 'omop_mapping = "omop.toml"' in text  # relative to the config's folder
+    assert load_config(member.config_path).data == data
