@@ -226,7 +226,7 @@ def test_the_demo_columns_equal_the_oracle() -> None:
         np.testing.assert_array_equal(got[name], want[:, j], err_msg=name)
 
 
-def test_a_member_config_keeps_its_omop_mapping(make_federation, tmp_path: Path) -> None:
+def test_a_member_config_keeps_its_omop_mapping(make_federation) -> None:
     from parties.config import load_config, write_config
 
     member = next(m for m in make_federation(["hospital-a", "hospital-b"]) if m.role == "hospital")
