@@ -27,6 +27,8 @@ from protocols.disclosure import (
     PolicyRefused,
     StatisticsParams,
     agree,
+    check_values,
+    complete_rows,
     gate,
     job_params,
     small_contribution,
@@ -59,6 +61,23 @@ def check_frac_bits(rt: Runtime) -> None:
     """The scales here are worked out for F = 16 fractional bits."""
     if rt.fxp.frac_bits != SUM_BITS:
         raise ValueError(f"the statistics protocols need F = {SUM_BITS} fractional bits")
+
+
+def local_rows(rt: Runtime, ctx: JobContext, *, bounded: bool = True) -> tuple[np.ndarray, int]:
+    """This party's complete rows of the requested columns and how many it dropped.
+
+    For a protocol that needs the rows themselves (its spec does not set
+    ``aggregates``, so ``ctx.values`` holds them). Call it after
+    :func:`~protocols.disclosure.job_params`, which checks the selection on the
+    signed job. The dry run that plans a job needs only shapes, which do not
+    depend on the rows, so it skips the local work and sees no rows.
+    """
+    if rt.planning:
+        return np.zeros((0, len(ctx.columns))), 0
+    rows, dropped = complete_rows(np.asarray(ctx.values, dtype=np.float64))
+    if bounded:
+        check_values(rows, ctx.columns)
+    return rows, dropped
 
 
 def own_data(rt: Runtime, ctx: JobContext) -> LocalData | None:
