@@ -46,7 +46,7 @@ from pathlib import Path
 from psycopg import sql
 
 from parties.data.errors import DataSourceError
-from parties.data.sql_filter import Binder
+from parties.data.sql_filter import Binder, quoted
 
 PERSON_ID = "person_id"
 SOURCES = ("age", "person", "measurement", "condition")
@@ -100,8 +100,8 @@ class OmopMapping:
 
     def _table(self, name: str) -> sql.Composable:
         if self.schema is None:
-            return sql.Identifier(name)
-        return sql.Identifier(self.schema, name)
+            return quoted(name)
+        return quoted(self.schema, name)
 
     def query(self, bind: Binder) -> sql.Composed:
         """One row per person with every mapped column (see the module docstring)."""
@@ -109,16 +109,14 @@ class OmopMapping:
         selected: list[sql.Composable] = [sql.SQL("p.person_id::bigint AS person_id")]
         joins: list[sql.Composable] = []
         for j, column in enumerate(self.columns):
-            alias = sql.Identifier(f"j{j}")
-            out = sql.Identifier(column.name)
+            alias = quoted(f"j{j}")
+            out = quoted(column.name)
             if column.source == "age":
                 year = bind(self.reference_date.year)
                 selected.append(sql.SQL("({}::integer - p.year_of_birth) AS {}").format(year, out))
             elif column.source == "person":
                 assert column.field is not None
-                selected.append(
-                    sql.SQL("p.{}::float8 AS {}").format(sql.Identifier(column.field), out)
-                )
+                selected.append(sql.SQL("p.{}::float8 AS {}").format(quoted(column.field), out))
             elif column.source == "measurement":
                 concept = bind(column.concept_ids[0])
                 where = sql.SQL(

@@ -96,7 +96,7 @@ class PostgresSource(DataSource):
 
     def relation(self, bind: sql_filter.Binder) -> sql.Composable:
         """What the source's rows are selected from (a subclass may map a query)."""
-        return sql.Identifier(self.table)
+        return sql_filter.quoted(self.table)
 
     def relation_params(self) -> dict[str, object]:
         """Bound parameters of :meth:`relation` and of the shared expressions."""
@@ -192,7 +192,7 @@ class PostgresSource(DataSource):
             bind = sql_filter.Binder()
             listed = (
                 sql.SQL(", ").join(
-                    sql_filter.number(n) if k == sql_filter.NUMERIC else sql.Identifier(n)
+                    sql_filter.number(n) if k == sql_filter.NUMERIC else sql_filter.quoted(n)
                     for n, k in zip(names, kinds, strict=True)
                 )
                 if names
@@ -226,7 +226,7 @@ class PostgresSource(DataSource):
 def _order_by(keys: list[str] | None) -> sql.Composable:
     if keys is None:
         return sql.SQL("")
-    return sql.SQL(" ORDER BY {}").format(sql.SQL(", ").join(sql.Identifier(k) for k in keys))
+    return sql.SQL(" ORDER BY {}").format(sql.SQL(", ").join(sql_filter.quoted(k) for k in keys))
 
 
 def _stream(

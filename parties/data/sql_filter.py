@@ -66,6 +66,17 @@ class Binder:
         return sql.Placeholder(name)
 
 
+def quoted(*names: str) -> sql.Composable:
+    """A quoted identifier (``schema.name`` for two) that is safe in a query with parameters.
+
+    ``psycopg.sql.Identifier`` doubles quotes but leaves ``%``, which psycopg
+    then reads as a placeholder once parameters are bound (a column may be
+    called ``rate%``); doubled here, it reaches the server as a single ``%``.
+    """
+    text = ".".join(sql.Identifier(n).as_string() for n in names)
+    return sql.SQL(text.replace("%", "%%"))
+
+
 def kind_of(data_type: str) -> str:
     """NUMERIC, TEXT or OTHER for an ``information_schema`` data type."""
     return _KINDS.get(data_type, OTHER)
@@ -73,13 +84,13 @@ def kind_of(data_type: str) -> str:
 
 def number(name: str) -> sql.Composable:
     """A numeric column's cell as float8 (NULL where missing)."""
-    return sql.SQL("{}::float8").format(sql.Identifier(name))
+    return sql.SQL("{}::float8").format(quoted(name))
 
 
 def text(name: str) -> sql.Composable:
     """A text column's cell stripped, NULL where missing (NULL, empty, NA, NaN)."""
     return sql.SQL("NULLIF(NULLIF(NULLIF(btrim({}::text, %(ws)s), ''), 'NA'), 'NaN')").format(
-        sql.Identifier(name)
+        quoted(name)
     )
 
 
@@ -169,5 +180,6 @@ __all__ = [
     "looks_numeric",
     "not_finite",
     "number",
+    "quoted",
     "text",
 ]

@@ -430,3 +430,34 @@ def test_the_cohort_check_runs_on_the_first_pass_before_any_aggregate(postgres, 
     finally:
         data.close()
     assert seen == [int((tables["h1"].y < 20).sum())]
+
+
+def test_awkward_column_names_are_quoted_in_every_query(postgres) -> None:
+    """Quotes, braces and '%' (a placeholder once parameters are bound) in names."""
+    names = ["r%s", 'a"b{}', "x%(ws)s"]
+    with _connect(postgres) as conn:
+        conn.execute("DROP TABLE IF EXISTS awkward")
+        conn.execute(
+            sql.SQL(
+                "CREATE TABLE awkward (k integer PRIMARY KEY, {} float8, {} float8, {} text)"
+            ).format(*(sql.Identifier(n) for n in names))
+        )
+        with conn.cursor() as cur:
+            cur.executemany(
+                "INSERT INTO awkward VALUES (%s, %s, %s, %s)",
+                [(i, float(i), 2.0 * i, "M" if i % 3 else "B") for i in range(1, 31)],
+            )
+    src = _source(postgres, "awkward")
+    assert src.columns == ("k", *names)
+    got = src.select(names[:2], "k > 10").values
+    np.testing.assert_array_equal(got, [[float(i), 2.0 * i] for i in range(11, 31)])
+    data = _aggregates(postgres, "awkward", names[:2], "k > 10")
+    try:
+        assert data.sums()[1].tolist() == [sum(range(11, 31)), 2.0 * sum(range(11, 31))]
+    finally:
+        data.close()
+    table = _aggregates(postgres, "awkward", names[2:], categorical=True)
+    try:
+        assert table.crosstab([["M", "B"]])[1].tolist() == [20, 10]
+    finally:
+        table.close()
