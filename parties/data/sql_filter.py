@@ -73,7 +73,7 @@ def quoted(*names: str) -> sql.Composable:
     then reads as a placeholder once parameters are bound (a column may be
     called ``rate%``); doubled here, it reaches the server as a single ``%``.
     """
-    text = ".".join(sql.Identifier(n).as_string() for n in names)
+    text = ".".join(sql.Identifier(n).as_string(None) for n in names)
     return sql.SQL(text.replace("%", "%%"))
 
 
