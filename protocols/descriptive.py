@@ -2,7 +2,9 @@
 
 Each hospital shares local aggregates of its own complete rows (rows with a
 missing value in any requested column are dropped locally), never the rows,
-so the cost does not grow with the number of patients. Disclosure control is
+so the cost does not grow with the number of patients. It asks its data for
+them through :mod:`protocols.local_data`: computed with numpy from its rows,
+or by its database where the rows live. Disclosure control is
 that of :mod:`protocols.disclosure`, all inside MPC: a veto from any party
 whose own complete rows number 1 to m - 1, and a comparison of each pooled
 count of complete rows with m; then the count and every value that depends
