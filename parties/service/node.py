@@ -463,23 +463,26 @@ class PartyNode:
         data = self.source.aggregates(mine.columns, mine.where, categorical=categorical)
         if data is None:
             return None
-        column = self.member.data.patient_id
-        records = consent.own_records(self.records, self.member.name)
-        if column is None:
-            if records:
+        try:
+            column = self.member.data.patient_id
+            records = consent.own_records(self.records, self.member.name)
+            if column is None:
+                if records:
+                    raise consent.ConsentError(
+                        f"{self.member.name} keeps consent records but its data config names no"
+                        " patient_id column, so it cannot apply them; set data.patient_id"
+                    )
+                return data
+            ids = data.patient_ids(column)
+            if ids is None:  # a patient column SQL cannot compare as the rows would
                 data.close()
-                raise consent.ConsentError(
-                    f"{self.member.name} keeps consent records but its data config names no"
-                    " patient_id column, so it cannot apply them; set data.patient_id"
-                )
-            return data
-        ids = data.patient_ids(column)
-        if ids is None:  # a patient column SQL cannot compare as the rows would
-            data.close()
-            return None
-        book = consent.ConsentBook(records, self.consent_mode)
-        keep = book.rows(consent.load_secret(self.member), ids, spec.scope)
-        data.restrict(column, ids, keep)
+                return None
+            book = consent.ConsentBook(records, self.consent_mode)
+            keep = book.rows(consent.load_secret(self.member), ids, spec.scope)
+            data.restrict(column, ids, keep)
+        except BaseException:
+            data.close()  # the job's connection, if a query opened it
+            raise
         self.patients.selected(spec.job_id, ids[keep])
         return data
 
