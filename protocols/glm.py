@@ -59,7 +59,8 @@ Steps (k hospitals, p features, q = p + 1 coefficients with the intercept):
    0 < trace Y < 2^15.5, and one refinement Y + Y R (3 rounds) followed by
    the step Y (g_hi + g_lo) at 36 bits and the variance factors Y_jj and
    t'Yt (for the intercept in raw units, t the public unit vector along
-   (1, -mean_j / sd_j)) at 32 bits (2 rounds). The
+   (1, -mean_j / sd_j); Y t is truncated first, in the round of the step's
+   product) at 32 bits (2 rounds). The
    check's six bits are opened to the parties (1 round), then, only if the
    inverse converged, the step (1 round), which is added to beta. 88 rounds
    per iteration (:data:`ITERATION_ROUNDS`).
@@ -164,7 +165,14 @@ OUT_BITS = 32
 """Fractional bits of the revealed reals (2F)."""
 
 WEIGHT_BITS = 24
-"""Fractional bits of the public weights of the intercept's variance factor."""
+"""Fractional bits of the public direction t of the intercept's variance factor t'Yt.
+
+Y t (|Y t| <= |Y| < 2^15.5) at 22 + 24 bits is truncated to 22 bits before
+the product with t, so t's rounding (2^-25 an entry) enters t'Yt only as
+2 d'Yt + d'Yd: at most about 2^-14 relative, and in practice 1e-7. (Rounding
+the weights t t' entry by entry instead left sum_ij Y_ij d_ij, which Y's
+largest eigenvalue carries into t'Yt even when t has no component along it:
+4e-4 relative for nearly collinear features.)"""
 
 COEFFICIENT_BOUND = 20.0
 """A standardised logistic coefficient beyond this (odds ratio e^20 per SD) means separation.
@@ -176,8 +184,8 @@ and 26; the refusal's reason names both."""
 INVERSE_TRACE_BITS = 15.5
 """The inverse counts only if trace(Y) < 2^15.5, which bounds Y's largest eigenvalue.
 
-That keeps the step Y g below 2^18 at 44 bits, t'Yt below 2^16 at 22 + 24
-bits and Newton-Schulz's iterate in range. The trace, not the smallest
+That keeps the step Y g below 2^18 at 44 bits, Y t and t'Yt below 2^16 at
+22 + 24 bits and Newton-Schulz's iterate in range. The trace, not the smallest
 eigenvalue, is bounded: when every eigenvalue is small alike (rare events
 weigh each row by about p (1 - p), not 1/4), trace Y is q times 1 / lambda,
 so the bound must leave room for q = 31 well-conditioned ones near 2^-10."""
@@ -388,8 +396,8 @@ def _grid(values: np.ndarray) -> np.ndarray:
     return np.rint(np.asarray(values, dtype=np.float64) * 2.0**OUT_BITS) / 2.0**OUT_BITS
 
 
-def intercept_weights(center: np.ndarray, spread: np.ndarray) -> tuple[np.ndarray, float]:
-    """t t' for t = u / |u|, u = (1, -mean_j / sd_j), and |u|^2.
+def intercept_direction(center: np.ndarray, spread: np.ndarray) -> tuple[np.ndarray, float]:
+    """t = u / |u| for u = (1, -mean_j / sd_j), and |u|^2.
 
     The intercept in raw units is u . beta (standardised), so its variance
     is |u|^2 t'Ct; t'Yt is bounded by Y's largest eigenvalue, which keeps it
@@ -397,8 +405,7 @@ def intercept_weights(center: np.ndarray, spread: np.ndarray) -> tuple[np.ndarra
     """
     u = np.concatenate([[1.0], -center / spread])
     norm = float(u @ u)
-    t = u / math.sqrt(norm)
-    return np.outer(t, t), norm
+    return u / math.sqrt(norm), norm
 
 
 def fit(rt: Runtime, ctx: JobContext) -> Outcome:
@@ -464,7 +471,7 @@ def _fit(rt: Runtime, ctx: JobContext, kind: type[GLMParams]) -> Outcome:
 
     # 3. Newton iterations on the public iterate.
     s = trace_bound(params.family, q)
-    weights, _ = intercept_weights(center[:p], spread[:p])
+    direction, _ = intercept_direction(center[:p], spread[:p])
     beta = np.zeros(q)
     if binomial and 0 < positive < total:  # the intercept-only fit: features are centred
         beta[0] = math.log(positive / (total - positive))
@@ -493,7 +500,9 @@ def _fit(rt: Runtime, ctx: JobContext, kind: type[GLMParams]) -> Outcome:
         a32 = summed[q * q : 2 * q * q].reshape(q, q)
         gradient = np.ascontiguousarray(summed[2 * q * q : 2 * q * q + 2 * q].reshape(2, q).T)
         deviance = summed[-1:]
-        check, step, variance = drive(rt, _iteration(rt, a22, a32, gradient, weights), "glm-newton")
+        check, step, variance = drive(
+            rt, _iteration(rt, a22, a32, gradient, direction), "glm-newton"
+        )
         # The check first: a step from an inverse that did not converge is never opened.
         inverted = rt.open_ring(rt.shared(check, 0)).view(np.int64)
         if not rt.planning and not (inverted == 1).all():
@@ -526,7 +535,7 @@ def _fit(rt: Runtime, ctx: JobContext, kind: type[GLMParams]) -> Outcome:
 
 
 def _iteration(
-    rt: Runtime, a22: np.ndarray, a32: np.ndarray, gradient: np.ndarray, weights: np.ndarray
+    rt: Runtime, a22: np.ndarray, a32: np.ndarray, gradient: np.ndarray, direction: np.ndarray
 ) -> Steps[tuple[np.ndarray, np.ndarray, np.ndarray]]:
     """Inverse, convergence check, refinement, step and variance factors; 85 rounds.
 
@@ -563,13 +572,19 @@ def _iteration(
 
     def solve() -> Steps[tuple[np.ndarray, np.ndarray]]:
         inverse = yield from linalg.refine(rt, y, r, WORK_BITS, r_bits, REFINE_BITS)
-        product = yield from linalg.matmul_steps(rt, inverse, gradient)
+        # Y t before t'(Y t): rounding t t' entry by entry would weigh Y's largest
+        # eigenvalues even where t'Yt has no component along them
+        encoded = np.rint(direction * 2.0**WEIGHT_BITS).astype(np.int64).view(np.uint64)
+        along = ring.matmul(inverse, encoded.reshape(q, 1)).reshape(-1)
+        product, (along,) = yield from lockstep(
+            linalg.matmul_steps(rt, inverse, gradient),
+            truncations(rt, [along], [WEIGHT_BITS]),
+        )
         diagonal = ring.mul(
             np.ascontiguousarray(np.diagonal(inverse)[1:]),
             np.full(1, 1 << (OUT_BITS - WORK_BITS), dtype=np.uint64),
         )
-        encoded = np.rint(weights.reshape(-1) * 2.0**WEIGHT_BITS).astype(np.int64)
-        quadratic = ring.total(ring.mul(inverse.reshape(-1), encoded.view(np.uint64)))
+        quadratic = ring.total(ring.mul(along, encoded))
         hi, lo, intercept = yield from truncations(
             rt,
             [

@@ -200,7 +200,7 @@ def read_fit(
     factor = np.asarray(outputs["variance"], dtype=np.float64)
     per_n = float(np.asarray(outputs["deviance"]).reshape(-1)[0])
     s = glm.trace_bound(params.family, q)
-    _, norm = glm.intercept_weights(center[:p], spread[:p])
+    _, norm = glm.intercept_direction(center[:p], spread[:p])
     # Var(beta_z) = Y / (s N) times the dispersion; back to raw units below.
     raw_variance = np.concatenate([[norm * factor[0]], factor[1:] / spread[:p] ** 2]) / (s * n)
     coef = np.concatenate([[beta[0] - beta[1:] @ (center[:p] / spread[:p])], beta[1:] / spread[:p]])
