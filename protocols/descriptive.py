@@ -25,6 +25,7 @@ import numpy as np
 from protocols.context import JobContext, Outcome
 from protocols.disclosure import (
     PolicyRefused,
+    StatisticsInputError,
     StatisticsParams,
     agree,
     check_values,
@@ -51,9 +52,25 @@ MOMENTS_ROUNDS = 15
 """Rounds of :func:`variance` and :func:`covariance` (see :func:`moments`)."""
 
 
+FIXED_RANGE_BITS = 62
+"""An encoded value must stay below 2^62 in magnitude: the ring's range for truncation."""
+
+
 def fixed(values: object, bits: int) -> np.ndarray:
-    """round(values * 2^bits) as int64, for integer-encoded inputs at a chosen scale."""
-    return np.rint(np.asarray(values, dtype=np.float64) * float(2**bits)).astype(np.int64)
+    """round(values * 2^bits) as int64, for integer-encoded inputs at a chosen scale.
+
+    A StatisticsInputError (naming the scale, never a value) if any value is
+    not finite or reaches 2^(62 - bits) in magnitude: the cast would turn it
+    into an arbitrary integer, a wrong input that nothing downstream sees.
+    """
+    with np.errstate(over="ignore"):  # what overflows is inf, refused below
+        scaled = np.asarray(values, dtype=np.float64) * float(2**bits)
+    if not np.isfinite(scaled).all() or (np.abs(scaled) >= 2.0**FIXED_RANGE_BITS).any():
+        raise StatisticsInputError(
+            f"a value to encode at {bits} fractional bits is not finite or not below "
+            f"2^{FIXED_RANGE_BITS - bits} in magnitude"
+        )
+    return np.rint(scaled).astype(np.int64)
 
 
 def check_frac_bits(rt: Runtime) -> None:
