@@ -28,8 +28,8 @@ What is revealed, and to whom:
   one hospital's aggregates.
   Keeping the iterates secret (a secure sigmoid over every row) is not done.
 - Whether the fit failed, and why (separation, no convergence, collinear
-  or constant columns), to everyone: a refused fit reveals its status, and
-  every coefficient output is 0.
+  or constant columns, a coefficient out of range), to everyone: a refused
+  fit reveals its status, and every coefficient output is 0.
 
 Steps (k hospitals, p features, q = p + 1 coefficients with the intercept):
 
@@ -68,7 +68,8 @@ Steps (k hospitals, p features, q = p + 1 coefficients with the intercept):
    information, hence the standard errors, then comes from an iterate within
    ``tol`` of the last), when the inverse did not converge (collinear
    features), when a standardised coefficient exceeds
-   :data:`COEFFICIENT_BOUND` (binomial: separation or quasi-separation), or
+   :data:`COEFFICIENT_BOUND` (binomial: separation or quasi-separation) or
+   :data:`GAUSSIAN_BOUND` (gaussian: only a wrapped step gets there), or
    after ``max_iter`` (not converged). Newton starts from 0 with the
    intercept at logit(events / N), the intercept-only fit on centred
    features (so the gated event count is public to the parties too).
@@ -181,6 +182,16 @@ Or nearly collinear features: e.g. mean radius and mean perimeter of the
 breast cancer data, whose standardised coefficients statsmodels puts at -21
 and 26; the refusal's reason names both."""
 
+GAUSSIAN_BOUND = 2.0**10
+"""A standardised linear coefficient beyond this is refused: no sound fit reaches it.
+
+On standardised columns the fitted beta satisfies beta'C beta <= 1 (the
+explained share of the outcome's variance), C = Z'Z / N; the inverse check
+lets through only C = q A with A's smallest eigenvalue above 2^-15.5, so
+|beta| < 2^7.75 / sqrt(q) < 2^7.25. A larger iterate comes from a step that
+wrapped around and passed the check by chance (about 2^-19); without the
+bound, the next iteration's local terms would leave the fixed-point range."""
+
 INVERSE_TRACE_BITS = 15.5
 """The inverse counts only if trace(Y) < 2^15.5, which bounds Y's largest eigenvalue.
 
@@ -209,7 +220,7 @@ The variance comes from sums of squares over N rounded to 2^-32 at each
 hospital, so a constant column shows a standard deviation up to about
 sqrt(k 2^-32) < 2^-14 for k <= 10 hospitals."""
 
-OK, SUPPRESSED, SEPARATION, NOT_CONVERGED, COLLINEAR, CONSTANT = range(6)
+OK, SUPPRESSED, SEPARATION, NOT_CONVERGED, COLLINEAR, CONSTANT, UNBOUNDED = range(7)
 """Fit status codes, revealed with the fit."""
 
 OUTPUTS = (
@@ -513,8 +524,11 @@ def _fit(rt: Runtime, ctx: JobContext, kind: type[GLMParams]) -> Outcome:
         last = (variance, deviance)
         if rt.planning:
             continue
-        if not np.isfinite(beta).all() or (binomial and np.abs(beta).max() > COEFFICIENT_BOUND):
+        if binomial and not np.abs(beta).max() <= COEFFICIENT_BOUND:
             status = SEPARATION
+            break
+        if not binomial and not np.abs(beta).max() <= GAUSSIAN_BOUND:
+            status = UNBOUNDED
             break
         if np.abs(delta).max() < params.tol:
             status = OK

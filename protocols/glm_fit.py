@@ -58,6 +58,12 @@ REASONS = {
         "the information matrix is singular or too ill-conditioned (collinear features, or a "
         "saturated model); remove redundant features",
     ),
+    glm.UNBOUNDED: (
+        GLMFitError,
+        "a standardised coefficient exceeded {gaussian_bound:g}, beyond any least-squares fit "
+        "the inverse check passes: the information matrix is too ill-conditioned for the "
+        "fixed-point arithmetic; remove redundant features",
+    ),
     glm.CONSTANT: (
         GLMFitError,
         "a selected column is constant on the complete rows, so its coefficient is not "
@@ -188,7 +194,14 @@ def read_fit(
     iterations = int(np.asarray(outputs["iterations"]).reshape(-1)[0])
     if status != glm.OK:
         kind, reason = REASONS.get(status, (GLMFitError, "the fit failed (status {status})"))
-        raise kind(reason.format(bound=glm.COEFFICIENT_BOUND, iterations=iterations, status=status))
+        raise kind(
+            reason.format(
+                bound=glm.COEFFICIENT_BOUND,
+                gaussian_bound=glm.GAUSSIAN_BOUND,
+                iterations=iterations,
+                status=status,
+            )
+        )
     features = params.features(columns)
     p = len(features)
     q = p + 1

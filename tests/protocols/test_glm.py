@@ -497,3 +497,29 @@ def test_intercept_se_with_collinearity_orthogonal_to_the_intercept_matches_stat
     tight, _ = _oracle(values, names, "y", "gaussian", tol=1e-13)
     np.testing.assert_allclose(fit.coef, tight.params, rtol=1e-4)
     np.testing.assert_allclose(fit.bse, tight.bse, rtol=1e-4)
+
+
+@pytest.mark.parametrize("bits", [11, 20])
+def test_a_gaussian_coefficient_beyond_the_bound_is_refused(monkeypatch, bits: int) -> None:
+    # a step that wrapped around and passed the check by chance (about 2^-19), injected by
+    # shifting party 0's share of the opened step by 2^bits in one coefficient: the fit is
+    # refused, not continued from a huge iterate (at 2^20 the next iteration's deviance left
+    # the fixed-point range; at 2^11 the next step undid the shift, the repeated shift made
+    # it look converged, and the fit came out 2^11 off)
+    original = glm._iteration
+
+    def wrapped(rt, *args):
+        check, step, variance = yield from original(rt, *args)
+        if rt.first:
+            shift = np.zeros(len(step), dtype=np.uint64)
+            shift[1] = np.uint64(1 << (glm.RESIDUAL_BITS + bits))
+            step = rt.ring.add(step, shift)
+        return check, step, variance
+
+    monkeypatch.setattr(glm, "_iteration", wrapped)
+    rng = np.random.default_rng(7)
+    x = rng.normal(size=(300, 2))
+    values = np.column_stack([x, 1.0 + x @ [0.5, -0.3] + rng.normal(size=300)])
+    parts = [values[k::3] for k in range(3)]
+    with pytest.raises(GLMFitError, match="exceeded 1024, beyond any least-squares fit"):
+        _fit(parts, ["a", "b", "y"], "y", "gaussian")
