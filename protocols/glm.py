@@ -43,7 +43,8 @@ Steps (k hospitals, p features, q = p + 1 coefficients with the intercept):
 2. Hospitals share their column sums and sums of squares over N (2F bits),
    opened to the parties (2 rounds): the means and population standard
    deviations, rounded to 2^-32, standardise every column (the outcome too
-   for the gaussian family). A column with (almost) no spread is refused.
+   for the gaussian family). A column whose variance is not well above the
+   resolution of these sums (:data:`SPREAD_MARGIN`) is refused as constant.
 3. Newton iterations in standardised units (z, with an intercept column),
    from the start of step 4. Hospital i computes at the public beta its
    information matrix Z'WZ and score Z'(y - mu) over its rows, scaled by
@@ -213,12 +214,26 @@ refinement leaves R^2, about 2^-14 = 6e-5 relative at this tolerance. (The
 former 2^-10 refused most fits whose smallest eigenvalue was 2^-13 to
 2^-15, which this refinement inverts to better than 1e-4.)"""
 
-SPREAD_FLOOR = 2.0**-12
-"""A column whose standard deviation is below this times max(1, |mean|) counts as constant.
+SPREAD_MARGIN = 2.0**10
+"""A column counts as constant unless its variance is this many times :func:`variance_resolution`.
 
-The variance comes from sums of squares over N rounded to 2^-32 at each
-hospital, so a constant column shows a standard deviation up to about
-sqrt(k 2^-32) < 2^-14 for k <= 10 hospitals."""
+Above it the pooled standard deviation is within 2^-11 relative of the
+rows' own; a constant column's computed variance never exceeds one
+resolution. With 3 hospitals a column of mean 310 passes from an SD of about
+0.015 (the former floor, 2^-12 max(1, |mean|) on the SD, refused one of SD
+0.05, which statsmodels fits and this fit matches)."""
+
+
+def variance_resolution(center: np.ndarray, hospitals: int) -> np.ndarray:
+    """The largest error of a pooled variance S2 - S1^2 from k hospitals' sums over N.
+
+    Each hospital rounds its sum over N and its sum of squares over N to
+    2^-32, so S1 and S2 are each off by at most k 2^-33, and S2 - S1^2 (formed
+    exactly from the integers) by k 2^-33 (1 + 2 |mean|) + (k 2^-33)^2.
+    """
+    half = hospitals * 2.0 ** -(OUT_BITS + 1)
+    return half * (1.0 + 2.0 * np.abs(center)) + half**2
+
 
 OK, SUPPRESSED, SEPARATION, NOT_CONVERGED, COLLINEAR, CONSTANT, UNBOUNDED = range(7)
 """Fit status codes, revealed with the fit."""
@@ -407,6 +422,19 @@ def _grid(values: np.ndarray) -> np.ndarray:
     return np.rint(np.asarray(values, dtype=np.float64) * 2.0**OUT_BITS) / 2.0**OUT_BITS
 
 
+def _moments(opened: np.ndarray, width: int) -> tuple[np.ndarray, np.ndarray]:
+    """The means and population variances from the pooled sums over N at 2^-32.
+
+    The variance S2 - S1^2 is formed from the integers exactly, so its only
+    error is the hospitals' rounding (:func:`variance_resolution`).
+    """
+    sums = [int(v) for v in opened[:width]]
+    squares = [int(v) for v in opened[width:]]
+    exact = [(s2 << OUT_BITS) - s1 * s1 for s1, s2 in zip(sums, squares, strict=True)]
+    center = np.array(sums, dtype=np.float64) / 2.0**OUT_BITS
+    return center, np.array([float(v) / 2.0 ** (2 * OUT_BITS) for v in exact])
+
+
 def intercept_direction(center: np.ndarray, spread: np.ndarray) -> tuple[np.ndarray, float]:
     """t = u / |u| for u = (1, -mean_j / sd_j), and |u|^2.
 
@@ -470,12 +498,11 @@ def _fit(rt: Runtime, ctx: JobContext, kind: type[GLMParams]) -> Outcome:
     else:
         local = np.zeros(2 * width, dtype=np.int64)
     moments = pooled_integers(rt, local)
-    raw = rt.open(moments).astype(np.float64) / 2.0**OUT_BITS
-    center = _grid(raw[:width])
-    spread = _grid(np.sqrt(np.maximum(raw[width:] - raw[:width] ** 2, 0.0)))
+    center, variance = _moments(rt.open(moments), width)
+    spread = _grid(np.sqrt(np.maximum(variance, 0.0)))
     if rt.planning:
         center, spread = np.zeros(width), np.ones(width)
-    elif (spread < SPREAD_FLOOR * np.maximum(1.0, np.abs(center))).any():
+    elif (variance <= SPREAD_MARGIN * variance_resolution(center, rt.n_parties)).any():
         return _ended(rt, shared, CONSTANT, 0, q, p, binomial, center, spread)
     z = np.column_stack([np.ones(n), _standardised(x, center[:p], spread[:p])])
     target = y if binomial else _standardised(y, center[p], spread[p])

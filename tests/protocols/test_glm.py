@@ -523,3 +523,35 @@ def test_a_gaussian_coefficient_beyond_the_bound_is_refused(monkeypatch, bits: i
     parts = [values[k::3] for k in range(3)]
     with pytest.raises(GLMFitError, match="exceeded 1024, beyond any least-squares fit"):
         _fit(parts, ["a", "b", "y"], "y", "gaussian")
+
+
+@pytest.mark.parametrize("hospitals", [3, 10])
+def test_a_narrow_column_far_from_zero_is_fitted_and_a_constant_one_refused(
+    hospitals: int,
+) -> None:
+    # mean 310, SD 0.05: well above the resolution of the pooled variance (the hospitals'
+    # sums over N rounded to 2^-32), though 2^-12 |mean| = 0.076 called it constant
+    rng = np.random.default_rng(hospitals)
+    a = rng.normal(size=3000)
+    b = 310.0 + 0.05 * rng.normal(size=3000)
+    eta = -0.3 + 0.8 * a + 0.6 * (b - 310.0) / 0.05
+    y = (rng.random(3000) < 1 / (1 + np.exp(-eta))).astype(float)
+    values = np.column_stack([a, b, y])
+    parts = [values[k::hospitals] for k in range(hospitals)]
+    fit, _ = _fit(parts, ["a", "b", "y"], "y")
+    tight, _ = _oracle(values, ["a", "b", "y"], "y", "binomial", tol=1e-13)
+    np.testing.assert_allclose(fit.coef, tight.params, rtol=1e-4)
+    np.testing.assert_allclose(fit.bse, tight.bse, rtol=1e-4)
+    gaussian = np.column_stack([a, b + 0.01 * a + 0.02 * rng.normal(size=3000)])
+    fit, _ = _fit([gaussian[k::hospitals] for k in range(hospitals)], ["a", "y"], "y", "gaussian")
+    tight, _ = _oracle(gaussian, ["a", "y"], "y", "gaussian", tol=1e-13)
+    np.testing.assert_allclose(fit.coef, tight.params, rtol=1e-4)
+    np.testing.assert_allclose(fit.bse, tight.bse, rtol=1e-4)
+    for level in (310.0, 1e4, -(2.0**13), 0.0):  # a constant feature, and a constant outcome
+        constant = values.copy()
+        constant[:, 1] = level
+        with pytest.raises(GLMFitError, match="constant"):
+            _fit([constant[k::hospitals] for k in range(hospitals)], ["a", "b", "y"], "y")
+        with pytest.raises(GLMFitError, match="constant"):
+            flat = np.column_stack([a, np.full(3000, level)])
+            _fit([flat[k::hospitals] for k in range(hospitals)], ["a", "y"], "y", "gaussian")
