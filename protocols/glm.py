@@ -36,8 +36,9 @@ Steps (k hospitals, p features, q = p + 1 coefficients with the intercept):
 1. Policies (1 round); each hospital shares [n_i, dropped_i, events_i,
    non-events_i, veto_i] (1 round). For the binomial family the events and
    non-events are compared with m (:func:`~protocols.disclosure.gate`,
-   8 rounds) and their flags join the vetoes; then N against max(m, q + 1)
-   and the dropped count against m (8 rounds). The gated N and events are
+   8 rounds) and their flags join the vetoes; then N against max(m, q + 1,
+   q / ``parameter_ratio``) (:data:`PARAMETER_RATIO`) and the dropped count
+   against m (8 rounds). The gated N and events are
    opened to the parties (1 round); N = 0 means suppressed, and the job ends
    there with every output 0.
 2. Hospitals share their column sums and sums of squares over N (2F bits),
@@ -112,6 +113,7 @@ import dataclasses
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from fractions import Fraction
 from typing import ClassVar
 
 import numpy as np
@@ -134,6 +136,14 @@ from smpc.shares import SharedTensor, concatenate
 from smpc.steps import Steps, drive, lockstep, truncations
 
 FAMILIES = ("binomial", "gaussian")
+
+PARAMETER_RATIO = 0.33
+"""At most this many coefficients per pooled complete row (DataSHIELD's ``nfilter.glm``).
+
+A fit of q coefficients to N rows with q > 0.33 N is suppressed inside MPC
+(the gate compares N with ceil(q / ratio)), as a pooled count below m is:
+with as many coefficients as rows a fit reproduces the rows. A job may set
+a stricter ``parameter_ratio``, never a looser one."""
 MAX_FEATURES = 30
 """At most 30 features (31 coefficients with the intercept)."""
 
@@ -262,8 +272,9 @@ class GLMParams(StatisticsParams):
     ``family`` is "binomial" (logistic regression, outcome 0/1) or
     "gaussian" (linear regression); ``max_iter`` bounds the Newton
     iterations (1 to 50) and ``tol`` is the largest step, in standardised
-    units, that counts as converged. ``positive`` is for
-    :class:`TextGLMParams` only.
+    units, that counts as converged. ``parameter_ratio`` (at most
+    :data:`PARAMETER_RATIO`, the default) bounds the coefficients per pooled
+    row. ``positive`` is for :class:`TextGLMParams` only.
     """
 
     TEXT_OUTCOME: ClassVar[bool] = False
@@ -273,6 +284,7 @@ class GLMParams(StatisticsParams):
     max_iter: int = 25
     tol: float = 1e-8
     positive: str | None = None
+    parameter_ratio: float = PARAMETER_RATIO
 
     def __post_init__(self) -> None:
         if not isinstance(self.outcome, str) or not self.outcome.strip():
@@ -283,6 +295,12 @@ class GLMParams(StatisticsParams):
             raise self.invalid("max_iter", "must be an integer from 1 to 50")
         if not is_number(self.tol) or not 1e-12 <= float(self.tol) <= 1e-2:
             raise self.invalid("tol", "must be a number from 1e-12 to 1e-2")
+        ratio = self.parameter_ratio
+        if not is_number(ratio) or not 0.0 < float(ratio) <= PARAMETER_RATIO:
+            raise self.invalid(
+                "parameter_ratio",
+                f"must be a number above 0 and at most {PARAMETER_RATIO} (coefficients per row)",
+            )
         if self.positive is None and self.TEXT_OUTCOME:
             raise self.invalid("positive", "is required: the outcome's text that marks an event")
         if self.positive is not None and not self.TEXT_OUTCOME:
@@ -297,6 +315,7 @@ class GLMParams(StatisticsParams):
             object.__setattr__(self, "positive", self.positive.strip())
         object.__setattr__(self, "max_iter", int(self.max_iter))
         object.__setattr__(self, "tol", float(self.tol))
+        object.__setattr__(self, "parameter_ratio", float(ratio))
 
     def check_columns(self, columns: Sequence[str]) -> None:
         super().check_columns(columns)
@@ -408,6 +427,11 @@ def local_terms(
     return information / divisor, score / divisor, deviance / divisor
 
 
+def least_rows(q: int, ratio: float) -> int:
+    """The fewest pooled rows N with q <= ratio N, for the ratio as written (0.03 is 3/100)."""
+    return math.ceil(Fraction(q) / Fraction(repr(ratio)))
+
+
 def trace_bound(family: str, q: int) -> float:
     """The public s with trace(sum_i Z_i'W_iZ_i / N) <= s: q / 4 (binomial) or q (gaussian)."""
     return 0.25 * q if family == "binomial" else float(q)
@@ -476,7 +500,7 @@ def _fit(rt: Runtime, ctx: JobContext, kind: type[GLMParams]) -> Outcome:
         flags, _ = gate(rt, pooled[2:4], m, [], vetoes)
         vetoes = vetoes + flags[0:1] + flags[1:2]
     counts = pooled[:2]
-    minimum = np.array([max(m, q + 1), m])
+    minimum = np.array([max(m, q + 1, least_rows(q, params.parameter_ratio)), m])
     _, (kept, events_kept) = gate(rt, counts, minimum, [(counts, None), (pooled[2:3], 0)], vetoes)
     opened = rt.open(concatenate([kept[:1], events_kept]))
     total, positive = int(opened[0]), int(opened[1])

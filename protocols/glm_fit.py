@@ -40,7 +40,8 @@ REASONS = {
     glm.SUPPRESSED: (
         FitSuppressed,
         "suppressed: the pooled complete rows or the events of a class are below the minimum "
-        "cell size, or a hospital holds fewer than that many complete rows",
+        "cell size, a hospital holds fewer than that many complete rows, or the model has more "
+        "parameters than parameter_ratio (at most {ratio:g}) of the pooled rows",
     ),
     glm.SEPARATION: (
         GLMFitError,
@@ -198,6 +199,7 @@ def read_fit(
             reason.format(
                 bound=glm.COEFFICIENT_BOUND,
                 gaussian_bound=glm.GAUSSIAN_BOUND,
+                ratio=params.parameter_ratio,
                 iterations=iterations,
                 status=status,
             )

@@ -555,3 +555,36 @@ def test_a_narrow_column_far_from_zero_is_fitted_and_a_constant_one_refused(
         with pytest.raises(GLMFitError, match="constant"):
             flat = np.column_stack([a, np.full(3000, level)])
             _fit([flat[k::hospitals] for k in range(hospitals)], ["a", "y"], "y", "gaussian")
+
+
+@pytest.mark.parametrize(
+    ("rows", "ratio"), [(18, None), (19, None), (19, 0.1), (60, 0.1), (200, 0.03)]
+)
+def test_more_parameters_than_the_ratio_of_n_allows_are_suppressed(
+    rows: int, ratio: float | None
+) -> None:
+    # DataSHIELD's nfilter.glm: the q = 6 coefficients may be at most 0.33 N (the default)
+    # or the job's stricter ratio; decided inside MPC from the pooled count
+    rng = np.random.default_rng(rows)
+    x = rng.normal(size=(rows, 5))
+    values = np.column_stack([x, x @ [0.5, -0.2, 0.1, 0.3, 0.0] + rng.normal(size=rows)])
+    names = ["a", "b", "c", "d", "e", "y"]
+    parts = [values[k::3] for k in range(3)]
+    params = {"outcome": "y", "family": "gaussian"}
+    if ratio is not None:
+        params["parameter_ratio"] = ratio
+    allowed = (0.33 if ratio is None else ratio) * rows >= 6  # q = 6
+    ctxs = contexts(parts, names, params=params)
+    if not allowed:
+        with pytest.raises(FitSuppressed, match="parameters"):
+            run_local(LocalFederation(3), ctxs)
+        return
+    fit, _ = run_local(LocalFederation(3), ctxs)
+    tight, _ = _oracle(values, names, "y", "gaussian", tol=1e-13)
+    np.testing.assert_allclose(fit.coef, tight.params, rtol=1e-4)
+
+
+@pytest.mark.parametrize("ratio", [0.0, -0.1, 0.34, 1.0, float("nan"), "a third"])
+def test_the_parameter_ratio_can_only_be_made_stricter(ratio) -> None:
+    with pytest.raises(StatisticsParamsError, match=r"params\.parameter_ratio must be"):
+        glm.GLMParams.from_mapping({"outcome": "y", "parameter_ratio": ratio})
