@@ -181,7 +181,8 @@ WEIGHT_BITS = 24
 
 Y t (|Y t| <= |Y| < 2^15.5) at 22 + 24 bits is truncated to 22 bits before
 the product with t, so t's rounding (2^-25 an entry) enters t'Yt only as
-2 d'Yt + d'Yd: at most about 2^-14 relative, and in practice 1e-7. (Rounding
+2 d'Yt + d'Yd: below 2^-13.7 relative (|2 d'Yt| <= 2 sqrt(d'Yd t'Yt), d'Yd <
+2^15.5 q 2^-50 and t'Yt >= 1), and in practice about 1e-7. (Rounding
 the weights t t' entry by entry instead left sum_ij Y_ij d_ij, which Y's
 largest eigenvalue carries into t'Yt even when t has no component along it:
 4e-4 relative for nearly collinear features.)"""

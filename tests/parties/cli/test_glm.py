@@ -51,6 +51,7 @@ class _FakeClient:
         max_iter=25,
         tol=1e-8,
         positive=None,
+        parameter_ratio=None,
         deadline_s=120.0,
     ):
         """Client.glm's signature; records every argument the command passed."""
@@ -63,6 +64,7 @@ class _FakeClient:
             "max_iter": max_iter,
             "tol": tol,
             "positive": positive,
+            "parameter_ratio": parameter_ratio,
             "deadline_s": deadline_s,
         }
         if _FakeClient.refuse:
@@ -98,6 +100,7 @@ def test_a_formula_reaches_the_fit_and_prints_a_table_and_a_model(fake, capsys, 
         "max_iter": 12,
         "tol": 1e-8,
         "positive": None,
+        "parameter_ratio": None,
         "deadline_s": 120.0,
     }
     out = capsys.readouterr().out
@@ -115,11 +118,13 @@ def test_the_fake_client_takes_what_client_glm_takes() -> None:
     assert shape(_FakeClient.glm) == shape(client.Client.glm)
 
 
-def test_positive_and_where_reach_the_fit(fake) -> None:
+def test_positive_where_and_the_parameter_ratio_reach_the_fit(fake) -> None:
     argv = ["stats", "glm", "--config", "a.toml", "--formula", "diagnosis ~ a + b"]
     assert cli.main([*argv, "--positive", "M", "--where", "age > 40"]) == 0
     assert fake.asked["positive"] == "M" and fake.asked["where"] == "age > 40"
     assert fake.asked["columns"] == "diagnosis ~ a + b" and fake.asked["family"] == "binomial"
+    assert cli.main([*argv, "--parameter-ratio", "0.1"]) == 0
+    assert fake.asked["parameter_ratio"] == 0.1
 
 
 def test_json_output_carries_the_fit(fake, capsys) -> None:
@@ -154,6 +159,7 @@ def analyst_config(tmp_path_factory: pytest.TempPathFactory) -> Path:
         (["--formula", "y = a + b"], "--formula 'y = a + b' is not of the form"),
         (["--columns", "a,b"], "--outcome must name the outcome column"),
         (["--columns", "a,y", "--outcome", "y", "--max-iter", "0"], "--max-iter must be"),
+        (["--formula", "y ~ a", "--parameter-ratio", "0.5"], "--parameter-ratio must be a number"),
         (["--formula", "y ~ a", "--outcome", "y"], "--outcome give a formula or an outcome"),
         ([], "give --formula, or --columns with --outcome"),
     ],
