@@ -15,6 +15,7 @@ from protocols.disclosure import (
 )
 from protocols.statistics import contexts, protocol, run_local
 from protocols.synthetic import DIAGNOSES, SEXES, cohort
+from smpc.errors import FixedPointRangeError
 from smpc.local import LocalFederation
 from smpc.runtime import dry_run
 
@@ -383,7 +384,7 @@ def test_fixed_point_encoding_refuses_what_it_cannot_represent() -> None:
     np.testing.assert_array_equal(fixed(ok, 32), np.rint(ok * 2.0**32).astype(np.int64))
     assert fixed([-(2.0**29)], 32)[0] == -(2**61)  # the largest magnitude kept, exactly
     for bad in (np.inf, -np.inf, np.nan, 2.0**30, -(2.0**30), 1e300):
-        with pytest.raises(StatisticsInputError, match="at 32 fractional bits") as caught:
+        with pytest.raises(FixedPointRangeError, match="at 32 fractional bits") as caught:
             fixed([1.0, bad], 32)
         assert "1e+300" not in str(caught.value) and "inf" not in str(caught.value)
 
