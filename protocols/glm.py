@@ -240,7 +240,9 @@ def variance_resolution(center: np.ndarray, hospitals: int) -> np.ndarray:
 
     Each hospital rounds its sum over N and its sum of squares over N to
     2^-32, so S1 and S2 are each off by at most k 2^-33, and S2 - S1^2 (formed
-    exactly from the integers) by k 2^-33 (1 + 2 |mean|) + (k 2^-33)^2.
+    exactly from the integers) by k 2^-33 (1 + 2 |mean|) + (k 2^-33)^2. The
+    hospitals' float64 sums of squares add at most about 24 2^-53 mean^2
+    (pairwise summation of up to 2^24 rows), below that for |mean| < 2^14.
     """
     half = hospitals * 2.0 ** -(OUT_BITS + 1)
     return half * (1.0 + 2.0 * np.abs(center)) + half**2
