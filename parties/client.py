@@ -334,6 +334,7 @@ class Client:
         max_iter: int = 25,
         tol: float = 1e-8,
         positive: str | None = None,
+        parameter_ratio: float | None = None,
         deadline_s: float = 120.0,
     ) -> glm_fit.GLMFit:
         """A regression fitted across the hospitals without revealing any hospital's aggregates.
@@ -341,7 +342,9 @@ class Client:
         ``columns`` is a formula ``"outcome ~ a + b"`` or the feature columns
         with ``outcome`` named apart; ``family`` is "binomial" (logistic) or
         "gaussian" (linear); ``positive`` reads a text outcome (the event is the
-        outcome equal to it, e.g. "M"; job ``stats-glm-text``). Rows with a
+        outcome equal to it, e.g. "M"; job ``stats-glm-text``);
+        ``parameter_ratio`` sets a stricter bound than the default 0.33 on the
+        coefficients per pooled row (a fit beyond it is suppressed). Rows with a
         missing value in any of these columns are dropped. Returns a
         :class:`protocols.glm_fit.GLMFit` (``summary()``, ``to_model()``);
         raises ``GLMFitError`` (``FitSuppressed`` below the minimum cell
@@ -357,6 +360,7 @@ class Client:
             max_iter=max_iter,
             tol=tol,
             positive=positive,
+            parameter_ratio=parameter_ratio,
             deadline_s=deadline_s,
         )
         return fit
@@ -372,6 +376,7 @@ class Client:
         max_iter: int = 25,
         tol: float = 1e-8,
         positive: str | None = None,
+        parameter_ratio: float | None = None,
         deadline_s: float = 120.0,
     ) -> tuple[glm_fit.GLMFit, JobOutcome]:
         """:meth:`glm`, and the job's outcome with each party's costs."""
@@ -386,6 +391,7 @@ class Client:
         params = glm.params_for(
             {"outcome": outcome, "family": family, "max_iter": max_iter, "tol": tol}
             | ({} if positive is None else {"positive": positive})
+            | ({} if parameter_ratio is None else {"parameter_ratio": parameter_ratio})
         )
         selected = [*features, outcome]
         spec = glm.protocol_for(params)

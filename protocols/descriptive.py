@@ -37,6 +37,7 @@ from protocols.disclosure import (
 )
 from protocols.local_data import Counted, LocalData, local_data
 from smpc import compare
+from smpc.errors import FixedPointRangeError
 from smpc.runtime import Runtime
 from smpc.shares import SharedTensor, concatenate
 from smpc.steps import drive, products
@@ -54,9 +55,26 @@ MOMENTS_ROUNDS = 15
 """Rounds of :func:`variance` and :func:`covariance` (see :func:`moments`)."""
 
 
+FIXED_RANGE_BITS = 62
+"""An encoded value must stay below 2^62 in magnitude: the ring's range for truncation."""
+
+
 def fixed(values: object, bits: int) -> np.ndarray:
-    """round(values * 2^bits) as int64, for integer-encoded inputs at a chosen scale."""
-    return np.rint(np.asarray(values, dtype=np.float64) * float(2**bits)).astype(np.int64)
+    """round(values * 2^bits) as int64, for integer-encoded inputs at a chosen scale.
+
+    A FixedPointRangeError (naming the scale, never a value) if any value is
+    not finite or reaches 2^(62 - bits) in magnitude: the cast would turn it
+    into an arbitrary integer, a wrong input that nothing downstream sees.
+    """
+    with np.errstate(over="ignore"):  # what overflows is inf, refused below
+        scaled = np.asarray(values, dtype=np.float64) * float(2**bits)
+    if not np.isfinite(scaled).all() or (np.abs(scaled) >= 2.0**FIXED_RANGE_BITS).any():
+        raise FixedPointRangeError(
+            f"a value to encode at {bits} fractional bits is not finite or not below "
+            f"2^{FIXED_RANGE_BITS - bits} in magnitude; the local aggregates left the "
+            "range the protocol's scales allow"
+        )
+    return np.rint(scaled).astype(np.int64)
 
 
 def check_frac_bits(rt: Runtime) -> None:

@@ -28,22 +28,24 @@ What is revealed, and to whom:
   one hospital's aggregates.
   Keeping the iterates secret (a secure sigmoid over every row) is not done.
 - Whether the fit failed, and why (separation, no convergence, collinear
-  or constant columns), to everyone: a refused fit reveals its status, and
-  every coefficient output is 0.
+  or constant columns, a coefficient out of range), to everyone: a refused
+  fit reveals its status, and every coefficient output is 0.
 
 Steps (k hospitals, p features, q = p + 1 coefficients with the intercept):
 
 1. Policies (1 round); each hospital shares [n_i, dropped_i, events_i,
    non-events_i, veto_i] (1 round). For the binomial family the events and
    non-events are compared with m (:func:`~protocols.disclosure.gate`,
-   8 rounds) and their flags join the vetoes; then N against max(m, q + 1)
-   and the dropped count against m (8 rounds). The gated N and events are
+   8 rounds) and their flags join the vetoes; then N against max(m, q + 1,
+   q / ``parameter_ratio``) (:data:`PARAMETER_RATIO`) and the dropped count
+   against m (8 rounds). The gated N and events are
    opened to the parties (1 round); N = 0 means suppressed, and the job ends
    there with every output 0.
 2. Hospitals share their column sums and sums of squares over N (2F bits),
    opened to the parties (2 rounds): the means and population standard
    deviations, rounded to 2^-32, standardise every column (the outcome too
-   for the gaussian family). A column with (almost) no spread is refused.
+   for the gaussian family). A column whose variance is not well above the
+   resolution of these sums (:data:`SPREAD_MARGIN`) is refused as constant.
 3. Newton iterations in standardised units (z, with an intercept column),
    from the start of step 4. Hospital i computes at the public beta its
    information matrix Z'WZ and score Z'(y - mu) over its rows, scaled by
@@ -59,7 +61,8 @@ Steps (k hospitals, p features, q = p + 1 coefficients with the intercept):
    0 < trace Y < 2^15.5, and one refinement Y + Y R (3 rounds) followed by
    the step Y (g_hi + g_lo) at 36 bits and the variance factors Y_jj and
    t'Yt (for the intercept in raw units, t the public unit vector along
-   (1, -mean_j / sd_j)) at 32 bits (2 rounds). The
+   (1, -mean_j / sd_j); Y t is truncated first, in the round of the step's
+   product) at 32 bits (2 rounds). The
    check's six bits are opened to the parties (1 round), then, only if the
    inverse converged, the step (1 round), which is added to beta. 88 rounds
    per iteration (:data:`ITERATION_ROUNDS`).
@@ -67,7 +70,8 @@ Steps (k hospitals, p features, q = p + 1 coefficients with the intercept):
    information, hence the standard errors, then comes from an iterate within
    ``tol`` of the last), when the inverse did not converge (collinear
    features), when a standardised coefficient exceeds
-   :data:`COEFFICIENT_BOUND` (binomial: separation or quasi-separation), or
+   :data:`COEFFICIENT_BOUND` (binomial: separation or quasi-separation) or
+   :data:`GAUSSIAN_BOUND` (gaussian: only a wrapped step gets there), or
    after ``max_iter`` (not converged). Newton starts from 0 with the
    intercept at logit(events / N), the intercept-only fit on centred
    features (so the gated event count is public to the parties too).
@@ -109,6 +113,7 @@ import dataclasses
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from fractions import Fraction
 from typing import ClassVar
 
 import numpy as np
@@ -131,6 +136,14 @@ from smpc.shares import SharedTensor, concatenate
 from smpc.steps import Steps, drive, lockstep, truncations
 
 FAMILIES = ("binomial", "gaussian")
+
+PARAMETER_RATIO = 0.33
+"""At most this many coefficients per pooled complete row (DataSHIELD's ``nfilter.glm``).
+
+A fit of q coefficients to N rows with q > 0.33 N is suppressed inside MPC
+(the gate compares N with ceil(q / ratio)), as a pooled count below m is:
+with as many coefficients as rows a fit reproduces the rows. A job may set
+a stricter ``parameter_ratio``, never a looser one."""
 MAX_FEATURES = 30
 """At most 30 features (31 coefficients with the intercept)."""
 
@@ -164,7 +177,15 @@ OUT_BITS = 32
 """Fractional bits of the revealed reals (2F)."""
 
 WEIGHT_BITS = 24
-"""Fractional bits of the public weights of the intercept's variance factor."""
+"""Fractional bits of the public direction t of the intercept's variance factor t'Yt.
+
+Y t (|Y t| <= |Y| < 2^15.5) at 22 + 24 bits is truncated to 22 bits before
+the product with t, so t's rounding (2^-25 an entry) enters t'Yt only as
+2 d'Yt + d'Yd: below 2^-13.7 relative (|2 d'Yt| <= 2 sqrt(d'Yd t'Yt), d'Yd <
+2^15.5 q 2^-50 and t'Yt >= 1), and in practice about 1e-7. (Rounding
+the weights t t' entry by entry instead left sum_ij Y_ij d_ij, which Y's
+largest eigenvalue carries into t'Yt even when t has no component along it:
+4e-4 relative for nearly collinear features.)"""
 
 COEFFICIENT_BOUND = 20.0
 """A standardised logistic coefficient beyond this (odds ratio e^20 per SD) means separation.
@@ -173,11 +194,21 @@ Or nearly collinear features: e.g. mean radius and mean perimeter of the
 breast cancer data, whose standardised coefficients statsmodels puts at -21
 and 26; the refusal's reason names both."""
 
+GAUSSIAN_BOUND = 2.0**10
+"""A standardised linear coefficient beyond this is refused: no sound fit reaches it.
+
+On standardised columns the fitted beta satisfies beta'C beta <= 1 (the
+explained share of the outcome's variance), C = Z'Z / N; the inverse check
+lets through only C = q A with A's smallest eigenvalue above 2^-15.5, so
+|beta| < 2^7.75 / sqrt(q) < 2^7.25. A larger iterate comes from a step that
+wrapped around and passed the check by chance (about 2^-19); without the
+bound, the next iteration's local terms would leave the fixed-point range."""
+
 INVERSE_TRACE_BITS = 15.5
 """The inverse counts only if trace(Y) < 2^15.5, which bounds Y's largest eigenvalue.
 
-That keeps the step Y g below 2^18 at 44 bits, t'Yt below 2^16 at 22 + 24
-bits and Newton-Schulz's iterate in range. The trace, not the smallest
+That keeps the step Y g below 2^18 at 44 bits, Y t and t'Yt below 2^16 at
+22 + 24 bits and Newton-Schulz's iterate in range. The trace, not the smallest
 eigenvalue, is bounded: when every eigenvalue is small alike (rare events
 weigh each row by about p (1 - p), not 1/4), trace Y is q times 1 / lambda,
 so the bound must leave room for q = 31 well-conditioned ones near 2^-10."""
@@ -194,14 +225,30 @@ refinement leaves R^2, about 2^-14 = 6e-5 relative at this tolerance. (The
 former 2^-10 refused most fits whose smallest eigenvalue was 2^-13 to
 2^-15, which this refinement inverts to better than 1e-4.)"""
 
-SPREAD_FLOOR = 2.0**-12
-"""A column whose standard deviation is below this times max(1, |mean|) counts as constant.
+SPREAD_MARGIN = 2.0**10
+"""A column counts as constant unless its variance is this many times :func:`variance_resolution`.
 
-The variance comes from sums of squares over N rounded to 2^-32 at each
-hospital, so a constant column shows a standard deviation up to about
-sqrt(k 2^-32) < 2^-14 for k <= 10 hospitals."""
+Above it the pooled standard deviation is within 2^-11 relative of the
+rows' own; a constant column's computed variance never exceeds one
+resolution. With 3 hospitals a column of mean 310 passes from an SD of about
+0.015 (the former floor, 2^-12 max(1, |mean|) on the SD, refused one of SD
+0.05, which statsmodels fits and this fit matches)."""
 
-OK, SUPPRESSED, SEPARATION, NOT_CONVERGED, COLLINEAR, CONSTANT = range(6)
+
+def variance_resolution(center: np.ndarray, hospitals: int) -> np.ndarray:
+    """The largest error of a pooled variance S2 - S1^2 from k hospitals' sums over N.
+
+    Each hospital rounds its sum over N and its sum of squares over N to
+    2^-32, so S1 and S2 are each off by at most k 2^-33, and S2 - S1^2 (formed
+    exactly from the integers) by k 2^-33 (1 + 2 |mean|) + (k 2^-33)^2. The
+    hospitals' float64 sums of squares add at most about 24 2^-53 mean^2
+    (pairwise summation of up to 2^24 rows), below that for |mean| < 2^14.
+    """
+    half = hospitals * 2.0 ** -(OUT_BITS + 1)
+    return half * (1.0 + 2.0 * np.abs(center)) + half**2
+
+
+OK, SUPPRESSED, SEPARATION, NOT_CONVERGED, COLLINEAR, CONSTANT, UNBOUNDED = range(7)
 """Fit status codes, revealed with the fit."""
 
 OUTPUTS = (
@@ -228,8 +275,9 @@ class GLMParams(StatisticsParams):
     ``family`` is "binomial" (logistic regression, outcome 0/1) or
     "gaussian" (linear regression); ``max_iter`` bounds the Newton
     iterations (1 to 50) and ``tol`` is the largest step, in standardised
-    units, that counts as converged. ``positive`` is for
-    :class:`TextGLMParams` only.
+    units, that counts as converged. ``parameter_ratio`` (at most
+    :data:`PARAMETER_RATIO`, the default) bounds the coefficients per pooled
+    row. ``positive`` is for :class:`TextGLMParams` only.
     """
 
     TEXT_OUTCOME: ClassVar[bool] = False
@@ -239,6 +287,7 @@ class GLMParams(StatisticsParams):
     max_iter: int = 25
     tol: float = 1e-8
     positive: str | None = None
+    parameter_ratio: float = PARAMETER_RATIO
 
     def __post_init__(self) -> None:
         if not isinstance(self.outcome, str) or not self.outcome.strip():
@@ -249,6 +298,12 @@ class GLMParams(StatisticsParams):
             raise self.invalid("max_iter", "must be an integer from 1 to 50")
         if not is_number(self.tol) or not 1e-12 <= float(self.tol) <= 1e-2:
             raise self.invalid("tol", "must be a number from 1e-12 to 1e-2")
+        ratio = self.parameter_ratio
+        if not is_number(ratio) or not 0.0 < float(ratio) <= PARAMETER_RATIO:
+            raise self.invalid(
+                "parameter_ratio",
+                f"must be a number above 0 and at most {PARAMETER_RATIO} (coefficients per row)",
+            )
         if self.positive is None and self.TEXT_OUTCOME:
             raise self.invalid("positive", "is required: the outcome's text that marks an event")
         if self.positive is not None and not self.TEXT_OUTCOME:
@@ -263,6 +318,7 @@ class GLMParams(StatisticsParams):
             object.__setattr__(self, "positive", self.positive.strip())
         object.__setattr__(self, "max_iter", int(self.max_iter))
         object.__setattr__(self, "tol", float(self.tol))
+        object.__setattr__(self, "parameter_ratio", float(ratio))
 
     def check_columns(self, columns: Sequence[str]) -> None:
         super().check_columns(columns)
@@ -374,6 +430,11 @@ def local_terms(
     return information / divisor, score / divisor, deviance / divisor
 
 
+def least_rows(q: int, ratio: float) -> int:
+    """The fewest pooled rows N with q <= ratio N, for the ratio as written (0.03 is 3/100)."""
+    return math.ceil(Fraction(q) / Fraction(repr(ratio)))
+
+
 def trace_bound(family: str, q: int) -> float:
     """The public s with trace(sum_i Z_i'W_iZ_i / N) <= s: q / 4 (binomial) or q (gaussian)."""
     return 0.25 * q if family == "binomial" else float(q)
@@ -388,8 +449,21 @@ def _grid(values: np.ndarray) -> np.ndarray:
     return np.rint(np.asarray(values, dtype=np.float64) * 2.0**OUT_BITS) / 2.0**OUT_BITS
 
 
-def intercept_weights(center: np.ndarray, spread: np.ndarray) -> tuple[np.ndarray, float]:
-    """t t' for t = u / |u|, u = (1, -mean_j / sd_j), and |u|^2.
+def _moments(opened: np.ndarray, width: int) -> tuple[np.ndarray, np.ndarray]:
+    """The means and population variances from the pooled sums over N at 2^-32.
+
+    The variance S2 - S1^2 is formed from the integers exactly, so its only
+    error is the hospitals' rounding (:func:`variance_resolution`).
+    """
+    sums = [int(v) for v in opened[:width]]
+    squares = [int(v) for v in opened[width:]]
+    exact = [(s2 << OUT_BITS) - s1 * s1 for s1, s2 in zip(sums, squares, strict=True)]
+    center = np.array(sums, dtype=np.float64) / 2.0**OUT_BITS
+    return center, np.array([float(v) / 2.0 ** (2 * OUT_BITS) for v in exact])
+
+
+def intercept_direction(center: np.ndarray, spread: np.ndarray) -> tuple[np.ndarray, float]:
+    """t = u / |u| for u = (1, -mean_j / sd_j), and |u|^2.
 
     The intercept in raw units is u . beta (standardised), so its variance
     is |u|^2 t'Ct; t'Yt is bounded by Y's largest eigenvalue, which keeps it
@@ -397,8 +471,7 @@ def intercept_weights(center: np.ndarray, spread: np.ndarray) -> tuple[np.ndarra
     """
     u = np.concatenate([[1.0], -center / spread])
     norm = float(u @ u)
-    t = u / math.sqrt(norm)
-    return np.outer(t, t), norm
+    return u / math.sqrt(norm), norm
 
 
 def fit(rt: Runtime, ctx: JobContext) -> Outcome:
@@ -430,7 +503,7 @@ def _fit(rt: Runtime, ctx: JobContext, kind: type[GLMParams]) -> Outcome:
         flags, _ = gate(rt, pooled[2:4], m, [], vetoes)
         vetoes = vetoes + flags[0:1] + flags[1:2]
     counts = pooled[:2]
-    minimum = np.array([max(m, q + 1), m])
+    minimum = np.array([max(m, q + 1, least_rows(q, params.parameter_ratio)), m])
     _, (kept, events_kept) = gate(rt, counts, minimum, [(counts, None), (pooled[2:3], 0)], vetoes)
     opened = rt.open(concatenate([kept[:1], events_kept]))
     total, positive = int(opened[0]), int(opened[1])
@@ -452,19 +525,18 @@ def _fit(rt: Runtime, ctx: JobContext, kind: type[GLMParams]) -> Outcome:
     else:
         local = np.zeros(2 * width, dtype=np.int64)
     moments = pooled_integers(rt, local)
-    raw = rt.open(moments).astype(np.float64) / 2.0**OUT_BITS
-    center = _grid(raw[:width])
-    spread = _grid(np.sqrt(np.maximum(raw[width:] - raw[:width] ** 2, 0.0)))
+    center, variance = _moments(rt.open(moments), width)
+    spread = _grid(np.sqrt(np.maximum(variance, 0.0)))
     if rt.planning:
         center, spread = np.zeros(width), np.ones(width)
-    elif (spread < SPREAD_FLOOR * np.maximum(1.0, np.abs(center))).any():
+    elif (variance <= SPREAD_MARGIN * variance_resolution(center, rt.n_parties)).any():
         return _ended(rt, shared, CONSTANT, 0, q, p, binomial, center, spread)
     z = np.column_stack([np.ones(n), _standardised(x, center[:p], spread[:p])])
     target = y if binomial else _standardised(y, center[p], spread[p])
 
     # 3. Newton iterations on the public iterate.
     s = trace_bound(params.family, q)
-    weights, _ = intercept_weights(center[:p], spread[:p])
+    direction, _ = intercept_direction(center[:p], spread[:p])
     beta = np.zeros(q)
     if binomial and 0 < positive < total:  # the intercept-only fit: features are centred
         beta[0] = math.log(positive / (total - positive))
@@ -493,7 +565,9 @@ def _fit(rt: Runtime, ctx: JobContext, kind: type[GLMParams]) -> Outcome:
         a32 = summed[q * q : 2 * q * q].reshape(q, q)
         gradient = np.ascontiguousarray(summed[2 * q * q : 2 * q * q + 2 * q].reshape(2, q).T)
         deviance = summed[-1:]
-        check, step, variance = drive(rt, _iteration(rt, a22, a32, gradient, weights), "glm-newton")
+        check, step, variance = drive(
+            rt, _iteration(rt, a22, a32, gradient, direction), "glm-newton"
+        )
         # The check first: a step from an inverse that did not converge is never opened.
         inverted = rt.open_ring(rt.shared(check, 0)).view(np.int64)
         if not rt.planning and not (inverted == 1).all():
@@ -504,8 +578,11 @@ def _fit(rt: Runtime, ctx: JobContext, kind: type[GLMParams]) -> Outcome:
         last = (variance, deviance)
         if rt.planning:
             continue
-        if not np.isfinite(beta).all() or (binomial and np.abs(beta).max() > COEFFICIENT_BOUND):
+        if binomial and not np.abs(beta).max() <= COEFFICIENT_BOUND:
             status = SEPARATION
+            break
+        if not binomial and not np.abs(beta).max() <= GAUSSIAN_BOUND:
+            status = UNBOUNDED
             break
         if np.abs(delta).max() < params.tol:
             status = OK
@@ -526,7 +603,7 @@ def _fit(rt: Runtime, ctx: JobContext, kind: type[GLMParams]) -> Outcome:
 
 
 def _iteration(
-    rt: Runtime, a22: np.ndarray, a32: np.ndarray, gradient: np.ndarray, weights: np.ndarray
+    rt: Runtime, a22: np.ndarray, a32: np.ndarray, gradient: np.ndarray, direction: np.ndarray
 ) -> Steps[tuple[np.ndarray, np.ndarray, np.ndarray]]:
     """Inverse, convergence check, refinement, step and variance factors; 85 rounds.
 
@@ -563,13 +640,19 @@ def _iteration(
 
     def solve() -> Steps[tuple[np.ndarray, np.ndarray]]:
         inverse = yield from linalg.refine(rt, y, r, WORK_BITS, r_bits, REFINE_BITS)
-        product = yield from linalg.matmul_steps(rt, inverse, gradient)
+        # Y t before t'(Y t): rounding t t' entry by entry would weigh Y's largest
+        # eigenvalues even where t'Yt has no component along them
+        encoded = np.rint(direction * 2.0**WEIGHT_BITS).astype(np.int64).view(np.uint64)
+        along = ring.matmul(inverse, encoded.reshape(q, 1)).reshape(-1)
+        product, (along,) = yield from lockstep(
+            linalg.matmul_steps(rt, inverse, gradient),
+            truncations(rt, [along], [WEIGHT_BITS]),
+        )
         diagonal = ring.mul(
             np.ascontiguousarray(np.diagonal(inverse)[1:]),
             np.full(1, 1 << (OUT_BITS - WORK_BITS), dtype=np.uint64),
         )
-        encoded = np.rint(weights.reshape(-1) * 2.0**WEIGHT_BITS).astype(np.int64)
-        quadratic = ring.total(ring.mul(inverse.reshape(-1), encoded.view(np.uint64)))
+        quadratic = ring.total(ring.mul(along, encoded))
         hi, lo, intercept = yield from truncations(
             rt,
             [

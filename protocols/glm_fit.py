@@ -40,7 +40,8 @@ REASONS = {
     glm.SUPPRESSED: (
         FitSuppressed,
         "suppressed: the pooled complete rows or the events of a class are below the minimum "
-        "cell size, or a hospital holds fewer than that many complete rows",
+        "cell size, a hospital holds fewer than that many complete rows, or the model has more "
+        "parameters than parameter_ratio (at most {ratio:g}) of the pooled rows",
     ),
     glm.SEPARATION: (
         GLMFitError,
@@ -57,6 +58,12 @@ REASONS = {
         GLMFitError,
         "the information matrix is singular or too ill-conditioned (collinear features, or a "
         "saturated model); remove redundant features",
+    ),
+    glm.UNBOUNDED: (
+        GLMFitError,
+        "a standardised coefficient exceeded {gaussian_bound:g}, beyond any least-squares fit "
+        "the inverse check passes: the information matrix is too ill-conditioned for the "
+        "fixed-point arithmetic; remove redundant features",
     ),
     glm.CONSTANT: (
         GLMFitError,
@@ -188,7 +195,15 @@ def read_fit(
     iterations = int(np.asarray(outputs["iterations"]).reshape(-1)[0])
     if status != glm.OK:
         kind, reason = REASONS.get(status, (GLMFitError, "the fit failed (status {status})"))
-        raise kind(reason.format(bound=glm.COEFFICIENT_BOUND, iterations=iterations, status=status))
+        raise kind(
+            reason.format(
+                bound=glm.COEFFICIENT_BOUND,
+                gaussian_bound=glm.GAUSSIAN_BOUND,
+                ratio=params.parameter_ratio,
+                iterations=iterations,
+                status=status,
+            )
+        )
     features = params.features(columns)
     p = len(features)
     q = p + 1
@@ -200,7 +215,7 @@ def read_fit(
     factor = np.asarray(outputs["variance"], dtype=np.float64)
     per_n = float(np.asarray(outputs["deviance"]).reshape(-1)[0])
     s = glm.trace_bound(params.family, q)
-    _, norm = glm.intercept_weights(center[:p], spread[:p])
+    _, norm = glm.intercept_direction(center[:p], spread[:p])
     # Var(beta_z) = Y / (s N) times the dispersion; back to raw units below.
     raw_variance = np.concatenate([[norm * factor[0]], factor[1:] / spread[:p] ** 2]) / (s * n)
     coef = np.concatenate([[beta[0] - beta[1:] @ (center[:p] / spread[:p])], beta[1:] / spread[:p]])

@@ -9,8 +9,9 @@
     smpc stats glm --config fed/analyst.toml --formula "..." --save-model model.npz
 
 A logistic fit can be saved as a model owner's model file (with its scaler)
-for secure inference. A refused fit (too few rows or events, separation,
-collinear columns) prints the reason and exits 1; a mistake in the job
+for secure inference. A refused fit (too few rows or events, more
+coefficients than ``--parameter-ratio`` of the rows, separation, collinear
+columns) prints the reason and exits 1; a mistake in the job
 itself names its flag and exits 2 before anything is signed.
 """
 
@@ -32,6 +33,7 @@ FLAGS = {
     "params.family": "--family",
     "params.max_iter": "--max-iter",
     "params.positive": "--positive",
+    "params.parameter_ratio": "--parameter-ratio",
     "formula": "--formula",
     "columns": "--columns",
     "where": "--where",
@@ -65,6 +67,7 @@ def glm(args: argparse.Namespace) -> int:
             where=args.where,
             max_iter=args.max_iter,
             positive=args.positive,
+            parameter_ratio=args.parameter_ratio,
         )
     except JobParamsError as exc:  # decided from the job alone, before anything was signed
         print(f"smpc: error: {exc.named(FLAGS)}", file=sys.stderr)
@@ -96,4 +99,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--positive", default=None, help="glm: the text of a text outcome's event")
     p.add_argument("--max-iter", type=int, default=25, help="glm: most Newton iterations")
+    p.add_argument(
+        "--parameter-ratio",
+        type=float,
+        default=None,
+        help="glm: most coefficients per pooled row, stricter than the default 0.33",
+    )
     p.add_argument("--save-model", default=None, help="glm: write the logistic fit as a model")

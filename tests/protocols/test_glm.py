@@ -338,14 +338,14 @@ def _one_iteration(a: np.ndarray, g: np.ndarray, hospitals: int = 3):
                 ]
             )
         )
-    weights = np.full((q, q), 1.0 / q)
+    direction = np.full(q, 1.0 / np.sqrt(q))
 
     def fn(rt, mine):
         summed = np.ascontiguousarray(glm.pooled_integers(rt, mine).share)
         a22 = summed[: q * q].reshape(q, q)
         a32 = summed[q * q : 2 * q * q].reshape(q, q)
         gradient = np.ascontiguousarray(summed[2 * q * q :].reshape(q, 2))
-        steps = glm._iteration(rt, a22, a32, gradient, weights)
+        steps = glm._iteration(rt, a22, a32, gradient, direction)
         check, step, variance = drive(rt, steps, "test")
         return [
             rt.open_ring(rt.shared(m, 0)).view(np.int64) / 2.0**bits
@@ -379,6 +379,8 @@ def test_the_inverse_check_passes_accurate_inverses_and_refuses_tiny_eigenvalues
         exact = np.linalg.inv(fine)
         assert np.abs(step - exact @ g).max() < 1e-4 * np.abs(exact @ g).max()
         np.testing.assert_allclose(variance[1:], np.diag(exact)[1:], rtol=1e-4)
+        t = np.full(q, 1.0 / np.sqrt(q))  # the direction _one_iteration passes
+        np.testing.assert_allclose(variance[0], t @ exact @ t, rtol=1e-4)
 
 
 def test_strongly_correlated_features_inside_the_bound_match_statsmodels() -> None:
@@ -476,3 +478,113 @@ def test_rare_events_with_many_features_match_statsmodels() -> None:
     tight, _ = _oracle(values, names, "y", "binomial", tol=1e-13)
     np.testing.assert_allclose(fit.coef, tight.params, rtol=1e-4)
     np.testing.assert_allclose(fit.bse, tight.bse, rtol=1e-4)
+
+
+def test_intercept_se_with_collinearity_orthogonal_to_the_intercept_matches_statsmodels() -> None:
+    # c = a + b + d + small noise, no constant: the nearly singular direction of the
+    # information (scaled smallest eigenvalue about 2^-14.4) has no intercept component in
+    # raw units, so the intercept's variance t'Yt is small beside Y's largest eigenvalue.
+    # Rounding the weights t t' entry by entry let that eigenvalue through (the variance
+    # was 3.8e-4 off here, the standard error 1.9e-4).
+    rng = np.random.default_rng(14)
+    means, sds = rng.uniform(100, 1000, 3), rng.uniform(1, 5, 3)
+    x = rng.normal(size=(4000, 3)) * sds + means
+    c = x.sum(axis=1) + rng.normal(size=4000) * 0.14
+    y = 2.0 + x @ [0.3, -0.2, 0.1] + rng.normal(size=4000)
+    values = np.column_stack([x, c, y])
+    names = ["a", "b", "d", "c", "y"]
+    fit, _ = _fit([values[k::3] for k in range(3)], names, "y", "gaussian")
+    tight, _ = _oracle(values, names, "y", "gaussian", tol=1e-13)
+    np.testing.assert_allclose(fit.coef, tight.params, rtol=1e-4)
+    np.testing.assert_allclose(fit.bse, tight.bse, rtol=1e-4)
+
+
+@pytest.mark.parametrize("bits", [11, 20])
+def test_a_gaussian_coefficient_beyond_the_bound_is_refused(monkeypatch, bits: int) -> None:
+    # a step that wrapped around and passed the check by chance (about 2^-19), injected by
+    # shifting party 0's share of the opened step by 2^bits in one coefficient: the fit is
+    # refused, not continued from a huge iterate (at 2^20 the next iteration's deviance left
+    # the fixed-point range; at 2^11 the next step undid the shift, the repeated shift made
+    # it look converged, and the fit came out 2^11 off)
+    original = glm._iteration
+
+    def wrapped(rt, *args):
+        check, step, variance = yield from original(rt, *args)
+        if rt.first:
+            shift = np.zeros(len(step), dtype=np.uint64)
+            shift[1] = np.uint64(1 << (glm.RESIDUAL_BITS + bits))
+            step = rt.ring.add(step, shift)
+        return check, step, variance
+
+    monkeypatch.setattr(glm, "_iteration", wrapped)
+    rng = np.random.default_rng(7)
+    x = rng.normal(size=(300, 2))
+    values = np.column_stack([x, 1.0 + x @ [0.5, -0.3] + rng.normal(size=300)])
+    parts = [values[k::3] for k in range(3)]
+    with pytest.raises(GLMFitError, match="exceeded 1024, beyond any least-squares fit"):
+        _fit(parts, ["a", "b", "y"], "y", "gaussian")
+
+
+@pytest.mark.parametrize("hospitals", [3, 10])
+def test_a_narrow_column_far_from_zero_is_fitted_and_a_constant_one_refused(
+    hospitals: int,
+) -> None:
+    # mean 310, SD 0.05: well above the resolution of the pooled variance (the hospitals'
+    # sums over N rounded to 2^-32), though 2^-12 |mean| = 0.076 called it constant
+    rng = np.random.default_rng(hospitals)
+    a = rng.normal(size=3000)
+    b = 310.0 + 0.05 * rng.normal(size=3000)
+    eta = -0.3 + 0.8 * a + 0.6 * (b - 310.0) / 0.05
+    y = (rng.random(3000) < 1 / (1 + np.exp(-eta))).astype(float)
+    values = np.column_stack([a, b, y])
+    parts = [values[k::hospitals] for k in range(hospitals)]
+    fit, _ = _fit(parts, ["a", "b", "y"], "y")
+    tight, _ = _oracle(values, ["a", "b", "y"], "y", "binomial", tol=1e-13)
+    np.testing.assert_allclose(fit.coef, tight.params, rtol=1e-4)
+    np.testing.assert_allclose(fit.bse, tight.bse, rtol=1e-4)
+    gaussian = np.column_stack([a, b + 0.01 * a + 0.02 * rng.normal(size=3000)])
+    fit, _ = _fit([gaussian[k::hospitals] for k in range(hospitals)], ["a", "y"], "y", "gaussian")
+    tight, _ = _oracle(gaussian, ["a", "y"], "y", "gaussian", tol=1e-13)
+    np.testing.assert_allclose(fit.coef, tight.params, rtol=1e-4)
+    np.testing.assert_allclose(fit.bse, tight.bse, rtol=1e-4)
+    for level in (310.0, 1e4, -(2.0**13), 0.0):  # a constant feature, and a constant outcome
+        constant = values.copy()
+        constant[:, 1] = level
+        with pytest.raises(GLMFitError, match="constant"):
+            _fit([constant[k::hospitals] for k in range(hospitals)], ["a", "b", "y"], "y")
+        with pytest.raises(GLMFitError, match="constant"):
+            flat = np.column_stack([a, np.full(3000, level)])
+            _fit([flat[k::hospitals] for k in range(hospitals)], ["a", "y"], "y", "gaussian")
+
+
+@pytest.mark.parametrize(
+    ("rows", "ratio"), [(18, None), (19, None), (19, 0.1), (60, 0.1), (200, 0.03)]
+)
+def test_more_parameters_than_the_ratio_of_n_allows_are_suppressed(
+    rows: int, ratio: float | None
+) -> None:
+    # DataSHIELD's nfilter.glm: the q = 6 coefficients may be at most 0.33 N (the default)
+    # or the job's stricter ratio; decided inside MPC from the pooled count
+    rng = np.random.default_rng(rows)
+    x = rng.normal(size=(rows, 5))
+    values = np.column_stack([x, x @ [0.5, -0.2, 0.1, 0.3, 0.0] + rng.normal(size=rows)])
+    names = ["a", "b", "c", "d", "e", "y"]
+    parts = [values[k::3] for k in range(3)]
+    params = {"outcome": "y", "family": "gaussian"}
+    if ratio is not None:
+        params["parameter_ratio"] = ratio
+    allowed = (0.33 if ratio is None else ratio) * rows >= 6  # q = 6
+    ctxs = contexts(parts, names, params=params)
+    if not allowed:
+        with pytest.raises(FitSuppressed, match="parameters"):
+            run_local(LocalFederation(3), ctxs)
+        return
+    fit, _ = run_local(LocalFederation(3), ctxs)
+    tight, _ = _oracle(values, names, "y", "gaussian", tol=1e-13)
+    np.testing.assert_allclose(fit.coef, tight.params, rtol=1e-4)
+
+
+@pytest.mark.parametrize("ratio", [0.0, -0.1, 0.34, 1.0, float("nan"), "a third"])
+def test_the_parameter_ratio_can_only_be_made_stricter(ratio) -> None:
+    with pytest.raises(StatisticsParamsError, match=r"params\.parameter_ratio must be"):
+        glm.GLMParams.from_mapping({"outcome": "y", "parameter_ratio": ratio})

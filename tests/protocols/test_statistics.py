@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from protocols import order
+from protocols.descriptive import fixed
 from protocols.disclosure import (
     DisclosureRefused,
     StatisticsInputError,
@@ -14,6 +15,7 @@ from protocols.disclosure import (
 )
 from protocols.statistics import contexts, protocol, run_local
 from protocols.synthetic import DIAGNOSES, SEXES, cohort
+from smpc.errors import FixedPointRangeError
 from smpc.local import LocalFederation
 from smpc.runtime import dry_run
 
@@ -374,6 +376,17 @@ def test_out_of_range_and_non_finite_values_name_column_and_row() -> None:
     bad[4, 1] = np.inf
     with pytest.raises(StatisticsInputError, match=r"column 'b' row 4"):
         run_local(LocalFederation(2), "stats-mean", contexts([bad, np.ones((10, 2))], ["a", "b"]))
+
+
+def test_fixed_point_encoding_refuses_what_it_cannot_represent() -> None:
+    rng = np.random.default_rng(0)
+    ok = rng.normal(size=50) * 2.0**20
+    np.testing.assert_array_equal(fixed(ok, 32), np.rint(ok * 2.0**32).astype(np.int64))
+    assert fixed([-(2.0**29)], 32)[0] == -(2**61)  # the largest magnitude kept, exactly
+    for bad in (np.inf, -np.inf, np.nan, 2.0**30, -(2.0**30), 1e300):
+        with pytest.raises(FixedPointRangeError, match="at 32 fractional bits") as caught:
+            fixed([1.0, bad], 32)
+        assert "1e+300" not in str(caught.value) and "inf" not in str(caught.value)
 
 
 def test_bad_parameters_and_categories_are_named() -> None:

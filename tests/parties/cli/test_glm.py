@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import json
 import subprocess
 import sys
@@ -39,13 +40,32 @@ class _FakeClient:
     def __init__(self, member: object) -> None:
         pass
 
-    def glm(self, columns, outcome=None, *, family, where=None, max_iter=25, positive=None):
+    def glm(
+        self,
+        columns,
+        outcome=None,
+        *,
+        family="binomial",
+        where=None,
+        hospitals=None,
+        max_iter=25,
+        tol=1e-8,
+        positive=None,
+        parameter_ratio=None,
+        deadline_s=120.0,
+    ):
+        """Client.glm's signature; records every argument the command passed."""
         _FakeClient.asked = {
             "columns": columns,
             "outcome": outcome,
             "family": family,
             "where": where,
+            "hospitals": hospitals,
             "max_iter": max_iter,
+            "tol": tol,
+            "positive": positive,
+            "parameter_ratio": parameter_ratio,
+            "deadline_s": deadline_s,
         }
         if _FakeClient.refuse:
             raise GLMFitError("the outcome is (quasi-)separated by the features")
@@ -76,7 +96,12 @@ def test_a_formula_reaches_the_fit_and_prints_a_table_and_a_model(fake, capsys, 
         "outcome": None,
         "family": "binomial",
         "where": None,
+        "hospitals": None,
         "max_iter": 12,
+        "tol": 1e-8,
+        "positive": None,
+        "parameter_ratio": None,
+        "deadline_s": 120.0,
     }
     out = capsys.readouterr().out
     assert "const" in out and "P>|z|" in out and f"model written to {path}" in out
@@ -84,6 +109,22 @@ def test_a_formula_reaches_the_fit_and_prints_a_table_and_a_model(fake, capsys, 
     model = load_model(path)
     np.testing.assert_array_equal(model.coef, fit.standardised[1:])
     assert model.feature_names == ("a", "b")
+
+
+def test_the_fake_client_takes_what_client_glm_takes() -> None:
+    def shape(method) -> list[tuple[str, object, object]]:
+        return [(p.name, p.kind, p.default) for p in inspect.signature(method).parameters.values()]
+
+    assert shape(_FakeClient.glm) == shape(client.Client.glm)
+
+
+def test_positive_where_and_the_parameter_ratio_reach_the_fit(fake) -> None:
+    argv = ["stats", "glm", "--config", "a.toml", "--formula", "diagnosis ~ a + b"]
+    assert cli.main([*argv, "--positive", "M", "--where", "age > 40"]) == 0
+    assert fake.asked["positive"] == "M" and fake.asked["where"] == "age > 40"
+    assert fake.asked["columns"] == "diagnosis ~ a + b" and fake.asked["family"] == "binomial"
+    assert cli.main([*argv, "--parameter-ratio", "0.1"]) == 0
+    assert fake.asked["parameter_ratio"] == 0.1
 
 
 def test_json_output_carries_the_fit(fake, capsys) -> None:
@@ -118,6 +159,7 @@ def analyst_config(tmp_path_factory: pytest.TempPathFactory) -> Path:
         (["--formula", "y = a + b"], "--formula 'y = a + b' is not of the form"),
         (["--columns", "a,b"], "--outcome must name the outcome column"),
         (["--columns", "a,y", "--outcome", "y", "--max-iter", "0"], "--max-iter must be"),
+        (["--formula", "y ~ a", "--parameter-ratio", "0.5"], "--parameter-ratio must be a number"),
         (["--formula", "y ~ a", "--outcome", "y"], "--outcome give a formula or an outcome"),
         ([], "give --formula, or --columns with --outcome"),
     ],

@@ -9,8 +9,11 @@ hospitals' patients are scored with it by the existing secure inference.
 
 from __future__ import annotations
 
+import csv
+import re
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -19,7 +22,9 @@ import statsmodels.api as sm
 from parties.client import Client, JobFailed
 from parties.config import RESULTS_DIR, DataConfig
 from parties.data.model_file import save_model
+from parties.jobs.spec import LOCAL_DATA_REASON, sign_job
 from parties.local.launcher import LocalDeployment
+from protocols import glm
 from protocols.glm_fit import FitSuppressed
 from protocols.model import LogisticModel
 
@@ -143,3 +148,59 @@ def test_smpc_stats_glm_prints_the_table(deployment) -> None:
     ref = _oracle(x[:, :2], y)
     assert "mean_texture" in done.stdout and "P>|z|" in done.stdout
     assert f"{ref.params[1]:11.4g}" in done.stdout
+
+
+def _restart_hospitals(dep: LocalDeployment, paths: dict[str, Path]) -> None:
+    """Restart every hospital on the data file given for it (each reads it once, at start)."""
+    for h in HOSPITALS:
+        dep.stop(h)
+        dep.set_data(h, DataConfig("csv", paths[h]))
+    dep.start_all()
+
+
+def test_a_bad_outcome_value_at_one_hospital_fails_the_job_saying_only_local_data(
+    deployment,
+) -> None:
+    # a 0/1 outcome with one 2 at hospital-c: the analyst learns only that hospital-c cannot
+    # use its rows, in the one fixed reason, and the other parties' replies say no more
+    dep = deployment
+    original = {h: Path(dep.members[h].data.path) for h in HOSPITALS}
+    paths = {h: dep.root / f"{h}-malignant.csv" for h in HOSPITALS}
+    for h in HOSPITALS:
+        rows = [[*r, "1" if r[1] == "M" else "0"] for r in dep.rows[h]]
+        if h == "hospital-c":
+            rows[17][-1] = "2"
+        with paths[h].open("w", newline="") as f:
+            csv.writer(f).writerows([[*dep.header, "malignant"], *rows])
+    _restart_hospitals(dep, paths)
+    analyst = Client(dep.members["analyst"])
+    selected = ["mean_radius", "mean_texture", "malignant"]
+    try:
+        with pytest.raises(JobFailed) as failed:
+            analyst.glm(selected[:2], "malignant")
+        spec = analyst.job(
+            "stats-glm",
+            "1",
+            inputs={h: (selected, None) for h in HOSPITALS},
+            params=glm.GLMParams(outcome="malignant"),
+        )
+        tls = dep.members["analyst"].tls
+        replies, unreachable = analyst.replies(sign_job(spec, tls.key, tls.cert), spec)
+    finally:
+        analyst.close()
+        _restart_hospitals(dep, original)
+    assert failed.value.kind == "local-data" and failed.value.party == "hospital-c"
+    told = rf"party hospital-c: local-data: {re.escape(LOCAL_DATA_REASON)}"
+    assert re.fullmatch(
+        rf"job (\w+) aborted: party hospital-c: local-data \(job \1: {told}\)", str(failed.value)
+    )
+    assert not unreachable and not any(r.ok for r in replies.values())
+    bad = replies.pop("hospital-c")
+    assert bad.failure_kind == "local-data"
+    assert bad.failure == f"job {spec.job_id}: party hospital-c: local-data: {LOCAL_DATA_REASON}"
+    for party, reply in replies.items():
+        assert reply.failure_kind == "party aborted", party
+        told = f"job {spec.job_id}: party {party}: party aborted: party hospital-c: party aborted"
+        assert reply.failure == told, party
+    log = dep.log_path("hospital-c").read_text()
+    assert "'malignant' row" in log and "must be 0 or 1" in log  # the cause, in its own log
