@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
+from typing import ClassVar
 
 import numpy as np
 
@@ -22,6 +23,10 @@ from parties.data.selection import Column, Selection
 
 class DataSource(ABC):
     """Read-only access to one member's records: column names, row count, selections."""
+
+    snapshot: ClassVar[bool] = False
+    """True if the records were read once when the source was opened, so the same
+    request always selects the same rows (a CSV file); False if they may change."""
 
     @property
     @abstractmethod

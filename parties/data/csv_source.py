@@ -24,6 +24,8 @@ class CsvSource(DataSource):
     read with the ``csv`` module. Both give the same cells and the same errors.
     """
 
+    snapshot = True
+
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
         try:

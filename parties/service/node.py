@@ -65,6 +65,7 @@ from parties.service import job_record, wire_pb2
 from parties.service.dataplane import DataPlane
 from parties.service.dealer_service import DealerLink
 from parties.service.mesh import Mesh
+from parties.service.selections import SelectionCache
 from parties.service.socket_transport import SocketTransport
 from protocols.disclosure import PolicyRefused
 from protocols.registry import (
@@ -106,6 +107,7 @@ class PartyNode:
         self.source: DataSource | None = (
             open_source(member.data) if member.data.kind in ("csv", "sqlite") else None
         )
+        self.selections = SelectionCache(self.source) if self.source is not None else None
         model_file = member.data.path if member.data.kind == "model" else None
         self.model = load_model(model_file) if model_file is not None else None
         self.results = member.home / RESULTS_DIR
@@ -366,9 +368,11 @@ class PartyNode:
         values = np.zeros((0, 0))
         text: dict[str, np.ndarray] = {}
         if mine is not None:
-            assert self.source is not None  # _check_request refused the job otherwise
+            assert self.selections is not None  # _check_request refused the job otherwise
             try:
-                selection = self.source.select(mine.columns, mine.where, numeric=not categorical)
+                selection = self.selections.select(
+                    mine.columns, mine.where, numeric=not categorical
+                )
                 keep = self._consented(spec)
                 columns, values = tuple(selection.columns), selection.values[keep]
                 if categorical:  # the protocol reads text columns, e.g. a contingency table
@@ -421,9 +425,9 @@ class PartyNode:
                     " column, so it cannot apply them; set data.patient_id"
                 )
             return slice(None)
-        assert self.source is not None
+        assert self.selections is not None
         where = spec.inputs[name].where
-        patients = self.source.select([column], where, numeric=False).categorical(column)
+        patients = self.selections.select([column], where, numeric=False).categorical(column)
         book = consent.ConsentBook(records, self.consent_mode)
         keep = book.rows(consent.load_secret(self.member), patients, spec.scope)
         self.patients.selected(spec.job_id, patients[keep])
