@@ -5,8 +5,13 @@ and the plan of its own dry run. The dealer checks the job's signature, that
 the caller (read from its TLS certificate) computes in the job, that every
 party's plan is the same, and that no party provisions a job twice. It then
 sends the caller its seed; to the job's first party it streams every
-correction in plan order, in chunks of at most 1 MiB, as fast as the party
-reads them, so that no online round ever waits on a dealer round trip.
+correction in plan order, as fast as the party reads them, so that no online
+round ever waits on a dealer round trip. The corrections travel as one byte
+stream (each item's arrays in order, raw little-endian) cut into messages of
+at most 1 MiB, the first of which also carries the seed: a job of small
+items is provisioned in one message. (One message per correction array cost
+about 1 ms each on the dealer's side: a 10-round count job spent 4-8 ms
+waiting for its provisioning.)
 
 The dealer refuses a job past its deadline or longer-lived than its policy
 allows, and forgets a job at its deadline: one that some party never
@@ -95,9 +100,11 @@ class DealerService(wire_pb2_grpc.DealerServicer):
         index = sorted(spec.parties).index(caller)
         log.info("dealer: job %s: provisioning %s", signed.job_id, caller)
         try:
-            yield wire_pb2.ProvisionChunk(seed=job.dealer.seed_for(index))
+            seed = job.dealer.seed_for(index)
             if index == 0:
-                yield from _correction_chunks(job.dealer)
+                yield from _correction_chunks(job.dealer, seed)
+            else:
+                yield wire_pb2.ProvisionChunk(seed=seed, last=True)
         finally:  # the caller holds its seed: provisioned, even if it stopped reading
             self._finish(signed.job_id)
 
@@ -150,19 +157,27 @@ class DealerService(wire_pb2_grpc.DealerServicer):
         self._done.forget_expired(now)
 
 
-def _correction_chunks(dealer: Dealer) -> Iterator[wire_pb2.ProvisionChunk]:
+def _correction_chunks(dealer: Dealer, seed: bytes) -> Iterator[wire_pb2.ProvisionChunk]:
+    """The seed, then every correction of the plan as one byte stream in messages of at most
+    :data:`CHUNK_BYTES`; the first message carries the seed, the final one says ``last``."""
+    pending: list[bytes] = []
+    size = chunk = 0
     for item in range(len(dealer.plan)):
-        for component, array in enumerate(dealer.corrections(item)):
-            raw = np.ascontiguousarray(array).reshape(-1).view(np.uint8)
-            count = max(1, -(-raw.nbytes // CHUNK_BYTES))
-            for chunk in range(count):
-                yield wire_pb2.ProvisionChunk(
-                    item=item,
-                    component=component,
-                    chunk=chunk,
-                    last=chunk == count - 1,
-                    payload=raw[chunk * CHUNK_BYTES : (chunk + 1) * CHUNK_BYTES].tobytes(),
-                )
+        for array in dealer.corrections(item):
+            raw = memoryview(np.ascontiguousarray(array, dtype="<u8").reshape(-1).view(np.uint8))
+            while raw.nbytes:
+                take = min(raw.nbytes, CHUNK_BYTES - size)
+                pending.append(raw[:take].tobytes())
+                size += take
+                raw = raw[take:]
+                if size == CHUNK_BYTES:
+                    yield wire_pb2.ProvisionChunk(
+                        seed=seed if chunk == 0 else b"", chunk=chunk, payload=b"".join(pending)
+                    )
+                    pending, size, chunk = [], 0, chunk + 1
+    yield wire_pb2.ProvisionChunk(
+        seed=seed if chunk == 0 else b"", chunk=chunk, last=True, payload=b"".join(pending)
+    )
 
 
 def serve(member: MemberConfig, *, workers: int = 8) -> grpc.Server:
@@ -232,9 +247,36 @@ class DealerConnection:
         except StopIteration:
             raise self._unavailable(None) from None
         self.seed = first.seed
+        self._chunk = first  # the correction bytes not read yet: _chunk.payload[_offset:]
+        self._offset = 0
+
+    def read_into(self, out: memoryview) -> None:
+        """Fill ``out`` with the next correction bytes of the stream, in order."""
+        filled = 0
+        while filled < out.nbytes:
+            chunk = self._chunk
+            if self._offset == len(chunk.payload):
+                if chunk.last:
+                    raise SMPCError("the dealer sent fewer correction bytes than the plan holds")
+                following = self.next_chunk()
+                if following.chunk != chunk.chunk + 1:
+                    raise SMPCError(
+                        f"the dealer sent chunk {following.chunk} where {chunk.chunk + 1} was due"
+                    )
+                self._chunk, self._offset = following, 0
+                continue
+            take = min(out.nbytes - filled, len(chunk.payload) - self._offset)
+            out[filled : filled + take] = chunk.payload[self._offset : self._offset + take]
+            filled += take
+            self._offset += take
+
+    def check_done(self) -> None:
+        """Raise unless the stream ended exactly where the plan's corrections do."""
+        if not self._chunk.last or self._offset != len(self._chunk.payload):
+            raise SMPCError("the dealer sent more correction bytes than the plan holds")
 
     def next_chunk(self) -> wire_pb2.ProvisionChunk:
-        """The stream's next correction chunk; ``dealer unavailable`` if it broke or ended."""
+        """The stream's next message; ``dealer unavailable`` if it broke or ended."""
         try:
             return next(self._stream)
         except grpc.RpcError as exc:
@@ -249,9 +291,10 @@ class DealerConnection:
             detail = f"its stream failed: {exc.code().name}: {exc.details() or ''}"
         return PeerTimeoutError(self.job, self.dealer, DEALER_UNAVAILABLE, detail)
 
-    def feed(self) -> CorrectionFeed:
-        """Party 0's corrections, read from the stream on a background thread."""
-        return _StreamFeed(self)
+    def feed(self, *, ahead: bool = True) -> CorrectionFeed:
+        """Party 0's corrections, read from the stream on a background thread (``ahead``) or
+        when asked for, in plan order."""
+        return _StreamFeed(self, ahead=ahead)
 
     def close(self) -> None:
         """End this job's stream (the channel stays for the next job)."""
@@ -261,33 +304,27 @@ class DealerConnection:
 
 
 class _StreamFeed(CorrectionFeed):
-    def __init__(self, conn: DealerConnection) -> None:
+    def __init__(self, conn: DealerConnection, *, ahead: bool) -> None:
         self._conn = conn
-        self._ahead = Ahead(self._read_item, len(conn.plan), "dealer-stream")
+        self._ahead = Ahead(self._read_item, len(conn.plan), "dealer-stream") if ahead else None
+        self._next = 0
 
     def _read_item(self, index: int) -> list[np.ndarray]:
         request = self._conn.plan[index]
         shapes = component_shapes(request)[seeded_count(request.kind) :]
         parts = []
-        for component, shape in enumerate(shapes):
+        for shape in shapes:
             out = np.empty(shape, dtype=np.uint64)
-            raw = out.reshape(-1).view(np.uint8)
-            offset = 0
-            while True:
-                chunk = self._conn.next_chunk()
-                if (chunk.item, chunk.component) != (index, component):
-                    raise SMPCError(f"the dealer sent item {chunk.item} where {index} was due")
-                size = len(chunk.payload)
-                if offset + size > raw.nbytes:
-                    raise SMPCError("the dealer sent more correction bytes than the plan holds")
-                raw[offset : offset + size] = np.frombuffer(chunk.payload, dtype=np.uint8)
-                offset += size
-                if chunk.last:
-                    break
-            if offset != raw.nbytes:
-                raise SMPCError("the dealer sent fewer correction bytes than the plan holds")
+            self._conn.read_into(memoryview(out.reshape(-1).view(np.uint8)))
             parts.append(out)
+        if index == len(self._conn.plan) - 1:
+            self._conn.check_done()
         return parts
 
     def corrections(self, index: int) -> list[np.ndarray]:
-        return self._ahead.get(index)
+        if self._ahead is not None:
+            return self._ahead.get(index)
+        if index != self._next:
+            raise SMPCError(f"correction {index} asked for where {self._next} is next")
+        self._next += 1
+        return self._read_item(index)

@@ -91,6 +91,10 @@ log = logging.getLogger(__name__)
 FEED_S = 0.5
 """How often pending records are handed to the chain node."""
 
+SMALL_PLAN_WORDS = 1 << 15
+"""Plans of at most this many ring elements per party are expanded before the first round;
+larger ones on a background thread while the job computes."""
+
 
 class PartyNode:
     """A hospital or model owner: a mesh, a data plane, a data source, a ledger of job ids."""
@@ -455,8 +459,15 @@ class PartyNode:
             raise JobRejected(job_id, "expired", "the job's deadline has passed")
         dealer = self.dealer.provision(job_id, signed_job, plan, timeout=deadline.left())
         try:
-            source = SeededSource(index, dealer.seed, plan, dealer.feed() if index == 0 else None)
-            source.expand_ahead()
+            # A small plan is expanded here at once: a background thread costs more to start
+            # than the work it would take over, and competes with the first round.
+            ahead = plan.words > SMALL_PLAN_WORDS
+            feed = dealer.feed(ahead=ahead) if index == 0 else None
+            source = SeededSource(index, dealer.seed, plan, feed)
+            if ahead:
+                source.expand_ahead()
+            else:
+                source.prefetch()
             transport = SocketTransport(
                 self.plane,
                 job_id,
