@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping, Sequence
-from concurrent import futures
 from dataclasses import dataclass
 from typing import Any
 
@@ -362,18 +361,18 @@ class Client:
         """
         payload = wire_pb2.SubmitRequest(signed_job=signed.to_json().encode())
         timeout = max(1.0, spec.seconds_left() + 5)
-        with futures.ThreadPoolExecutor(max_workers=len(spec.parties)) as pool:
-            calls = {
-                party: pool.submit(self._stub(party).Submit, payload, timeout=timeout)
-                for party in spec.parties
-            }
-            replies: dict[str, wire_pb2.SubmitReply] = {}
-            unreachable: dict[str, grpc.RpcError] = {}
-            for party, call in calls.items():
-                try:
-                    replies[party] = call.result()
-                except grpc.RpcError as exc:
-                    unreachable[party] = exc
+        # gRPC's own futures: every call is on the wire at once, with no thread per party.
+        calls = {
+            party: self._stub(party).Submit.future(payload, timeout=timeout)
+            for party in spec.parties
+        }
+        replies: dict[str, wire_pb2.SubmitReply] = {}
+        unreachable: dict[str, grpc.RpcError] = {}
+        for party, call in calls.items():
+            try:
+                replies[party] = call.result()
+            except grpc.RpcError as exc:
+                unreachable[party] = exc
         return replies, unreachable
 
     def submit_signed(self, signed: SignedJob, spec: JobSpec) -> JobOutcome:
