@@ -164,7 +164,7 @@ def _correction_chunks(dealer: Dealer, seed: bytes) -> Iterator[wire_pb2.Provisi
     size = chunk = 0
     for item in range(len(dealer.plan)):
         for array in dealer.corrections(item):
-            raw = memoryview(np.ascontiguousarray(array, dtype="<u8").reshape(-1).view(np.uint8))
+            raw = np.ascontiguousarray(array, dtype="<u8").reshape(-1).view(np.uint8).data
             while raw.nbytes:
                 take = min(raw.nbytes, CHUNK_BYTES - size)
                 pending.append(raw[:take].tobytes())
@@ -315,7 +315,7 @@ class _StreamFeed(CorrectionFeed):
         parts = []
         for shape in shapes:
             out = np.empty(shape, dtype=np.uint64)
-            self._conn.read_into(memoryview(out.reshape(-1).view(np.uint8)))
+            self._conn.read_into(out.reshape(-1).view(np.uint8).data)
             parts.append(out)
         if index == len(self._conn.plan) - 1:
             self._conn.check_done()

@@ -192,7 +192,7 @@ class _Servicer(wire_pb2_grpc.PartyServicer):
                 grpc.StatusCode.RESOURCE_EXHAUSTED,
                 f"{member.name} runs at most {limit} jobs at once; submit again when one ends",
             )
-        later: list[Callable[[], None]] = []
+        later = []  # work for after the reply (after_reply)
         token = _AFTER_REPLY.set(later)
         try:
             return self._mesh.on_submit(request, caller)
