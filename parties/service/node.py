@@ -107,7 +107,7 @@ class PartyNode:
         self.mesh = Mesh(
             member, on_submit=self.submit, on_chain=self._chain_message if hospital else None
         )
-        self.plane = DataPlane(member, locate=self.mesh.locate)
+        self.plane = DataPlane(member, locate=self.mesh.locate, port=member.data_port)
         self.chain: ChainNode | None = None
         self._handoffs: queue.SimpleQueue[JobRecord | None] = queue.SimpleQueue()
         self.source: DataSource | None = (
