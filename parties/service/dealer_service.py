@@ -8,10 +8,10 @@ sends the caller its seed; to the job's first party it streams every
 correction in plan order, as fast as the party reads them, so that no online
 round ever waits on a dealer round trip. The corrections travel as one byte
 stream (each item's arrays in order, raw little-endian) cut into messages of
-at most 1 MiB, the first of which also carries the seed: a job of small
-items is provisioned in one message. (One message per correction array cost
-about 1 ms each on the dealer's side: a 10-round count job spent 4-8 ms
-waiting for its provisioning.)
+at most 1 MiB or 2 ms of the dealer's work, the first of which also carries
+the seed: a job of a few small items is provisioned in one message. (One
+message per correction array cost about 1 ms each on the dealer's side: a
+10-round count job spent 4-8 ms waiting for its provisioning.)
 
 The dealer refuses a job past its deadline or longer-lived than its policy
 allows, and forgets a job at its deadline: one that some party never
@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable, Iterator
 from concurrent import futures
 
@@ -62,6 +63,9 @@ PENDING_JOBS = 1024
 """Jobs provisioned by some but not all of their parties that the dealer holds at once."""
 
 DEALER_UNAVAILABLE = "dealer unavailable"
+
+FLUSH_S = 0.002
+"""The longest the dealer works on corrections before it sends what it has."""
 
 
 class _DealerJob:
@@ -158,10 +162,23 @@ class DealerService(wire_pb2_grpc.DealerServicer):
 
 
 def _correction_chunks(dealer: Dealer, seed: bytes) -> Iterator[wire_pb2.ProvisionChunk]:
-    """The seed, then every correction of the plan as one byte stream in messages of at most
-    :data:`CHUNK_BYTES`; the first message carries the seed, the final one says ``last``."""
+    """The seed, then every correction of the plan as one byte stream.
+
+    A message goes out when it holds :data:`CHUNK_BYTES`, or once the dealer
+    has worked :data:`FLUSH_S` on what it holds: a plan of many small items
+    (each costs the dealer its key derivations) starts the party at once
+    instead of after the whole plan. The first message carries the seed, the
+    final one says ``last``.
+    """
     pending: list[bytes] = []
     size = chunk = 0
+    since = time.monotonic()
+
+    def message(last: bool = False) -> wire_pb2.ProvisionChunk:
+        return wire_pb2.ProvisionChunk(
+            seed=seed if chunk == 0 else b"", chunk=chunk, last=last, payload=b"".join(pending)
+        )
+
     for item in range(len(dealer.plan)):
         for array in dealer.corrections(item):
             raw = np.ascontiguousarray(array, dtype="<u8").reshape(-1).view(np.uint8).data
@@ -171,13 +188,12 @@ def _correction_chunks(dealer: Dealer, seed: bytes) -> Iterator[wire_pb2.Provisi
                 size += take
                 raw = raw[take:]
                 if size == CHUNK_BYTES:
-                    yield wire_pb2.ProvisionChunk(
-                        seed=seed if chunk == 0 else b"", chunk=chunk, payload=b"".join(pending)
-                    )
-                    pending, size, chunk = [], 0, chunk + 1
-    yield wire_pb2.ProvisionChunk(
-        seed=seed if chunk == 0 else b"", chunk=chunk, last=True, payload=b"".join(pending)
-    )
+                    yield message()
+                    pending, size, chunk, since = [], 0, chunk + 1, time.monotonic()
+        if item + 1 < len(dealer.plan) and time.monotonic() - since > FLUSH_S:
+            yield message()
+            pending, size, chunk, since = [], 0, chunk + 1, time.monotonic()
+    yield message(last=True)
 
 
 def serve(member: MemberConfig, *, workers: int = 8) -> grpc.Server:

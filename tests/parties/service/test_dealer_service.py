@@ -105,12 +105,17 @@ def test_the_dealer_holds_a_bounded_number_of_waiting_jobs(members, dealer, monk
     assert len(dealer[1]._jobs) == 2
 
 
-def test_corrections_streamed_in_packed_chunks_complete_every_triple(members, dealer) -> None:
-    """Small items share a message and one item spans two: every Beaver triple still holds.
+@pytest.mark.parametrize("flush_s", [dealer_service.FLUSH_S, 0.0], ids=["packed", "flushed"])
+def test_corrections_streamed_in_packed_chunks_complete_every_triple(
+    members, dealer, monkeypatch, flush_s: float
+) -> None:
+    """Small items share a message (or, flushed, each has its own) and one item spans two:
+    every Beaver triple still holds.
 
     The oracle is the triple relation itself, sum(a) * sum(b) == sum(c) mod 2^64,
     over both parties' shares (party 0's c comes from the dealer's stream).
     """
+    monkeypatch.setattr(dealer_service, "FLUSH_S", flush_s)
     big = (CHUNK_BYTES // 8) + 5  # one correction longer than a message
     plan = Plan(
         (
