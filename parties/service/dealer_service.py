@@ -224,15 +224,23 @@ class DealerLink:
         )
 
     def provision(
-        self, job: str, signed_job: bytes, plan: Plan, *, timeout: float
+        self, job: str, signed_job: bytes, plan: Plan, *, timeout: float, wait: bool = True
     ) -> DealerConnection:
-        """Ask for this party's seed (and, at party 0, the corrections) for one job."""
+        """Ask for this party's seed (and, at party 0, the corrections) for one job.
+
+        With ``wait`` the dealer's answer is read now (a refusal raises here);
+        otherwise the request is on its way and the answer is read when the
+        seed is first needed (:meth:`DealerConnection.wait`).
+        """
         stream = wire_pb2_grpc.DealerStub(self._channel).Provision(
             wire_pb2.ProvisionRequest(signed_job=signed_job, plan=plan.to_json()),
             timeout=timeout,
             wait_for_ready=True,  # a dealer that is down makes the job wait, then fail
         )
-        return DealerConnection(stream, self.name, job, plan)
+        connection = DealerConnection(stream, self.name, job, plan)
+        if wait:
+            connection.wait()
+        return connection
 
     def close(self) -> None:
         self._channel.close()
@@ -253,24 +261,37 @@ class DealerConnection:
         self.dealer = dealer
         self.job = job
         self.plan = plan
-        try:
-            first = next(stream)
-        except grpc.RpcError as exc:
-            self.close()
-            if exc.code() in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
-                raise self._unavailable(exc) from None
-            raise SMPCError(f"job {job}: the dealer refused the job: {exc.details()}") from None
-        except StopIteration:
-            raise self._unavailable(None) from None
-        self.seed = first.seed
-        self._chunk = first  # the correction bytes not read yet: _chunk.payload[_offset:]
-        self._offset = 0
+        self._chunk: wire_pb2.ProvisionChunk | None = None
+        self._offset = 0  # the correction bytes not read yet: _chunk.payload[_offset:]
+
+    def wait(self) -> wire_pb2.ProvisionChunk:
+        """The dealer's first message (with the seed), read once; raises if the dealer
+        refused the job (SMPCError) or cannot be reached (``dealer unavailable``)."""
+        if self._chunk is None:
+            try:
+                self._chunk = next(self._stream)
+            except grpc.RpcError as exc:
+                self.close()
+                if exc.code() in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
+                    raise self._unavailable(exc) from None
+                raise SMPCError(
+                    f"job {self.job}: the dealer refused the job: {exc.details()}"
+                ) from None
+            except StopIteration:
+                raise self._unavailable(None) from None
+        return self._chunk
+
+    @property
+    def seed(self) -> bytes:
+        """This party's seed for the job (waits for the dealer's first message)."""
+        return self.wait().seed
 
     def read_into(self, out: memoryview) -> None:
         """Fill ``out`` with the next correction bytes of the stream, in order."""
+        self.wait()
         filled = 0
         while filled < out.nbytes:
-            chunk = self._chunk
+            chunk = self.wait()
             if self._offset == len(chunk.payload):
                 if chunk.last:
                     raise SMPCError("the dealer sent fewer correction bytes than the plan holds")
@@ -288,7 +309,8 @@ class DealerConnection:
 
     def check_done(self) -> None:
         """Raise unless the stream ended exactly where the plan's corrections do."""
-        if not self._chunk.last or self._offset != len(self._chunk.payload):
+        chunk = self.wait()
+        if not chunk.last or self._offset != len(chunk.payload):
             raise SMPCError("the dealer sent more correction bytes than the plan holds")
 
     def next_chunk(self) -> wire_pb2.ProvisionChunk:

@@ -64,7 +64,7 @@ from parties.ledger.patients import PatientLedger
 from parties.ledger.record_store import RecordStore, records_path
 from parties.service import job_record, wire_pb2
 from parties.service.dataplane import DataPlane
-from parties.service.dealer_service import DealerLink
+from parties.service.dealer_service import DealerConnection, DealerLink
 from parties.service.mesh import Mesh, after_reply
 from parties.service.selections import SelectionCache
 from parties.service.socket_transport import SocketTransport
@@ -83,7 +83,7 @@ from smpc.errors import JobReplayError, ProtocolAbort
 from smpc.fixedpoint import FixedPoint
 from smpc.jobs import SeenJobs
 from smpc.plans import PlanCache
-from smpc.preprocessing import SeededSource
+from smpc.preprocessing import DeferredSource, PreprocessingSource, SeededSource
 from smpc.runtime import Runtime, dry_run
 from smpc.transcript import Transcript
 
@@ -465,17 +465,22 @@ class PartyNode:
         deadline = Deadline.after(spec.seconds_left())
         if deadline.passed:
             raise JobRejected(job_id, "expired", "the job's deadline has passed")
-        dealer = self.dealer.provision(job_id, signed_job, plan, timeout=deadline.left())
+        # A large plan is expanded on background threads from the seed on, while the job
+        # computes. A small one is expanded at once when its first item is needed: its
+        # seed arrives while the job's first rounds run, and a thread would cost more to
+        # start than the work it took over.
+        ahead = plan.words > SMALL_PLAN_WORDS
+        dealer = self.dealer.provision(
+            job_id, signed_job, plan, timeout=deadline.left(), wait=ahead
+        )
         try:
-            # A small plan is expanded here at once: a background thread costs more to start
-            # than the work it would take over, and competes with the first round.
-            ahead = plan.words > SMALL_PLAN_WORDS
-            feed = dealer.feed(ahead=ahead) if index == 0 else None
-            source = SeededSource(index, dealer.seed, plan, feed)
+            source: PreprocessingSource
             if ahead:
+                feed = dealer.feed() if index == 0 else None
+                source = SeededSource(index, dealer.seed, plan, feed)
                 source.expand_ahead()
             else:
-                source.prefetch()
+                source = DeferredSource(plan, functools.partial(_expanded, index, dealer))
             transport = SocketTransport(
                 self.plane,
                 job_id,
@@ -487,6 +492,7 @@ class PartyNode:
                 shares, delivered = body(Runtime(transport, source, self.fxp), ctx)
             finally:
                 transport.close()
+            dealer.wait()  # a job that used no item still needs the dealer's consent
         finally:
             dealer.close()
         outputs = [
@@ -509,6 +515,14 @@ class PartyNode:
             wire_bytes=transport.wire_bytes_sent,
         )
         return reply, delivered
+
+
+def _expanded(index: int, dealer: DealerConnection) -> SeededSource:
+    """This party's whole plan expanded from its seed (party 0: with its corrections)."""
+    feed = dealer.feed(ahead=False) if index == 0 else None
+    source = SeededSource(index, dealer.seed, dealer.plan, feed)
+    source.prefetch()
+    return source
 
 
 def _job_body(
