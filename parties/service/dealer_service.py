@@ -31,6 +31,7 @@ from collections.abc import Callable, Iterator
 from concurrent import futures
 
 import grpc
+import grpc.experimental
 import numpy as np
 
 from parties.config import MemberConfig, dns_name
@@ -218,6 +219,9 @@ class DealerLink:
             *_OPTIONS,
             *_RECONNECT,
             ("grpc.ssl_target_name_override", dns_name(member.federation, dealer.name)),
+            # The reader of a stream drives it: otherwise each job's call started the
+            # channel's polling thread anew (about 3 ms before the request left).
+            (grpc.experimental.ChannelOptions.SingleThreadedUnaryStream, 1),
         ]
         self._channel = grpc.secure_channel(
             dealer.address, tls.channel_credentials(member), options
@@ -261,15 +265,18 @@ class DealerConnection:
         self.dealer = dealer
         self.job = job
         self.plan = plan
+        self._seed = b""
         self._chunk: wire_pb2.ProvisionChunk | None = None
         self._offset = 0  # the correction bytes not read yet: _chunk.payload[_offset:]
 
     def wait(self) -> wire_pb2.ProvisionChunk:
-        """The dealer's first message (with the seed), read once; raises if the dealer
-        refused the job (SMPCError) or cannot be reached (``dealer unavailable``)."""
+        """The message being read, after reading the dealer's first (with the seed) if not
+        yet done; raises if the dealer refused the job (SMPCError) or cannot be reached
+        (``dealer unavailable``). The first call must come before a feed reads the stream."""
         if self._chunk is None:
             try:
                 self._chunk = next(self._stream)
+                self._seed = self._chunk.seed
             except grpc.RpcError as exc:
                 self.close()
                 if exc.code() in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
@@ -284,7 +291,8 @@ class DealerConnection:
     @property
     def seed(self) -> bytes:
         """This party's seed for the job (waits for the dealer's first message)."""
-        return self.wait().seed
+        self.wait()
+        return self._seed
 
     def read_into(self, out: memoryview) -> None:
         """Fill ``out`` with the next correction bytes of the stream, in order."""

@@ -129,6 +129,7 @@ def test_corrections_streamed_in_packed_chunks_complete_every_triple(
     links = [DealerLink(members[name]) for name in PARTIES]  # sorted: hospital-a is party 0
     try:
         conns = [link.provision(spec.job_id, signed, plan, timeout=30) for link in links]
+        seeds = [conn.seed for conn in conns]
         sources = [
             SeededSource(i, conn.seed, plan, conn.feed() if i == 0 else None)
             for i, conn in enumerate(conns)
@@ -141,6 +142,8 @@ def test_corrections_streamed_in_packed_chunks_complete_every_triple(
             parts = [source.triple(request.shape).consume() for source in sources]
             a, b, c = (sum(p[k] for p in parts) for k in range(3))  # uint64 wraps mod 2^64
             np.testing.assert_array_equal(a * b, c)
+        # the seed stays the first message's, however far the stream was read
+        assert [conn.seed for conn in conns] == seeds and all(len(s) == 32 for s in seeds)
         for conn in conns:
             conn.close()
     finally:
