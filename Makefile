@@ -6,13 +6,14 @@ STAMP := $(VENV)/.installed
 export NUMBA_NUM_THREADS := 1
 export OPENBLAS_NUM_THREADS := 1
 
-.PHONY: install test test-all demo bench bench-suites lint format clean proto
+.PHONY: install test test-all demo demo-omop bench bench-suites lint format clean proto
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	$(BIN)/python -m smpc.warm
+	$(BIN)/python -m parties.data.csv_kernels
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -27,6 +28,9 @@ test-all: $(STAMP)
 
 demo: $(STAMP)
 	$(BIN)/python -m parties.local.demo
+
+demo-omop: $(STAMP)
+	$(BIN)/python -m parties.local.demo_omop
 
 # Per-operation latency, in memory and between 3 party processes (table, JSON, PNG).
 bench: $(STAMP)

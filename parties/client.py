@@ -40,8 +40,9 @@ from parties.data.filters import Filter, parse_filter
 from parties.jobs.spec import InputSpec, JobSpec, SignedJob, sign_job
 from parties.service import tls, wire_pb2, wire_pb2_grpc
 from parties.service.mesh import MAX_FRAME_BYTES
-from protocols import logistic, statistics, vertical
+from protocols import glm, glm_fit, logistic, statistics, vertical
 from protocols.context import JobParamsError, Params, ProtocolSpec
+from protocols.disclosure import StatisticsParamsError
 from protocols.registry import lookup
 from smpc import ring_reference
 from smpc.errors import PeerTimeoutError, ProtocolAbort
@@ -322,6 +323,84 @@ class Client:
             statistic, outcome.outputs, complete=bool(columns) and present.issuperset(columns)
         )
         return {**summary, "job": outcome.job, "seconds": outcome.seconds}, outcome
+
+    def glm(
+        self,
+        columns: str | Sequence[str],
+        outcome: str | None = None,
+        *,
+        family: str = "binomial",
+        where: str | None = None,
+        hospitals: Sequence[str] | None = None,
+        max_iter: int = 25,
+        tol: float = 1e-8,
+        positive: str | None = None,
+        deadline_s: float = 120.0,
+    ) -> glm_fit.GLMFit:
+        """A regression fitted across the hospitals without revealing any hospital's aggregates.
+
+        ``columns`` is a formula ``"outcome ~ a + b"`` or the feature columns
+        with ``outcome`` named apart; ``family`` is "binomial" (logistic) or
+        "gaussian" (linear); ``positive`` reads a text outcome (the event is the
+        outcome equal to it, e.g. "M"; job ``stats-glm-text``). Rows with a
+        missing value in any of these columns are dropped. Returns a
+        :class:`protocols.glm_fit.GLMFit` (``summary()``, ``to_model()``);
+        raises ``GLMFitError`` (``FitSuppressed`` below the minimum cell
+        size) if the fit is refused. See ``protocols.glm`` for
+        what the job reveals.
+        """
+        fit, _ = self.glm_outcome(
+            columns,
+            outcome,
+            family=family,
+            where=where,
+            hospitals=hospitals,
+            max_iter=max_iter,
+            tol=tol,
+            positive=positive,
+            deadline_s=deadline_s,
+        )
+        return fit
+
+    def glm_outcome(
+        self,
+        columns: str | Sequence[str],
+        outcome: str | None = None,
+        *,
+        family: str = "binomial",
+        where: str | None = None,
+        hospitals: Sequence[str] | None = None,
+        max_iter: int = 25,
+        tol: float = 1e-8,
+        positive: str | None = None,
+        deadline_s: float = 120.0,
+    ) -> tuple[glm_fit.GLMFit, JobOutcome]:
+        """:meth:`glm`, and the job's outcome with each party's costs."""
+        if isinstance(columns, str):
+            if outcome is not None:
+                raise StatisticsParamsError("give a formula or an outcome, not both", "outcome")
+            outcome, features = glm.parse_formula(columns)
+        else:
+            if outcome is None:
+                raise StatisticsParamsError("must name the outcome column", "outcome")
+            features = tuple(columns)
+        params = glm.params_for(
+            {"outcome": outcome, "family": family, "max_iter": max_iter, "tol": tol}
+            | ({} if positive is None else {"positive": positive})
+        )
+        selected = [*features, outcome]
+        spec = glm.protocol_for(params)
+        if hospitals is None:
+            hospitals = [p.name for p in self.member.computing_peers if p.role == "hospital"]
+        job = self.job(
+            spec.name,
+            spec.version,
+            inputs={h: (selected, where) for h in hospitals},
+            params=params,
+            deadline_s=deadline_s,
+        )
+        done = self.submit(job)
+        return glm_fit.read_fit(done.outputs, params, selected), done
 
     def column_split(
         self,

@@ -272,6 +272,9 @@ class DataConfig:
     dsn: str | None = None
     password_file: Path | None = None
     password_env: str | None = None
+    omop_mapping: Path | None = None
+    """For kind 'postgresql': a TOML file mapping job columns to OMOP CDM tables and
+    concepts (``parties.data.omop``), instead of one ``table``."""
 
     def __post_init__(self) -> None:
         if self.kind not in DATA_KINDS:
@@ -282,10 +285,13 @@ class DataConfig:
             object.__setattr__(self, "path", _as_path(self.path, "path"))
         if self.password_file is not None:
             object.__setattr__(self, "password_file", _as_path(self.password_file, "password_file"))
-        database = (self.dsn, self.password_file, self.password_env)
+        if self.omop_mapping is not None:
+            object.__setattr__(self, "omop_mapping", _as_path(self.omop_mapping, "omop_mapping"))
+        database = (self.dsn, self.password_file, self.password_env, self.omop_mapping)
         if self.kind != "postgresql" and any(v is not None for v in database):
             raise ConfigError(
-                "dsn, password_file and password_env are for kind 'postgresql'", key="dsn"
+                "dsn, password_file, password_env and omop_mapping are for kind 'postgresql'",
+                key="dsn",
             )
         if self.kind == "postgresql":
             _check_postgresql(self)
@@ -319,8 +325,11 @@ def _check_postgresql(data: DataConfig) -> None:
         raise ConfigError(
             "the dsn must not hold a password; name a password_file or a password_env", key="dsn"
         )
-    if not (isinstance(data.table, str) and data.table):
-        raise ConfigError("kind 'postgresql' needs a table name", key="table")
+    if data.omop_mapping is not None:
+        if data.table is not None:
+            raise ConfigError("give a table or an omop_mapping, not both", key="table")
+    elif not (isinstance(data.table, str) and data.table):
+        raise ConfigError("kind 'postgresql' needs a table name or an omop_mapping", key="table")
     if data.password_file is not None and data.password_env is not None:
         raise ConfigError("give password_file or password_env, not both", key="password_env")
     if data.password_env is not None and not (
@@ -447,7 +456,15 @@ _POLICY_OPTIONAL = (
 )
 _PEER_KEYS = ("name", "role", "address", "identity")
 _DATA_REQUIRED = ("kind",)
-_DATA_OPTIONAL = ("path", "table", "patient_id", "dsn", "password_file", "password_env")
+_DATA_OPTIONAL = (
+    "path",
+    "table",
+    "patient_id",
+    "dsn",
+    "password_file",
+    "password_env",
+    "omop_mapping",
+)
 
 
 def load_config(path: str | os.PathLike[str]) -> MemberConfig:
@@ -514,6 +531,8 @@ def write_config(member: MemberConfig, path: str | os.PathLike[str]) -> Path:
         data["password_file"] = _rel(member.data.password_file, base)
     if member.data.password_env is not None:
         data["password_env"] = member.data.password_env
+    if member.data.omop_mapping is not None:
+        data["omop_mapping"] = _rel(member.data.omop_mapping, base)
     doc["data"] = data
     doc["peers"] = [{key: getattr(p, key) for key in _PEER_KEYS} for p in member.peers]
     header = f"# smpc member config: {member.identity}\n"
@@ -584,6 +603,11 @@ def _member_from_toml(raw: dict[str, Any], file: Path) -> MemberConfig:
             ),
             password_env=(
                 _str(data_raw, "password_env", "data") if "password_env" in data_raw else None
+            ),
+            omop_mapping=(
+                _path(data_raw, "omop_mapping", "data", base)
+                if "omop_mapping" in data_raw
+                else None
             ),
         )
 

@@ -171,6 +171,10 @@ class JobContext:
     """Every party's selected columns as the signed job names them (public to every party)."""
     outputs: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     """The job's recipients of each output: the only place a protocol may take them from."""
+    data: Any = None
+    """A ``protocols.local_data.LocalData`` that answers local aggregates where the rows
+    live (e.g. in a database), for a protocol whose spec sets ``aggregates``; ``values``
+    is then empty. None: aggregates are computed from ``values`` and ``text``."""
 
     def recipients(self, output: str) -> tuple[int, ...]:
         """Party indices of the recipients the job names for ``output`` (none if not named)."""
@@ -206,3 +210,6 @@ class ProtocolSpec:
     """True if the protocol reads text columns (``JobContext.text``), e.g. a contingency table."""
     scope: str = "statistics"
     """The consent scope of every job of this protocol: patients are asked about this use."""
+    aggregates: bool = False
+    """True if the protocol reads its party's data only through ``JobContext.data``'s local
+    aggregates (``protocols.local_data``), so a database source may compute them in place."""

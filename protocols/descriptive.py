@@ -2,7 +2,9 @@
 
 Each hospital shares local aggregates of its own complete rows (rows with a
 missing value in any requested column are dropped locally), never the rows,
-so the cost does not grow with the number of patients. Disclosure control is
+so the cost does not grow with the number of patients. It asks its data for
+them through :mod:`protocols.local_data`: computed with numpy from its rows,
+or by its database where the rows live. Disclosure control is
 that of :mod:`protocols.disclosure`, all inside MPC: a veto from any party
 whose own complete rows number 1 to m - 1, and a comparison of each pooled
 count of complete rows with m; then the count and every value that depends
@@ -33,6 +35,7 @@ from protocols.disclosure import (
     job_params,
     small_contribution,
 )
+from protocols.local_data import Counted, LocalData, local_data
 from smpc import compare
 from smpc.runtime import Runtime
 from smpc.shares import SharedTensor, concatenate
@@ -65,10 +68,11 @@ def check_frac_bits(rt: Runtime) -> None:
 def local_rows(rt: Runtime, ctx: JobContext, *, bounded: bool = True) -> tuple[np.ndarray, int]:
     """This party's complete rows of the requested columns and how many it dropped.
 
-    Call it after :func:`~protocols.disclosure.job_params`, which checks the
-    selection on the signed job. The dry run that plans a job needs only
-    shapes, which do not depend on the rows, so it skips the local work and
-    sees no rows.
+    For a protocol that needs the rows themselves (its spec does not set
+    ``aggregates``, so ``ctx.values`` holds them). Call it after
+    :func:`~protocols.disclosure.job_params`, which checks the selection on the
+    signed job. The dry run that plans a job needs only shapes, which do not
+    depend on the rows, so it skips the local work and sees no rows.
     """
     if rt.planning:
         return np.zeros((0, len(ctx.columns))), 0
@@ -76,6 +80,21 @@ def local_rows(rt: Runtime, ctx: JobContext, *, bounded: bool = True) -> tuple[n
     if bounded:
         check_values(rows, ctx.columns)
     return rows, dropped
+
+
+def own_data(rt: Runtime, ctx: JobContext) -> LocalData | None:
+    """This party's data, asked for local aggregates; None in the dry run that plans a job.
+
+    Call it after :func:`~protocols.disclosure.job_params`, which checks the
+    selection on the signed job. The dry run needs only shapes, which do not
+    depend on the rows, so it skips the local work and sees no rows.
+    """
+    return None if rt.planning else local_data(ctx)
+
+
+def _counts(counted: Counted | None) -> tuple[int, int]:
+    """(complete rows, dropped rows); zeros in the dry run."""
+    return (0, 0) if counted is None else (counted.rows, counted.dropped)
 
 
 def pooled_integers(rt: Runtime, local: np.ndarray) -> SharedTensor:
@@ -103,9 +122,10 @@ def count(rt: Runtime, ctx: JobContext) -> Outcome:
     """
     check_frac_bits(rt)
     job_params(ctx, StatisticsParams)
-    rows, dropped = local_rows(rt, ctx, bounded=False)
+    data = own_data(rt, ctx)
+    n, dropped = _counts(data.counts() if data is not None else None)
     m = agree(rt, ctx)
-    pooled = pooled_integers(rt, np.array([len(rows), dropped, small_contribution(len(rows), m)]))
+    pooled = pooled_integers(rt, np.array([n, dropped, small_contribution(n, m)]))
     _, (kept,) = gate(rt, pooled[:2], m, [(pooled[:2], None)], pooled[2:])
     return Outcome({"count": kept[:1], "dropped": kept[1:]})
 
@@ -120,10 +140,11 @@ def total(rt: Runtime, ctx: JobContext) -> Outcome:
     """
     check_frac_bits(rt)
     job_params(ctx, StatisticsParams)
-    rows, dropped = local_rows(rt, ctx)
+    data = own_data(rt, ctx)
+    counted, sums = data.sums() if data is not None else (None, np.zeros(len(ctx.columns)))
+    n, dropped = _counts(counted)
     m = agree(rt, ctx)
-    sums = rows.sum(axis=0) if len(rows) else np.zeros(len(ctx.columns))
-    head = [len(rows), dropped, small_contribution(len(rows), m)]
+    head = [n, dropped, small_contribution(n, m)]
     pooled = pooled_integers(rt, np.concatenate([head, fixed(sums, SUM_BITS)]))
     counts = pooled[:2]
     _, (kept, sum_kept) = gate(rt, counts, m, [(counts, None), (pooled[3:], 0)], pooled[2:3])
@@ -167,20 +188,20 @@ def moments(rt: Runtime, ctx: JobContext, *, matrix: bool) -> Outcome:
     """
     check_frac_bits(rt)
     job_params(ctx, StatisticsParams)
-    rows, dropped = local_rows(rt, ctx)
+    data = own_data(rt, ctx)
     p = len(ctx.columns)
+    counted, mean_i, comoment = (
+        data.moments(matrix=matrix) if data is not None else (None, np.zeros(p), np.zeros(0))
+    )
+    n, dropped = _counts(counted)
     m = agree(rt, ctx)
-    pooled = pooled_integers(rt, np.array([len(rows), dropped, small_contribution(len(rows), m)]))
+    pooled = pooled_integers(rt, np.array([n, dropped, small_contribution(n, m)]))
     counts = pooled[:2]
     _, (kept,) = gate(rt, counts, np.array([max(m, 2), m]), [(counts, None)], pooled[2:])
     opened = rt.open(kept[:1])
     pooled_n = 0 if opened is None else int(opened[0])
-    n = len(rows)
     width = p * p if matrix else p
     if pooled_n > 0 and n > 0:
-        mean_i = rows.mean(axis=0)
-        centred = rows - mean_i
-        comoment = centred.T @ centred if matrix else np.einsum("ij,ij->j", centred, centred)
         w = n / pooled_n
         local = np.concatenate(
             [
@@ -259,14 +280,16 @@ def extremes(rt: Runtime, ctx: JobContext) -> Outcome:
     if not ctx.allow_min_max:
         raise PolicyRefused("this party's policy does not permit a minimum or maximum")
     job_params(ctx, StatisticsParams)
-    rows, dropped = local_rows(rt, ctx)
+    data = own_data(rt, ctx)
     p = len(ctx.columns)
+    counted, low, high = data.extremes() if data is not None else (None, None, None)
+    n, dropped = _counts(counted)
     m = agree(rt, ctx)
-    if len(rows):
-        ends = np.concatenate([-rows.min(axis=0), rows.max(axis=0)])
+    if n and low is not None and high is not None:
+        ends = np.concatenate([-low, high])
     else:
         ends = np.full(2 * p, -(2.0**14))
-    head = [len(rows), dropped, small_contribution(len(rows), m)]
+    head = [n, dropped, small_contribution(n, m)]
     local = np.concatenate([head, fixed(ends, SUM_BITS)])
     parts = rt.input_all(local, (len(local),), integer=True)
     totals = parts[0][:3]

@@ -54,7 +54,7 @@ from fractions import Fraction
 import numpy as np
 
 from protocols.context import JobContext, Outcome, is_integer, is_number
-from protocols.descriptive import check_frac_bits, local_rows, pooled_integers
+from protocols.descriptive import check_frac_bits, own_data, pooled_integers
 from protocols.disclosure import (
     VALUE_BOUND,
     StatisticsParams,
@@ -154,12 +154,15 @@ def quantiles(rt: Runtime, ctx: JobContext) -> Outcome:
     check_frac_bits(rt)
     params = job_params(ctx, QuantileParams)
     qs, (lo, hi), bits = params.fractions, params.range, params.bits
-    rows, dropped = local_rows(rt, ctx, bounded=False)
-    values = np.sort(np.clip(rows[:, 0], lo, hi))
+    data = own_data(rt, ctx)
+    n, dropped, at_most = 0, 0, None
+    if data is not None:
+        counted, at_most = data.at_most(lo, hi)
+        n, dropped = counted.rows, counted.dropped
     policy = agree_policy(rt, ctx)
     m = policy.min_cell_size
-    veto = small_contribution(len(values), m)
-    pooled = pooled_integers(rt, np.array([len(values), dropped, veto]))
+    veto = small_contribution(n, m)
+    pooled = pooled_integers(rt, np.array([n, dropped, veto]))
     end = nearest_end(qs, policy.allow_min_max)
     counts = pooled[:2]
     compared = concatenate([counts[:1] * end.numerator, counts[1:]])
@@ -181,8 +184,10 @@ def quantiles(rt: Runtime, ctx: JobContext) -> Outcome:
         gap = 2 ** max(left - STEP_BITS, 0)
         offsets = np.minimum(np.arange(1, ways + 1), 2 ** min(left, STEP_BITS) - 1)
         points = low[:, None] + gap * offsets[None, :]
-        local = np.searchsorted(values, (lo + points * width).reshape(-1), side="right")
-        pooled = pooled_integers(rt, local if ok else np.zeros(lanes, dtype=np.int64))
+        under = np.zeros(lanes, dtype=np.int64)
+        if ok and at_most is not None:
+            under = at_most((lo + points * width).reshape(-1))
+        pooled = pooled_integers(rt, under)
         lane_value = pooled * np.repeat(b, ways) - n_lanes * np.repeat(a, ways)
         opened_bits = rt.open(compare.ltz(rt, lane_value))
         short = np.asarray(opened_bits).reshape(len(qs), ways).astype(bool)

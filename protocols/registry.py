@@ -15,7 +15,7 @@ from __future__ import annotations
 import functools
 from importlib.metadata import entry_points
 
-from protocols import logistic, probe, statistics
+from protocols import glm, logistic, probe, statistics
 from protocols.context import (
     JobContext,
     JobParamsError,
@@ -45,7 +45,7 @@ ENTRY_POINT_GROUP = "smpc.protocols"
 @functools.cache
 def installed() -> dict[str, ProtocolSpec]:
     """Every protocol installed here: the built-ins and the entry points (read once)."""
-    builtin = (*probe.PROTOCOLS, *logistic.PROTOCOLS, *statistics.PROTOCOLS)
+    builtin = (*probe.PROTOCOLS, *logistic.PROTOCOLS, *statistics.PROTOCOLS, *glm.PROTOCOLS)
     found = {spec.name: spec for spec in builtin}
     for entry in entry_points(group=ENTRY_POINT_GROUP):
         spec = entry.load()

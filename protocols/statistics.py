@@ -44,6 +44,7 @@ PROTOCOLS = (
         ("count", "dropped"),
         f"the pooled count of complete rows and of dropped rows, each {_GATED}",
         params=StatisticsParams,
+        aggregates=True,
     ),
     ProtocolSpec(
         "stats-mean",
@@ -52,6 +53,7 @@ PROTOCOLS = (
         ("count", "dropped", "sum"),
         f"the pooled count and per-column sums (hence means) {_GATED}",
         params=StatisticsParams,
+        aggregates=True,
     ),
     ProtocolSpec(
         "stats-variance",
@@ -60,6 +62,7 @@ PROTOCOLS = (
         ("count", "dropped", "mean", "pvariance"),
         f"the pooled count, means and population variances {_GATED}; N to the parties",
         params=StatisticsParams,
+        aggregates=True,
     ),
     ProtocolSpec(
         "stats-covariance",
@@ -68,6 +71,7 @@ PROTOCOLS = (
         ("count", "dropped", "mean", "pcovariance"),
         f"the pooled count, means and population covariance matrix {_GATED}; N to the parties",
         params=StatisticsParams,
+        aggregates=True,
     ),
     ProtocolSpec(
         "stats-minmax",
@@ -77,6 +81,7 @@ PROTOCOLS = (
         f"the pooled count and each column's minimum and maximum {_GATED}; only where every "
         "party's policy allows a minimum or maximum",
         params=StatisticsParams,
+        aggregates=True,
     ),
     ProtocolSpec(
         "stats-histogram",
@@ -86,6 +91,7 @@ PROTOCOLS = (
         "each pooled bin count that reaches m (else 0; all 0 if a party's own count is from 1 to "
         "m - 1), to the job's recipients",
         params=tables.HistogramParams,
+        aggregates=True,
     ),
     ProtocolSpec(
         "stats-crosstab",
@@ -96,6 +102,7 @@ PROTOCOLS = (
         "m - 1), to the job's recipients",
         categorical=True,
         params=tables.CrosstabParams,
+        aggregates=True,
     ),
     ProtocolSpec(
         "stats-quantiles",
@@ -105,6 +112,7 @@ PROTOCOLS = (
         f"the quantiles at the grid resolution {_GATED} and none is nearer 0 or 1 than m / N "
         "unless every policy allows a minimum or maximum, also to the parties; N to the recipients",
         params=order.QuantileParams,
+        aggregates=True,
     ),
     ProtocolSpec(
         "stats-correlation-vertical",

@@ -21,9 +21,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from protocols.context import JobContext, Outcome, is_number
-from protocols.descriptive import check_frac_bits, local_rows, pooled_integers
+from protocols.descriptive import check_frac_bits, own_data, pooled_integers
 from protocols.disclosure import (
-    StatisticsInputError,
     StatisticsParams,
     StatisticsParamsError,
     agree,
@@ -80,9 +79,11 @@ def histogram(rt: Runtime, ctx: JobContext) -> Outcome:
     """
     check_frac_bits(rt)
     edges = np.array(job_params(ctx, HistogramParams).edges)
-    rows, dropped = local_rows(rt, ctx, bounded=False)
-    cells, _ = np.histogram(rows[:, 0], edges)
-    return _gated_cells(rt, ctx, cells, len(rows), dropped, [len(edges)])
+    data = own_data(rt, ctx)
+    if data is None:
+        return _gated_cells(rt, ctx, np.zeros(len(edges) - 1, dtype=np.int64), 0, 0, [len(edges)])
+    counted, cells = data.histogram(edges)
+    return _gated_cells(rt, ctx, cells, counted.rows, counted.dropped, [len(edges)])
 
 
 @dataclass(frozen=True)
@@ -132,24 +133,9 @@ def crosstab(rt: Runtime, ctx: JobContext) -> Outcome:
     """
     check_frac_bits(rt)
     names = job_params(ctx, CrosstabParams).levels
-    codes = []
-    for name, allowed in zip(ctx.columns, names, strict=True):
-        if name not in ctx.text:
-            raise StatisticsInputError(f"column {name!r} was not read as categorical")
-        text = np.asarray(ctx.text[name], dtype=str)
-        index = {level: j for j, level in enumerate(allowed)}
-        code = np.array([index.get(v, -1) for v in text], dtype=np.int64)
-        code[text == ""] = -2
-        unknown = np.flatnonzero(code == -1)
-        if len(unknown):
-            raise StatisticsInputError(
-                f"column {name!r} row {int(unknown[0])} of the selection: value is not one of "
-                f"the job's {len(allowed)} levels"
-            )
-        codes.append(code)
-    complete = np.logical_and.reduce([code >= 0 for code in codes])
     shape = tuple(len(n) for n in names)
-    cells = np.zeros(shape, dtype=np.int64)
-    np.add.at(cells, tuple(code[complete] for code in codes), 1)
-    rows = int(complete.sum())
-    return _gated_cells(rt, ctx, cells, rows, len(complete) - rows, list(shape))
+    data = own_data(rt, ctx)
+    if data is None:
+        return _gated_cells(rt, ctx, np.zeros(shape, dtype=np.int64), 0, 0, list(shape))
+    counted, cells = data.crosstab(names)
+    return _gated_cells(rt, ctx, cells, counted.rows, counted.dropped, list(shape))

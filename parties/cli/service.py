@@ -42,6 +42,10 @@ def _warm(member: MemberConfig) -> None:
     start = time.perf_counter()
     computing = len(member.computing_peers) + (member.role in COMPUTING_ROLES)
     warm(max(2, computing))
+    if member.data.kind == "csv":  # the CSV reader's split and number kernels
+        from parties.data import csv_kernels
+
+        csv_kernels.warm()
     logging.info("%s: kernels ready in %.2f s", member.name, time.perf_counter() - start)
 
 

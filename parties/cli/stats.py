@@ -5,6 +5,7 @@
     smpc stats stdev --config fed/analyst.toml --columns mean_radius,mean_area
     smpc stats histogram --config fed/analyst.toml --columns mean_radius --edges 6,10,14,18,30
     smpc stats median --config fed/analyst.toml --columns mean_radius --range 0,64 --bits 16
+    smpc stats glm --config fed/analyst.toml --formula "malignant ~ mean_radius + mean_texture"
 
 Cells and results below the minimum cell size print as "suppressed". A
 mistake the job itself shows (no ``--edges`` for a histogram, a bad
@@ -22,6 +23,7 @@ from typing import Any
 
 import numpy as np
 
+from parties.cli import glm as glm_command
 from parties.config import load_config
 from protocols.context import JobParamsError
 from protocols.statistics import BY_STATISTIC
@@ -81,6 +83,11 @@ def _plain(value: Any, suppressed: Any = None) -> Any:
 
 def stats(args: argparse.Namespace) -> int:
     """Submit one statistics job over every hospital and print the result."""
+    if args.statistic == "glm":
+        return glm_command.glm(args)
+    if args.columns is None:
+        print("smpc: error: --columns is required", file=sys.stderr)
+        return 2
     return submit(args, args.statistic, _params(args))
 
 
@@ -126,9 +133,9 @@ def submit(args: argparse.Namespace, statistic: str, params: dict[str, Any]) -> 
 def add_parsers(commands: argparse._SubParsersAction) -> None:
     """The arguments of ``smpc stats``."""
     p = commands.add_parser("stats", help="a joint statistic with disclosure control")
-    p.add_argument("statistic", choices=sorted(BY_STATISTIC), help="what to compute")
+    p.add_argument("statistic", choices=sorted([*BY_STATISTIC, "glm"]), help="what to compute")
     p.add_argument("--config", required=True, type=Path, help="the analyst's TOML config")
-    p.add_argument("--columns", required=True, help="comma-separated column names")
+    p.add_argument("--columns", default=None, help="comma-separated column names")
     p.add_argument("--where", default=None, help="row filter, e.g. 'age >= 50'")
     p.add_argument("--edges", type=_numbers, help="histogram bin edges, e.g. 0,10,20")
     p.add_argument("--levels", type=_levels, help="crosstab levels, e.g. 'M,B;F,M'")
@@ -136,6 +143,7 @@ def add_parsers(commands: argparse._SubParsersAction) -> None:
     p.add_argument("--probabilities", type=_numbers, help="quantiles, e.g. 0.1,0.5,0.9")
     p.add_argument("--bits", type=int, help="quantile grid resolution in bits (1 to 32)")
     p.add_argument("--json", action="store_true", help="print machine-readable JSON")
+    glm_command.add_arguments(p)
     p.set_defaults(words=("stats",))
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import ClassVar
 
 import numpy as np
@@ -19,6 +19,39 @@ import numpy as np
 from parties.data.errors import DataSourceError
 from parties.data.filters import Filter, evaluate, parse_filter
 from parties.data.selection import Column, Selection
+from protocols.local_data import LocalData
+
+
+class InPlaceData(LocalData):
+    """Local aggregates a source computes where its rows live, for one job (see ``pushdown``).
+
+    Besides the aggregates, what a party needs before the job: the count of
+    kept rows for its cohort check, and consent applied by patient.
+    """
+
+    @abstractmethod
+    def kept_rows(self) -> int:
+        """Rows the job's filter (and consent) keeps, before missing values are dropped."""
+
+    @abstractmethod
+    def admit(self, check: Callable[[int], None]) -> None:
+        """Have ``check(kept rows)`` run before the first aggregate is handed out.
+
+        A party's cohort check: counting in the same pass as the aggregates
+        saves a pass over the rows, and a refusal still comes before any share.
+        """
+
+    @abstractmethod
+    def patient_ids(self, column: str) -> np.ndarray | None:
+        """The patient column of the kept rows as text, or None if it cannot be restricted."""
+
+    @abstractmethod
+    def restrict(self, column: str, ids: np.ndarray, keep: np.ndarray) -> None:
+        """Keep only the rows of the patients whose ``keep`` is set."""
+
+    @abstractmethod
+    def close(self) -> None:
+        """Release what the job held (a connection, a snapshot)."""
 
 
 class DataSource(ABC):
@@ -85,15 +118,17 @@ class DataSource(ABC):
         cells, row_ids = self._load(tuple(needed))
         loaded = {name: Column(name, cells[name], row_ids) for name in needed}
         if parsed is None:
-            keep = np.arange(len(row_ids))
+            keep = None
         else:
             keep = np.flatnonzero(evaluate(parsed.root, loaded.__getitem__)[0])
+            if len(keep) == len(row_ids):
+                keep = None  # every row kept: no copy of any column
 
-        kept_ids = row_ids[keep].astype(np.int64)
-        values = np.empty((len(keep), len(names)), dtype=np.float64)
+        kept_ids = (row_ids if keep is None else row_ids[keep]).astype(np.int64)
+        values = np.empty((len(kept_ids), len(names)), dtype=np.float64)
         selected: dict[str, Column] = {}
         for j, name in enumerate(names):
-            col = loaded[name].take(keep, kept_ids)
+            col = loaded[name] if keep is None else loaded[name].take(keep, kept_ids)
             if numeric:
                 hint = "; select it with numeric=False and read it with Selection.categorical"
                 values[:, j] = col.numbers(hint)
@@ -104,10 +139,22 @@ class DataSource(ABC):
             selected[name] = col
         return Selection(names, values, kept_ids, selected)
 
+    def aggregates(
+        self, columns: Sequence[str], where: str | None = None, *, categorical: bool = False
+    ) -> InPlaceData | None:
+        """A statistic's local aggregates computed where the rows live, or None.
+
+        None (the default) means the rows are read and the aggregates made
+        from them with numpy (``protocols.local_data.RowData``); a database
+        source answers them in place.
+        """
+        self.check(columns, where)
+        return None
+
 
 def unknown_column(name: str, known: Sequence[str], where: str) -> DataSourceError:
     listed = ", ".join(known) or "none"
     return DataSourceError(f"unknown column {name!r}{where}; known columns: {listed}")
 
 
-__all__ = ["DataSource", "unknown_column"]
+__all__ = ["DataSource", "InPlaceData", "unknown_column"]

@@ -103,7 +103,7 @@ def record_consent(
 def check_patient_column(member: MemberConfig) -> str:
     """The data source's patient identifier column; ConsentError naming what is missing."""
     data = member.data
-    if data.kind not in ("csv", "sqlite"):
+    if data.kind not in ("csv", "sqlite", "postgresql"):
         raise ConsentError(
             f"{member.name} has no data source (data kind {data.kind!r}); set [data] in its"
             " config before recording consent"

@@ -10,6 +10,7 @@ from typing import overload
 
 import numpy as np
 
+from parties.data import csv_kernels
 from parties.data.base import DataSource
 from parties.data.errors import DataSourceError
 from parties.data.selection import CellBlock
@@ -19,9 +20,11 @@ class CsvSource(DataSource):
     """A UTF-8 CSV file with a header row, read once when opened (a snapshot).
 
     Blank lines are skipped and not counted as rows. A file without quotes,
-    NUL bytes or lone carriage returns is split into fields with numpy and
-    each column is parsed on its own when a job needs it; any other file is
-    read with the ``csv`` module. Both give the same cells and the same errors.
+    NUL bytes or lone carriage returns is split into fields by a compiled
+    pass (``csv_kernels``) and each column is parsed on its own when a job
+    needs it (plain decimals in a compiled pass, other numbers with numpy);
+    any other file is read with the ``csv`` module. Both give the same cells
+    and the same errors.
     """
 
     snapshot = True
@@ -51,11 +54,12 @@ class CsvSource(DataSource):
         return self._rows
 
     def _load(self, names: Sequence[str]) -> tuple[dict[str, Sequence[object]], np.ndarray]:
+        if isinstance(self._cells, _LazyColumns):
+            self._cells.parse(names)
         return {name: self._cells[name] for name in names}, np.arange(1, self._rows + 1)
 
 
 _BOM = b"\xef\xbb\xbf"
-_COMMA, _NEWLINE = ord(","), ord("\n")
 _WIDEST = 64  # longer cells are parsed one by one
 # Bytes a plain decimal number (or the padding after it) may contain.
 _PLAIN = np.zeros(256, dtype=bool)
@@ -80,51 +84,53 @@ class _Table:
 
 
 def _split(path: Path, raw: bytes) -> _Table | None:
-    """The file split by numpy, or None when it needs the csv module (quotes, NUL, non-UTF-8)."""
+    """The file split by a compiled pass, or None when it needs the csv module.
+
+    The csv module reads a file with quotes, NUL bytes, lone carriage returns
+    or bytes that are not UTF-8; CRLF line ends are rewritten to LF first.
+    """
     if raw.startswith(_BOM):
         raw = raw[len(_BOM) :]
-    if b'"' in raw or b"\0" in raw:
+    if not raw.endswith(b"\n"):
+        raw += b"\n"
+    head = raw.index(b"\n")
+    first = raw[:head]
+    if b'"' in first or b"\0" in first or b"\r" in first.rstrip(b"\r"):
         return None
-    if b"\r" in raw:
-        raw = raw.replace(b"\r\n", b"\n")
-        if b"\r" in raw:
+    if not first.isascii():
+        try:
+            first.decode("utf-8")
+        except UnicodeDecodeError:
             return None
-    if not raw.isascii():
+    header = _check_header(path, first.rstrip(b"\r").decode("utf-8").split(",") if head else [])
+    width = len(header)
+    data = np.frombuffer(raw, dtype=np.uint8)
+    index = np.int32 if len(raw) < 2**31 else np.int64
+    lines = raw.count(b"\n", head + 1)  # rows, and empty lines
+    starts = np.empty(lines, dtype=index)
+    ends = np.empty((lines, width), dtype=index)
+    what, rows, row, fields, high = csv_kernels.split_fields(data, head + 1, starts, ends)
+    if what == csv_kernels.SPLIT_SPECIAL:
+        if b"\r\n" in raw and b"\r" not in raw.replace(b"\r\n", b""):
+            return _split(path, raw.replace(b"\r\n", b"\n"))
+        return None
+    if high:
         try:
             raw.decode("utf-8")
         except UnicodeDecodeError:
             return None
-    if not raw.endswith(b"\n"):
-        raw += b"\n"
-    head = raw.index(b"\n")
-    header = _check_header(path, raw[:head].decode("utf-8").split(",") if head else [])
-    width = len(header)
-    data = np.frombuffer(raw, dtype=np.uint8)
-    body = data[head + 1 :]
-    seps = np.flatnonzero((body == _COMMA) | (body == _NEWLINE)) + (head + 1)
-    newlines = np.flatnonzero(data[seps] == _NEWLINE)  # positions in seps
-    if newlines.size == 0:
-        empty = np.zeros(0, dtype=np.int64)
-        return _Table(header, data, empty, empty.reshape(0, width))
-    counts = np.diff(newlines, prepend=-1)
-    starts = np.concatenate(([head + 1], seps[newlines[:-1]] + 1))
-    blank = (counts == 1) & (seps[newlines] == starts)
-    ragged = ~blank & (counts != width)
-    if ragged.any():
-        k = int(np.argmax(ragged))
-        row = k + 1 - int(blank[:k].sum())
-        raise DataSourceError(
-            f"{path}: data row {row} has {int(counts[k])} fields; the header has {width}"
-        )
-    if blank.any():
-        seps = np.delete(seps, newlines[blank])
-        starts = starts[~blank]
-    index = np.int32 if len(raw) < 2**31 else np.int64
-    return _Table(header, data, starts.astype(index), seps.astype(index).reshape(-1, width))
+    if what == csv_kernels.SPLIT_RAGGED:
+        raise DataSourceError(f"{path}: data row {row} has {fields} fields; the header has {width}")
+    return _Table(header, data, starts[:rows], ends[:rows])
 
 
 class _LazyColumns(dict[str, Sequence[object]]):
-    """Each column's fields, cut from the split file when first asked for."""
+    """Each column's fields, cut from the split file when first asked for.
+
+    :meth:`parse` reads the plain numbers of several columns in one pass over
+    the rows and keeps them with the fields, so later jobs on the same
+    columns of this snapshot parse nothing.
+    """
 
     def __init__(self, table: _Table) -> None:
         super().__init__()
@@ -135,13 +141,43 @@ class _LazyColumns(dict[str, Sequence[object]]):
         self[name] = fields
         return fields
 
+    def parse(self, names: Sequence[str]) -> None:
+        """Parse the named columns' numbers, row by row, where not parsed already."""
+        todo = [n for n in dict.fromkeys(names) if self.fields(n).parsed is None]
+        if not todo or not len(self._table.starts):
+            return
+        table = self._table
+        columns = np.array([table.header.index(n) for n in todo], dtype=np.int64)
+        out = np.empty((len(todo), len(table.starts)), dtype=np.float64)
+        failed = np.zeros(len(todo), dtype=np.bool_)
+        csv_kernels.parse_rows(table.data, table.starts, table.ends, columns, out, failed)
+        for k, name in enumerate(todo):
+            numbers = out[k]
+            numbers.flags.writeable = False  # shared by every job on this snapshot
+            self.fields(name).parsed = False if failed[k] else numbers
+
+    def fields(self, name: str) -> _Fields:
+        fields = self[name]
+        assert isinstance(fields, _Fields)  # only __missing__ fills this mapping
+        return fields
+
 
 class _Fields(CellBlock):
-    """One column of a split CSV: byte ranges into the file, decoded or parsed on demand."""
+    """One column of a split CSV: byte ranges into the file, decoded or parsed on demand.
 
-    def __init__(self, data: np.ndarray, bounds: tuple[np.ndarray, np.ndarray]) -> None:
+    ``parsed`` is the column's numbers once a compiled pass read them all (or
+    False if some cell is not a plain number or missing; None before).
+    """
+
+    def __init__(
+        self,
+        data: np.ndarray,
+        bounds: tuple[np.ndarray, np.ndarray],
+        parsed: np.ndarray | bool | None = None,
+    ) -> None:
         self._data = data
         self._starts, self._ends = bounds
+        self.parsed = parsed
 
     def __len__(self) -> int:
         return len(self._starts)
@@ -158,9 +194,21 @@ class _Fields(CellBlock):
         return self._data[self._starts[i] : self._ends[i]].tobytes().decode("utf-8")
 
     def take(self, rows: np.ndarray) -> _Fields:
-        return _Fields(self._data, (self._starts[rows], self._ends[rows]))
+        parsed = self.parsed[rows] if isinstance(self.parsed, np.ndarray) else self.parsed
+        return _Fields(self._data, (self._starts[rows], self._ends[rows]), parsed)
 
     def numbers(self) -> np.ndarray | None:
+        if isinstance(self.parsed, np.ndarray):
+            return self.parsed  # read-only
+        if self.parsed is False:
+            return self._planes()
+        values = np.empty(len(self._starts), dtype=np.float64)
+        if csv_kernels.parse_plain(self._data, self._starts, self._ends, values) < 0:
+            return values  # every cell plain or missing: parsed in one compiled pass
+        return self._planes()
+
+    def _planes(self) -> np.ndarray | None:
+        """Every cell parsed with numpy, byte plane by byte plane, or None (cell by cell)."""
         lengths = (self._ends - self._starts).astype(np.int64)
         width = int(lengths.max(initial=0))
         if len(lengths) == 0 or width > _WIDEST:

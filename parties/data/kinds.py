@@ -11,6 +11,15 @@ from parties.data.sqlite_source import SqliteSource
 
 def open_source(data: DataConfig) -> DataSource:
     """The data source a member's ``[data]`` config describes."""
+    if data.kind == "postgresql" and data.omop_mapping is not None:
+        from parties.data.omop_source import OmopSource
+
+        return OmopSource(
+            data.dsn or "",
+            data.omop_mapping,
+            password_file=data.password_file,
+            password_env=data.password_env,
+        )
     if data.kind == "postgresql":
         from parties.data.postgresql_source import PostgresSource
 

@@ -7,9 +7,11 @@ each hospital as its own process on its own loopback address, and an analyst
 submits signed jobs over gRPC with mutual TLS: counts and means (with the
 minimum cell size in force), then logistic-regression labels for every
 patient from a model owner's secret model, each hospital keeping its own
-patients' labels, and joint statistics with disclosure control
-(``parties.local.demo_statistics``). Every secure result is printed beside the
-plaintext answer; then everything shuts down.
+patients' labels, joint statistics with disclosure control
+(``parties.local.demo_statistics``) and a logistic regression fitted across
+the hospitals beside statsmodels' fit (``parties.local.demo_glm``). Every
+secure result is printed beside the plaintext answer; then everything shuts
+down.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ import numpy as np
 from parties.client import Client
 from parties.config import RESULTS_DIR, DataConfig
 from parties.data.model_file import save_model
-from parties.local import demo_statistics
+from parties.local import demo_glm, demo_statistics
 from parties.local.launcher import LocalDeployment
 from protocols.model import LogisticModel, train
 
@@ -127,6 +129,7 @@ def main() -> None:
             rows = run_jobs(dep, client)
             inference = run_inference(dep, client, model)
             statistics = demo_statistics.run_statistics(dep, client)
+            fitted, reference = demo_glm.run_glm(dep, client)
         finally:
             client.close()
             print("[4/4] shutting down ...", flush=True)
@@ -142,6 +145,8 @@ def main() -> None:
             print(f"{name:<12} {n:>9} {agree:>19} {accuracy:>9.3f}")
         print()
         demo_statistics.print_table(statistics)
+        print()
+        demo_glm.print_table(fitted, reference)
         clean = all(code == 0 for code in codes.values())
         print(f"\nevery process exited {'cleanly' if clean else f'with {codes}'}")
 

@@ -96,15 +96,21 @@ def input_commitment(job_id: str, ctx: JobContext) -> tuple[bytes, bytes]:
     """(commitment, salt) over the exact values this party used (after filter and consent).
 
     A hospital commits to its selected rows, a model owner to its weights and
-    bias; the 32-byte salt is fresh and stays with the party (in its notes).
+    bias; a hospital whose database computed a statistic's local aggregates
+    commits to those aggregates, the only values of its that entered the job
+    (the tag says so). The 32-byte salt is fresh and stays with the party.
     """
     salt = secrets.token_bytes(SALT_SIZE)
     values = ctx.values
+    fields: list[Value] = [_INPUT_TAG, job_id, ctx.party, list(ctx.columns)]
     if ctx.model is not None:
         weights, bias = ctx.model.folded()
         values = np.append(np.asarray(weights, dtype=np.float64).ravel(), bias)
+    elif ctx.data is not None:  # computed in the database: the aggregates are what it used
+        values = ctx.data.answered()
+        fields.append("aggregates")
     data = np.ascontiguousarray(values, dtype="<f8").tobytes()
-    tag = encode([_INPUT_TAG, job_id, ctx.party, list(ctx.columns), list(values.shape)])
+    tag = encode([*fields[:4], list(values.shape), *fields[4:]])
     return commitment(tag, salt, data), salt
 
 

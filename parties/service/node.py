@@ -42,7 +42,7 @@ import numpy as np
 
 from parties.config import RESULTS_DIR, MemberConfig
 from parties.data import consent
-from parties.data.base import DataSource
+from parties.data.base import DataSource, InPlaceData
 from parties.data.errors import DataSourceError
 from parties.data.kinds import open_source
 from parties.data.model_file import load_model
@@ -111,7 +111,9 @@ class PartyNode:
         self.chain: ChainNode | None = None
         self._handoffs: queue.SimpleQueue[JobRecord | None] = queue.SimpleQueue()
         self.source: DataSource | None = (
-            open_source(member.data) if member.data.kind in ("csv", "sqlite") else None
+            open_source(member.data)
+            if member.data.kind in ("csv", "sqlite", "postgresql")
+            else None
         )
         self.selections = SelectionCache(self.source) if self.source is not None else None
         model_file = member.data.path if member.data.kind == "model" else None
@@ -220,7 +222,9 @@ class PartyNode:
             admit(spec, self.member, self, scope=protocol.scope, budget=self.budget)
             protocol.params.from_mapping(spec.params)  # the job's own parameters, before any row
             self._check_request(spec)
-            ctx = self._context(spec, categorical=protocol.categorical)
+            ctx = self._context(
+                spec, categorical=protocol.categorical, aggregates=protocol.aggregates
+            )
             log.info(
                 "%s: job %s admitted: %s v%s from %s",
                 name,
@@ -231,9 +235,13 @@ class PartyNode:
             )
             if transcript is None:  # admit refuses such a job already; kept for the type checker
                 raise JobRejected(job_id, "not-a-party", f"{name!r} is not a party")
-            reply, delivered = self._run(
-                request.signed_job, spec, protocol, ctx, caller, transcript
-            )
+            try:
+                reply, delivered = self._run(
+                    request.signed_job, spec, protocol, ctx, caller, transcript
+                )
+            finally:
+                if ctx.data is not None:  # the database snapshot ends with the job
+                    ctx.data.close()
             if delivered:  # per-row outputs for this party, kept only once the job succeeded
                 self._keep(job_id, delivered)
             reply.output_key = secrets.token_bytes(32)
@@ -369,28 +377,48 @@ class PartyNode:
         except DataSourceError as exc:
             raise JobRejected(spec.job_id, "bad-request", str(exc)) from None
 
-    def _context(self, spec: JobSpec, *, categorical: bool = False) -> JobContext:
+    def _context(
+        self, spec: JobSpec, *, categorical: bool = False, aggregates: bool = False
+    ) -> JobContext:
         """This party's selected rows (after consent) as the protocol sees them.
 
-        Any failure here depends on the data, so it leaves as LocalDataError;
-        the cause is logged here only.
+        For a protocol that reads only local aggregates, a source that can
+        compute them in place (a database) answers them there, and the context
+        carries that instead of rows. Any failure here depends on the data, so
+        it leaves as LocalDataError; the cause is logged here only.
         """
         mine = spec.inputs.get(self.member.name)
         columns: tuple[str, ...] = ()
         values = np.zeros((0, 0))
         text: dict[str, np.ndarray] = {}
+        data: InPlaceData | None = None
         if mine is not None:
             assert self.selections is not None  # _check_request refused the job otherwise
             try:
-                selection = self.selections.select(
-                    mine.columns, mine.where, numeric=not categorical
-                )
-                keep = self._consented(spec)
-                columns, values = tuple(selection.columns), selection.values[keep]
-                if categorical:  # the protocol reads text columns, e.g. a contingency table
-                    text = {c: selection.categorical(c)[keep] for c in columns}
-                check_cohort(spec, self.member, len(values))
+                if aggregates:
+                    data = self._in_place(spec, categorical=categorical)
+                if data is not None:
+                    columns = tuple(mine.columns)
+                    values = np.zeros((0, len(columns)))
+                    # the cohort check runs on the database's first pass, before any share
+                    data.admit(functools.partial(self._admit_rows, spec))
+                    log.info(
+                        "%s: job %s: local aggregates computed in the database",
+                        self.member.name,
+                        spec.job_id,
+                    )
+                else:
+                    selection = self.selections.select(
+                        mine.columns, mine.where, numeric=not categorical
+                    )
+                    keep = self._consented(spec)
+                    columns, values = tuple(selection.columns), selection.values[keep]
+                    if categorical:  # the protocol reads text columns, e.g. a contingency table
+                        text = {c: selection.categorical(c)[keep] for c in columns}
+                    check_cohort(spec, self.member, len(values))
             except LocalDataError:
+                if data is not None:
+                    data.close()
                 log.warning(
                     "%s: job %s: contribution below the minimum cohort size",
                     self.member.name,
@@ -398,6 +426,8 @@ class PartyNode:
                 )
                 raise
             except Exception as exc:
+                if data is not None:
+                    data.close()
                 log.warning(
                     "%s: job %s: its selected rows cannot be used: %s: %s",
                     self.member.name,
@@ -419,7 +449,56 @@ class PartyNode:
             model=self.model,
             reveal_probabilities=spec.reveal_probabilities,
             outputs=spec.outputs,
+            data=data,
         )
+
+    def _admit_rows(self, spec: JobSpec, rows: int) -> None:
+        """The cohort check on rows counted in the database; the cause is logged here only."""
+        try:
+            check_cohort(spec, self.member, rows)
+        except LocalDataError:
+            log.warning(
+                "%s: job %s: contribution below the minimum cohort size",
+                self.member.name,
+                spec.job_id,
+            )
+            raise
+
+    def _in_place(self, spec: JobSpec, *, categorical: bool) -> InPlaceData | None:
+        """The job's local aggregates computed where the data lives, consent applied; None if
+        the source reads rows (CSV, SQLite) or cannot keep the meaning in place.
+
+        With a patient column, the source streams that one column of the kept
+        rows, consent is decided here as for rows, the source is restricted to
+        the consenting patients, and their identifiers go to the patient ledger.
+        """
+        assert self.source is not None
+        mine = spec.inputs[self.member.name]
+        data = self.source.aggregates(mine.columns, mine.where, categorical=categorical)
+        if data is None:
+            return None
+        try:
+            column = self.member.data.patient_id
+            records = consent.own_records(self.records, self.member.name)
+            if column is None:
+                if records:
+                    raise consent.ConsentError(
+                        f"{self.member.name} keeps consent records but its data config names no"
+                        " patient_id column, so it cannot apply them; set data.patient_id"
+                    )
+                return data
+            ids = data.patient_ids(column)
+            if ids is None:  # a patient column SQL cannot compare as the rows would
+                data.close()
+                return None
+            book = consent.ConsentBook(records, self.consent_mode)
+            keep = book.rows(consent.load_secret(self.member), ids, spec.scope)
+            data.restrict(column, ids, keep)
+        except BaseException:
+            data.close()  # the job's connection, if a query opened it
+            raise
+        self.patients.selected(spec.job_id, ids[keep])
+        return data
 
     def _consented(self, spec: JobSpec) -> np.ndarray | slice:
         """Which selected rows belong to patients who consent to the job's scope.

@@ -13,6 +13,7 @@ import pytest
 
 from parties.config import MemberConfig
 from parties.federation import init_federation
+from parties.local import postgres_server
 from parties.local.launcher import LocalDeployment
 from parties.service.dataplane import DataPlane
 from parties.service.socket_transport import SocketTransport
@@ -130,3 +131,14 @@ def federation_files(tmp_path_factory: pytest.TempPathFactory) -> RunningFederat
     return RunningFederation(
         tmp_path_factory.mktemp("files"), ["hospital-a", "hospital-b", "hospital-c"]
     )
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[postgres_server.Server]:
+    """A running PostgreSQL server; its tests are skipped where PostgreSQL is not installed."""
+    if postgres_server.binaries() is None:
+        pytest.skip(
+            "PostgreSQL server binaries (initdb, pg_ctl) are not installed; .ci/run installs them"
+        )
+    with postgres_server.running("pg-test-password-5120") as server:
+        yield server

@@ -19,6 +19,7 @@ import pytest
 from psycopg import sql
 
 from parties.config import ConfigError, DataConfig
+from parties.data import postgresql_source
 from parties.data.errors import DataSourceError
 from parties.data.kinds import open_source
 from parties.data.postgresql_source import PostgresSource
@@ -119,6 +120,19 @@ def test_postgresql_selection_equals_the_csv_one(postgres, tables, table: str, w
     )
 
 
+def test_rows_stream_in_batches_with_the_same_cells(postgres, tables, monkeypatch) -> None:
+    """A server-side cursor fetched 100 rows at a time gives the one-batch selection."""
+    csv_src = open_source(DataConfig("csv", tables["holey"]))
+    monkeypatch.setattr(postgresql_source, "BATCH_ROWS", 100)
+    pg = _source(postgres, "holey")
+    columns = ["mean_radius", "mean_texture", "diagnosis"]
+    got = pg.select(columns, "mean_area > 500", numeric=False)
+    want = csv_src.select(columns, "mean_area > 500", numeric=False)
+    np.testing.assert_array_equal(got.row_ids, want.row_ids)
+    np.testing.assert_array_equal(got.values, want.values)
+    assert got.categorical("diagnosis").tolist() == want.categorical("diagnosis").tolist()
+
+
 def test_open_source_reads_the_password_from_a_file(postgres, tables, tmp_path: Path) -> None:
     secret = tmp_path / "pw"
     secret.write_text(postgres.password + "\n", encoding="utf-8")
@@ -203,7 +217,8 @@ def test_a_dropped_connection_mid_read_is_a_clear_error(postgres, tables) -> Non
         with _connect(postgres) as conn:
             conn.execute(
                 "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
-                ' WHERE query LIKE \'SELECT "mean_radius" FROM "slow"%\''
+                " WHERE pid <> pg_backend_pid() AND backend_type = 'client backend'"
+                " AND state = 'active'"
             )
 
     killer = threading.Thread(target=kill)

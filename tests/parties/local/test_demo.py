@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 from parties.client import Client
@@ -45,3 +46,17 @@ def test_demo_statistics_agree_with_the_plaintext(running) -> None:
             assert abs(float(secure) - float(plain)) <= 1e-3, name
         else:
             assert abs(float(secure) - float(plain)) <= 1e-4 * abs(float(plain)), name
+
+
+def test_demo_regression_agrees_with_statsmodels(running, capsys) -> None:
+    from parties.local.demo_glm import print_table, run_glm
+
+    client = Client(running.members["analyst"])
+    try:
+        fit, reference = run_glm(running, client)
+    finally:
+        client.close()
+    np.testing.assert_allclose(fit.coef, reference.params, rtol=1e-4)
+    np.testing.assert_allclose(fit.bse, reference.bse, rtol=1e-4)
+    print_table(fit, reference)
+    assert "largest relative difference" in capsys.readouterr().out

@@ -26,6 +26,7 @@ from parties.service.job_record import (
     output_digest,
     output_tag,
 )
+from protocols.local_data import RowData
 from protocols.registry import JobContext
 from smpc.chain.encoding import encode
 from smpc.chain.errors import RecordError
@@ -57,6 +58,25 @@ def test_the_input_commitment_covers_the_exact_values_with_a_fresh_salt() -> Non
     assert other_salt != salt and again != commit
     fewer = JobContext(params={}, parties=PARTIES, party="a", columns=("x", "y"), values=values[:1])
     assert commitment(tag, salt, fewer.values.tobytes()) != commit
+
+
+def test_aggregates_computed_in_a_database_are_what_a_party_commits_to() -> None:
+    rows = np.array([[1.0, 4.0], [3.0, np.nan], [5.0, 8.0]])
+    data = RowData(("x", "y"), rows)  # stands for a source's aggregates: the same interface
+    counted, sums = data.sums()
+    ctx = JobContext(
+        params={},
+        parties=PARTIES,
+        party="a",
+        columns=("x", "y"),
+        values=np.zeros((0, 2)),
+        data=data,
+    )
+    commit, salt = input_commitment("job1", ctx)
+    used = np.array([counted.rows, counted.dropped, *sums])
+    assert used.tolist() == [2, 1, 6.0, 12.0]
+    tag = encode(["smpc/job-record/input/v1", "job1", "a", ["x", "y"], [4], "aggregates"])
+    assert commit == commitment(tag, salt, used.astype("<f8").tobytes())
 
 
 def tensor(name: str, data: bytes) -> wire_pb2.Tensor:

@@ -1,30 +1,32 @@
-"""A throwaway PostgreSQL server for tests: initdb + pg_ctl in a temporary folder.
+"""A throwaway PostgreSQL server for tests, benchmarks and the demo: initdb + pg_ctl.
 
-It listens on 127.0.0.1 at a free port, with its unix socket in the same
+It runs from the PostgreSQL binaries on the machine in a temporary folder,
+listens on 127.0.0.1 at a free port, with its unix socket in the same
 folder, and asks for a password (SCRAM) over TCP. PostgreSQL refuses to run
 as root, so under root the server runs as the user ``nobody``.
 """
 
 from __future__ import annotations
 
+import functools
 import glob
 import os
 import shutil
 import socket
 import subprocess
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-
-import pytest
 
 USER = "smpc"
 
 
 @dataclass(frozen=True)
 class Server:
+    """A running server: its folder, port and the password of user ``smpc``."""
+
     folder: Path
     port: int
     password: str
@@ -52,8 +54,8 @@ def _free_port() -> int:
 
 
 @contextmanager
-def running(password: str) -> Iterator[Server]:
-    """Start a server; stops it and removes its folder afterwards."""
+def running(password: str, settings: Sequence[str] = ()) -> Iterator[Server]:
+    """Start a server (``settings``: extra ``name=value`` options); stop and remove it after."""
     bin_dir = binaries()
     if bin_dir is None:
         raise FileNotFoundError("no PostgreSQL binaries (initdb, pg_ctl)")
@@ -67,18 +69,17 @@ def running(password: str) -> Iterator[Server]:
     if prefix:
         shutil.chown(pwfile, "nobody")
     data, port = folder / "data", _free_port()
-    run = {"check": True, "capture_output": True, "cwd": folder}
+    run = functools.partial(subprocess.run, check=True, capture_output=True, cwd=folder)
     try:
-        subprocess.run(
+        run(
             [*prefix, str(bin_dir / "initdb"), "-D", str(data), "-U", USER, "--pwfile", str(pwfile),
              "--auth-local=trust", "--auth-host=scram-sha-256", "-E", "UTF8", "--no-locale"],
-            **run,
         )  # fmt: skip
         options = f"-k {folder} -p {port} -c listen_addresses=127.0.0.1"
-        subprocess.run(
+        options += "".join(f" -c {setting}" for setting in settings)
+        run(
             [*prefix, str(bin_dir / "pg_ctl"), "-D", str(data), "-o", options, "-w",
              "-l", str(folder / "log"), "start"],
-            **run,
         )  # fmt: skip
         try:
             yield Server(folder, port, password)
@@ -93,12 +94,4 @@ def running(password: str) -> Iterator[Server]:
         shutil.rmtree(folder, ignore_errors=True)
 
 
-@pytest.fixture(scope="session")
-def postgres() -> Iterator[Server]:
-    """A running server; the tests that use it are skipped where PostgreSQL is not installed."""
-    if binaries() is None:
-        pytest.skip(
-            "PostgreSQL server binaries (initdb, pg_ctl) are not installed; .ci/run installs them"
-        )
-    with running("pg-test-password-5120") as server:
-        yield server
+__all__ = ["USER", "Server", "binaries", "running"]
