@@ -12,7 +12,6 @@ from __future__ import annotations
 import math
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
-from typing import ClassVar
 
 import numpy as np
 
@@ -56,10 +55,6 @@ class InPlaceData(LocalData):
 
 class DataSource(ABC):
     """Read-only access to one member's records: column names, row count, selections."""
-
-    snapshot: ClassVar[bool] = False
-    """True if the records were read once when the source was opened, so the same
-    request always selects the same rows (a CSV file); False if they may change."""
 
     @property
     @abstractmethod

@@ -27,8 +27,6 @@ class CsvSource(DataSource):
     and the same errors.
     """
 
-    snapshot = True
-
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
         try:

@@ -66,7 +66,6 @@ from parties.service import job_record, wire_pb2
 from parties.service.dataplane import DataPlane
 from parties.service.dealer_service import DealerConnection, DealerLink
 from parties.service.mesh import Mesh, after_reply
-from parties.service.selections import SelectionCache
 from parties.service.socket_transport import SocketTransport
 from protocols.disclosure import PolicyRefused
 from protocols.registry import (
@@ -115,7 +114,6 @@ class PartyNode:
             if member.data.kind in ("csv", "sqlite", "postgresql")
             else None
         )
-        self.selections = SelectionCache(self.source) if self.source is not None else None
         model_file = member.data.path if member.data.kind == "model" else None
         self.model = load_model(model_file) if model_file is not None else None
         self.results = member.home / RESULTS_DIR
@@ -393,7 +391,7 @@ class PartyNode:
         text: dict[str, np.ndarray] = {}
         data: InPlaceData | None = None
         if mine is not None:
-            assert self.selections is not None  # _check_request refused the job otherwise
+            assert self.source is not None  # _check_request refused the job otherwise
             try:
                 if aggregates:
                     data = self._in_place(spec, categorical=categorical)
@@ -408,7 +406,7 @@ class PartyNode:
                         spec.job_id,
                     )
                 else:
-                    selection = self.selections.select(
+                    selection = self.source.select(
                         mine.columns, mine.where, numeric=not categorical
                     )
                     keep = self._consented(spec)
@@ -516,9 +514,9 @@ class PartyNode:
                     " column, so it cannot apply them; set data.patient_id"
                 )
             return slice(None)
-        assert self.selections is not None
+        assert self.source is not None
         where = spec.inputs[name].where
-        patients = self.selections.select([column], where, numeric=False).categorical(column)
+        patients = self.source.select([column], where, numeric=False).categorical(column)
         book = consent.ConsentBook(records, self.consent_mode)
         keep = book.rows(consent.load_secret(self.member), patients, spec.scope)
         self.patients.selected(spec.job_id, patients[keep])
