@@ -33,6 +33,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from parties.cli.chain import apply_votes
 from parties.config import MemberConfig, load_config
 from parties.jobs.spec import JobFormatError, JobSpec, SignedJob
 from parties.ledger.chain_node import CHAIN_DB_FILE
@@ -40,7 +41,7 @@ from parties.ledger.chain_store import SqliteChainStore
 from parties.ledger.genesis import load_genesis
 from parties.ledger.record_store import RECORDS_DB_FILE, RecordStore, records_path
 from smpc.chain.errors import ChainEncodingError, ChainError, RecordError
-from smpc.chain.genesis import Genesis
+from smpc.chain.genesis import AuthorityKey, Genesis
 from smpc.chain.keys import signature_valid
 from smpc.chain.records import ConsentRecord, JobRecord, decode_record
 
@@ -131,11 +132,14 @@ def audit(
     genesis: Genesis,
     notes: dict[str, Any] | None,
     patient_hospitals: frozenset[str] = frozenset(),
+    keys: dict[str, bytes] | None = None,
 ) -> list[Finding]:
     """Every fault and note of ``record``, checked against the genesis and this member's notes.
 
     ``patient_hospitals`` are the hospitals known to have a patient column:
     each one's contribution must carry its (signed) patients commitment.
+    ``keys`` are the chain keys of the authorities in force for the record
+    (:func:`authority_keys`); the genesis authorities by default.
     """
     findings: list[Finding] = []
     fault = _adder(findings, "fault")
@@ -143,14 +147,15 @@ def audit(
     _check_job(record, fault)
     if not record.digest_matches_tags():
         fault("output_digest", "is not the digest of the parties' signed output tags")
-    keys = {a.name: a.public_key for a in genesis.authorities}
+    if keys is None:
+        keys = {a.name: a.public_key for a in genesis.authorities}
     for c in record.contributions:
         key = keys.get(c.party)
         if key is None:
             if c.signature == b"":
-                note("signature", "unsigned: the party has no chain key in the genesis", c.party)
+                note("signature", "unsigned: the party is not a chain authority", c.party)
             else:
-                note("signature", "signed, but the party has no chain key in the genesis", c.party)
+                note("signature", "signed, but the party is not a chain authority", c.party)
         elif not signature_valid(key, c.signature, record.signing_message(c.party)):
             fault("signature", "does not verify against the party's chain key", c.party)
     by_party = {c.party: c for c in record.contributions}
@@ -189,6 +194,21 @@ def audit(
     if notes is not None:
         _check_notes(by_party, notes, fault, note)
     return findings
+
+
+def authority_keys(chain_db: Path | None, genesis: Genesis, block: int | None) -> dict[str, bytes]:
+    """The chain keys of the authorities in force for ``block`` (None: after the head).
+
+    The genesis set, changed by the votes of the blocks before it.
+    """
+    members: list[AuthorityKey] = list(genesis.authorities)
+    if chain_db is not None and chain_db.is_file():
+        with SqliteChainStore(chain_db, readonly=True) as store:
+            for entry in store.iterate():
+                if block is not None and entry.block.height >= block:
+                    break
+                apply_votes(members, entry)
+    return {a.name: a.public_key for a in members}
 
 
 def patient_hospitals(chain_db: Path | None, records_db: Path | None) -> set[str]:
@@ -324,7 +344,8 @@ def run(args: argparse.Namespace) -> int:
     if records_db is not None and records_db.is_file():
         with RecordStore(records_db, readonly=True) as store:
             notes = store.notes(job_id)
-    findings = audit(found.record, genesis, notes, frozenset(with_patients))
+    keys = authority_keys(chain_db, genesis, found.block)
+    findings = audit(found.record, genesis, notes, frozenset(with_patients), keys)
     report = describe(found, findings)
     if args.json:
         print(json.dumps(report, sort_keys=True))

@@ -234,11 +234,12 @@ def _describe(entries: Iterable[SealedBlock], genesis: Genesis) -> list[dict[str
                 "seals": [s.authority for s in entry.seals],
             }
         )
-        _apply_votes(members, entry)
+        apply_votes(members, entry)
     return blocks
 
 
-def _apply_votes(members: list[AuthorityKey], entry: SealedBlock) -> None:
+def apply_votes(members: list[AuthorityKey], entry: SealedBlock) -> None:
+    """Change ``members`` by the authority votes in ``entry`` (not checked: see chain verify)."""
     for data in entry.block.records:
         try:
             record = decode_record(data)

@@ -41,6 +41,7 @@ from parties.federation import (
     init_federation,
     renew,
 )
+from smpc.chain.keys import load_private_key, public_bytes
 from smpc.errors import SMPCError
 
 Handler = Callable[[argparse.Namespace], int]
@@ -108,8 +109,18 @@ def federation_add_member(args: argparse.Namespace) -> int:
     others = ", ".join(p.name for p in member.peers)
     print(f"added as a peer to: {others}")
     print("their policies are unchanged: edit [policy] where they should accept it")
-    if member.role == "hospital":
-        print("its chain key is not in the genesis: the authorities must vote it in on the chain")
+    print("restart each of them so that it loads the new peer from its config")
+    if member.role == "hospital" and member.chain_key is not None:
+        public = public_bytes(load_private_key(member.chain_key.read_bytes())).hex()
+        print(f"its chain public key: {public}")
+        print(
+            "its chain key is not in the genesis: started, it follows the chain; it becomes an"
+            " authority once the authorities vote it in. At each of them, on one vote file:"
+        )
+        print(
+            f"  smpc authority add --config <hospital>.toml --name {member.name}"
+            f" --public-key {public} --file vote-{member.name}.json"
+        )
     return 0
 
 

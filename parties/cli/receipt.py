@@ -7,8 +7,9 @@ from standard input. Nothing printed or written names the patient.
 
 ``verify`` checks a receipt against any hospital's copy of the chain
 (``--config``) or a signed checkpoint alone (``--checkpoint`` and
-``--genesis``), and says what it proves and what it does not. Exit status 0
-when every proof holds, 1 when one does not, 2 for a usage error.
+``--genesis``), and says what it proves and what it does not; ``--html``
+also writes that as one self-contained web page for a patient portal. Exit
+status 0 when every proof holds, 1 when one does not, 2 for a usage error.
 """
 
 from __future__ import annotations
@@ -21,12 +22,13 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from parties.config import load_config
+from parties.config import MemberConfig, load_config
 from parties.data import consent
 from parties.ledger.chain_node import CHAIN_DB_FILE
 from parties.ledger.chain_store import SqliteChainStore
 from parties.ledger.genesis import load_genesis
 from parties.ledger.patients import PatientStore, store_path
+from parties.ledger.receipt_html import render
 from parties.ledger.receipts import (
     ReceiptError,
     Verdict,
@@ -37,9 +39,13 @@ from parties.ledger.receipts import (
     loads,
     verify,
 )
+from parties.ledger.record_store import RecordStore, records_path
 from smpc.chain.checkpoint import CheckpointError, check_checkpoint
-from smpc.chain.errors import ChainError
+from smpc.chain.errors import ChainEncodingError, ChainError, RecordError
+from smpc.chain.genesis import Genesis
 from smpc.chain.keys import load_private_key
+from smpc.chain.records import AuthorityVote, JobRecord, decode_record
+from smpc.chain.store import ChainStore
 
 EXIT_FAULT = 1
 EXIT_USAGE = 2
@@ -48,8 +54,7 @@ DOES_NOT_PROVE = (
     "that the leaf is this patient's: only the hospital, holding its consent secret, can"
     " compute it, and it vouches for that with its signature on the receipt",
     "what a job computed from the row, or anything about other hospitals' patients",
-    "that the receipt lists every job: it lists those the hospital kept since the date;"
-    " a copy of the chain shows which jobs carry the hospital's patients commitment",
+    "anything about jobs in blocks after the last one the receipt covers",
 )
 
 
@@ -90,10 +95,11 @@ def run_issue(args: argparse.Namespace) -> int:
                 key=load_private_key(member.chain_key.read_bytes()),
                 genesis=genesis,
                 chain=chain,
-                kept=kept.jobs(start),
+                kept=kept.get,
                 secret=secret,
                 patient=patient,
                 since_ms=start,
+                pending=pending_jobs(member),
             )
     except (ChainError, consent.ConsentError) as exc:
         print(f"smpc receipt issue: {exc}", file=sys.stderr)
@@ -102,9 +108,12 @@ def run_issue(args: argparse.Namespace) -> int:
     with os.fdopen(fd, "w", encoding="utf-8") as fh:
         fh.write(dumps(receipt))
     included = sum(j["included"] for j in receipt["jobs"])
+    span = receipt["range"]
     print(
-        f"receipt of {member.name} written to {args.out}: {len(receipt['jobs'])} jobs on the"
-        f" chain, the row in {included}; {len(receipt['not_final'])} not final yet"
+        f"receipt of {member.name} written to {args.out}: {len(receipt['jobs'])} jobs in blocks"
+        f" {span['from_height']} to {span['to_height']}, the row in {included};"
+        f" {len(receipt['uncommitted'])} without a patients commitment;"
+        f" {len(receipt['not_final'])} not final yet"
     )
     return 0
 
@@ -124,7 +133,8 @@ def run_verify(args: argparse.Namespace) -> int:
             member = load_config(args.config)
             genesis = load_genesis(args.genesis or member.genesis)
             with SqliteChainStore(member.home / CHAIN_DB_FILE, readonly=True) as chain:
-                verdict = verify(receipt, genesis, chain_anchor(chain))
+                keys = hospital_keys(genesis, chain)
+                verdict = verify(receipt, genesis, chain_anchor(chain), chain=chain, keys=keys)
             against = f"{member.name}'s copy of the chain"
         else:
             if args.genesis is None:
@@ -135,13 +145,58 @@ def run_verify(args: argparse.Namespace) -> int:
             anchor = checkpoint_anchor(
                 int(checkpoint["height"]), bytes.fromhex(checkpoint["block"])
             )
-            verdict = verify(receipt, genesis, anchor)
+            keys = {a.name: a.public_key for a in genesis.authorities}
+            for a in checkpoint["authorities"]:  # checked by the seals, as check_checkpoint says
+                keys.setdefault(str(a["name"]), bytes.fromhex(a["public_key"]))
+            verdict = verify(receipt, genesis, anchor, keys=keys)
             against = f"the checkpoint of {sealed}"
     except (OSError, UnicodeDecodeError, json.JSONDecodeError, ChainError, CheckpointError) as exc:
         print(f"smpc receipt verify: {args.file}: {exc}", file=sys.stderr)
         return EXIT_FAULT
     _print(receipt["hospital"], against, verdict)
+    if args.html is not None:
+        page = render(receipt, verdict, against, DOES_NOT_PROVE)
+        try:
+            args.html.write_text(page, encoding="utf-8")
+        except OSError as exc:
+            print(f"smpc receipt verify: --html {args.html}: {exc}", file=sys.stderr)
+            return EXIT_FAULT
+        print(f"the receipt as a web page for the patient: {args.html}")
     return 0 if verdict.ok else EXIT_FAULT
+
+
+def pending_jobs(member: MemberConfig) -> list[str]:
+    """The jobs whose records this hospital still holds as pending (none final yet)."""
+    path = records_path(member)
+    if not path.is_file():
+        return []
+    jobs = []
+    with RecordStore(path, readonly=True) as records:
+        for _, data in records.pending("job"):
+            try:
+                record = decode_record(data)
+            except (ChainEncodingError, RecordError):
+                continue
+            if isinstance(record, JobRecord):
+                jobs.append(record.job_id)
+    return jobs
+
+
+def hospital_keys(genesis: Genesis, chain: ChainStore) -> dict[str, bytes]:
+    """The chain key of every hospital that has been an authority: the genesis, then votes.
+
+    A hospital voted out keeps its key here: its receipts for earlier jobs still verify.
+    """
+    keys = {a.name: a.public_key for a in genesis.authorities}
+    for entry in chain.iterate():
+        for data in entry.block.records:
+            try:
+                record = decode_record(data)
+            except (ChainEncodingError, RecordError):
+                continue
+            if isinstance(record, AuthorityVote) and record.action == "add":
+                keys.setdefault(record.name, record.public_key)
+    return keys
 
 
 def _print(hospital: str, against: str, verdict: Verdict) -> None:
@@ -158,6 +213,7 @@ def _print(hospital: str, against: str, verdict: Verdict) -> None:
         print("It cannot prove, against this chain or checkpoint, for:")
         for line in verdict.unanchored:
             print(f"  - {line}")
+    print(f"{verdict.completeness}.")
     print("It does not prove:")
     for line in DOES_NOT_PROVE:
         print(f"  - {line}")
@@ -178,6 +234,7 @@ def add_parsers(commands: argparse._SubParsersAction) -> None:
     v.add_argument("--config", type=Path, help="a member's TOML config (its copy of the chain)")
     v.add_argument("--checkpoint", type=Path, help="a signed checkpoint (smpc chain checkpoint)")
     v.add_argument("--genesis", type=Path, help="the federation's genesis.json")
+    v.add_argument("--html", type=Path, help="also write the receipt and verdict as one web page")
     v.set_defaults(words=("receipt", "verify"))
 
 

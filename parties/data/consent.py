@@ -20,7 +20,7 @@ import hmac
 import os
 import secrets
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -146,6 +146,25 @@ def own_records(store: RecordStore, hospital: str) -> list[ConsentRecord]:
     return out
 
 
+def exclusion_note(excluded: int, selected: int, mode: str, scope: str) -> str:
+    """For the hospital's own log: how many selected rows consent left out, and why.
+
+    Empty when consent left none out. Never sent to the analyst or the peers,
+    who get only the fixed local-data reason.
+    """
+    if not excluded:
+        return ""
+    if mode == "opt-in":
+        why = (
+            f"consent mode opt-in: a patient without a grant for scope {scope!r} or 'all' is"
+            " left out; record grants with 'smpc consent grant', or create the federation"
+            " with --consent opt-out where consent is presumed (README, Consent)"
+        )
+    else:
+        why = f"consent mode opt-out: these patients revoked scope {scope!r} or 'all'"
+    return f"consent excluded {excluded} of {selected} selected rows ({why})"
+
+
 class ConsentBook:
     """Each patient's latest consent per scope, from a hospital's records."""
 
@@ -174,6 +193,10 @@ class ConsentBook:
         """A boolean mask: which rows (by patient identifier) a job of ``scope`` may use."""
         if secret is None:  # no consent was ever recorded here
             return np.full(len(patients), self.mode == "opt-out", dtype=bool)
-        return np.array(
-            [self.allows(patient_key(secret, str(p)), scope) for p in patients], dtype=bool
-        )
+        return self.allowed([patient_key(secret, str(p)) for p in patients], scope)
+
+    def allowed(self, keys: Sequence[bytes], scope: str) -> np.ndarray:
+        """A boolean mask: which patients, by key, a job of ``scope`` may use."""
+        if not self._latest:
+            return np.full(len(keys), self.mode == "opt-out", dtype=bool)
+        return np.array([self.allows(k, scope) for k in keys], dtype=bool)

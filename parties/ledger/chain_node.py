@@ -143,6 +143,11 @@ class ChainNode:
             seen = self.replica.state.records_seen
             return {rid for rid in rids if rid in seen}
 
+    def authority_keys(self) -> dict[str, bytes]:
+        """Each authority's chain public key, by name, in the set in force now (votes applied)."""
+        with self._lock:
+            return {a.name: a.public_key for a in self.replica.state.authorities}
+
     @property
     def height(self) -> int:
         with self._lock:

@@ -5,9 +5,15 @@ whose rows entered the job after its filter and consent
 (:mod:`smpc.chain.patients`); the commitment goes into its signed
 contribution to the job record. To issue receipts later it keeps, per job, the
 salt and the sorted leaves in ``<config folder>/<name>/patients.db`` (SQLite,
-WAL, mode 0600): the leaves are keyed hashes, unlinkable to anyone without
-the hospital's consent secret, and never leave the hospital except as the few
-siblings a receipt shows. Identifiers are never stored, logged or printed.
+WAL, mode 0600), the leaves of a job as one blob: the leaves are keyed
+permutations of patient keys, unlinkable to anyone without the hospital's
+consent secret, and never leave the hospital except as the buckets a receipt
+shows. Identifiers are never stored, logged or printed.
+
+Cost: the patient key of an identifier (one HMAC, about 2 us) does not depend
+on the job, so the node remembers it (:class:`PatientKeys`) and a job's
+commitment is one AES call, one sort and the bucket hashes over its rows
+(:mod:`smpc.chain.patients`).
 """
 
 from __future__ import annotations
@@ -20,6 +26,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import cast
 
 import numpy as np
 
@@ -43,21 +50,63 @@ _SCHEMA = (
 
 @dataclass(frozen=True, slots=True)
 class JobPatients:
-    """What a hospital kept about one job's patients: when, the salt, the sorted leaves."""
+    """What a hospital kept about one job's patients: when, the salt, the sorted leaves packed."""
 
     job: str
     time_ms: int
     salt: bytes
-    leaves: tuple[bytes, ...]
+    leaves: bytes
+
+    @property
+    def count(self) -> int:
+        return len(self.leaves) // patients.LEAF_SIZE
 
     @property
     def commitment(self) -> bytes:
         return patients.commit(self.salt, self.leaves)[0]
 
 
-def patient_keys(secret: bytes, ids: Sequence[object]) -> list[bytes]:
-    """HMAC-SHA256 of each identifier under the consent secret (the consent records' key)."""
-    return [hmac.digest(secret, str(p).encode("utf-8"), "sha256") for p in ids]
+def patient_keys(secret: bytes, ids: Sequence[object]) -> np.ndarray:
+    """HMAC-SHA256 of each identifier under the consent secret (the consent records' key).
+
+    An (n, 32) uint8 array, one key per identifier.
+    """
+    keys = b"".join(hmac.digest(secret, str(p).encode("utf-8"), "sha256") for p in ids)
+    return np.frombuffer(keys, dtype=np.uint8).reshape(len(ids), patients.KEY_SIZE)
+
+
+class PatientKeys:
+    """Patient keys remembered by identifier, so each identifier costs one HMAC per secret.
+
+    Holds keyed hashes only, about 200 bytes per patient; forgets them all when
+    the secret changes or more than ``limit`` patients are known.
+    """
+
+    def __init__(self, limit: int = 2_000_000) -> None:
+        self.limit = limit
+        self._secret: bytes | None = None
+        self._known: dict[str, bytes] = {}
+        self._lock = threading.Lock()
+
+    def of(self, secret: bytes, ids: Sequence[object]) -> list[bytes]:
+        """The key of each identifier in ``ids``, in order."""
+        with self._lock:
+            if secret != self._secret or len(self._known) > self.limit:
+                self._secret, self._known = secret, {}
+            names = [p if type(p) is str else str(p) for p in ids]
+            found = list(map(self._known.get, names))
+            for i, key in enumerate(found):
+                if key is None:
+                    name = names[i]
+                    found[i] = self._known.setdefault(
+                        name, hmac.digest(secret, name.encode("utf-8"), "sha256")
+                    )
+            return cast(list[bytes], found)
+
+    def array(self, secret: bytes, ids: Sequence[object]) -> np.ndarray:
+        """:meth:`of` as an (n, 32) uint8 array."""
+        keys = b"".join(self.of(secret, ids))
+        return np.frombuffer(keys, dtype=np.uint8).reshape(len(ids), patients.KEY_SIZE)
 
 
 class PatientStore:
@@ -78,7 +127,7 @@ class PatientStore:
         """Keep one job's salt and leaves; a job keeps the first ones stored."""
         if self._file.readonly:
             raise ChainStoreError(f"{self.path} is open read-only")
-        row = (kept.job, kept.time_ms, kept.salt, b"".join(kept.leaves))
+        row = (kept.job, kept.time_ms, kept.salt, kept.leaves)
         with self._file.lock, self._file.transaction():
             self._file.execute("INSERT OR IGNORE INTO job_patients VALUES (?, ?, ?, ?)", row)
 
@@ -112,11 +161,9 @@ class PatientStore:
 
 def _kept(row: tuple[str, int, bytes, bytes]) -> JobPatients:
     job, time_ms, salt, blob = row
-    size = patients.KEY_SIZE
-    if len(blob) % size:
+    if len(blob) % patients.LEAF_SIZE:
         raise ChainStoreError(f"the leaves kept for job {job} are damaged")
-    leaves = tuple(bytes(blob[i : i + size]) for i in range(0, len(blob), size))
-    return JobPatients(job, int(time_ms), bytes(salt), leaves)
+    return JobPatients(job, int(time_ms), bytes(salt), bytes(blob))
 
 
 def store_path(member: MemberConfig) -> Path:
@@ -137,6 +184,7 @@ class PatientLedger:
         self._selected: dict[str, np.ndarray] = {}
         self._lock = threading.Lock()
         self._store: PatientStore | None = None
+        self.keys = PatientKeys()
 
     def selected(self, job: str, ids: np.ndarray) -> None:
         """The identifiers of the rows ``job`` uses (after its filter and consent)."""
@@ -158,16 +206,18 @@ class PatientLedger:
             raise consent.ConsentError(f"no consent secret at {consent.secret_path(self.member)}")
         salt = secrets.token_bytes(patients.SALT_SIZE)
         chosen: Sequence[object] = [] if ids is None else ids.tolist()
-        leaves = patients.leaves(patients.job_key(secret, job, salt), patient_keys(secret, chosen))
+        keys = self.keys.array(secret, chosen)
+        leaves = patients.leaves(patients.job_key(secret, job, salt), keys)
         commitment, root = patients.commit(salt, leaves)
+        kept = JobPatients(job, time.time_ns() // 1_000_000, salt, leaves.tobytes())
         with self._lock:
             if self._store is None:
                 self._store = PatientStore(store_path(self.member))
-            self._store.keep(JobPatients(job, time.time_ns() // 1_000_000, salt, tuple(leaves)))
+            self._store.keep(kept)
         notes: dict[str, object] = {
             "patients": commitment.hex(),
             "patients_salt": salt.hex(),
-            "patients_count": len(leaves),
+            "patients_count": kept.count,
             "patients_root": root.hex(),
         }
         return commitment, notes

@@ -76,7 +76,7 @@ from protocols.registry import (
     lookup,
 )
 from smpc.chain.keys import load_private_key
-from smpc.chain.records import Failure, JobRecord
+from smpc.chain.records import ConsentRecord, Failure, JobRecord
 from smpc.deadline import Deadline
 from smpc.errors import JobReplayError, ProtocolAbort
 from smpc.fixedpoint import FixedPoint
@@ -138,8 +138,11 @@ class PartyNode:
 
     def start(self) -> PartyNode:
         if self.member.role == "hospital":
-            names = [a.name for a in self.genesis.authorities]
-            self.chain = ChainNode(self.member, self.genesis, names, self.mesh.chain_send)
+            # Every hospital in the config, not only the genesis authorities: a hospital
+            # added later follows the chain until a vote makes it an authority.
+            names = {a.name for a in self.genesis.authorities}
+            names.update(p.name for p in self.member.peers if p.role == "hospital")
+            self.chain = ChainNode(self.member, self.genesis, sorted(names), self.mesh.chain_send)
         self.mesh.data_port = self.plane.start().port
         self.mesh.start()
         if self.chain is not None:
@@ -306,8 +309,9 @@ class PartyNode:
             roles = {
                 p: self.member.role if p == name else self.member.peer(p).role for p in spec.parties
             }
+            keys = self.chain.authority_keys() if self.chain is not None else self.chain_keys
             record = job_record.assemble(
-                self.plane, spec, signed_job, roles, view, self.chain_key, self.chain_keys
+                self.plane, spec, signed_job, roles, view, self.chain_key, keys
             )
             if self.records.add_pending(record, job=spec.job_id):
                 self._hand_to_chain(record)
@@ -392,14 +396,15 @@ class PartyNode:
         data: InPlaceData | None = None
         if mine is not None:
             assert self.source is not None  # _check_request refused the job otherwise
+            consented = ""
             try:
                 if aggregates:
-                    data = self._in_place(spec, categorical=categorical)
+                    data, consented = self._in_place(spec, categorical=categorical)
                 if data is not None:
                     columns = tuple(mine.columns)
                     values = np.zeros((0, len(columns)))
                     # the cohort check runs on the database's first pass, before any share
-                    data.admit(functools.partial(self._admit_rows, spec))
+                    data.admit(functools.partial(self._admit_rows, spec, consented))
                     log.info(
                         "%s: job %s: local aggregates computed in the database",
                         self.member.name,
@@ -409,7 +414,7 @@ class PartyNode:
                     selection = self.source.select(
                         mine.columns, mine.where, numeric=not categorical
                     )
-                    keep = self._consented(spec)
+                    keep, consented = self._consented(spec)
                     columns, values = tuple(selection.columns), selection.values[keep]
                     if categorical:  # the protocol reads text columns, e.g. a contingency table
                         text = {c: selection.categorical(c)[keep] for c in columns}
@@ -417,10 +422,16 @@ class PartyNode:
             except LocalDataError:
                 if data is not None:
                     data.close()
+                    raise  # logged by _admit_rows, with the rows the database counted
+                # This log is the hospital's own: the analyst and peers get the fixed reason.
                 log.warning(
-                    "%s: job %s: contribution below the minimum cohort size",
+                    "%s: job %s: contribution below the minimum cohort size: %d rows after"
+                    " filter and consent, minimum %d%s",
                     self.member.name,
                     spec.job_id,
+                    len(values),
+                    self.member.policy.min_cell_size,
+                    f"; {consented}" if consented else "",
                 )
                 raise
             except Exception as exc:
@@ -450,21 +461,26 @@ class PartyNode:
             data=data,
         )
 
-    def _admit_rows(self, spec: JobSpec, rows: int) -> None:
+    def _admit_rows(self, spec: JobSpec, consented: str, rows: int) -> None:
         """The cohort check on rows counted in the database; the cause is logged here only."""
         try:
             check_cohort(spec, self.member, rows)
         except LocalDataError:
             log.warning(
-                "%s: job %s: contribution below the minimum cohort size",
+                "%s: job %s: contribution below the minimum cohort size: %d rows after"
+                " filter and consent, minimum %d%s",
                 self.member.name,
                 spec.job_id,
+                rows,
+                self.member.policy.min_cell_size,
+                f"; {consented}" if consented else "",
             )
             raise
 
-    def _in_place(self, spec: JobSpec, *, categorical: bool) -> InPlaceData | None:
+    def _in_place(self, spec: JobSpec, *, categorical: bool) -> tuple[InPlaceData | None, str]:
         """The job's local aggregates computed where the data lives, consent applied; None if
-        the source reads rows (CSV, SQLite) or cannot keep the meaning in place.
+        the source reads rows (CSV, SQLite) or cannot keep the meaning in place. With them,
+        for this hospital's log only, how many rows consent left out.
 
         With a patient column, the source streams that one column of the kept
         rows, consent is decided here as for rows, the source is restricted to
@@ -474,7 +490,7 @@ class PartyNode:
         mine = spec.inputs[self.member.name]
         data = self.source.aggregates(mine.columns, mine.where, categorical=categorical)
         if data is None:
-            return None
+            return None, ""
         try:
             column = self.member.data.patient_id
             records = consent.own_records(self.records, self.member.name)
@@ -484,26 +500,25 @@ class PartyNode:
                         f"{self.member.name} keeps consent records but its data config names no"
                         " patient_id column, so it cannot apply them; set data.patient_id"
                     )
-                return data
+                return data, ""
             ids = data.patient_ids(column)
             if ids is None:  # a patient column SQL cannot compare as the rows would
                 data.close()
-                return None
-            book = consent.ConsentBook(records, self.consent_mode)
-            keep = book.rows(consent.load_secret(self.member), ids, spec.scope)
+                return None, ""
+            keep, note = self._consent_mask(spec, records, ids)
             data.restrict(column, ids, keep)
         except BaseException:
             data.close()  # the job's connection, if a query opened it
             raise
-        self.patients.selected(spec.job_id, ids[keep])
-        return data
+        return data, note
 
-    def _consented(self, spec: JobSpec) -> np.ndarray | slice:
+    def _consented(self, spec: JobSpec) -> tuple[np.ndarray | slice, str]:
         """Which selected rows belong to patients who consent to the job's scope.
 
         Consent rules live in parties.data.consent.
 
-        A boolean mask over the job's selection, or every row where consent does not apply.
+        A boolean mask over the job's selection, or every row where consent does not
+        apply; and, for this hospital's log only, how many rows consent left out.
         """
         name, column = self.member.name, self.member.data.patient_id
         records = consent.own_records(self.records, name)
@@ -513,14 +528,33 @@ class PartyNode:
                     f"{name} keeps consent records but its data config names no patient_id"
                     " column, so it cannot apply them; set data.patient_id"
                 )
-            return slice(None)
+            return slice(None), ""
         assert self.source is not None
         where = spec.inputs[name].where
         patients = self.source.select([column], where, numeric=False).categorical(column)
+        return self._consent_mask(spec, records, patients)
+
+    def _consent_mask(
+        self, spec: JobSpec, records: list[ConsentRecord], ids: np.ndarray
+    ) -> tuple[np.ndarray, str]:
+        """Which of the selected patients ``ids`` consent to the job's scope, and the log note.
+
+        The consenting ones go to the patient ledger; the note (how many consent
+        left out, and why) is logged here and goes nowhere else.
+        """
         book = consent.ConsentBook(records, self.consent_mode)
-        keep = book.rows(consent.load_secret(self.member), patients, spec.scope)
-        self.patients.selected(spec.job_id, patients[keep])
-        return keep
+        secret = consent.load_secret(self.member)
+        if secret is None:
+            keep = book.rows(None, ids, spec.scope)
+        else:
+            keep = book.allowed(self.patients.keys.of(secret, ids.tolist()), spec.scope)
+        self.patients.selected(spec.job_id, ids[keep])
+        note = consent.exclusion_note(
+            len(keep) - int(keep.sum()), len(keep), self.consent_mode, spec.scope
+        )
+        if note:
+            log.info("%s: job %s: %s", self.member.name, spec.job_id, note)
+        return keep, note
 
     def _run(
         self,

@@ -37,6 +37,14 @@ The rules, proof of authority in the manner of QBFT, for crash faults:
   different blocks cannot both be final at one height.
 - **Catching up.** A message for a height beyond the next makes the node ask
   the sender for the blocks it lacks; it verifies each before storing it.
+- **Followers.** A hospital whose chain key is not in the set in force (one
+  about to be voted in, or one voted out) runs a follower: it asks for and
+  verifies final blocks (sync, commits), but never proposes, seals or
+  changes round. Authorities answer its sync requests and take the final
+  blocks it passes on (checked on their seals); every other message of a
+  non-authority is refused, its gossip too. The follower becomes an
+  authority the moment a final block puts its key in the set, and a follower
+  again when one takes it out.
 
 Liveness: with n authorities, n - ceil(2n/3) may be down or silent (0 of 2,
 1 of 3 to 5, 2 of 6 to 8). Safety needs fewer than ceil(2n/3) colluding:
@@ -54,7 +62,6 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from smpc.chain.block import Block, Seal, proposer_index, quorum, seal_valid
 from smpc.chain.errors import ChainError, ChainVerificationError, EquivocationError
 from smpc.chain.genesis import Genesis
-from smpc.chain.keys import public_bytes
 from smpc.chain.ledger import Authority
 from smpc.chain.messages import (
     Commit,
@@ -71,6 +78,8 @@ from smpc.chain.store import ChainStore, SealLog
 from smpc.chain.verify import SignedJobCheck, replay
 
 log = logging.getLogger(__name__)
+_FROM_ANYONE = (SyncRequest, SyncReply, Commit)
+"""Messages a non-authority may send: a request for blocks, or final blocks (checked on seals)."""
 
 MAX_RECORDS_PER_BLOCK = 1000
 MAX_SYNC_BLOCKS = 200
@@ -114,11 +123,14 @@ class Replica:
         self.round_ms = round_ms
         self.state = replay(store, genesis, clock(), jobs=jobs)
         self.authority = Authority(key, seal_log)
-        if public_bytes(key) not in {a.public_key for a in self.state.authorities}:
-            raise ChainError(f"{name}'s chain key is not an authority of this chain")
         self.pending: dict[bytes, bytes] = {}
         self.rejected: list[str] = []
         self._next = _Height(started_ms=clock())
+
+    @property
+    def is_authority(self) -> bool:
+        """Whether this node's key is in the authority set in force for the next block."""
+        return self.authority.public_key in {a.public_key for a in self.state.authorities}
 
     # -- events -------------------------------------------------------------------
     def catch_up(self) -> Outbox:
@@ -139,6 +151,8 @@ class Replica:
         now = self.clock()
         out: Outbox = []
         h = self._next
+        if not self.is_authority:
+            return out
         busy = bool(self.pending or h.blocks)
         if busy and now - h.started_ms > self.round_ms * (1 + h.round):
             h.round += 1
@@ -151,7 +165,7 @@ class Replica:
     def handle(self, sender: str, message: Message) -> Outbox:
         """A message from ``sender`` (its identity from the TLS channel)."""
         index = self._authority_index(sender)
-        if index is None:
+        if index is None and not isinstance(message, _FROM_ANYONE):
             return self._reject(sender, "is not an authority of this chain")
         now = self.clock()
         try:
@@ -163,7 +177,7 @@ class Replica:
                 return self._on_seal(sender, message, now)
             if isinstance(message, Commit):
                 return self._on_commit(sender, message, now)
-            if isinstance(message, RoundChange):
+            if isinstance(message, RoundChange) and index is not None:
                 return self._on_round_change(sender, index, message, now)
             if isinstance(message, SyncRequest):
                 return self._on_sync_request(sender, message)
@@ -192,6 +206,8 @@ class Replica:
         self.state.check_block(block, now)
         block_hash = block.hash()
         self._next.blocks[block_hash] = block
+        if not self.is_authority:
+            return []  # a follower waits for the commit
         try:
             seal = self.authority.seal(block, self.state, now)
         except EquivocationError:
@@ -247,8 +263,9 @@ class Replica:
             # More than the tolerated number of silent nodes moved on: so does this one.
             h.round, h.started_ms = change.round, now
             sealed = self._sealed_here()
-            h.changes[change.round][self._index()] = sealed
-            out.append((None, RoundChange(target, change.round, sealed)))
+            if self.is_authority:
+                h.changes[change.round][self._index()] = sealed
+                out.append((None, RoundChange(target, change.round, sealed)))
         return out + self._maybe_propose(now)
 
     def _on_sync_request(self, sender: str, request: SyncRequest) -> Outbox:
@@ -288,6 +305,8 @@ class Replica:
         h = self._next
         height = self.state.height + 1
         n = len(self.state.authorities)
+        if not self.is_authority:
+            return []
         me = self._index()
         if proposer_index(height, h.round, n) != me or h.round in h.proposed:
             return []

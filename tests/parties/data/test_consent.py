@@ -90,3 +90,17 @@ def test_a_consent_row_that_cannot_be_decoded_fails_loudly(tmp_path) -> None:
             db.execute("UPDATE pending SET data = ? WHERE id = ?", (b"\x00garbage", damaged))
         with pytest.raises(ConsentError, match=f"consent record {damaged.hex()[:12]}.* decoded"):
             own_records(store, "h0")
+
+
+def test_the_exclusion_note_says_how_many_and_why_per_mode() -> None:
+    from parties.data.consent import exclusion_note
+
+    assert exclusion_note(0, 10, "opt-in", "statistics") == ""
+    opt_in = exclusion_note(10, 10, "opt-in", "statistics")
+    assert opt_in.startswith("consent excluded 10 of 10 selected rows (consent mode opt-in:")
+    assert "'smpc consent grant'" in opt_in and "--consent opt-out" in opt_in
+    opt_out = exclusion_note(2, 10, "opt-out", "model-inference")
+    assert opt_out == (
+        "consent excluded 2 of 10 selected rows (consent mode opt-out: these patients revoked"
+        " scope 'model-inference' or 'all')"
+    )

@@ -132,6 +132,12 @@ def test_a_revoked_patient_is_left_out_in_the_database(deployment, client) -> No
     assert _in_database(deployment, result["job"])
     assert result["count"] == len(radius) - 1
     np.testing.assert_allclose(result["sum"], [radius.sum() - float(row[2])], rtol=1e-6)
+    # hospital-c's own log says consent left one row out; the analyst's result does not
+    rows = len(deployment.rows["hospital-c"])
+    assert (
+        f"job {result['job']}: consent excluded 1 of {rows} selected rows (consent mode opt-out:"
+        in deployment.log_path("hospital-c").read_text()
+    )
 
 
 def test_a_dropped_database_connection_aborts_the_job_cleanly(postgres, deployment, client) -> None:

@@ -105,11 +105,18 @@ def test_a_receipt_proves_inclusion_then_exclusion_after_a_revoke(fed, tmp_path)
     assert by_job == {first: True, second: False}
 
     # against another hospital's copy of the chain
-    checked = smpc("receipt", "verify", str(out), "--config", str(b.config_path))
+    page = tmp_path / "receipt.html"
+    checked = smpc(
+        "receipt", "verify", str(out), "--config", str(b.config_path), "--html", str(page)
+    )  # fmt: skip
     assert checked.returncode == 0, checked.stderr
+    assert "verifies</b> against hospital-b" in page.read_text(encoding="utf-8")
+    assert not named.search(page.read_text(encoding="utf-8"))
     assert "the receipt verifies against hospital-b's copy of the chain" in checked.stdout
     assert "the patient's row was among" in checked.stdout
     assert "the patient's row was not among" in checked.stdout
+    assert "Complete: hospital-a took part in 2 jobs in blocks" in checked.stdout
+    assert "2 with a proof, 0 to which hospital-a committed no patient set" in checked.stdout
     assert "It does not prove" in checked.stdout
 
     # against a checkpoint alone
@@ -121,6 +128,7 @@ def test_a_receipt_proves_inclusion_then_exclusion_after_a_revoke(fed, tmp_path)
     )
     assert alone.returncode == 0, alone.stderr
     assert "verifies against the checkpoint of block" in alone.stdout
+    assert "Completeness not checked: a checkpoint does not carry" in alone.stdout
 
     # one changed byte in a proof is named
     job = receipt["jobs"][0]

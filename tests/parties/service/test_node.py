@@ -36,14 +36,16 @@ def fed(federation_files):
 class Nodes:
     """Three in-process nodes and a dealer; policies may be changed per test."""
 
-    def __init__(self, fed, **policy_changes) -> None:
+    def __init__(self, fed, *, patient_id: str | None = None, **policy_changes) -> None:
         self.fed = fed
         self.dealer = serve(fed.members["dealer"])
         self.nodes = []
         for name in HOSPITALS:
             member = fed.members[name]
             policy = dataclasses.replace(member.policy, **policy_changes)
-            self.nodes.append(PartyNode(dataclasses.replace(member, policy=policy)).start())
+            data = dataclasses.replace(member.data, patient_id=patient_id)
+            changed = dataclasses.replace(member, policy=policy, data=data)
+            self.nodes.append(PartyNode(changed).start())
         for node in self.nodes:
             assert node.plane.wait_connected(10)
         self.client = Client(fed.members["analyst"])
@@ -59,8 +61,8 @@ class Nodes:
 def nodes(fed):
     made: list[Nodes] = []
 
-    def make(**policy_changes) -> Nodes:
-        made.append(Nodes(fed, **policy_changes))
+    def make(**changes) -> Nodes:
+        made.append(Nodes(fed, **changes))
         return made[-1]
 
     yield make
@@ -127,6 +129,27 @@ def test_a_contribution_below_the_minimum_is_refused_without_revealing_its_size(
     assert error.kind == "local-data"
     for count in set(tiny.values()):
         assert f" {count} " not in str(error) and f"({count})" not in str(error)
+
+
+def test_consent_that_leaves_everyone_out_is_named_in_the_hospitals_log_only(
+    nodes, fed, caplog
+) -> None:
+    n = nodes(patient_id="id")  # the federation's default mode is opt-in; nobody granted
+    spec = _count_job(n.client)
+    signed = sign_job(spec, n.client.member.tls.key, n.client.member.tls.cert)
+    with caplog.at_level("INFO", logger=node_module.__name__):
+        error = _refusal(n, signed, spec)
+    assert error.kind == "local-data"
+    assert LOCAL_DATA_REASON in str(error) and "consent" not in str(error).lower()
+    rows = len(fed.rows["hospital-a"])  # the oracle: every row of its CSV is selected
+    logged = [r.getMessage() for r in caplog.records if r.getMessage().startswith("hospital-a:")]
+    assert any(
+        "contribution below the minimum cohort size: 0 rows after filter and consent, minimum 5;"
+        f" consent excluded {rows} of {rows} selected rows (consent mode opt-in:"
+        in line
+        and "smpc consent grant" in line
+        for line in logged
+    ), logged
 
 
 def test_a_malformed_message_aborts_the_job_and_the_next_job_runs(nodes, fed, monkeypatch) -> None:

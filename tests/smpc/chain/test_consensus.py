@@ -23,7 +23,7 @@ from smpc.chain.messages import (
     encode_message,
 )
 from smpc.chain.store import MemorySealLog, MemoryStore
-from smpc.chain.verify import verify_chain
+from smpc.chain.verify import replay, verify_chain
 
 ROUND_MS = 1_000
 
@@ -284,3 +284,43 @@ def test_pending_records_of_one_job_are_proposed_once_and_the_rest_dropped(kit) 
     assert len(block.records) == 1
     assert all(not net.replicas[n].pending for n in ("h0", "h2"))
     assert any("dropped pending record" in r for r in net.replicas["h0"].rejected)
+
+
+def test_a_follower_is_voted_in_and_an_authority_voted_out_follows(kit) -> None:
+    net = Network(kit, 3)
+    k = net.kit
+    k.add_key("h3")
+    net.names.append("h3")
+    net.stores["h3"], net.logs["h3"] = MemoryStore(), MemorySealLog()
+    net.replicas["h3"] = net._replica("h3")  # not in the genesis: it starts as a follower
+    assert not net.replicas["h3"].is_authority
+    net.submit("h0", net.record(1))
+    assert net.heights() == {"h0": 1, "h1": 1, "h2": 1, "h3": 1}  # it follows the commits
+    assert net.stores["h3"].get(1).seals == net.stores["h0"].get(1).seals
+    # the follower's own messages other than sync are refused
+    before = len(net.replicas["h0"].rejected)
+    net.submit("h3", net.record(2))
+    assert net.heights()["h0"] == 1
+    assert "h3 is not an authority" in net.replicas["h0"].rejected[before]
+    net.submit("h1", k.vote("add", "h3", ["h0", "h1"], epoch=0).encode())
+    assert all(r.is_authority for r in net.replicas.values())
+    assert {len(r.state.authorities) for r in net.replicas.values()} == {4}
+    net.submit("h3", net.record(3))
+    (height,) = set(net.heights().values())
+    on_chain = [r for e in net.stores["h2"].iterate() for r in e.block.records]
+    # as an authority its gossip is taken: the record it kept as a follower lands too
+    assert net.record(2) in on_chain and net.record(3) in on_chain
+    assert len(net.stores["h2"].get(height).seals) >= quorum(4)
+    net.submit("h2", k.vote("remove", "h0", ["h1", "h2", "h3"], epoch=1).encode())
+    assert not net.replicas["h0"].is_authority
+    net.down.add("h1")  # three authorities left, quorum 2: one may be down
+    net.submit("h3", net.consent(4, "h2").encode())  # h0 signs no record any more
+    net.advance(ROUND_MS + 1)
+    (last,) = set(net.heights().values())
+    assert last > height + 1
+    assert net.consent(4, "h2").encode() in net.stores["h0"].get(last).block.records  # h0 follows
+    for name in ("h0", "h2", "h3"):
+        verify_chain(net.stores[name], k.genesis, net.now, jobs=k.jobs)
+        state = replay(net.stores[name], k.genesis, net.now, jobs=k.jobs)
+        assert [a.name for a in state.authorities] == ["h1", "h2", "h3"]
+    assert all(s.authority < 3 for s in net.stores["h0"].get(last).seals)
