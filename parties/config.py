@@ -345,6 +345,9 @@ class MemberConfig:
     ``peers`` lists every other member of the federation (never this one);
     ``chain_key`` is the Ed25519 key a hospital seals blocks with (None for
     other roles); ``config_path`` is the file this was read from or written to.
+    ``data_port`` is the TCP port of a computing member's data plane (on the
+    host of ``address``): fixed, so a firewall can open it; 0 takes any free
+    port. Peers learn it from the member's health reply either way.
     """
 
     federation: str
@@ -358,6 +361,7 @@ class MemberConfig:
     chain_key: Path | None
     genesis: Path
     config_path: Path
+    data_port: int = 0
 
     def __post_init__(self) -> None:
         _nested("federation", check_name, self.federation, "federation name")
@@ -387,6 +391,14 @@ class MemberConfig:
             object.__setattr__(self, "chain_key", _as_path(self.chain_key, "chain_key"))
         object.__setattr__(self, "genesis", _as_path(self.genesis, "genesis"))
         object.__setattr__(self, "config_path", _as_path(self.config_path, "config_path"))
+        port = self.data_port
+        if not isinstance(port, int) or isinstance(port, bool) or not 0 <= port <= 65535:
+            raise ConfigError(f"expected a port from 0 to 65535, got {port!r}", key="data_port")
+        if port and port == int(self.address.rpartition(":")[2]):
+            raise ConfigError(
+                f"port {port} is already this member's gRPC port (address); choose another",
+                key="data_port",
+            )
 
     @property
     def identity(self) -> str:
@@ -429,7 +441,7 @@ class MemberConfig:
 # -- reading and writing ------------------------------------------------------
 
 _TOP_REQUIRED = ("federation", "name", "role", "address", "genesis", "tls", "policy", "peers")
-_TOP_OPTIONAL = ("chain_key", "data")
+_TOP_OPTIONAL = ("chain_key", "data", "data_port")
 _TLS_KEYS = ("ca_cert", "cert", "key")
 _POLICY_REQUIRED = ("analysts", "recipients")
 _POLICY_LIMITS = ("max_job_seconds", "max_running_jobs", "join_timeout_seconds")
@@ -488,6 +500,8 @@ def write_config(member: MemberConfig, path: str | os.PathLike[str]) -> Path:
         "address": member.address,
         "genesis": _rel(member.genesis, base),
     }
+    if member.data_port:
+        doc["data_port"] = member.data_port
     if member.chain_key is not None:
         doc["chain_key"] = _rel(member.chain_key, base)
     doc["tls"] = {key: _rel(getattr(member.tls, key), base) for key in _TLS_KEYS}
@@ -623,6 +637,7 @@ def _member_from_toml(raw: dict[str, Any], file: Path) -> MemberConfig:
         chain_key=_path(raw, "chain_key", "", base) if chain_key is not None else None,
         genesis=_path(raw, "genesis", "", base),
         config_path=file,
+        data_port=raw.get("data_port", 0),
     )
 
 

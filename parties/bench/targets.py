@@ -120,15 +120,31 @@ TARGETS = (
     ),
     Target(
         "LR inference 569 x 30, processes, submit to result: under 20 ms",
-        {"operation": "lr inference", "size": "569x30", "phase": "submit-to-result"},
+        {
+            "operation": "lr inference",
+            "size": "569x30",
+            "transport": "grpc",
+            "phase": "submit-to-result",
+        },
         "p50_ms",
         20.0,
     ),
     Target(
         "LR inference 10^5 x 30, processes, submit to result: under 1 s",
-        {"operation": "lr inference", "size": "1e5x30", "phase": "submit-to-result"},
+        {
+            "operation": "lr inference",
+            "size": "1e5x30",
+            "transport": "grpc",
+            "phase": "submit-to-result",
+        },
         "p50_ms",
         1000.0,
+    ),
+    Target(
+        "pooled count, 3 hospital processes, submit to result: under 10 ms",
+        {"operation": "pooled count", "transport": "grpc", "phase": "submit-to-result"},
+        "p50_ms",
+        10.0,
     ),
 )
 

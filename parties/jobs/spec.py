@@ -23,6 +23,7 @@ in its records file, see ``parties.service.node``).
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import math
@@ -427,8 +428,31 @@ def verify_job(signed: SignedJob, member: MemberConfig, now_ms: int | None = Non
     ``now_ms``, and name ``smpc://<this federation>/analyst/<spec.analyst>``;
     the signature must cover the tag and the exact canonical spec bytes.
     """
-    ca = x509.load_pem_x509_certificate(Path(member.tls.ca_cert).read_bytes())
+    path = Path(member.tls.ca_cert)
+    stat = path.stat()
+    ca = _federation_ca(path, stat.st_mtime_ns, stat.st_size)
     return verify_signed_job(signed, ca, member.federation, now_ms)
+
+
+@functools.lru_cache(maxsize=8)
+def _federation_ca(path: Path, mtime_ns: int, size: int) -> x509.Certificate:
+    """The CA certificate in ``path``, read again only when the file changes."""
+    return x509.load_pem_x509_certificate(path.read_bytes())
+
+
+@functools.lru_cache(maxsize=64)
+def _issued_by(pem: str, ca: x509.Certificate) -> x509.Certificate:
+    """A signer's certificate, parsed and checked to be issued by ``ca``, once per pair.
+
+    Every job of an analyst carries the same certificate; parsing it and
+    checking the CA's signature on it took about half of a job's verification
+    at each party and at the dealer. Its validity period, identity and the
+    job's own signature are still checked for every job. Raises ValueError,
+    TypeError, UnicodeEncodeError or InvalidSignature (never cached).
+    """
+    cert = x509.load_pem_x509_certificate(pem.encode("ascii"))
+    cert.verify_directly_issued_by(ca)
+    return cert
 
 
 def verify_signed_job(
@@ -461,12 +485,12 @@ def _check_certificate(
     """Chain, validity, identity and signature checks; returns the signer's identity."""
     job_id = signed.job_id
     try:
-        cert = x509.load_pem_x509_certificate(signed.certificate_pem.encode("ascii"))
-    except (ValueError, UnicodeEncodeError):
-        _reject(job_id, "bad-signature", "the signer's certificate is not a PEM certificate")
-    try:
-        cert.verify_directly_issued_by(ca)
-    except (ValueError, TypeError, InvalidSignature):
+        cert = _issued_by(signed.certificate_pem, ca)
+    except (ValueError, TypeError, InvalidSignature, UnicodeEncodeError):
+        try:  # which check failed: reading the certificate, or its issuer's signature
+            x509.load_pem_x509_certificate(signed.certificate_pem.encode("ascii"))
+        except (ValueError, UnicodeEncodeError):
+            _reject(job_id, "bad-signature", "the signer's certificate is not a PEM certificate")
         _reject(job_id, "bad-signature", "the signer's certificate is not from the federation CA")
     for which, c in (("signer's", cert), ("federation CA", ca)):
         start = _to_ms(c.not_valid_before_utc.timestamp())

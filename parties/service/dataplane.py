@@ -134,7 +134,13 @@ class DataPlane:
     # -- life cycle ---------------------------------------------------------------
     def start(self) -> DataPlane:
         """Listen on the member's host (``self.port``, 0 for any) and keep every link up."""
-        listener = socket.create_server((self.host, self.port))
+        try:
+            listener = socket.create_server((self.host, self.port))
+        except OSError as exc:
+            raise OSError(
+                f"{self.name}: cannot listen for the data plane on {self.host}:{self.port}"
+                f" ({exc.strerror}); set data_port to a free port, or 0 for any"
+            ) from None
         listener.settimeout(POLL_S)
         self._listener = listener
         self.port = listener.getsockname()[1]

@@ -5,11 +5,14 @@ A job's rounds do not travel here: they use the data plane
 (:mod:`parties.service.dataplane`), whose port this member's Health reply
 reports, so that a peer dialling it learns where to connect (:meth:`Mesh.locate`).
 Submissions run at most ``policy.max_running_jobs`` at once, on threads apart
-from those that keep chain messages and health checks going.
+from those that keep chain messages and health checks going. Work that a
+submission leaves for after its reply (:func:`after_reply`) runs once gRPC
+has sent the reply, so it never delays the caller.
 """
 
 from __future__ import annotations
 
+import contextvars
 import logging
 import threading
 from collections.abc import Callable
@@ -43,6 +46,26 @@ _SERVER_OPTIONS = [
     *_SIZES,
     ("grpc.http2.min_ping_interval_without_data_ms", 5_000),
 ]
+
+
+_AFTER_REPLY: contextvars.ContextVar[list[Callable[[], None]] | None] = contextvars.ContextVar(
+    "after_reply", default=None
+)
+
+
+def after_reply(action: Callable[[], None]) -> None:
+    """Run ``action`` once the reply to the job submission this thread serves has been sent;
+    at once on a thread that serves none.
+
+    ``action`` then runs on gRPC's own thread, so it must be quick (e.g. put
+    work on a queue). It runs when the call ends in any way, also when the
+    caller gave up; not at all if the server stops first.
+    """
+    pending = _AFTER_REPLY.get()
+    if pending is None:
+        action()
+    else:
+        pending.append(action)
 
 
 class Mesh:
@@ -169,10 +192,16 @@ class _Servicer(wire_pb2_grpc.PartyServicer):
                 grpc.StatusCode.RESOURCE_EXHAUSTED,
                 f"{member.name} runs at most {limit} jobs at once; submit again when one ends",
             )
+        later = []  # work for after the reply (after_reply)
+        token = _AFTER_REPLY.set(later)
         try:
             return self._mesh.on_submit(request, caller)
         finally:
+            _AFTER_REPLY.reset(token)
             slots.release()
+            for action in later:
+                if not context.add_callback(action):  # the call has already ended
+                    action()
 
     @tls.authenticated("a chain message")
     def Chain(self, request, context, caller):  # noqa: N802 - gRPC's method name

@@ -9,7 +9,7 @@ from smpc.preprocessing.items import (
     TruncationTuple,
 )
 from smpc.preprocessing.plan import Plan, Request
-from smpc.preprocessing.source import PreprocessingSource, RecordingSource
+from smpc.preprocessing.source import DeferredSource, PreprocessingSource, RecordingSource
 
 __all__ = [
     "AheadFeed",
@@ -17,6 +17,7 @@ __all__ = [
     "ComparisonMask",
     "CorrectionFeed",
     "Dealer",
+    "DeferredSource",
     "MatrixTriple",
     "Plan",
     "PreprocessingSource",

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from math import prod
 from typing import TypeVar
 
@@ -99,3 +99,27 @@ class RecordingSource(PreprocessingSource):
 
     def recorded_plan(self) -> Plan:
         return Plan(tuple(self.requests))
+
+
+class DeferredSource(PreprocessingSource):
+    """A source made when its first item is asked for, by ``make``.
+
+    The rounds before a job's first product or comparison (sharing inputs,
+    agreeing on parameters) use no correlated randomness, so they can run
+    while the party's seed is still on its way from the dealer.
+    """
+
+    def __init__(self, plan: Plan, make: Callable[[], PreprocessingSource]) -> None:
+        super().__init__(plan)
+        self._make = make
+        self._source: PreprocessingSource | None = None
+
+    @property
+    def made(self) -> bool:
+        """True once the underlying source exists."""
+        return self._source is not None
+
+    def _materialize(self, index: int, request: Request) -> tuple[np.ndarray, ...]:
+        if self._source is None:
+            self._source = self._make()
+        return self._source._materialize(index, request)

@@ -369,3 +369,21 @@ def test_write_config_leaves_no_temporary_files(tmp_path: Path) -> None:
     write_config(_member(tmp_path), tmp_path / "alpha.toml")
     write_config(_member(tmp_path), tmp_path / "alpha.toml")
     assert [p.name for p in tmp_path.iterdir()] == ["alpha.toml"]
+
+
+def test_a_fixed_data_port_round_trips_and_any_port_is_not_written(tmp_path: Path) -> None:
+    member = dataclasses.replace(_member(tmp_path), data_port=47_001)
+    path = write_config(member, member.config_path)
+    assert "data_port = 47001" in path.read_text()
+    assert load_config(path).data_port == 47_001
+    plain = write_config(_member(tmp_path), tmp_path / "plain.toml")
+    assert "data_port" not in plain.read_text()
+    assert load_config(plain).data_port == 0
+
+
+@pytest.mark.parametrize("port", [-1, 65_536, True, "47001", 50051])
+def test_a_bad_data_port_is_refused_naming_the_key(tmp_path: Path, port: object) -> None:
+    doc = _raw(tmp_path)
+    doc["data_port"] = port  # 50051 is alpha's gRPC port
+    with pytest.raises(ConfigError, match="data_port"):
+        _load(tmp_path, doc)

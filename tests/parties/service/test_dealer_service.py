@@ -12,6 +12,7 @@ from concurrent import futures
 from pathlib import Path
 
 import grpc
+import numpy as np
 import pytest
 
 from parties.config import MemberConfig
@@ -19,9 +20,10 @@ from parties.federation import init_federation
 from parties.jobs.spec import JobSpec, now_ms, sign_job
 from parties.service import dealer_service, tls, wire_pb2_grpc
 from parties.service.dealer_service import DealerLink, DealerService
+from parties.service.mesh import CHUNK_BYTES
 from parties.service.node import public_failure
 from smpc.errors import PeerTimeoutError, SMPCError
-from smpc.preprocessing import Plan
+from smpc.preprocessing import Plan, SeededSource
 from smpc.preprocessing.plan import Request
 
 PARTIES = ("hospital-a", "hospital-b")
@@ -101,6 +103,52 @@ def test_the_dealer_holds_a_bounded_number_of_waiting_jobs(members, dealer, monk
     finally:
         link.close()
     assert len(dealer[1]._jobs) == 2
+
+
+@pytest.mark.parametrize("flush_s", [dealer_service.FLUSH_S, 0.0], ids=["packed", "flushed"])
+def test_corrections_streamed_in_packed_chunks_complete_every_triple(
+    members, dealer, monkeypatch, flush_s: float
+) -> None:
+    """Small items share a message (or, flushed, each has its own) and one item spans two:
+    every Beaver triple still holds.
+
+    The oracle is the triple relation itself, sum(a) * sum(b) == sum(c) mod 2^64,
+    over both parties' shares (party 0's c comes from the dealer's stream).
+    """
+    monkeypatch.setattr(dealer_service, "FLUSH_S", flush_s)
+    big = (CHUNK_BYTES // 8) + 5  # one correction longer than a message
+    plan = Plan(
+        (
+            Request("triple", (3,)),
+            Request("triple", (big,)),
+            Request("truncation", (4,), 16),
+            Request("triple", (2, 2)),
+        )
+    )
+    spec, signed = _signed(members)
+    links = [DealerLink(members[name]) for name in PARTIES]  # sorted: hospital-a is party 0
+    try:
+        conns = [link.provision(spec.job_id, signed, plan, timeout=30) for link in links]
+        seeds = [conn.seed for conn in conns]
+        sources = [
+            SeededSource(i, conn.seed, plan, conn.feed() if i == 0 else None)
+            for i, conn in enumerate(conns)
+        ]
+        for request in plan:
+            if request.kind != "triple":
+                for source in sources:
+                    source.truncation(request.shape, request.frac_bits)
+                continue
+            parts = [source.triple(request.shape).consume() for source in sources]
+            a, b, c = (sum(p[k] for p in parts) for k in range(3))  # uint64 wraps mod 2^64
+            np.testing.assert_array_equal(a * b, c)
+        # the seed stays the first message's, however far the stream was read
+        assert [conn.seed for conn in conns] == seeds and all(len(s) == 32 for s in seeds)
+        for conn in conns:
+            conn.close()
+    finally:
+        for link in links:
+            link.close()
 
 
 def test_a_dealer_that_dies_mid_stream_is_blamed_as_dealer_unavailable(members, dealer) -> None:

@@ -10,7 +10,7 @@ import pytest
 
 from parties.config import dns_name
 from parties.service import wire_pb2, wire_pb2_grpc
-from parties.service.mesh import Mesh
+from parties.service.mesh import Mesh, after_reply
 
 
 def _pair(make_federation):
@@ -140,3 +140,32 @@ def test_health_reports_where_the_data_plane_listens(make_federation) -> None:
         server.data_port = 0
         with pytest.raises(OSError, match="no data plane"):
             client.locate("hospital-c")
+
+
+def test_work_left_for_after_the_reply_runs_once_the_caller_has_it(make_federation) -> None:
+    """``after_reply`` work waits for the caller's reply: run any earlier, it would hold the
+    reply until its own wait gave up, and would see no reply."""
+    members = _pair(make_federation)
+    a, c = members["hospital-a"], members["hospital-c"]
+    replied = threading.Event()
+    saw_reply: list[bool] = []
+    ran = threading.Event()
+
+    def after() -> None:
+        saw_reply.append(replied.wait(5))
+        ran.set()
+
+    def job(request, caller):
+        after_reply(after)
+        return wire_pb2.SubmitReply(ok=True)
+
+    with Mesh(c, on_submit=job):
+        channel = _dial(a, c)
+        assert wire_pb2_grpc.PartyStub(channel).Submit(wire_pb2.SubmitRequest(), timeout=10).ok
+        replied.set()
+        assert ran.wait(10)
+        channel.close()
+    assert saw_reply == [True]
+    outside: list[int] = []
+    after_reply(lambda: outside.append(1))  # no submission served here: at once
+    assert outside == [1]

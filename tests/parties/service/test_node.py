@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import socket
 import threading
 from concurrent import futures
 
@@ -15,7 +16,9 @@ from parties.jobs.spec import LOCAL_DATA_REASON, JobRejected, JobSpec, SignedJob
 from parties.ledger.chain_node import ChainNode
 from parties.service import node as node_module
 from parties.service import socket_transport, wire_pb2
+from parties.service.dataplane import DataPlane
 from parties.service.dealer_service import serve
+from parties.service.mesh import Mesh
 from parties.service.node import PartyNode, public_failure
 from protocols.disclosure import PolicyRefused, StatisticsInputError, StatisticsParamsError
 from protocols.registry import UnknownProtocolError
@@ -274,3 +277,19 @@ def test_the_reply_waits_for_the_kept_record_not_for_the_chain(nodes, fed, monke
     finally:
         release.set()
         pool.shutdown()
+
+
+def test_a_fixed_data_port_is_where_the_data_plane_listens_and_health_says_so(fed) -> None:
+    member = fed.members["hospital-a"]
+    host = member.address.rpartition(":")[0]
+    with socket.socket() as probe:  # a port free just now
+        probe.bind((host, 0))
+        port = probe.getsockname()[1]
+    fixed = dataclasses.replace(member, data_port=port)
+    with PartyNode(fixed) as node, Mesh(fed.members["hospital-b"]) as peer:
+        assert node.plane.port == port
+        assert peer.locate("hospital-a") == (host, port)
+        with socket.create_connection((host, port), timeout=5):
+            pass
+        with pytest.raises(OSError, match=f"cannot listen for the data plane on {host}:{port}"):
+            DataPlane(fixed, port=port).start()  # taken: the error names the address

@@ -14,7 +14,7 @@ from smpc.errors import (
     ReuseError,
     UnknownPartyError,
 )
-from smpc.preprocessing import MatrixTriple, Triple, TruncationTuple
+from smpc.preprocessing import DeferredSource, MatrixTriple, Triple, TruncationTuple
 from smpc.preprocessing.dealer import Dealer, SeededSource
 from smpc.preprocessing.plan import Plan, Request
 
@@ -338,3 +338,26 @@ def test_source_repr_hides_seed() -> None:
         text = repr(source) + repr(source._book)
         for form in secret_texts(dealer.seed_for(i)):
             assert form not in text
+
+
+def test_deferred_sources_are_made_at_the_first_item_and_reconstruct() -> None:
+    """A deferred source makes its source only when an item is first asked for."""
+    dealer = Dealer("fed", "job-deferred", 3, PLAN)
+    made: list[int] = []
+
+    def make(i: int) -> SeededSource:
+        made.append(i)
+        source = SeededSource(i, dealer.seed_for(i), PLAN, dealer if i == 0 else None)
+        source.prefetch()
+        return source
+
+    sources = [DeferredSource(PLAN, lambda i=i: make(i)) for i in range(3)]
+    assert made == [] and not any(s.made for s in sources)
+    run_plan(sources, PLAN)  # type: ignore[arg-type]  # the same public API as SeededSource
+    assert made == [0, 1, 2]
+    with pytest.raises(PreprocessingExhausted):
+        sources[1].triple((1,))
+    mismatch = DeferredSource(PLAN, lambda: make(1))
+    with pytest.raises(PlanMismatchError):
+        mismatch.triple((9,))
+    assert not mismatch.made  # refused before anything was made
