@@ -26,12 +26,12 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import cast
 
 import numpy as np
 
 from parties.config import MemberConfig
 from parties.data import consent
+from parties.ledger import keytable
 from parties.ledger.chain_store import _SqliteFile
 from smpc.chain import patients
 from smpc.chain.errors import ChainStoreError
@@ -78,35 +78,112 @@ def patient_keys(secret: bytes, ids: Sequence[object]) -> np.ndarray:
 class PatientKeys:
     """Patient keys remembered by identifier, so each identifier costs one HMAC per secret.
 
-    Holds keyed hashes only, about 200 bytes per patient; forgets them all when
-    the secret changes or more than ``limit`` patients are known.
+    Looked up for a whole column at once (:mod:`parties.ledger.keytable`).
+    Holds the identifiers' text and their keyed hashes, in memory only, about
+    100 bytes per patient; forgets them all when the secret changes or when
+    remembering a job's new patients would pass ``limit``.
     """
 
     def __init__(self, limit: int = 2_000_000) -> None:
+        if limit < 1:
+            raise ValueError(f"limit must be at least 1, got {limit}")
         self.limit = limit
-        self._secret: bytes | None = None
-        self._known: dict[str, bytes] = {}
         self._lock = threading.Lock()
+        self._odd = keytable.multipliers(64)
+        self._forget(None)
 
-    def of(self, secret: bytes, ids: Sequence[object]) -> list[bytes]:
-        """The key of each identifier in ``ids``, in order."""
+    def _forget(self, secret: bytes | None) -> None:
+        self._secret = secret
+        self._count = 0
+        self._words = np.zeros((0, 1), dtype=np.uint32)
+        self._prints = np.zeros(0, dtype=np.uint64)
+        self._keys = np.zeros((0, patients.KEY_SIZE), dtype=np.uint8)
+        self._table = np.full(16, keytable.EMPTY, dtype=np.int64)
+
+    def __len__(self) -> int:
+        return self._count
+
+    def array(self, secret: bytes, ids: Sequence[object] | np.ndarray) -> np.ndarray:
+        """The key of each identifier in ``ids``, in order, as an (n, 32) uint8 array.
+
+        ``ids`` is best a numpy text array (what data sources give); anything
+        else is made one with ``str`` of each identifier.
+        """
+        words = keytable.text_words(_as_text(ids))
         with self._lock:
-            if secret != self._secret or len(self._known) > self.limit:
-                self._secret, self._known = secret, {}
-            names = [p if type(p) is str else str(p) for p in ids]
-            found = list(map(self._known.get, names))
-            for i, key in enumerate(found):
-                if key is None:
-                    name = names[i]
-                    found[i] = self._known.setdefault(
-                        name, hmac.digest(secret, name.encode("utf-8"), "sha256")
-                    )
-            return cast(list[bytes], found)
+            if secret != self._secret:
+                self._forget(secret)
+            if len(self._odd) < words.shape[1]:
+                self._odd = keytable.multipliers(words.shape[1])
+            stored = self._words[: self._count]
+            rows = keytable.find(self._table, self._prints, stored, words, self._odd)
+            missing = rows == keytable.EMPTY
+            if missing.any():
+                new, inverse = _first_seen(words[missing])
+                if self._count + len(new) > self.limit:
+                    self._forget(secret)
+                    missing[:] = True
+                    new, inverse = _first_seen(words)
+                if len(new) > self.limit:  # too many to remember: the right keys, kept nowhere
+                    return patient_keys(secret, _names(new))[inverse]
+                rows[missing] = self._count + inverse
+                self._store(secret, new)
+            return self._keys[rows]
 
-    def array(self, secret: bytes, ids: Sequence[object]) -> np.ndarray:
-        """:meth:`of` as an (n, 32) uint8 array."""
-        keys = b"".join(self.of(secret, ids))
-        return np.frombuffer(keys, dtype=np.uint8).reshape(len(ids), patients.KEY_SIZE)
+    def of(self, secret: bytes, ids: Sequence[object] | np.ndarray) -> list[bytes]:
+        """:meth:`array` as one 32-byte key per identifier."""
+        keys = self.array(secret, ids).tobytes()
+        size = patients.KEY_SIZE
+        return [keys[i : i + size] for i in range(0, len(keys), size)]
+
+    def _store(self, secret: bytes, new: np.ndarray) -> None:
+        first, stop = self._count, self._count + len(new)
+        width = max(self._words.shape[1], new.shape[1])
+        if stop > len(self._keys) or width > self._words.shape[1]:
+            size = min(max(stop, 2 * len(self._keys)), self.limit)
+            words = np.zeros((size, width), dtype=np.uint32)
+            words[:first, : self._words.shape[1]] = self._words[:first]
+            self._words = words
+            self._prints = np.resize(self._prints, size)
+            keys = np.zeros((size, patients.KEY_SIZE), dtype=np.uint8)
+            keys[:first] = self._keys[:first]
+            self._keys = keys
+        self._words[first:stop, : new.shape[1]] = new
+        self._prints[first:stop] = keytable.fingerprints(new, self._odd)
+        self._keys[first:stop] = patient_keys(secret, _names(new))
+        self._count = stop
+        if 2 * stop > len(self._table):
+            size = len(self._table)
+            while 2 * stop > size:
+                size *= 2
+            self._table = np.full(size, keytable.EMPTY, dtype=np.int64)
+            keytable.insert(self._table, self._prints, 0, stop)
+        else:
+            keytable.insert(self._table, self._prints, first, stop)
+
+
+def _first_seen(words: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The distinct rows of ``words`` in the order first seen, and each row's place among them."""
+    new, first, inverse = np.unique(words, axis=0, return_index=True, return_inverse=True)
+    order = np.argsort(first, kind="stable")
+    place = np.empty(len(order), dtype=np.int64)
+    place[order] = np.arange(len(order))
+    return new[order], place[inverse.reshape(-1)]
+
+
+def _names(words: np.ndarray) -> list[str]:
+    """The identifiers whose code points are the rows of ``words``."""
+    return np.ascontiguousarray(words).view(f"<U{words.shape[1]}").reshape(-1).tolist()
+
+
+def _as_text(ids: Sequence[object] | np.ndarray) -> np.ndarray:
+    """``ids`` as a 1-d numpy text array (a text array is used as it is)."""
+    if isinstance(ids, np.ndarray) and ids.dtype.kind == "U":
+        return ids
+    names = [p if type(p) is str else str(p) for p in ids]
+    if any(name.endswith("\0") for name in names):
+        raise ValueError("an identifier ends in a NUL character, which numpy text drops")
+    return np.array(names, dtype=str) if names else np.zeros(0, dtype="<U1")
 
 
 class PatientStore:
@@ -205,7 +282,7 @@ class PatientLedger:
         if secret is None:
             raise consent.ConsentError(f"no consent secret at {consent.secret_path(self.member)}")
         salt = secrets.token_bytes(patients.SALT_SIZE)
-        chosen: Sequence[object] = [] if ids is None else ids.tolist()
+        chosen = np.zeros(0, dtype="<U1") if ids is None else ids
         keys = self.keys.array(secret, chosen)
         leaves = patients.leaves(patients.job_key(secret, job, salt), keys)
         commitment, root = patients.commit(salt, leaves)

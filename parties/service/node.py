@@ -547,7 +547,7 @@ class PartyNode:
         if secret is None:
             keep = book.rows(None, ids, spec.scope)
         else:
-            keep = book.allowed(self.patients.keys.of(secret, ids.tolist()), spec.scope)
+            keep = book.allowed(self.patients.keys.of(secret, ids), spec.scope)
         self.patients.selected(spec.job_id, ids[keep])
         note = consent.exclusion_note(
             len(keep) - int(keep.sum()), len(keep), self.consent_mode, spec.scope
