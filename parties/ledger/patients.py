@@ -23,7 +23,7 @@ import os
 import secrets
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -262,6 +262,8 @@ class PatientLedger:
         self._selected: dict[str, np.ndarray] = {}
         self._lock = threading.Lock()
         self._store: PatientStore | None = None
+        self._store_lock = threading.Lock()
+        self._writing: dict[str, _Writer] = {}
         self.keys = PatientKeys()
 
     def selected(self, job: str, ids: np.ndarray) -> None:
@@ -271,7 +273,10 @@ class PatientLedger:
                 self._selected[job] = ids
 
     def commit(self, job: str) -> tuple[bytes, dict[str, object]]:
-        """(commitment, notes) for ``job``, its salt and leaves kept; empty when inactive.
+        """(commitment, notes) for ``job``; empty when inactive.
+
+        Its salt and leaves are stored on a thread of their own (2-4 ms at 10^5
+        rows): call :meth:`kept` before the record leaves the node.
 
         A job that ended before it selected rows commits to no patient.
         """
@@ -288,10 +293,10 @@ class PatientLedger:
         leaves = patients.leaves(patients.job_key(secret, job, salt), keys)
         commitment, root = patients.commit(salt, leaves)
         kept = JobPatients(job, time.time_ns() // 1_000_000, salt, leaves.tobytes())
+        writer = _Writer(self._keep, kept)
         with self._lock:
-            if self._store is None:
-                self._store = PatientStore(store_path(self.member))
-            self._store.keep(kept)
+            self._writing[job] = writer
+        writer.start()  # while the record is assembled with the peers; see kept()
         notes: dict[str, object] = {
             "patients": commitment.hex(),
             "patients_salt": salt.hex(),
@@ -300,8 +305,46 @@ class PatientLedger:
         }
         return commitment, notes
 
+    def _keep(self, kept: JobPatients) -> None:
+        with self._store_lock:
+            if self._store is None:
+                self._store = PatientStore(store_path(self.member))
+            self._store.keep(kept)
+
+    def kept(self, job: str) -> None:
+        """Wait until :meth:`commit` has stored ``job``'s salt and leaves; raise what it raised.
+
+        Call before the job's record goes anywhere, so that no record commits
+        to leaves the hospital failed to keep. Returns at once for a job not committed.
+        """
+        with self._lock:
+            writer = self._writing.pop(job, None)
+        if writer is not None:
+            writer.join()
+            if writer.error is not None:
+                raise writer.error
+
     def close(self) -> None:
         with self._lock:
+            writers = list(self._writing.values())
+        for writer in writers:
+            writer.join()
+        with self._store_lock:
             if self._store is not None:
                 self._store.close()
                 self._store = None
+
+
+class _Writer(threading.Thread):
+    """Stores one job's leaves; keeps what it raised for :meth:`PatientLedger.kept`."""
+
+    def __init__(self, keep: Callable[[JobPatients], None], kept: JobPatients) -> None:
+        super().__init__(name=f"patients-{kept.job[:8]}", daemon=True)
+        self._keep, self._kept = keep, kept
+        self.error: BaseException | None = None
+
+    def run(self) -> None:
+        try:
+            self._keep(self._kept)
+        except BaseException as exc:  # handed to kept(), which raises it in the node
+            self.error = exc

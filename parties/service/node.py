@@ -313,6 +313,7 @@ class PartyNode:
             record = job_record.assemble(
                 self.plane, spec, signed_job, roles, view, self.chain_key, keys
             )
+            self.patients.kept(spec.job_id)  # the leaves are stored before the record is kept
             if self.records.add_pending(record, job=spec.job_id):
                 self._hand_to_chain(record)
             log.info(
