@@ -26,6 +26,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import cast
 
 import numpy as np
 
@@ -259,41 +260,56 @@ class PatientLedger:
     def __init__(self, member: MemberConfig) -> None:
         self.member = member
         self.active = member.role == "hospital" and member.data.patient_id is not None
-        self._selected: dict[str, np.ndarray] = {}
+        self._selected: dict[str, _Task] = {}
         self._lock = threading.Lock()
         self._store: PatientStore | None = None
         self._store_lock = threading.Lock()
-        self._writing: dict[str, _Writer] = {}
+        self._writing: dict[str, _Task] = {}
         self.keys = PatientKeys()
 
     def selected(self, job: str, ids: np.ndarray) -> None:
-        """The identifiers of the rows ``job`` uses (after its filter and consent)."""
-        if self.active:
-            with self._lock:
-                self._selected[job] = ids
+        """The identifiers of the rows ``job`` uses (after its filter and consent).
 
-    def commit(self, job: str) -> tuple[bytes, dict[str, object]]:
-        """(commitment, notes) for ``job``; empty when inactive.
-
-        Its salt and leaves are stored on a thread of their own (2-4 ms at 10^5
-        rows): call :meth:`kept` before the record leaves the node.
-
-        A job that ended before it selected rows commits to no patient.
+        The commitment to them is computed from here on, on a thread of its
+        own, while the job runs: :meth:`commit` at the job's end only waits for it.
         """
-        with self._lock:
-            ids = self._selected.pop(job, None)
-        if not self.active:
-            return b"", {}
+        if self.active:
+            task = _Task(self._prepare, job, ids)
+            with self._lock:
+                self._selected[job] = task
+            task.start()
+
+    def _prepare(self, job: str, ids: np.ndarray) -> _Prepared:
+        """The salt, the sorted leaves, the commitment and the root of ``job``'s patients."""
         secret = consent.load_secret(self.member, create=True)
         if secret is None:
             raise consent.ConsentError(f"no consent secret at {consent.secret_path(self.member)}")
         salt = secrets.token_bytes(patients.SALT_SIZE)
-        chosen = np.zeros(0, dtype="<U1") if ids is None else ids
-        keys = self.keys.array(secret, chosen)
+        keys = self.keys.array(secret, ids)
         leaves = patients.leaves(patients.job_key(secret, job, salt), keys)
         commitment, root = patients.commit(salt, leaves)
-        kept = JobPatients(job, time.time_ns() // 1_000_000, salt, leaves.tobytes())
-        writer = _Writer(self._keep, kept)
+        return salt, leaves.tobytes(), commitment, root
+
+    def commit(self, job: str) -> tuple[bytes, dict[str, object]]:
+        """(commitment, notes) for ``job``; empty when inactive.
+
+        Waits for the commitment :meth:`selected` started; its salt and leaves
+        are stored on a thread of their own (2-4 ms at 10^5 rows): call
+        :meth:`kept` before the record leaves the node.
+
+        A job that ended before it selected rows commits to no patient.
+        """
+        with self._lock:
+            task = self._selected.pop(job, None)
+        if not self.active:
+            return b"", {}
+        if task is None:
+            prepared = self._prepare(job, np.zeros(0, dtype="<U1"))
+        else:
+            prepared = cast(_Prepared, task.outcome())
+        salt, leaves, commitment, root = prepared
+        kept = JobPatients(job, time.time_ns() // 1_000_000, salt, leaves)
+        writer = _Task(self._keep, kept)
         with self._lock:
             self._writing[job] = writer
         writer.start()  # while the record is assembled with the peers; see kept()
@@ -320,13 +336,11 @@ class PatientLedger:
         with self._lock:
             writer = self._writing.pop(job, None)
         if writer is not None:
-            writer.join()
-            if writer.error is not None:
-                raise writer.error
+            writer.outcome()
 
     def close(self) -> None:
         with self._lock:
-            writers = list(self._writing.values())
+            writers = [*self._writing.values(), *self._selected.values()]
         for writer in writers:
             writer.join()
         with self._store_lock:
@@ -335,16 +349,26 @@ class PatientLedger:
                 self._store = None
 
 
-class _Writer(threading.Thread):
-    """Stores one job's leaves; keeps what it raised for :meth:`PatientLedger.kept`."""
+_Prepared = tuple[bytes, bytes, bytes, bytes]
 
-    def __init__(self, keep: Callable[[JobPatients], None], kept: JobPatients) -> None:
-        super().__init__(name=f"patients-{kept.job[:8]}", daemon=True)
-        self._keep, self._kept = keep, kept
-        self.error: BaseException | None = None
+
+class _Task(threading.Thread):
+    """One call on a thread of its own; :meth:`outcome` waits and returns or raises what it did."""
+
+    def __init__(self, call: Callable[..., object], *args: object) -> None:
+        super().__init__(name="patients", daemon=True)
+        self._call, self._args = call, args
+        self._result: object = None
+        self._error: BaseException | None = None
 
     def run(self) -> None:
         try:
-            self._keep(self._kept)
-        except BaseException as exc:  # handed to kept(), which raises it in the node
-            self.error = exc
+            self._result = self._call(*self._args)
+        except BaseException as exc:  # raised again by outcome(), in the caller's thread
+            self._error = exc
+
+    def outcome(self) -> object:
+        self.join()
+        if self._error is not None:
+            raise self._error
+        return self._result
