@@ -56,6 +56,16 @@ def test_find_agrees_with_the_dict_reference(seed: int, collide: bool) -> None:
     assert found.tolist() == [known.index(p) if p in known else -1 for p in short.tolist()]
 
 
+def test_fingerprints_agree_with_the_numpy_reference() -> None:
+    rng = np.random.default_rng(3)
+    words = rng.integers(0, 0x110000, size=(500, 9), dtype=np.uint32)
+    odd = keytable.multipliers(9)
+    assert np.array_equal(
+        keytable.fingerprints(words, odd), keytable.fingerprints_reference(words, odd)
+    )
+    assert (keytable.multipliers(9) & np.uint64(1)).all()
+
+
 def test_fingerprints_ignore_zero_padding_only() -> None:
     odd = keytable.multipliers(8)
     narrow = keytable.text_words(np.array(["ab", "b", "ba"]))
