@@ -205,24 +205,42 @@ class DataPlane:
 
     def send(self, peer: str, frame: Frame) -> int:
         """Queue a frame for ``peer`` and write what the socket takes now; its wire bytes."""
-        p = self._peer(peer)
-        data = memoryview(encode(frame))
+        p = self._peers.get(peer) or self._peer(peer)
+        data = encode(frame)
+        size = len(data)
         failed = None
         with p.io:
-            if p.sock is None and p.out_bytes + len(data) > QUEUED_WHILE_DOWN:
-                log.warning("%s: dropped a frame for %s: its connection is down", self.name, peer)
-                return len(data)
-            p.out.append(data)
-            p.out_bytes += len(data)
             sock = p.sock
-            if sock is not None:
+            if sock is None:
+                if p.out_bytes + size > QUEUED_WHILE_DOWN:
+                    log.warning(
+                        "%s: dropped a frame for %s: its connection is down", self.name, peer
+                    )
+                    return size
+                p.out.append(memoryview(data))
+                p.out_bytes += size
+                return size
+            if p.out:  # behind frames the socket did not take yet
+                p.out.append(memoryview(data))
+                p.out_bytes += size
                 failed = self._flush_locked(p)
+            else:  # the common case: written at once, never queued
+                try:
+                    n = sock.send(data)
+                except (ssl.SSLWantWriteError, ssl.SSLWantReadError, BlockingIOError):
+                    n = 0  # retried later with the same buffer, as TLS requires
+                except (OSError, ssl.SSLError) as exc:
+                    n = size
+                    failed = (f"its connection failed: {type(exc).__name__}", "party unreachable")
+                if n < size:
+                    p.out.append(memoryview(data)[n:])
+                    p.out_bytes += size - n
             pending = bool(p.out)
-        if failed is not None and sock is not None:
+        if failed is not None:
             self._lost(p, sock, *failed)
         elif pending and p.reading == "idle":
             p.wake()  # the peer's thread waits for reading only; let it write too
-        return len(data)
+        return size
 
     def receive(self, job: str, peer: str, timeout: float | None) -> Frame | Rejection:
         """The next frame (or rejection) from ``peer`` for ``job``; queue.Empty on timeout.
