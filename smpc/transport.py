@@ -64,11 +64,12 @@ class Transport(ABC):
         self.messages_sent = 0
         self._sent_seq = [0] * n_parties
         self._recv_seq = [0] * n_parties
+        self._peers = [p for p in range(n_parties) if p != party]
 
     @property
     def peers(self) -> list[int]:
         """Every other party of the job."""
-        return [p for p in range(self.n_parties) if p != self.party]
+        return self._peers.copy()
 
     def check_party(self, index: int) -> int:
         """Return ``index`` if it names a party of this job, else raise UnknownPartyError."""

@@ -335,7 +335,12 @@ class DataPlane:
             if failed is None and p.out:
                 failed = self._flush_locked(p)
         for frame in frames:
-            self._file(p, frame)
+            if frame.kind == HELLO:
+                continue
+            reason = None
+            if len(frame.payload) > CHUNK_BYTES and frame.kind == DATA:
+                reason = f"chunk of {len(frame.payload)} bytes exceeds {CHUNK_BYTES}"
+            self.boxes.file(p.name, frame, reason)
         if failed is not None:
             self._lost(p, sock, *failed)
             return True
@@ -366,14 +371,6 @@ class DataPlane:
             else:
                 p.out.popleft()
         return None
-
-    def _file(self, p: _Peer, frame: Frame) -> None:
-        if frame.kind == HELLO:
-            return
-        reason = None
-        if frame.kind == DATA and len(frame.payload) > CHUNK_BYTES:
-            reason = f"chunk of {len(frame.payload)} bytes exceeds {CHUNK_BYTES}"
-        self.boxes.file(p.name, frame, reason)
 
     def _lost(
         self, p: _Peer, sock: ssl.SSLSocket, reason: str, kind: str = "party unreachable"

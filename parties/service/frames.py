@@ -199,7 +199,9 @@ class FrameReader:
         ``exact`` limits it to the bytes the next header or frame still needs.
         """
         start, end = self._start, self._end
-        if start:
+        if start == end:  # all parsed: start over at the front
+            self._start = self._end = 0
+        elif start:
             self._buf[: end - start] = self._view[start:end]
             self._start, self._end = 0, end - start
         if not exact:

@@ -34,6 +34,9 @@ CLOSED_JOBS = 4096
 """Closed jobs remembered (each for UNOPENED_SECONDS) so that their late messages are dropped."""
 
 
+_NO_BOXES: dict[str, deque[Frame | Rejection]] = {}
+
+
 @dataclass(frozen=True)
 class Rejection:
     """Stands in a mailbox for a message that was refused or never came: who, why, what kind."""
@@ -66,6 +69,14 @@ class Mailboxes:
 
     def take(self, job: str, peer: str) -> Frame | Rejection | None:
         """The oldest item from ``peer`` for ``job``, or None; asking opens the job."""
+        if job in self._opened:  # no lock needed: these reads and popleft are atomic
+            box = self._boxes.get(job, _NO_BOXES).get(peer)
+            if not box:
+                return None
+            try:
+                return box.popleft()
+            except IndexError:  # taken since (a job has one reader per peer: not expected)
+                return None
         with self._lock:
             if job not in self._opened:
                 self._open(job)
