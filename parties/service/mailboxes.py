@@ -107,6 +107,23 @@ class Mailboxes:
 
     def file(self, peer: str, frame: Frame, reason: str | None = None) -> bool:
         """File a frame from the authenticated ``peer`` (or its refusal); True if a box got it."""
+        return self._admit(peer, frame, reason, True) is not None
+
+    def accept(
+        self, peer: str, frame: Frame, reason: str | None = None
+    ) -> Frame | Rejection | None:
+        """Count and check a frame as :meth:`file` does, but return it (or its refusal).
+
+        For the reader of an opened job that waits for this very peer and
+        whose box is empty, so the frame need not pass through the box.
+        None if the frame is dropped (its job closed, or already over its limit).
+        """
+        return self._admit(peer, frame, reason, False)
+
+    def _admit(
+        self, peer: str, frame: Frame, reason: str | None, keep: bool
+    ) -> Frame | Rejection | None:
+        """What :meth:`file` and :meth:`accept` share; ``keep`` files the item in its box."""
         job = frame.job
         item: Frame | Rejection = frame
         if frame.kind == ABORT:  # the failure's kind only
@@ -115,12 +132,12 @@ class Mailboxes:
         with self._lock:
             self._expire()
             if job in self._closed:
-                return False  # the job ended here; a late message has no reader
+                return None  # the job ended here; a late message has no reader
             opened = job in self._opened
             limit = self.max_job_bytes if opened else min(UNOPENED_JOB_BYTES, self.max_job_bytes)
             before = self._job_bytes.get(job, 0)
             if before > limit:
-                return False  # already refused for its size; the job fails on that
+                return None  # already refused for its size; the job fails on that
             self._job_bytes[job] = total = before + frame.wire_bytes
             if reason is None and total > limit:
                 reason = f"job exceeded its limit of {limit} inbound bytes"
@@ -128,12 +145,15 @@ class Mailboxes:
                     reason += " before it started here"
             if not opened:
                 self._hold_unopened(job)
-            self._box(job, peer).append(item if reason is None else Rejection(peer, reason))
+            if reason is not None:
+                item = Rejection(peer, reason)
+            if keep:
+                self._box(job, peer).append(item)
         if reason is not None:
             log.warning(
                 "%s: rejected a message from %s for job %s: %s", self.name, peer, job, reason
             )
-        return True
+        return item
 
     # Helpers below run under self._lock.
     def _box(self, job: str, peer: str) -> deque[Frame | Rejection]:
