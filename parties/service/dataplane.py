@@ -251,7 +251,9 @@ class DataPlane:
         """
         p = self._peers.get(peer) or self._peer(peer)
         deadline = None if timeout is None else time.monotonic() + timeout
-        with p.cond:
+        cond = p.cond
+        cond.acquire()  # not "with": Condition.__enter__ is one more Python call
+        try:
             p.wanting += 1
             try:
                 while True:
@@ -281,6 +283,8 @@ class DataPlane:
             finally:
                 p.wanting -= 1
                 p.last_wanted = time.monotonic()
+        finally:
+            cond.release()
 
     def _peer(self, name: str) -> _Peer:
         peer = self._peers.get(name)

@@ -147,10 +147,11 @@ class FrameReader:
         frames: list[Frame] = []
         while limit is None or len(frames) < limit:
             if self._body is None:
-                frame = self._parse()
-                if frame is not None:
-                    frames.append(frame)
-                    continue
+                if self._end - self._start >= HEADER_BYTES:
+                    frame = self._parse()
+                    if frame is not None:
+                        frames.append(frame)
+                        continue
                 if not drain and frames and self._start == self._end and not sock.pending():
                     return frames
             if self._body is None:
