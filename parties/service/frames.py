@@ -220,7 +220,8 @@ def _checked(buf: bytearray, offset: int) -> tuple[int, ...]:
         raise FrameError(f"not a frame of this protocol (version {version}, kind {kind})")
     if body > MAX_FRAME_BYTES:
         raise FrameError(f"a frame of {body} bytes exceeds the limit of {MAX_FRAME_BYTES}")
-    if body - (HEADER_BYTES - 4) < _aligned(fields[4] + fields[5] + fields[6]):
+    text = fields[4] + fields[5] + fields[6]
+    if body - (HEADER_BYTES - 4) < text + -text % 8:  # the fields and their padding
         raise FrameError("a frame shorter than its own fields")
     return fields
 
@@ -246,7 +247,3 @@ def _frame(fields: tuple[int, ...], body: memoryview, copy: bool = False) -> Fra
     return Frame(
         kind, job, purpose, round_, seq, chunk, bool(flags & LAST), dtype, length, payload, size + 4
     )
-
-
-def _aligned(n: int) -> int:
-    return n + -n % 8

@@ -138,7 +138,7 @@ class Mailboxes:
             before = self._job_bytes.get(job, 0)
             if before > limit:
                 return None  # already refused for its size; the job fails on that
-            self._job_bytes[job] = total = before + frame.wire_bytes
+            self._job_bytes[job] = total = before + (frame.size or frame.wire_bytes)
             if reason is None and total > limit:
                 reason = f"job exceeded its limit of {limit} inbound bytes"
                 if not opened:

@@ -175,7 +175,7 @@ class SocketTransport(Transport):
             if item.kind == "malformed message":
                 self._malformed(peer, item.reason)
             raise ProtocolAbort(self.job, self.names[peer], item.kind, item.reason)
-        self.wire_bytes_received += item.wire_bytes
+        self.wire_bytes_received += item.size or item.wire_bytes
         return item
 
     def _malformed(self, peer: int, reason: str) -> NoReturn:
