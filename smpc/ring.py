@@ -32,13 +32,16 @@ def _readonly(a: Operand) -> np.ndarray:
 
 
 def _flat(a: Operand) -> np.ndarray:
-    return _readonly(a).reshape(-1)
+    # reshape makes a new view object even of a flat array, so the caller's stays writeable
+    view = np.ascontiguousarray(a, dtype=U64).reshape(-1)
+    view.flags.writeable = False
+    return view
 
 
 def _shares(arrays: Sequence[np.ndarray], size: int) -> tuple[np.ndarray, ...]:
     """Flat read-only views of n share arrays, each checked to hold ``size`` elements."""
-    views = tuple(_flat(a) for a in arrays)
-    if not views or any(v.size != size for v in views):
+    views = tuple([_flat(a) for a in arrays])
+    if not views or any([v.size != size for v in views]):
         raise ShapeMismatchError(
             f"expected {len(arrays)} share arrays of {size} elements, got sizes "
             f"{[v.size for v in views]}"

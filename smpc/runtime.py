@@ -88,11 +88,11 @@ class Runtime:
     def exchange_all(self, payload: np.ndarray, purpose: str) -> list[np.ndarray]:
         """One round: send ``payload`` to every peer; return every party's, in index order."""
         t = self.transport
-        got = t.exchange(
-            {p: payload for p in t.peers}, {p: Expect.like(payload) for p in t.peers}, purpose
-        )
-        got[self.party] = payload
-        return [got[p] for p in range(self.n_parties)]
+        peers = t.peers
+        expect = Expect.like(payload)
+        got = t.exchange(dict.fromkeys(peers, payload), dict.fromkeys(peers, expect), purpose)
+        got[t.party] = payload
+        return [got[p] for p in range(t.n_parties)]
 
     def input(
         self,

@@ -12,7 +12,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import struct
-from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 
@@ -21,9 +21,11 @@ from smpc.errors import TranscriptMismatchError
 _DOMAIN = b"smpc/transcript/v1"
 
 
-@dataclass(frozen=True, slots=True)
-class Envelope:
-    """The routing fields of one message; the payload travels beside it."""
+class Envelope(NamedTuple):
+    """The routing fields of one message; the payload travels beside it.
+
+    Immutable; a named tuple because one is built per message and per side.
+    """
 
     job: str
     round: int
@@ -52,13 +54,16 @@ def _text(purpose: str, dtype: str) -> bytes:
 
 
 def encode_header(env: Envelope, payload: np.ndarray) -> bytes:
-    """Canonical bytes of a message's header: fixed-width integers and length-prefixed text."""
-    return b"".join(
-        (
-            _FIXED.pack(env.round, env.seq, env.sender, env.receiver),
-            _text(env.purpose, payload.dtype.str),
-            _NBYTES.pack(payload.nbytes),
-        )
+    """Canonical bytes of a message's header: fixed-width integers and length-prefixed text.
+
+    ``_FIXED`` (round, seq, sender, receiver), then the u16-prefixed purpose
+    and u8-prefixed dtype string, then the payload's u64 byte count; all
+    big-endian.
+    """
+    return (
+        _FIXED.pack(env.round, env.seq, env.sender, env.receiver)
+        + _text(env.purpose, payload.dtype.str)
+        + _NBYTES.pack(payload.nbytes)
     )
 
 
@@ -88,7 +93,8 @@ class Transcript:
         else:
             raise ValueError("message neither sent nor received by this party")
         h.update(encode_header(env, payload))
-        h.update(np.ascontiguousarray(payload).data.cast("B"))
+        # the payload's raw bytes in C order (hashlib reads a contiguous array's buffer)
+        h.update((payload if payload.flags.c_contiguous else np.ascontiguousarray(payload)).data)
 
     def sent_digest(self, peer: int) -> str:
         """Hex SHA-256 of everything sent to ``peer`` so far."""

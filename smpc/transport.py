@@ -12,13 +12,13 @@ from __future__ import annotations
 
 import queue
 import threading
+import time
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
-from smpc.deadline import Deadline
 from smpc.errors import MalformedMessageError, PeerTimeoutError, ProtocolAbort, UnknownPartyError
 from smpc.transcript import Envelope, Transcript
 
@@ -64,11 +64,12 @@ class Transport(ABC):
         self.messages_sent = 0
         self._sent_seq = [0] * n_parties
         self._recv_seq = [0] * n_parties
+        self._peers = [p for p in range(n_parties) if p != party]
 
     @property
     def peers(self) -> list[int]:
         """Every other party of the job."""
-        return [p for p in range(self.n_parties) if p != self.party]
+        return self._peers.copy()
 
     def check_party(self, index: int) -> int:
         """Return ``index`` if it names a party of this job, else raise UnknownPartyError."""
@@ -100,11 +101,11 @@ class Transport(ABC):
             self.bytes_sent += payload.nbytes
             self.messages_sent += 1
         received: dict[int, np.ndarray] = {}
-        deadline = None if self.deadline is None else Deadline(self.deadline)
+        at = self.deadline  # a monotonic instant, as Deadline.at
         for peer, expect in incoming.items():
             if not (type(peer) is int and 0 <= peer < n_parties):
                 peer = self.check_party(peer)
-            left = None if deadline is None else deadline.left()
+            left = None if at is None else max(0.0, at - time.monotonic())  # Deadline.left
             env, payload = self._receive(peer, expect, purpose, left)
             self._validate(peer, purpose, expect, env, payload)
             self._recv_seq[peer] += 1

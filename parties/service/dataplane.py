@@ -20,8 +20,10 @@ I/O is driven by whoever waits (measured: ``python -m parties.bench.socket_io``)
 A job's thread writes its frames itself, without blocking (what the socket
 does not take at once stays queued), and, while it waits for a peer, reads
 that peer's socket itself and flushes every queued frame. Only one thread
-reads a connection at a time; another job's thread waiting on the same peer
-is handed its frames through the mailbox. When no job has waited on a peer
+reads a connection at a time; a frame for the job whose thread reads goes
+straight to that thread (counted and checked as if filed, its box being
+empty), and another job's thread waiting on the same peer is handed its
+frames through the mailbox. When no job has waited on a peer
 for :data:`IDLE_S`, the peer's own thread reads and flushes instead, so that
 aborts, late frames and a closed connection are noticed between jobs.
 Every use of a TLS connection's state holds that connection's I/O lock,
@@ -211,33 +213,53 @@ class DataPlane:
 
     def send(self, peer: str, frame: Frame) -> int:
         """Queue a frame for ``peer`` and write what the socket takes now; its wire bytes."""
-        p = self._peer(peer)
-        data = memoryview(encode(frame))
+        p = self._peers.get(peer) or self._peer(peer)
+        data = encode(frame)
+        size = len(data)
         failed = None
         with p.io:
-            if p.sock is None and p.out_bytes + len(data) > QUEUED_WHILE_DOWN:
-                log.warning("%s: dropped a frame for %s: its connection is down", self.name, peer)
-                return len(data)
-            p.out.append(data)
-            p.out_bytes += len(data)
             sock = p.sock
-            if sock is not None:
+            if sock is None:
+                if p.out_bytes + size > QUEUED_WHILE_DOWN:
+                    log.warning(
+                        "%s: dropped a frame for %s: its connection is down", self.name, peer
+                    )
+                    return size
+                p.out.append(memoryview(data))
+                p.out_bytes += size
+                return size
+            if p.out:  # behind frames the socket did not take yet
+                p.out.append(memoryview(data))
+                p.out_bytes += size
                 failed = self._flush_locked(p)
+            else:  # the common case: written at once, never queued
+                try:
+                    n = sock.send(data)
+                except (ssl.SSLWantWriteError, ssl.SSLWantReadError, BlockingIOError):
+                    n = 0  # retried later with the same buffer, as TLS requires
+                except (OSError, ssl.SSLError) as exc:
+                    n = size
+                    failed = (f"its connection failed: {type(exc).__name__}", "party unreachable")
+                if n < size:
+                    p.out.append(memoryview(data)[n:])
+                    p.out_bytes += size - n
             pending = bool(p.out)
-        if failed is not None and sock is not None:
+        if failed is not None:
             self._lost(p, sock, *failed)
         elif pending and p.reading == "idle":
             p.wake()  # the peer's thread waits for reading only; let it write too
-        return len(data)
+        return size
 
     def receive(self, job: str, peer: str, timeout: float | None) -> Frame | Rejection:
         """The next frame (or rejection) from ``peer`` for ``job``; queue.Empty on timeout.
 
         Asking opens the job here: its mailboxes stay until :meth:`close_job`.
         """
-        p = self._peer(peer)
+        p = self._peers.get(peer) or self._peer(peer)
         deadline = None if timeout is None else time.monotonic() + timeout
-        with p.cond:
+        cond = p.cond
+        cond.acquire()  # not "with": Condition.__enter__ is one more Python call
+        try:
             p.wanting += 1
             try:
                 while True:
@@ -255,16 +277,20 @@ class DataPlane:
                         continue
                     p.reading = "job"
                     p.cond.release()
-                    try:
-                        self._pump(p, sock, min(left, POLL_S))
+                    try:  # the job's box is empty: a frame of its own comes straight here
+                        item = self._pump(p, sock, min(left, POLL_S), job)
                     finally:
                         p.cond.acquire()
                         p.reading = None
                         if p.wanting > 1:  # another job's thread waits for the reader's turn
                             p.cond.notify_all()
+                    if item is not None:
+                        return item
             finally:
                 p.wanting -= 1
                 p.last_wanted = time.monotonic()
+        finally:
+            cond.release()
 
     def _peer(self, name: str) -> _Peer:
         peer = self._peers.get(name)
@@ -275,18 +301,22 @@ class DataPlane:
         return peer
 
     # -- I/O ----------------------------------------------------------------------
-    def _pump(self, p: _Peer, sock: ssl.SSLSocket, timeout: float) -> None:
+    def _pump(
+        self, p: _Peer, sock: ssl.SSLSocket, timeout: float, want: str | None = None
+    ) -> Frame | Rejection | None:
         """As ``p``'s reader: read and file its frames, waiting up to ``timeout`` for its
         socket only if nothing has come yet, and flush every peer's queued frames on the way.
 
         The first read comes before any wait: in a round the peer's frame has
-        often arrived by the time its reader looks.
+        often arrived by the time its reader looks. The first frame of job
+        ``want`` (whose box must be empty) is returned instead of filed.
         """
-        if self._read(p, sock):
+        came, item = self._read(p, sock, want)
+        if came:
             for q in self._peers.values():
                 if q is not p and q.out:
                     self._flush(q)
-            return
+            return item
         reads: list[socket.socket] = [sock]
         if p.reading == "idle":
             reads.append(p.wake_r)
@@ -302,16 +332,19 @@ class DataPlane:
             if q is not p and q.sock is not None and q.sock in writable:
                 self._flush(q)
         if sock in readable:
-            self._read(p, sock)
+            return self._read(p, sock, want)[1]
+        return None
 
-    def _read(self, p: _Peer, sock: ssl.SSLSocket) -> bool:
-        """Read and file what ``sock`` holds now and flush ``p``'s queue; True if anything came
-        or the connection was retired."""
+    def _read(
+        self, p: _Peer, sock: ssl.SSLSocket, want: str | None = None
+    ) -> tuple[bool, Frame | Rejection | None]:
+        """Read and file what ``sock`` holds now and flush ``p``'s queue: whether anything
+        came or the connection was retired, and the first frame of job ``want`` (not filed)."""
         frames: list[Frame] = []
         failed: tuple[str, str] | None = None
         with p.io:
             if p.sock is not sock:
-                return True
+                return True, None
             try:
                 frames = p.reader.read(sock, drain=False)
             except PeerClosed:
@@ -322,12 +355,21 @@ class DataPlane:
                 failed = (f"its connection failed: {type(exc).__name__}", "party unreachable")
             if failed is None and p.out:
                 failed = self._flush_locked(p)
+        item: Frame | Rejection | None = None
         for frame in frames:
-            self._file(p, frame)
+            if frame.kind == HELLO:
+                continue
+            reason = None
+            if len(frame.payload) > CHUNK_BYTES and frame.kind == DATA:
+                reason = f"chunk of {len(frame.payload)} bytes exceeds {CHUNK_BYTES}"
+            if item is None and frame.job == want:
+                item = self.boxes.accept(p.name, frame, reason)
+            else:
+                self.boxes.file(p.name, frame, reason)
         if failed is not None:
             self._lost(p, sock, *failed)
-            return True
-        return bool(frames)
+            return True, item
+        return bool(frames), item
 
     def _flush(self, p: _Peer) -> None:
         with p.io:
@@ -354,14 +396,6 @@ class DataPlane:
             else:
                 p.out.popleft()
         return None
-
-    def _file(self, p: _Peer, frame: Frame) -> None:
-        if frame.kind == HELLO:
-            return
-        reason = None
-        if frame.kind == DATA and len(frame.payload) > CHUNK_BYTES:
-            reason = f"chunk of {len(frame.payload)} bytes exceeds {CHUNK_BYTES}"
-        self.boxes.file(p.name, frame, reason)
 
     def _lost(
         self, p: _Peer, sock: ssl.SSLSocket, reason: str, kind: str = "party unreachable"

@@ -23,7 +23,7 @@ from __future__ import annotations
 import functools
 import ssl
 import struct
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from parties.service.mesh import CHUNK_BYTES, MAX_FRAME_BYTES
 
@@ -48,9 +48,11 @@ class PeerClosed(Exception):
     """The peer closed the connection."""
 
 
-@dataclass(frozen=True, slots=True)
-class Frame:
-    """One frame: a message chunk, an abort or a greeting."""
+class Frame(NamedTuple):
+    """One frame: a message chunk, an abort or a greeting.
+
+    Immutable; a named tuple because one is built per message on each side.
+    """
 
     kind: int
     job: str
@@ -62,10 +64,14 @@ class Frame:
     dtype: str = "|u1"
     length: int = 0
     payload: bytes | bytearray | memoryview = b""
+    size: int = 0
+    """Bytes the frame took on the connection, set by the reader (0: not read)."""
 
     @property
     def wire_bytes(self) -> int:
         """Bytes this frame takes on the connection (before TLS)."""
+        if self.size:
+            return self.size
         return (
             HEADER_BYTES + len(_fields(self.job, self.purpose, self.dtype)[0]) + len(self.payload)
         )
@@ -141,10 +147,11 @@ class FrameReader:
         frames: list[Frame] = []
         while limit is None or len(frames) < limit:
             if self._body is None:
-                frame = self._parse()
-                if frame is not None:
-                    frames.append(frame)
-                    continue
+                if self._end - self._start >= HEADER_BYTES:
+                    frame = self._parse()
+                    if frame is not None:
+                        frames.append(frame)
+                        continue
                 if not drain and frames and self._start == self._end and not sock.pending():
                     return frames
             if self._body is None:
@@ -193,7 +200,9 @@ class FrameReader:
         ``exact`` limits it to the bytes the next header or frame still needs.
         """
         start, end = self._start, self._end
-        if start:
+        if start == end:  # all parsed: start over at the front
+            self._start = self._end = 0
+        elif start:
             self._buf[: end - start] = self._view[start:end]
             self._start, self._end = 0, end - start
         if not exact:
@@ -211,25 +220,30 @@ def _checked(buf: bytearray, offset: int) -> tuple[int, ...]:
         raise FrameError(f"not a frame of this protocol (version {version}, kind {kind})")
     if body > MAX_FRAME_BYTES:
         raise FrameError(f"a frame of {body} bytes exceeds the limit of {MAX_FRAME_BYTES}")
-    if body - (HEADER_BYTES - 4) < _aligned(fields[4] + fields[5] + fields[6]):
+    text = fields[4] + fields[5] + fields[6]
+    if body - (HEADER_BYTES - 4) < text + -text % 8:  # the fields and their padding
         raise FrameError("a frame shorter than its own fields")
     return fields
 
 
-def _frame(fields: tuple[int, ...], body: memoryview, copy: bool = False) -> Frame:
-    """The frame of a checked header and its body (the payload copied out with ``copy``)."""
-    _, _, kind, flags, n_job, n_purpose, n_dtype, round_, seq, length, chunk = fields
-    a, b, c = n_job, n_job + n_purpose, n_job + n_purpose + n_dtype
-    text = bytes(body[:c])
+@functools.lru_cache(maxsize=1024)
+def _texts(text: bytes, n_job: int, n_purpose: int) -> tuple[str, str, str]:
+    """The job, purpose and dtype of a frame's text (cached: a job's frames repeat a few)."""
+    b = n_job + n_purpose
     try:
-        job, purpose, dtype = text[:a].decode(), text[a:b].decode(), text[b:c].decode()
+        return text[:n_job].decode(), text[n_job:b].decode(), text[b:].decode()
     except UnicodeDecodeError:
         raise FrameError("a frame's job, purpose or dtype is not UTF-8") from None
-    payload: bytes | memoryview = body[_aligned(c) :]
+
+
+def _frame(fields: tuple[int, ...], body: memoryview, copy: bool = False) -> Frame:
+    """The frame of a checked header and its body (the payload copied out with ``copy``)."""
+    size, _, kind, flags, n_job, n_purpose, n_dtype, round_, seq, length, chunk = fields
+    c = n_job + n_purpose + n_dtype
+    job, purpose, dtype = _texts(bytes(body[:c]), n_job, n_purpose)
+    payload: bytes | memoryview = body[c + -c % 8 :]
     if copy:
         payload = bytes(payload)
-    return Frame(kind, job, purpose, round_, seq, chunk, bool(flags & LAST), dtype, length, payload)
-
-
-def _aligned(n: int) -> int:
-    return n + -n % 8
+    return Frame(
+        kind, job, purpose, round_, seq, chunk, bool(flags & LAST), dtype, length, payload, size + 4
+    )

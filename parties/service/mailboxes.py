@@ -34,6 +34,9 @@ CLOSED_JOBS = 4096
 """Closed jobs remembered (each for UNOPENED_SECONDS) so that their late messages are dropped."""
 
 
+_NO_BOXES: dict[str, deque[Frame | Rejection]] = {}
+
+
 @dataclass(frozen=True)
 class Rejection:
     """Stands in a mailbox for a message that was refused or never came: who, why, what kind."""
@@ -66,6 +69,14 @@ class Mailboxes:
 
     def take(self, job: str, peer: str) -> Frame | Rejection | None:
         """The oldest item from ``peer`` for ``job``, or None; asking opens the job."""
+        if job in self._opened:  # no lock needed: these reads and popleft are atomic
+            box = self._boxes.get(job, _NO_BOXES).get(peer)
+            if not box:
+                return None
+            try:
+                return box.popleft()
+            except IndexError:  # taken since (a job has one reader per peer: not expected)
+                return None
         with self._lock:
             if job not in self._opened:
                 self._open(job)
@@ -96,6 +107,23 @@ class Mailboxes:
 
     def file(self, peer: str, frame: Frame, reason: str | None = None) -> bool:
         """File a frame from the authenticated ``peer`` (or its refusal); True if a box got it."""
+        return self._admit(peer, frame, reason, True) is not None
+
+    def accept(
+        self, peer: str, frame: Frame, reason: str | None = None
+    ) -> Frame | Rejection | None:
+        """Count and check a frame as :meth:`file` does, but return it (or its refusal).
+
+        For the reader of an opened job that waits for this very peer and
+        whose box is empty, so the frame need not pass through the box.
+        None if the frame is dropped (its job closed, or already over its limit).
+        """
+        return self._admit(peer, frame, reason, False)
+
+    def _admit(
+        self, peer: str, frame: Frame, reason: str | None, keep: bool
+    ) -> Frame | Rejection | None:
+        """What :meth:`file` and :meth:`accept` share; ``keep`` files the item in its box."""
         job = frame.job
         item: Frame | Rejection = frame
         if frame.kind == ABORT:  # the failure's kind only
@@ -104,25 +132,28 @@ class Mailboxes:
         with self._lock:
             self._expire()
             if job in self._closed:
-                return False  # the job ended here; a late message has no reader
+                return None  # the job ended here; a late message has no reader
             opened = job in self._opened
             limit = self.max_job_bytes if opened else min(UNOPENED_JOB_BYTES, self.max_job_bytes)
             before = self._job_bytes.get(job, 0)
             if before > limit:
-                return False  # already refused for its size; the job fails on that
-            self._job_bytes[job] = total = before + frame.wire_bytes
+                return None  # already refused for its size; the job fails on that
+            self._job_bytes[job] = total = before + (frame.size or frame.wire_bytes)
             if reason is None and total > limit:
                 reason = f"job exceeded its limit of {limit} inbound bytes"
                 if not opened:
                     reason += " before it started here"
             if not opened:
                 self._hold_unopened(job)
-            self._box(job, peer).append(item if reason is None else Rejection(peer, reason))
+            if reason is not None:
+                item = Rejection(peer, reason)
+            if keep:
+                self._box(job, peer).append(item)
         if reason is not None:
             log.warning(
                 "%s: rejected a message from %s for job %s: %s", self.name, peer, job, reason
             )
-        return True
+        return item
 
     # Helpers below run under self._lock.
     def _box(self, job: str, peer: str) -> deque[Frame | Rejection]:

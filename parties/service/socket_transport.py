@@ -20,6 +20,7 @@ from __future__ import annotations
 import queue
 import time
 from collections.abc import Sequence
+from typing import NoReturn
 
 import numpy as np
 
@@ -32,6 +33,8 @@ from smpc.transcript import Envelope
 from smpc.transport import Expect, Transport
 
 UNREACHABLE_GRACE = 3.0  # seconds a peer's connection may be down before its jobs abort
+_DTYPES = {np.dtype(t).str: np.dtype(t) for t in ("<u8", "<i8", "|u1", "|b1", "<u4", "<i4")}
+"""The dtypes rounds usually carry, by their wire string (others are parsed per message)."""
 
 
 class SocketTransport(Transport):
@@ -67,12 +70,22 @@ class SocketTransport(Transport):
         self.wire_bytes_received = 0
 
     def _send(self, env: Envelope, payload: np.ndarray) -> None:
-        if payload.dtype.byteorder == ">":
-            payload = payload.astype(payload.dtype.newbyteorder("<"))
-        raw = np.ascontiguousarray(payload).reshape(-1).view(np.uint8).data
+        dtype = payload.dtype
+        if dtype.byteorder == ">":
+            payload = payload.astype(dtype.newbyteorder("<"))
+            dtype = payload.dtype
+        if not payload.flags.c_contiguous:
+            payload = np.ascontiguousarray(payload)
+        raw = payload.data.cast("B")
         total = raw.nbytes
-        count = max(1, -(-total // CHUNK_BYTES))
         peer = self.names[env.receiver]
+        if total <= CHUNK_BYTES:  # the common case: one frame
+            frame = Frame(
+                DATA, env.job, env.purpose, env.round, env.seq, 0, True, dtype.str, total, raw
+            )
+            self.wire_bytes_sent += self.plane.send(peer, frame)
+            return
+        count = -(-total // CHUNK_BYTES)
         for chunk in range(count):
             frame = Frame(
                 DATA,
@@ -82,7 +95,7 @@ class SocketTransport(Transport):
                 env.seq,
                 chunk,
                 chunk == count - 1,
-                payload.dtype.str,
+                dtype.str,
                 total,
                 raw[chunk * CHUNK_BYTES : (chunk + 1) * CHUNK_BYTES],
             )
@@ -101,10 +114,12 @@ class SocketTransport(Transport):
             self._malformed(
                 peer, f"{data.nbytes} payload bytes where {first.length} were announced"
             )
-        try:
-            dtype = np.dtype(first.dtype)
-        except TypeError:
-            self._malformed(peer, f"unknown dtype {first.dtype!r}")
+        dtype = _DTYPES.get(first.dtype)
+        if dtype is None:
+            try:
+                dtype = np.dtype(first.dtype)
+            except TypeError:
+                self._malformed(peer, f"unknown dtype {first.dtype!r}")
         if dtype.kind not in "uib" or data.nbytes % dtype.itemsize:
             self._malformed(peer, f"payload of dtype {first.dtype!r} cannot be read")
         env = Envelope(self.job, first.round, first.seq, peer, self.party, first.purpose)
@@ -160,10 +175,10 @@ class SocketTransport(Transport):
             if item.kind == "malformed message":
                 self._malformed(peer, item.reason)
             raise ProtocolAbort(self.job, self.names[peer], item.kind, item.reason)
-        self.wire_bytes_received += item.wire_bytes
+        self.wire_bytes_received += item.size or item.wire_bytes
         return item
 
-    def _malformed(self, peer: int, reason: str) -> None:
+    def _malformed(self, peer: int, reason: str) -> NoReturn:
         raise MalformedMessageError(self.job, self.names[peer], "malformed message", reason)
 
     def close(self) -> None:

@@ -53,3 +53,32 @@ def test_digests_depend_on_job_payload_and_header() -> None:
 def test_jobs_run_without_transcripts_report_none() -> None:
     res = LocalFederation(2, transcripts=False).run(_job, inputs=[None] * 2)
     assert res.transcripts == [None, None]
+
+
+def test_a_channel_digest_is_sha256_of_the_documented_encoding() -> None:
+    # the oracle: the layout written out by hand from the module's docstrings
+    import hashlib
+    import struct
+
+    job, purpose = "job-7", "beaver"
+    first = np.arange(3, dtype="<u8").reshape(3, 1)
+    second = np.arange(12, dtype="<i4").reshape(3, 4)[:, ::2]  # not contiguous
+    expected = hashlib.sha256(b"smpc/transcript/v1")
+    expected.update(struct.pack(">H", len(job)) + job.encode() + struct.pack(">HH", 1, 2))
+    for seq, data in enumerate((first, second)):
+        dtype = data.dtype.str.encode()
+        expected.update(
+            struct.pack(">QIHH", 4, seq, 1, 2)
+            + struct.pack(">H", len(purpose))
+            + purpose.encode()
+            + struct.pack(">B", len(dtype))
+            + dtype
+            + struct.pack(">Q", data.size * data.itemsize)
+        )
+        expected.update(data.copy(order="C").tobytes())
+    sender, receiver = Transcript(job, 1, 3), Transcript(job, 2, 3)
+    for seq, data in enumerate((first, second)):
+        sender.record(Envelope(job, 4, seq, 1, 2, purpose), data)
+        receiver.record(Envelope(job, 4, seq, 1, 2, purpose), data)
+    assert sender.sent_digest(2) == expected.hexdigest()
+    assert receiver.received_digest(1) == expected.hexdigest()

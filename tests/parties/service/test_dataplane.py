@@ -267,6 +267,32 @@ def test_a_job_past_its_inbound_byte_limit_is_refused(members, linked_planes) ->
         assert isinstance(second, Rejection) and "limit of 200" in second.reason
 
 
+def test_frames_of_two_jobs_in_one_write_reach_their_own_readers_in_order(
+    members, linked_planes
+) -> None:
+    # whichever thread reads, a job's frames come out in the order sent, never another job's
+    with linked_planes([members[C]], max_job_bytes=400) as (c,):
+        for job in ("j1", "j2"):
+            c.open_job(job)
+        with _connect(c, _as(members[A])) as sock:
+            FrameReader().read(sock, limit=1)
+            sent = [
+                Frame(DATA, "j2", "x", 1, 0, payload=b"second job", length=10),
+                Frame(DATA, "j1", "x", 1, 0, payload=b"first", length=5),
+                Frame(DATA, "j1", "x", 2, 1, payload=b"then", length=4),
+                Frame(DATA, "j1", "x", 3, 2, payload=bytes(300), length=300),  # over 400
+            ]
+            sock.sendall(b"".join(encode(f) for f in sent))
+            got = [_wait(c, "j1", A) for _ in range(3)]
+            other = _wait(c, "j2", A)
+        assert [(f.seq, bytes(f.payload)) for f in got[:2] if isinstance(f, Frame)] == [
+            (0, b"first"),
+            (1, b"then"),
+        ]
+        assert isinstance(got[2], Rejection) and "limit of 400" in got[2].reason
+        assert isinstance(other, Frame) and bytes(other.payload) == b"second job"
+
+
 def test_a_chunk_over_1_mib_is_refused(members, linked_planes) -> None:
     with linked_planes([members[C]]) as (c,):
         c.open_job("big")
