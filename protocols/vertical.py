@@ -48,6 +48,7 @@ from protocols.disclosure import (
     check_values,
     public,
 )
+from protocols.local_data import check_range
 from smpc.runtime import Runtime
 from smpc.shares import SharedTensor, concatenate
 from smpc.steps import drive, truncations
@@ -144,6 +145,7 @@ def _aligned(ctx: JobContext, params: VerticalParams, names: Sequence[str]) -> n
             f"{ctx.party}: column {names[gap_col]!r} row {gap_row} of the job's order is missing; "
             "column-split statistics need complete rows"
         )
+    check_range(ctx.facts, names)  # the whole column, whichever rows were selected
     check_values(picked, names)
     return picked
 

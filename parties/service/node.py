@@ -67,6 +67,7 @@ from parties.service.dealer_service import DealerLink
 from parties.service.mesh import Mesh
 from parties.service.socket_transport import SocketTransport
 from protocols.disclosure import PolicyRefused
+from protocols.local_data import ColumnFacts
 from protocols.registry import (
     JobContext,
     JobParamsError,
@@ -381,6 +382,7 @@ class PartyNode:
         columns: tuple[str, ...] = ()
         values = np.zeros((0, 0))
         text: dict[str, np.ndarray] = {}
+        facts: dict[str, ColumnFacts] = {}  # validity over all rows: refusals ignore the filter
         data: InPlaceData | None = None
         if mine is not None:
             assert self.source is not None  # _check_request refused the job otherwise
@@ -404,6 +406,7 @@ class PartyNode:
                     )
                     keep, consented = self._consented(spec)
                     columns, values = tuple(selection.columns), selection.values[keep]
+                    facts = selection.facts
                     if categorical:  # the protocol reads text columns, e.g. a contingency table
                         text = {c: selection.categorical(c)[keep] for c in columns}
                     check_cohort(spec, self.member, len(values))
@@ -447,6 +450,7 @@ class PartyNode:
             reveal_probabilities=spec.reveal_probabilities,
             outputs=spec.outputs,
             data=data,
+            facts=facts,
         )
 
     def _admit_rows(self, spec: JobSpec, consented: str, rows: int) -> None:
