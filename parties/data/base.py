@@ -98,7 +98,12 @@ class DataSource(ABC):
         return names, parsed
 
     def select(
-        self, columns: Sequence[str], where: str | None = None, *, numeric: bool = True
+        self,
+        columns: Sequence[str],
+        where: str | None = None,
+        *,
+        numeric: bool = True,
+        levels: bool | None = None,
     ) -> Selection:
         """The ``columns`` of the rows that pass ``where`` (all rows when None).
 
@@ -106,7 +111,9 @@ class DataSource(ABC):
         missing cells) in every row of the source, kept or not; otherwise a
         column that holds text is NaN in ``values`` and read with
         ``Selection.categorical``. ``Selection.facts`` carries each column's
-        checks over all rows, so a protocol's refusals do not depend on ``where``.
+        checks over all rows, so a protocol's refusals do not depend on ``where``;
+        with ``levels`` (by default when not ``numeric``) also each column's
+        distinct texts, for a contingency table's levels.
         """
         names, parsed = self.check(columns, where)
         needed = dict.fromkeys(names)
@@ -122,7 +129,8 @@ class DataSource(ABC):
                 keep = None  # every row kept: no copy of any column
         # Validity is decided on every row, whatever the filter kept: a refusal then says
         # something of the whole column, never whether the filter picked a bad row.
-        facts = {name: self._facts(loaded[name], levels=not numeric) for name in names}
+        levels = not numeric if levels is None else levels
+        facts = {name: self._facts(loaded[name], levels=levels) for name in names}
         hint = "; select it with numeric=False and read it with Selection.categorical"
         if numeric:
             for name in names:

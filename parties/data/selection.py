@@ -158,11 +158,6 @@ class Column:
 
         ``levels``: also each distinct present text and its first row, for a table.
         """
-        numbers, bad = self._parse()
-        present = ~np.isnan(numbers)
-        with np.errstate(invalid="ignore"):
-            outside = present & ~(np.abs(numbers) < VALUE_BOUND)
-            other = present & (numbers != 0.0) & (numbers != 1.0)
         seen: dict[str, int] | None = None
         if levels:
             distinct, first = np.unique(self.text, return_index=True)
@@ -171,12 +166,37 @@ class Column:
                 for value, i in zip(distinct.tolist(), first.tolist(), strict=True)
                 if value != ""
             }
+        text_at = self._first_text()
+        if text_at is not None:  # a text column: no number check applies to it
+            return ColumnFacts(not_number=text_at, levels=seen)
+        numbers, _ = self._parse()
+        present = ~np.isnan(numbers)
+        with np.errstate(invalid="ignore"):
+            outside = present & ~(np.abs(numbers) < VALUE_BOUND)
+            other = present & (numbers != 0.0) & (numbers != 1.0)
         return ColumnFacts(
-            not_number=self._first(bad),
-            out_of_range=self._first(outside),
-            not_binary=self._first(other),
-            levels=seen,
+            out_of_range=self._first(outside), not_binary=self._first(other), levels=seen
         )
+
+    def _first_text(self) -> int | None:
+        """The data row of the first cell that is not a number (nor missing), or None.
+
+        Stops at that cell, so a text column (e.g. patient identifiers) costs
+        one cell, not a parse of every row.
+        """
+        if self._bad is not None:
+            return self._first(self._bad)
+        if isinstance(self._cells, CellBlock):
+            fast = self._cells.numbers()
+        else:
+            fast = _all_numbers(self._cells)
+        if fast is not None:
+            self._numbers, self._bad = fast, np.zeros(len(fast), dtype=bool)
+            return None
+        for i, cell in enumerate(self._cells):
+            if _number(cell) is None:
+                return int(self._row_ids[i])
+        return None
 
     @property
     def text(self) -> np.ndarray:

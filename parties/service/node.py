@@ -523,7 +523,8 @@ class PartyNode:
             return slice(None), ""
         assert self.source is not None
         where = spec.inputs[name].where
-        patients = self.source.select([column], where, numeric=False).categorical(column)
+        selected = self.source.select([column], where, numeric=False, levels=False)
+        patients = selected.categorical(column)
         return self._consent_mask(spec, records, patients)
 
     def _consent_mask(

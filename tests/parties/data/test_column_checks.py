@@ -134,3 +134,10 @@ def test_sqlite_checks_follow_the_file(tmp_path: Path) -> None:
         conn.execute("UPDATE t SET lab = 1 WHERE id = 3")
     conn.close()
     assert src.select(["lab"], "id == 1").facts["lab"].out_of_range is None
+
+
+def test_levels_are_read_only_when_asked(src: DataSource) -> None:
+    # e.g. the patient column consent reads: its distinct texts are of no use there
+    assert src.select(["site"], "id == 1", numeric=False, levels=False).facts["site"] == (
+        ColumnFacts(not_number=1)
+    )
