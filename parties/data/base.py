@@ -5,6 +5,10 @@ keeps. Every source loads the needed columns and the filter is applied here
 with numpy, so the same records give the same :class:`Selection` whichever
 way they are stored. Values are patient data: nothing here logs one, and
 errors name the column and the data row (1-based, header excluded).
+
+Validity is checked on every row of a requested column, before the filter
+(``Selection.facts``), so a refusal says something of the whole column and
+never whether the job's filter kept one patient's bad value.
 """
 
 from __future__ import annotations

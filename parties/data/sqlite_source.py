@@ -109,7 +109,11 @@ class SqliteSource(DataSource):
         return names, ", ".join(_quote(k) for k in keys) or None
 
     def _version(self) -> object | None:
-        """The database file's and its write-ahead log's size and modification time."""
+        """The database file's and its write-ahead log's size and modification time.
+
+        Taken before the rows are read: a write during a read changes it, so
+        the next job checks its column again.
+        """
         stamps: list[tuple[int, int] | None] = []
         for path in (self.path, self.path.with_name(self.path.name + "-wal")):
             try:
