@@ -19,13 +19,16 @@ import dataclasses
 import numbers
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Self
+from typing import TYPE_CHECKING, Any, ClassVar, Self
 
 import numpy as np
 
 from smpc.errors import SMPCError
 from smpc.runtime import Runtime
 from smpc.shares import SharedTensor
+
+if TYPE_CHECKING:
+    from protocols.local_data import ColumnFacts
 
 
 class UnknownProtocolError(SMPCError, LookupError):
@@ -175,6 +178,10 @@ class JobContext:
     """A ``protocols.local_data.LocalData`` that answers local aggregates where the rows
     live (e.g. in a database), for a protocol whose spec sets ``aggregates``; ``values``
     is then empty. None: aggregates are computed from ``values`` and ``text``."""
+    facts: Mapping[str, ColumnFacts] = field(default_factory=dict)
+    """``protocols.local_data.ColumnFacts`` per requested column: validity checked over
+    all of the party's rows before filter and consent, so a refusal does not depend on
+    which rows the job selected. Empty when the rows came without them."""
 
     def recipients(self, output: str) -> tuple[int, ...]:
         """Party indices of the recipients the job names for ``output`` (none if not named)."""

@@ -35,7 +35,7 @@ from protocols.disclosure import (
     job_params,
     small_contribution,
 )
-from protocols.local_data import Counted, LocalData, local_data
+from protocols.local_data import Counted, LocalData, check_range, local_data
 from smpc import compare
 from smpc.errors import FixedPointRangeError
 from smpc.runtime import Runtime
@@ -96,6 +96,7 @@ def local_rows(rt: Runtime, ctx: JobContext, *, bounded: bool = True) -> tuple[n
         return np.zeros((0, len(ctx.columns))), 0
     rows, dropped = complete_rows(np.asarray(ctx.values, dtype=np.float64))
     if bounded:
+        check_range(ctx.facts, ctx.columns)  # the whole column, whichever rows were selected
         check_values(rows, ctx.columns)
     return rows, dropped
 

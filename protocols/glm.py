@@ -130,6 +130,7 @@ from protocols.disclosure import (
     public,
     small_contribution,
 )
+from protocols.local_data import ColumnFacts
 from smpc import compare, linalg
 from smpc.runtime import Runtime
 from smpc.shares import SharedTensor, concatenate
@@ -377,7 +378,15 @@ def _with_outcome(rt: Runtime, ctx: JobContext, params: GLMParams) -> JobContext
     A feature that holds text (NaN in the numbers, a cell in the text) is an
     error naming the column; an empty outcome cell is missing.
     """
-    if params.positive is None or rt.planning or not len(ctx.values):
+    if params.positive is None or rt.planning:
+        return ctx
+    for name in ctx.columns:  # decided on the whole column, whichever rows were selected
+        row = ctx.facts[name].not_number if name in ctx.facts else None
+        if name != params.outcome and row is not None:
+            raise StatisticsInputError(
+                f"column {name!r} data row {row}: a feature must be a number"
+            )
+    if not len(ctx.values):
         return ctx
     values = np.array(ctx.values, dtype=np.float64)
     for j, name in enumerate(ctx.columns):
@@ -392,9 +401,23 @@ def _with_outcome(rt: Runtime, ctx: JobContext, params: GLMParams) -> JobContext
 
 
 def _split(
-    rows: np.ndarray, columns: Sequence[str], params: GLMParams
+    rows: np.ndarray,
+    columns: Sequence[str],
+    params: GLMParams,
+    facts: Mapping[str, ColumnFacts] | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Features and outcome of this party's complete rows; a binomial outcome must be 0 or 1."""
+    """Features and outcome of this party's complete rows; a binomial outcome must be 0 or 1.
+
+    A numeric outcome is checked on the whole column (``facts``) when the
+    source gave it, so the refusal does not depend on the rows selected.
+    """
+    fact = (facts or {}).get(params.outcome)
+    binary = params.family == "binomial" and params.positive is None
+    if binary and fact is not None and fact.not_binary is not None:
+        raise StatisticsInputError(
+            f"column {params.outcome!r} data row {fact.not_binary}: a binomial outcome "
+            "must be 0 or 1"
+        )
     at = list(columns).index(params.outcome)
     y = rows[:, at]
     x = np.delete(rows, at, axis=1)
@@ -492,7 +515,7 @@ def _fit(rt: Runtime, ctx: JobContext, kind: type[GLMParams]) -> Outcome:
     p = len(features)
     q = p + 1
     rows, dropped = local_rows(rt, _with_outcome(rt, ctx, params))
-    x, y = _split(rows, ctx.columns, params)
+    x, y = _split(rows, ctx.columns, params, ctx.facts)
     n = len(y)
     m = agree(rt, ctx)
     events = int(y.sum()) if binomial else 0

@@ -14,12 +14,19 @@ complete rows, the same dropped count, and the same refusals. A value that
 is NaN, infinite or outside |x| < 2^14 in a bounded statistic raises
 :class:`~protocols.disclosure.StatisticsInputError` naming the column and a
 row, never the value.
+
+Validity is decided on the whole column, not on the rows a job selected: a
+source checks every row of each requested column before the job's filter
+and consent (:class:`ColumnFacts`), and a refusal names the first bad data
+row of the column. A filter that singles out one patient therefore cannot
+learn from "refused" versus "ran" whether that patient's value is valid;
+the refusal tells only that the hospital's column needs fixing.
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -37,6 +44,49 @@ class Counted:
 
     rows: int
     dropped: int
+
+
+@dataclass(frozen=True)
+class ColumnFacts:
+    """One requested column checked over every row of a party's data, before filter and consent.
+
+    Each field is the first 1-based data row where its check fails, or None
+    if no row fails it. A missing cell fails none. ``levels`` (text columns
+    read for a table, else None) maps each distinct present value to its first row.
+    """
+
+    not_number: int | None = None
+    """A present cell that is not a finite number."""
+    out_of_range: int | None = None
+    """A number outside |x| < 2^14."""
+    not_binary: int | None = None
+    """A number other than 0 and 1."""
+    levels: Mapping[str, int] | None = None
+
+
+def check_range(facts: Mapping[str, ColumnFacts], columns: Sequence[str]) -> None:
+    """Refuse, naming column and data row, a column with a value outside |x| < 2^14 anywhere."""
+    for name in columns:
+        row = facts[name].out_of_range if name in facts else None
+        if row is not None:
+            raise out_of_range(name, f"data row {row}")
+
+
+def check_levels(
+    facts: Mapping[str, ColumnFacts], columns: Sequence[str], levels: Sequence[Sequence[str]]
+) -> None:
+    """Refuse a column holding, in any row, a value that is not one of its levels."""
+    for name, allowed in zip(columns, levels, strict=True):
+        seen = facts[name].levels if name in facts else None
+        if seen is None:
+            continue
+        known = set(allowed)
+        unknown = [row for value, row in seen.items() if value not in known]
+        if unknown:
+            raise StatisticsInputError(
+                f"column {name!r} data row {min(unknown)}: value is not one of the job's"
+                f" {len(allowed)} levels"
+            )
 
 
 class LocalData(ABC):
@@ -118,7 +168,9 @@ class RowData(LocalData):
     """Aggregates computed with numpy from rows in memory (the reference implementation).
 
     ``values`` are the selected rows (NaN where missing); ``text`` the text
-    of categorical columns, "" where missing, for :meth:`crosstab`.
+    of categorical columns, "" where missing, for :meth:`crosstab`; ``facts``
+    the source's whole-column checks, which decide the refusals (the checks on
+    ``values`` remain for rows that come without them, e.g. in-process runs).
     """
 
     def __init__(
@@ -126,8 +178,10 @@ class RowData(LocalData):
         columns: Sequence[str],
         values: np.ndarray,
         text: dict[str, np.ndarray] | None = None,
+        facts: Mapping[str, ColumnFacts] | None = None,
     ) -> None:
         super().__init__(columns)
+        self._facts = dict(facts or {})
         self._values = np.asarray(values, dtype=np.float64).reshape(len(values), len(self.columns))
         self._text = dict(text or {})
         self._complete: tuple[np.ndarray, int] | None = None
@@ -137,6 +191,7 @@ class RowData(LocalData):
             self._complete = complete_rows(self._values)
         rows, dropped = self._complete
         if bounded:
+            check_range(self._facts, self.columns)
             check_values(rows, self.columns)
         return rows, Counted(len(rows), dropped)
 
@@ -178,6 +233,7 @@ class RowData(LocalData):
         return counted, cells.astype(np.int64)
 
     def crosstab(self, levels: Sequence[Sequence[str]]) -> tuple[Counted, np.ndarray]:
+        check_levels(self._facts, self.columns, levels)
         codes = []
         for name, allowed in zip(self.columns, levels, strict=True):
             if name not in self._text:
@@ -225,7 +281,17 @@ def local_data(ctx: JobContext) -> LocalData:
         if not isinstance(ctx.data, LocalData):
             raise TypeError(f"JobContext.data must be LocalData, not {type(ctx.data).__name__}")
         return ctx.data
-    return RowData(ctx.columns, np.asarray(ctx.values, dtype=np.float64), dict(ctx.text))
+    return RowData(ctx.columns, np.asarray(ctx.values, dtype=np.float64), dict(ctx.text), ctx.facts)
 
 
-__all__ = ["AtMost", "Counted", "LocalData", "RowData", "local_data", "out_of_range"]
+__all__ = [
+    "AtMost",
+    "ColumnFacts",
+    "Counted",
+    "LocalData",
+    "RowData",
+    "check_levels",
+    "check_range",
+    "local_data",
+    "out_of_range",
+]

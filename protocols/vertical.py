@@ -23,7 +23,12 @@ column too and puts its rows in the order of ``ids``).
 
 Rounds: 4. Missing values cannot be dropped row-wise here without telling
 the other hospitals which of their rows to drop, so a missing value is an
-error at its holder naming the column and row. Reveals to the job's
+error at its holder naming the column and row. That refusal, like a patient
+of ``ids`` absent from the selection and a constant column, is about the
+job's named rows by design, so it cannot be decided on the whole column: an
+analyst who names a patient learns whether their value is missing. A value
+outside |x| < 2^14 is refused over the whole column (``ColumnFacts``), so it
+is not such an oracle. Reveals to the job's
 recipients: N and the correlation matrix, and (for the covariance protocol)
 each column's sample standard deviation, from which the covariance matrix
 is R_jk s_j s_k; to the computing parties: m and N, which the job declares.
@@ -48,6 +53,7 @@ from protocols.disclosure import (
     check_values,
     public,
 )
+from protocols.local_data import check_range
 from smpc.runtime import Runtime
 from smpc.shares import SharedTensor, concatenate
 from smpc.steps import drive, truncations
@@ -144,6 +150,7 @@ def _aligned(ctx: JobContext, params: VerticalParams, names: Sequence[str]) -> n
             f"{ctx.party}: column {names[gap_col]!r} row {gap_row} of the job's order is missing; "
             "column-split statistics need complete rows"
         )
+    check_range(ctx.facts, names)  # the whole column, whichever rows were selected
     check_values(picked, names)
     return picked
 

@@ -5,6 +5,10 @@ keeps. Every source loads the needed columns and the filter is applied here
 with numpy, so the same records give the same :class:`Selection` whichever
 way they are stored. Values are patient data: nothing here logs one, and
 errors name the column and the data row (1-based, header excluded).
+
+Validity is checked on every row of a requested column, before the filter
+(``Selection.facts``), so a refusal says something of the whole column and
+never whether the job's filter kept one patient's bad value.
 """
 
 from __future__ import annotations
@@ -17,8 +21,8 @@ import numpy as np
 
 from parties.data.errors import DataSourceError
 from parties.data.filters import Filter, evaluate, parse_filter
-from parties.data.selection import Column, Selection
-from protocols.local_data import LocalData
+from parties.data.selection import Column, Selection, not_a_number
+from protocols.local_data import ColumnFacts, LocalData
 
 
 class InPlaceData(LocalData):
@@ -98,13 +102,22 @@ class DataSource(ABC):
         return names, parsed
 
     def select(
-        self, columns: Sequence[str], where: str | None = None, *, numeric: bool = True
+        self,
+        columns: Sequence[str],
+        where: str | None = None,
+        *,
+        numeric: bool = True,
+        levels: bool | None = None,
     ) -> Selection:
         """The ``columns`` of the rows that pass ``where`` (all rows when None).
 
         With ``numeric=True`` every selected column must hold numbers (or
-        missing cells) in the kept rows; otherwise a column that holds text
-        is NaN in ``values`` and read with ``Selection.categorical``.
+        missing cells) in every row of the source, kept or not; otherwise a
+        column that holds text is NaN in ``values`` and read with
+        ``Selection.categorical``. ``Selection.facts`` carries each column's
+        checks over all rows, so a protocol's refusals do not depend on ``where``;
+        with ``levels`` (by default when not ``numeric``) also each column's
+        distinct texts, for a contingency table's levels.
         """
         names, parsed = self.check(columns, where)
         needed = dict.fromkeys(names)
@@ -114,25 +127,52 @@ class DataSource(ABC):
         loaded = {name: Column(name, cells[name], row_ids) for name in needed}
         if parsed is None:
             keep = None
-        else:
+        else:  # the filter language checks the columns it compares in every row
             keep = np.flatnonzero(evaluate(parsed.root, loaded.__getitem__)[0])
             if len(keep) == len(row_ids):
                 keep = None  # every row kept: no copy of any column
+        # Validity is decided on every row, whatever the filter kept: a refusal then says
+        # something of the whole column, never whether the filter picked a bad row.
+        levels = not numeric if levels is None else levels
+        facts = {name: self._facts(loaded[name], levels=levels) for name in names}
+        hint = "; select it with numeric=False and read it with Selection.categorical"
+        if numeric:
+            for name in names:
+                row = facts[name].not_number
+                if row is not None:
+                    raise not_a_number(name, row, hint)
 
         kept_ids = (row_ids if keep is None else row_ids[keep]).astype(np.int64)
         values = np.empty((len(kept_ids), len(names)), dtype=np.float64)
         selected: dict[str, Column] = {}
         for j, name in enumerate(names):
             col = loaded[name] if keep is None else loaded[name].take(keep, kept_ids)
-            if numeric:
-                hint = "; select it with numeric=False and read it with Selection.categorical"
+            if numeric or facts[name].not_number is None:  # numbers in every row
                 values[:, j] = col.numbers(hint)
-            elif col.is_numeric:
                 values[:, j] = col.numbers()
             else:
                 values[:, j] = math.nan
             selected[name] = col
-        return Selection(names, values, kept_ids, selected)
+        return Selection(names, values, kept_ids, selected, facts)
+
+    def _version(self) -> object | None:
+        """A key that changes whenever the data may have; None: keep no column checks."""
+        return None
+
+    _checked: tuple[object, dict[tuple[str, bool], ColumnFacts]] | None = None
+
+    def _facts(self, column: Column, *, levels: bool) -> ColumnFacts:
+        """``column.facts()``, kept per (data version, column, check) while the version holds."""
+        version = self._version()
+        if version is None:
+            return column.facts(levels=levels)
+        if self._checked is None or self._checked[0] != version:
+            self._checked = (version, {})
+        kept = self._checked[1]
+        key = (column.name, levels)
+        if key not in kept:
+            kept[key] = column.facts(levels=levels)
+        return kept[key]
 
     def aggregates(
         self, columns: Sequence[str], where: str | None = None, *, categorical: bool = False

@@ -51,6 +51,10 @@ class CsvSource(DataSource):
     def row_count(self) -> int:
         return self._rows
 
+    def _version(self) -> object | None:
+        """The file is read once when opened: one version for this source's life."""
+        return 0
+
     def _load(self, names: Sequence[str]) -> tuple[dict[str, Sequence[object]], np.ndarray]:
         if isinstance(self._cells, _LazyColumns):
             self._cells.parse(names)

@@ -11,12 +11,17 @@ means on the rows the source would have read: the same complete rows and
 dropped count, and the same refusals, each decided in SQL and named by
 column and data row, never by value:
 
-- a numeric cell that is NaN or infinite in a kept row, or anywhere in a
+- a numeric cell that is NaN or infinite in a selected column, or in a
   column the filter compares with a number: "not a finite number";
 - a text column compared with a string that holds only numbers;
-- in the bounded statistics a complete value outside |x| < 2^14 (minimum and
-  maximum are checked in the same query);
+- in the bounded statistics a value outside |x| < 2^14;
 - in a contingency table a value that is not one of the job's levels.
+
+Each is decided over every row of the table, kept by the filter and consent
+or not, as the row path decides it (``ColumnFacts``): a refusal must not tell
+whether the filter kept one patient's bad value. The first scan of a job reads
+every row once, grouped by whether the row is kept, so the whole-table minima
+and maxima come with the aggregates in the same pass.
 
 Consent: the node streams the patient column of the kept rows (one column),
 decides each patient's consent in Python, and the aggregates are restricted to the
@@ -214,19 +219,19 @@ class PostgresAggregates(InPlaceData):
         return self._scan([], []).kept
 
     def _scan(self, keys: Sequence[sql.Composable], items: Sequence[sql.Composable]) -> _Scanned:
-        """One pass over the rows: counts, the row path's checks, and ``items`` per group.
+        """One pass over every row: counts, the row path's checks, and ``items`` per group.
 
-        Groups are by ``keys`` (none: one group) over the kept rows. When the
-        filter compares a column with a literal, the filter language checks that
-        column in every row, so the pass then reads every row and groups by
-        whether it is kept as well. Raises what the row path raises, naming
-        column and data row; calls the admission check once with the kept count.
+        Groups are by whether a row is kept and by ``keys``. The checks are
+        over every row, kept or not, as the row path makes them: a selected
+        column's cells must be finite (and, in :meth:`_bounded`, in range; in
+        :meth:`crosstab`, one of the levels), and a column the filter compares
+        with a literal must fit it. So a refusal tells nothing of which rows
+        the filter kept. Raises naming column and data row; calls the admission
+        check once with the kept count.
         """
         kept = self._kept()
         guards = self._guards
-        every = bool(guards)
-        keyed: list[sql.Composable] = [sql.SQL("COALESCE({}, FALSE)").format(kept)] if every else []
-        keyed += keys
+        keyed: list[sql.Composable] = [sql.SQL("COALESCE({}, FALSE)").format(kept), *keys]
         guard_items: list[sql.Composable] = []
         for column, is_text in guards:
             if is_text:
@@ -252,11 +257,8 @@ class PostgresAggregates(InPlaceData):
             *items,
         ]
         query = sql.SQL("SELECT {} FROM {} AS r").format(sql.SQL(", ").join(listed), self._relation)
-        if not every:
-            query = sql.SQL("{} WHERE {}").format(query, kept)
-        if keyed:
-            by = sql.SQL(", ").join(sql.Literal(j + 1) for j in range(len(keyed)))
-            query = sql.SQL("{} GROUP BY {}").format(query, by)
+        by = sql.SQL(", ").join(sql.Literal(j + 1) for j in range(len(keyed)))
+        query = sql.SQL("{} GROUP BY {}").format(query, by)
         groups = self._fetch(query)
         g0 = len(keyed)
         for j, (column, is_text) in enumerate(guards):
@@ -274,19 +276,24 @@ class PostgresAggregates(InPlaceData):
                     f"column {column!r} has a value that is not a finite number at data row"
                     f" {self._first_row(bad)}"
                 )
-        if every:
-            groups = [g[1:] for g in groups if g[0]]
-            g0 -= 1
-        groups = [g for g in groups if g[g0] is not None and int(g[g0]) > 0]
         at = g0 + 2 + 2 * len(guards)
         p = len(selected)
-        for j, column in enumerate(selected):
+        for j, column in enumerate(selected):  # every row, kept or not
             if not all(_finite(g[at + j], g[at + p + j]) for g in groups):
-                bad = sql.SQL("{} AND {}").format(kept, sql_filter.not_finite(column))
+                bad = sql_filter.not_finite(column)
                 raise DataSourceError(
                     f"column {column!r} has a value that is not a finite number at data row"
                     f" {self._first_row(bad)}"
                 )
+        whole = (
+            [_least([g[at + j] for g in groups]) for j in range(p)],
+            [_greatest([g[at + p + j] for g in groups]) for j in range(p)],
+        )
+        every_key = sorted({tuple(g[1:g0]) for g in groups}, key=repr)
+        groups = [g[1:] for g in groups if g[0]]
+        g0 -= 1
+        at -= 1
+        groups = [g for g in groups if g[g0] is not None and int(g[g0]) > 0]
         total = sum(int(g[g0]) for g in groups)
         complete = sum(int(g[g0 + 1]) for g in groups)
         if self._check is not None:
@@ -301,6 +308,9 @@ class PostgresAggregates(InPlaceData):
             low=[list(g[at : at + p]) for g in groups],
             high=[list(g[at + p : at + 2 * p]) for g in groups],
             items=[list(g[at + 2 * p :]) for g in groups],
+            whole_low=whole[0],
+            whole_high=whole[1],
+            every_key=every_key,
         )
 
     def _complete_rows(
@@ -329,15 +339,19 @@ class PostgresAggregates(InPlaceData):
         row = list(self._fetch(query)[0])
         return row[:p], row[p : 2 * p], row[2 * p :]
 
-    def _bounded(self, low: Sequence[float | None], high: Sequence[float | None]) -> None:
-        """Refuse, naming column and data row, a complete value outside |x| < 2^14."""
+    def _bounded(self, scanned: _Scanned) -> None:
+        """Refuse, naming column and data row, a value outside |x| < 2^14 in any row.
+
+        Every row of the column, kept or not (the scan's minimum and maximum
+        over the whole table), so the refusal does not depend on the filter.
+        """
         for j, column in enumerate(self.columns):
-            lo, hi = low[j], high[j]
+            lo, hi = scanned.whole_low[j], scanned.whole_high[j]
             if lo is None or hi is None or (lo > -VALUE_BOUND and hi < VALUE_BOUND):
                 continue
             cell = sql_filter.number(column)
-            bad = sql.SQL("{} AND {} AND NOT (abs({}) < {})").format(
-                self._kept(), self._complete(), cell, sql.Literal(VALUE_BOUND)
+            bad = sql.SQL("{} IS NOT NULL AND NOT (abs({}) < {})").format(
+                cell, cell, sql.Literal(VALUE_BOUND)
             )
             raise out_of_range(column, f"data row {self._first_row(bad)}")
 
@@ -351,8 +365,8 @@ class PostgresAggregates(InPlaceData):
     def sums(self) -> tuple[Counted, np.ndarray]:
         items = [sql.SQL("sum({})").format(sql_filter.number(c)) for c in self.columns]
         scanned = self._scan([], items)
-        low, high, got = self._complete_rows(scanned, items)
-        self._bounded(low, high)
+        self._bounded(scanned)
+        _, _, got = self._complete_rows(scanned, items)
         sums = np.array([0.0 if v is None else float(v) for v in got])
         counted = scanned.counted
         self._note([counted.rows, counted.dropped], sums)
@@ -371,9 +385,8 @@ class PostgresAggregates(InPlaceData):
         ]
         scanned = self._scan([], items)
         counted = scanned.counted
-        low, high, raw = self._complete_rows(scanned, items)
-        if counted.rows:
-            self._bounded(low, high)
+        self._bounded(scanned)
+        _, _, raw = self._complete_rows(scanned, items)
         got = [0.0 if v is None else float(v) for v in raw]
         n = counted.rows
         mean = np.array(got[:p])
@@ -390,9 +403,8 @@ class PostgresAggregates(InPlaceData):
     def extremes(self) -> tuple[Counted, np.ndarray, np.ndarray]:
         scanned = self._scan([], [])
         counted = scanned.counted
+        self._bounded(scanned)
         low, high, _ = self._complete_rows(scanned, [])
-        if counted.rows:
-            self._bounded(low, high)
         lows = np.array([0.0 if v is None else float(v) for v in low])
         highs = np.array([0.0 if v is None else float(v) for v in high])
         self._note([counted.rows, counted.dropped], lows, highs)
@@ -425,9 +437,10 @@ class PostgresAggregates(InPlaceData):
         scanned = self._scan(texts, [])
         index = [{level: j for j, level in enumerate(allowed)} for allowed in levels]
         for j, column in enumerate(self.columns):
-            if any(key[j] is not None and key[j] not in index[j] for key in scanned.keys):
-                bad = sql.SQL("{} AND {} IS NOT NULL AND NOT ({} = ANY({}::text[]))").format(
-                    self._kept(), texts[j], texts[j], sql.Placeholder("levels")
+            # every row, kept or not: the refusal must not tell which rows the filter kept
+            if any(key[j] is not None and key[j] not in index[j] for key in scanned.every_key):
+                bad = sql.SQL("{} IS NOT NULL AND NOT ({} = ANY({}::text[]))").format(
+                    texts[j], texts[j], sql.Placeholder("levels")
                 )
                 row = self._first_row(bad, {"levels": list(levels[j])})
                 raise DataSourceError(
@@ -450,7 +463,7 @@ class PostgresAggregates(InPlaceData):
 
 @dataclass(frozen=True)
 class _Scanned:
-    """What one scan found over the kept rows, per group."""
+    """What one scan found over the kept rows, per group, and over every row."""
 
     kept: int
     counted: Counted
@@ -460,6 +473,23 @@ class _Scanned:
     low: list[list[Any]]
     high: list[list[Any]]
     items: list[list[Any]]
+    whole_low: list[Any]
+    """Each selected column's minimum over every row, kept or not (None: no value)."""
+    whole_high: list[Any]
+    every_key: list[tuple[Any, ...]]
+    """The group keys found in any row, kept or not."""
+
+
+def _least(values: Sequence[Any]) -> Any:
+    """The smallest of the values that are not None (None if there is none)."""
+    present = [v for v in values if v is not None]
+    return min(present, key=float) if present else None
+
+
+def _greatest(values: Sequence[Any]) -> Any:
+    """The largest of the values that are not None (None if there is none)."""
+    present = [v for v in values if v is not None]
+    return max(present, key=float) if present else None
 
 
 def _finite(low: Any, high: Any) -> bool:

@@ -16,6 +16,8 @@ import numpy as np
 
 from parties.data.errors import DataSourceError
 from parties.data.filters import NUMBER
+from protocols.disclosure import VALUE_BOUND
+from protocols.local_data import ColumnFacts
 
 MISSING_TOKENS = frozenset({"", "NA", "NaN"})
 
@@ -142,13 +144,59 @@ class Column:
     def numbers(self, hint: str = "") -> np.ndarray:
         """The cells as float64 with NaN where missing; raises at the first non-number."""
         numbers, bad = self._parse()
-        if bad.any():
-            row = int(self._row_ids[int(np.argmax(bad))])
-            raise DataSourceError(
-                f"column {self.name!r} has a value that is not a finite number"
-                f" at data row {row}{hint}"
-            )
+        row = self._first(bad)
+        if row is not None:
+            raise not_a_number(self.name, row, hint)
         return numbers
+
+    def _first(self, hits: np.ndarray) -> int | None:
+        """The data row of the first cell where ``hits`` is set, or None."""
+        return int(self._row_ids[int(np.argmax(hits))]) if hits.any() else None
+
+    def facts(self, *, levels: bool = False) -> ColumnFacts:
+        """This column's validity checks over its rows (all of them, when given all).
+
+        ``levels``: also each distinct present text and its first row, for a table.
+        """
+        seen: dict[str, int] | None = None
+        if levels:
+            distinct, first = np.unique(self.text, return_index=True)
+            seen = {
+                str(value): int(self._row_ids[i])
+                for value, i in zip(distinct.tolist(), first.tolist(), strict=True)
+                if value != ""
+            }
+        text_at = self._first_text()
+        if text_at is not None:  # a text column: no number check applies to it
+            return ColumnFacts(not_number=text_at, levels=seen)
+        numbers, _ = self._parse()
+        present = ~np.isnan(numbers)
+        with np.errstate(invalid="ignore"):
+            outside = present & ~(np.abs(numbers) < VALUE_BOUND)
+            other = present & (numbers != 0.0) & (numbers != 1.0)
+        return ColumnFacts(
+            out_of_range=self._first(outside), not_binary=self._first(other), levels=seen
+        )
+
+    def _first_text(self) -> int | None:
+        """The data row of the first cell that is not a number (nor missing), or None.
+
+        Stops at that cell, so a text column (e.g. patient identifiers) costs
+        one cell, not a parse of every row.
+        """
+        if self._bad is not None:
+            return self._first(self._bad)
+        if isinstance(self._cells, CellBlock):
+            fast = self._cells.numbers()
+        else:
+            fast = _all_numbers(self._cells)
+        if fast is not None:
+            self._numbers, self._bad = fast, np.zeros(len(fast), dtype=bool)
+            return None
+        for i, cell in enumerate(self._cells):
+            if _number(cell) is None:
+                return int(self._row_ids[i])
+        return None
 
     @property
     def text(self) -> np.ndarray:
@@ -172,17 +220,27 @@ class Column:
         return self._text
 
 
+def not_a_number(column: str, row: int, hint: str = "") -> DataSourceError:
+    """The error for a cell that is not a finite number: column and data row, never the value."""
+    return DataSourceError(
+        f"column {column!r} has a value that is not a finite number at data row {row}{hint}"
+    )
+
+
 class Selection:
     """The rows a filter kept, for the columns a job asked for.
 
     ``values`` is a read-only float64 array (rows x columns), NaN where a cell
     is missing and, for a selection made with ``numeric=False``, in the
     columns that hold text; read those with :meth:`categorical`. ``row_ids``
-    are the source's 1-based data-row numbers, for error messages. The repr
+    are the source's 1-based data-row numbers, for error messages; ``facts``
+    each column's validity over all the source's rows (see
+    :class:`~protocols.local_data.ColumnFacts`), for refusals that do not
+    depend on the filter. The repr
     shows shapes only, never values.
     """
 
-    __slots__ = ("_cells", "columns", "row_ids", "values")
+    __slots__ = ("_cells", "columns", "facts", "row_ids", "values")
 
     def __init__(
         self,
@@ -190,6 +248,7 @@ class Selection:
         values: np.ndarray,
         row_ids: np.ndarray,
         cells: dict[str, Column],
+        facts: dict[str, ColumnFacts] | None = None,
     ) -> None:
         values.flags.writeable = False
         row_ids.flags.writeable = False
@@ -197,6 +256,8 @@ class Selection:
         self.values = values
         self.row_ids = row_ids
         self._cells = cells
+        self.facts: dict[str, ColumnFacts] = dict(facts or {})
+        """Each selected column checked over every row of the source, before the filter."""
 
     def __len__(self) -> int:
         return len(self.row_ids)
@@ -221,4 +282,4 @@ class Selection:
         return self._column(name).text
 
 
-__all__ = ["MISSING_TOKENS", "CellBlock", "Column", "Selection"]
+__all__ = ["MISSING_TOKENS", "CellBlock", "Column", "Selection", "not_a_number"]

@@ -108,6 +108,22 @@ class SqliteSource(DataSource):
         keys = [name for name, pk in sorted(info, key=lambda row: row[1]) if pk > 0]
         return names, ", ".join(_quote(k) for k in keys) or None
 
+    def _version(self) -> object | None:
+        """The database file's and its write-ahead log's size and modification time.
+
+        Taken before the rows are read: a write during a read changes it, so
+        the next job checks its column again.
+        """
+        stamps: list[tuple[int, int] | None] = []
+        for path in (self.path, self.path.with_name(self.path.name + "-wal")):
+            try:
+                info = path.stat()
+            except OSError:
+                stamps.append(None)
+            else:
+                stamps.append((info.st_size, info.st_mtime_ns))
+        return tuple(stamps)
+
     def _load(self, names: Sequence[str]) -> tuple[dict[str, Sequence[object]], np.ndarray]:
         with self._connect() as conn:
             current, order = self._schema(conn)

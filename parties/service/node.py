@@ -68,6 +68,7 @@ from parties.service.dealer_service import DealerConnection, DealerLink
 from parties.service.mesh import Mesh, after_reply
 from parties.service.socket_transport import SocketTransport
 from protocols.disclosure import PolicyRefused
+from protocols.local_data import ColumnFacts
 from protocols.registry import (
     JobContext,
     JobParamsError,
@@ -394,6 +395,7 @@ class PartyNode:
         columns: tuple[str, ...] = ()
         values = np.zeros((0, 0))
         text: dict[str, np.ndarray] = {}
+        facts: dict[str, ColumnFacts] = {}  # validity over all rows: refusals ignore the filter
         data: InPlaceData | None = None
         if mine is not None:
             assert self.source is not None  # _check_request refused the job otherwise
@@ -417,6 +419,7 @@ class PartyNode:
                     )
                     keep, consented = self._consented(spec)
                     columns, values = tuple(selection.columns), selection.values[keep]
+                    facts = selection.facts
                     if categorical:  # the protocol reads text columns, e.g. a contingency table
                         text = {c: selection.categorical(c)[keep] for c in columns}
                     check_cohort(spec, self.member, len(values))
@@ -460,6 +463,7 @@ class PartyNode:
             reveal_probabilities=spec.reveal_probabilities,
             outputs=spec.outputs,
             data=data,
+            facts=facts,
         )
 
     def _admit_rows(self, spec: JobSpec, consented: str, rows: int) -> None:
@@ -532,7 +536,8 @@ class PartyNode:
             return slice(None), ""
         assert self.source is not None
         where = spec.inputs[name].where
-        patients = self.source.select([column], where, numeric=False).categorical(column)
+        selected = self.source.select([column], where, numeric=False, levels=False)
+        patients = selected.categorical(column)
         return self._consent_mask(spec, records, patients)
 
     def _consent_mask(

@@ -10,6 +10,7 @@ the default fit and p-values with statsmodels run to ``tol=1e-13``.
 from __future__ import annotations
 
 import csv
+import dataclasses
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +20,7 @@ import statsmodels.api as sm
 from protocols import glm
 from protocols.disclosure import StatisticsInputError, StatisticsParamsError
 from protocols.glm_fit import FitSuppressed, GLMFitError, run_local
+from protocols.local_data import ColumnFacts
 from protocols.statistics import contexts, opened
 from protocols.synthetic import cohort
 from smpc.local import LocalFederation
@@ -588,3 +590,24 @@ def test_more_parameters_than_the_ratio_of_n_allows_are_suppressed(
 def test_the_parameter_ratio_can_only_be_made_stricter(ratio) -> None:
     with pytest.raises(StatisticsParamsError, match=r"params\.parameter_ratio must be"):
         glm.GLMParams.from_mapping({"outcome": "y", "parameter_ratio": ratio})
+
+
+@pytest.mark.parametrize(
+    ("fact", "message"),
+    [
+        ({"y": ColumnFacts(not_binary=42)}, r"'y' data row 42: a binomial outcome must be 0 or 1"),
+        ({"a": ColumnFacts(out_of_range=9)}, r"'a' data row 9: value out of range"),
+    ],
+)
+def test_a_bad_value_outside_the_selected_rows_is_refused(fact, message: str) -> None:
+    # The source checked the whole column (ColumnFacts): its selected rows are all valid,
+    # yet the refusal is the same as if the filter had kept the bad row.
+    rng = np.random.default_rng(8)
+    x = rng.normal(size=(90, 2))
+    values = np.column_stack([x, (x[:, 0] + rng.normal(size=90) > 0).astype(float)])
+    parts = [values[k::3] for k in range(3)]
+    params = {"outcome": "y", "family": "binomial", "max_iter": 25}
+    ctxs = contexts(parts, ["a", "b", "y"], params=params)
+    ctxs[1] = dataclasses.replace(ctxs[1], facts=fact)
+    with pytest.raises(StatisticsInputError, match=message):
+        run_local(LocalFederation(3), ctxs)

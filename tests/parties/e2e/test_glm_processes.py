@@ -203,4 +203,5 @@ def test_a_bad_outcome_value_at_one_hospital_fails_the_job_saying_only_local_dat
         told = f"job {spec.job_id}: party {party}: party aborted: party hospital-c: party aborted"
         assert reply.failure == told, party
     log = dep.log_path("hospital-c").read_text()
-    assert "'malignant' row" in log and "must be 0 or 1" in log  # the cause, in its own log
+    # the cause, in its own log: column and data row (decided on the whole column)
+    assert "'malignant' data row 18: a binomial outcome must be 0 or 1" in log
