@@ -166,7 +166,13 @@ def exclusion_note(excluded: int, selected: int, mode: str, scope: str) -> str:
 
 
 class ConsentBook:
-    """Each patient's latest consent per scope, from a hospital's records."""
+    """Each patient's latest consent per scope, from a hospital's records.
+
+    A job's rows are decided with numpy (:meth:`allowed`): per scope, the keys
+    that have a record in that scope or ``all`` are kept sorted with their
+    verdicts, and each row's key is found by binary search on its first 8
+    bytes, then compared in full. :meth:`allows` is the per-key definition.
+    """
 
     def __init__(self, records: Iterable[ConsentRecord], mode: str) -> None:
         if mode not in ("opt-in", "opt-out"):
@@ -178,6 +184,7 @@ class ConsentBook:
             entry = (r.time_ms, order, r.action == "grant")
             if slot not in self._latest or entry[:2] > self._latest[slot][:2]:
                 self._latest[slot] = entry
+        self._decided: dict[str, _Verdicts] = {}
 
     def __len__(self) -> int:
         return len(self._latest)
@@ -193,10 +200,72 @@ class ConsentBook:
         """A boolean mask: which rows (by patient identifier) a job of ``scope`` may use."""
         if secret is None:  # no consent was ever recorded here
             return np.full(len(patients), self.mode == "opt-out", dtype=bool)
-        return self.allowed([patient_key(secret, str(p)) for p in patients], scope)
+        keys = b"".join(hmac.digest(secret, str(p).encode("utf-8"), "sha256") for p in patients)
+        return self.allowed(np.frombuffer(keys, dtype=np.uint8).reshape(-1, KEY_SIZE), scope)
 
-    def allowed(self, keys: Sequence[bytes], scope: str) -> np.ndarray:
-        """A boolean mask: which patients, by key, a job of ``scope`` may use."""
+    def allowed(self, keys: Sequence[bytes] | np.ndarray, scope: str) -> np.ndarray:
+        """A boolean mask: which patients, by key, a job of ``scope`` may use.
+
+        ``keys`` is best an (n, 32) uint8 array (what
+        :meth:`parties.ledger.patients.PatientKeys.array` gives); a sequence of
+        32-byte keys is joined into one.
+        """
+        table = _key_rows(keys)
         if not self._latest:
-            return np.full(len(keys), self.mode == "opt-out", dtype=bool)
-        return np.array([self.allows(k, scope) for k in keys], dtype=bool)
+            return np.full(len(table), self.mode == "opt-out", dtype=bool)
+        verdicts = self._decided.get(scope)
+        if verdicts is None:
+            verdicts = self._decided[scope] = _Verdicts.of(self, scope)
+        return verdicts.decide(table, self.mode == "opt-out")
+
+
+KEY_SIZE = 32
+
+
+def _key_rows(keys: Sequence[bytes] | np.ndarray) -> np.ndarray:
+    """``keys`` as a contiguous (n, 32) uint8 array."""
+    if isinstance(keys, np.ndarray):
+        if keys.dtype != np.uint8 or keys.ndim != 2 or keys.shape[1] != KEY_SIZE:
+            raise TypeError(f"keys must be an (n, {KEY_SIZE}) uint8 array, got {keys.dtype}")
+        return np.ascontiguousarray(keys)
+    if any(len(k) != KEY_SIZE for k in keys):
+        raise ValueError(f"a patient key is {KEY_SIZE} bytes")
+    return np.frombuffer(b"".join(keys), dtype=np.uint8).reshape(len(keys), KEY_SIZE)
+
+
+def _prefixes(table: np.ndarray) -> np.ndarray:
+    """The first 8 bytes of each key as a big-endian integer: their order is the keys' order."""
+    return table[:, :8].copy().view(">u8").ravel().astype(np.uint64)
+
+
+class _Verdicts:
+    """The keys with a record for one scope (or ``all``), sorted, and each one's verdict."""
+
+    def __init__(self, table: np.ndarray, verdict: np.ndarray) -> None:
+        whole = table.view(f"S{KEY_SIZE}").ravel()
+        order = np.argsort(whole, kind="stable")  # bytewise: equal widths, so NULs sort right
+        self.table = table[order]
+        self.whole = whole[order]
+        self.verdict = verdict[order]
+        self.prefix = _prefixes(self.table)
+        self.unique = bool(len(self.prefix) < 2 or (np.diff(self.prefix) != 0).all())
+
+    @classmethod
+    def of(cls, book: ConsentBook, scope: str) -> _Verdicts:
+        keys = list(dict.fromkeys(k for k, s in book._latest if s in (scope, "all")))
+        verdict = np.array([book.allows(k, scope) for k in keys], dtype=bool)
+        return cls(_key_rows(keys), verdict)
+
+    def decide(self, table: np.ndarray, default: bool) -> np.ndarray:
+        """Each row's verdict, or ``default`` for a key without a record."""
+        out = np.full(len(table), default, dtype=bool)
+        if not len(self.verdict) or not len(table):
+            return out
+        if self.unique:  # one candidate per row, found on 8 bytes, confirmed on all 32
+            at = np.searchsorted(self.prefix, _prefixes(table))
+        else:  # two recorded keys share their first 8 bytes: search on all 32
+            at = np.searchsorted(self.whole, table.view(f"S{KEY_SIZE}").ravel())
+        at = np.minimum(at, len(self.verdict) - 1)
+        hit = (self.table[at] == table).all(axis=1)
+        out[hit] = self.verdict[at[hit]]
+        return out

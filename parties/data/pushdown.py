@@ -24,7 +24,7 @@ every row once, grouped by whether the row is kept, so the whole-table minima
 and maxima come with the aggregates in the same pass.
 
 Consent: the node streams the patient column of the kept rows (one column),
-decides each patient's consent in Python, and the aggregates are restricted to the
+decides each patient's consent with numpy, and the aggregates are restricted to the
 consenting patients by a bound array of identifiers (those excluded, or those
 included, whichever list is shorter: the snapshot is the same). Only a text or
 integer patient column can be restricted in SQL; any other type, and any

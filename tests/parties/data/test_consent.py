@@ -8,6 +8,8 @@ import sqlite3
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from parties.data.consent import (
     ConsentBook,
@@ -104,3 +106,112 @@ def test_the_exclusion_note_says_how_many_and_why_per_mode() -> None:
         "consent excluded 2 of 10 selected rows (consent mode opt-out: these patients revoked"
         " scope 'model-inference' or 'all')"
     )
+
+
+# The vectorised decision against a plain per-row reference: one HMAC per
+# identifier, then Python sets of the keys whose latest record for the scope
+# (or "all") grants or revokes.
+
+JOB_SCOPES = ("statistics", "model-training", "model-inference")
+PATIENTS = ("p0", "p1", "MRN-0417", "é", " p4", "p5", "x" * 40, "7")
+
+
+def reference(records: list[ConsentRecord], keys: list[bytes], mode: str, scope: str) -> np.ndarray:
+    latest: dict[bytes, tuple[int, int, str]] = {}
+    for order, r in enumerate(records):
+        if r.scope in (scope, "all"):
+            seen = latest.get(r.patient_key)
+            if seen is None or (r.time_ms, order) > seen[:2]:
+                latest[r.patient_key] = (r.time_ms, order, r.action)
+    granted = {k for k, v in latest.items() if v[2] == "grant"}
+    revoked = {k for k, v in latest.items() if v[2] == "revoke"}
+    return np.array(
+        [k in granted or (mode == "opt-out" and k not in revoked) for k in keys], dtype=bool
+    )
+
+
+RECORDS = st.lists(
+    st.tuples(
+        st.sampled_from(["grant", "revoke"]),
+        st.sampled_from(PATIENTS),
+        st.sampled_from(["all", *JOB_SCOPES]),
+        st.integers(0, 5),  # few times, so records often tie and their order decides
+    ),
+    max_size=30,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    RECORDS,
+    st.lists(st.sampled_from([*PATIENTS, "nobody", ""]), max_size=40),
+    st.sampled_from(["opt-in", "opt-out"]),
+    st.sampled_from(JOB_SCOPES),
+)
+def test_the_row_decision_agrees_with_a_per_row_reference(
+    drawn: list[tuple[str, str, str, int]], rows: list[str], mode: str, scope: str
+) -> None:
+    records = [rec(a, p, s, t) for a, p, s, t in drawn]
+    book = ConsentBook(records, mode)
+    keys = [hmac.digest(SECRET, p.encode("utf-8"), "sha256") for p in rows]
+    expected = reference(records, keys, mode, scope)
+    table = np.frombuffer(b"".join(keys), dtype=np.uint8).reshape(len(keys), 32)
+    assert book.allowed(table, scope).tolist() == expected.tolist()
+    assert book.allowed(keys, scope).tolist() == expected.tolist()
+    assert book.rows(SECRET, np.array(rows, dtype=str), scope).tolist() == expected.tolist()
+
+
+@pytest.mark.parametrize("mode", ["opt-in", "opt-out"])
+@pytest.mark.parametrize("shared", [0, 8, 31])
+def test_random_books_agree_with_the_reference_also_where_keys_share_a_prefix(
+    mode: str, shared: int
+) -> None:
+    rng = np.random.default_rng(shared + len(mode))
+    keys = rng.integers(0, 256, (3000, 32), dtype=np.uint8)
+    keys[:, :shared] = 7  # keys alike in their first bytes take the full-key search
+    if shared:  # all-zero and trailing-zero keys are keys like any other
+        keys[-5:] = 0
+        keys[-4:, 31] = 1
+        keys[-3:, 30] = 2
+    raw = [k.tobytes() for k in keys]
+    recorded = rng.choice(len(raw), 1200)
+    records = [
+        ConsentRecord(
+            str(rng.choice(["grant", "revoke"])),
+            "h0",
+            raw[i],
+            str(rng.choice(["all", *JOB_SCOPES])),
+            int(rng.integers(0, 50)),
+        )
+        for i in recorded.tolist()
+    ]
+    book = ConsentBook(records, mode)
+    rows = rng.integers(0, len(raw), 20_000)
+    for scope in JOB_SCOPES:
+        expected = reference(records, [raw[i] for i in rows.tolist()], mode, scope)
+        assert book.allowed(keys[rows], scope).tolist() == expected.tolist()
+
+
+@pytest.mark.parametrize("mode", ["opt-in", "opt-out"])
+def test_a_revocation_after_a_grant_excludes_and_a_later_grant_includes_again(mode: str) -> None:
+    keys = [patient_key(SECRET, p) for p in ("p1", "p2", "p3")]
+    records = [
+        rec("grant", "p1", "all", 1),
+        rec("revoke", "p1", "model-inference", 2),
+        rec("grant", "p2", "model-inference", 1),
+        rec("revoke", "p2", "all", 2),
+        rec("grant", "p2", "model-inference", 3),
+        rec("revoke", "p3", "statistics", 1),
+    ]
+    book = ConsentBook(records, mode)
+    assert book.allowed(keys, "model-inference").tolist() == [False, True, mode == "opt-out"]
+    assert book.allowed(keys, "statistics").tolist() == [True, False, False]
+    assert book.allowed(keys, "model-training").tolist() == [True, False, mode == "opt-out"]
+
+
+def test_keys_of_the_wrong_shape_are_refused() -> None:
+    book = ConsentBook([rec("grant", "p1", "all", 1)], "opt-in")
+    with pytest.raises(TypeError, match="uint8"):
+        book.allowed(np.zeros((2, 16), dtype=np.uint8), "statistics")
+    with pytest.raises(ValueError, match="32 bytes"):
+        book.allowed([b"short"], "statistics")
