@@ -269,25 +269,31 @@ class PatientLedger:
         self._writing: dict[str, _Task] = {}
         self.keys = PatientKeys()
 
-    def selected(self, job: str, ids: np.ndarray) -> None:
+    def selected(self, job: str, ids: np.ndarray, keys: np.ndarray | None = None) -> None:
         """The identifiers of the rows ``job`` uses (after its filter and consent).
 
-        The commitment to them is computed from here on, on a thread of its
-        own, while the job runs: :meth:`commit` at the job's end only waits for it.
+        ``keys``: their keys as an (n, 32) uint8 array, if the caller looked
+        them up already (under the consent secret on file), so they are not
+        looked up again. The commitment to them is computed from here on, on
+        a thread of its own, while the job runs: :meth:`commit` at the job's
+        end only waits for it.
         """
+        if keys is not None and keys.shape != (len(ids), patients.KEY_SIZE):
+            raise ValueError(f"keys must be ({len(ids)}, {patients.KEY_SIZE}), got {keys.shape}")
         if self.active:
-            task = _Task(self._prepare, job, ids)
+            task = _Task(self._prepare, job, ids, keys)
             with self._lock:
                 self._selected[job] = task
             task.start()
 
-    def _prepare(self, job: str, ids: np.ndarray) -> _Prepared:
+    def _prepare(self, job: str, ids: np.ndarray, keys: np.ndarray | None = None) -> _Prepared:
         """The salt, the sorted leaves, the commitment and the root of ``job``'s patients."""
         secret = consent.load_secret(self.member, create=True)
         if secret is None:
             raise consent.ConsentError(f"no consent secret at {consent.secret_path(self.member)}")
         salt = secrets.token_bytes(patients.SALT_SIZE)
-        keys = self.keys.array(secret, ids)
+        if keys is None:
+            keys = self.keys.array(secret, ids)
         leaves = patients.leaves(patients.job_key(secret, job, salt), keys)
         commitment, root = patients.commit(salt, leaves)
         return salt, leaves.tobytes(), commitment, root

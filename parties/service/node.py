@@ -550,11 +550,14 @@ class PartyNode:
         """
         book = consent.ConsentBook(records, self.consent_mode)
         secret = consent.load_secret(self.member)
+        kept_keys: np.ndarray | None = None
         if secret is None:
             keep = book.rows(None, ids, spec.scope)
         else:
-            keep = book.allowed(self.patients.keys.of(secret, ids), spec.scope)
-        self.patients.selected(spec.job_id, ids[keep])
+            keys = self.patients.keys.array(secret, ids)
+            keep = book.allowed(keys, spec.scope)
+            kept_keys = keys[keep]
+        self.patients.selected(spec.job_id, ids[keep], kept_keys)
         note = consent.exclusion_note(
             len(keep) - int(keep.sum()), len(keep), self.consent_mode, spec.scope
         )

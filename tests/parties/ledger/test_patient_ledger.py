@@ -64,3 +64,22 @@ def test_leaves_that_cannot_be_stored_stop_the_record(tmp_path: Path) -> None:
             ledger.kept("job-1")
     finally:
         ledger.close()
+
+
+def test_keys_handed_over_with_the_ids_give_their_commitment(tmp_path: Path) -> None:
+    member = _hospital(tmp_path)
+    secret = consent.load_secret(member, create=True)
+    assert secret is not None
+    ledger = PatientLedger(member)
+    try:
+        chosen = ["MRN-3", "MRN-1", "Zoë"]
+        keys = ledger.keys.array(secret, np.array(chosen))
+        with pytest.raises(ValueError, match="keys must be"):
+            ledger.selected("job-0", np.array(chosen), keys[:2])
+        ledger.selected("job-1", np.array(chosen), keys)
+        commitment, notes = ledger.commit("job-1")
+        ledger.kept("job-1")
+        salt = bytes.fromhex(str(notes["patients_salt"]))
+        assert commitment == patients.commit(salt, _expected(secret, "job-1", salt, chosen))[0]
+    finally:
+        ledger.close()
