@@ -13,7 +13,7 @@ import numpy as np
 from parties.data import csv_kernels
 from parties.data.base import DataSource
 from parties.data.errors import DataSourceError
-from parties.data.selection import CellBlock
+from parties.data.selection import CellBlock, stripped_texts
 
 
 class CsvSource(DataSource):
@@ -176,10 +176,13 @@ class _Fields(CellBlock):
         data: np.ndarray,
         bounds: tuple[np.ndarray, np.ndarray],
         parsed: np.ndarray | bool | None = None,
+        whole: tuple[_Fields, np.ndarray] | None = None,
     ) -> None:
         self._data = data
         self._starts, self._ends = bounds
         self.parsed = parsed
+        self._whole = whole  # the snapshot's whole column, and these rows' places in it
+        self._texts: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self._starts)
@@ -197,7 +200,20 @@ class _Fields(CellBlock):
 
     def take(self, rows: np.ndarray) -> _Fields:
         parsed = self.parsed[rows] if isinstance(self.parsed, np.ndarray) else self.parsed
-        return _Fields(self._data, (self._starts[rows], self._ends[rows]), parsed)
+        whole = (self, rows) if self._whole is None else (self._whole[0], self._whole[1][rows])
+        return _Fields(self._data, (self._starts[rows], self._ends[rows]), parsed, whole)
+
+    def texts(self) -> np.ndarray:
+        """The cells stripped, "" where missing; worked out once per snapshot's column
+        (e.g. the patient column consent reads for every job), then indexed."""
+        if self._whole is not None:
+            whole, rows = self._whole
+            text = whole.texts()[rows]
+            text.flags.writeable = False
+            return text
+        if self._texts is None:
+            self._texts = stripped_texts(self)
+        return self._texts
 
     def numbers(self) -> np.ndarray | None:
         if isinstance(self.parsed, np.ndarray):

@@ -81,6 +81,19 @@ class CellBlock(ABC, Sequence[str]):
         """Every cell as float64 (NaN where missing) when all are plain decimal numbers
         or missing, else None: the strict cell-by-cell path then decides."""
 
+    def texts(self) -> np.ndarray | None:
+        """The cells as :attr:`Column.text` gives them, if the block keeps them (per
+        snapshot); None to have the column work them out."""
+        return None
+
+
+def stripped_texts(cells: Sequence[str]) -> np.ndarray:
+    """Text cells stripped, "" where missing, as a read-only numpy text array."""
+    out = [c.strip() for c in cells]
+    text = np.array(["" if c in MISSING_TOKENS else c for c in out], dtype=str)
+    text.flags.writeable = False
+    return text
+
 
 def _take(cells: Sequence[object], rows: np.ndarray) -> Sequence[object]:
     if isinstance(cells, CellBlock | np.ndarray):
@@ -201,6 +214,8 @@ class Column:
     @property
     def text(self) -> np.ndarray:
         """The cells as stripped strings, "" where missing."""
+        if self._text is None and isinstance(self._cells, CellBlock):
+            self._text = self._cells.texts()
         if self._text is None:
             out: list[str] = []
             for i, cell in enumerate(self._cells):

@@ -1008,3 +1008,26 @@ def test_csv_without_final_newline_and_header_only(tmp_path: Path) -> None:
     path.write_bytes(b"a,b\n1,2\r\n3\r\n")
     with pytest.raises(DataSourceError, match="data row 2 has 1 fields; the header has 2"):
         source(path)
+
+
+def test_a_text_column_read_job_after_job_matches_the_csv_module_and_is_worked_out_once(
+    tmp_path: Path,
+) -> None:
+    """The patient column consent reads for every job: the csv module's cells, stripped,
+    "" where missing, for each job's filter; the whole column's text made once per snapshot."""
+    from parties.data.csv_source import CsvSource
+
+    ids = [" p1", "p2 ", "NA", "", "é3", "p4", "NaN", "p1", "x\t"]
+    rows = [[p, i] for i, p in enumerate(ids)]
+    path = write_csv(tmp_path / "d.csv", ["pid", "age"], rows)
+    with path.open(newline="", encoding="utf-8") as fh:
+        cells = [r["pid"].strip() for r in csv.DictReader(fh)]
+    want = ["" if c in ("", "NA", "NaN") else c for c in cells]
+    source = CsvSource(path)
+    whole = source._cells["pid"]
+    for where, kept in [(None, range(9)), ("age > 2", range(3, 9)), ("age < 5", range(5))]:
+        for _ in range(2):
+            got = source.select(["pid"], where, numeric=False, levels=False).categorical("pid")
+            assert got.tolist() == [want[i] for i in kept]
+            assert not got.flags.writeable
+    assert whole.texts() is whole.texts()
