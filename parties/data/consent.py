@@ -244,10 +244,9 @@ class _Verdicts:
     def __init__(self, table: np.ndarray, verdict: np.ndarray) -> None:
         whole = table.view(f"S{KEY_SIZE}").ravel()
         order = np.argsort(whole, kind="stable")  # bytewise: equal widths, so NULs sort right
-        self.table = table[order]
         self.whole = whole[order]
         self.verdict = verdict[order]
-        self.prefix = _prefixes(self.table)
+        self.prefix = _prefixes(table[order])
         self.unique = bool(len(self.prefix) < 2 or (np.diff(self.prefix) != 0).all())
 
     @classmethod
@@ -261,11 +260,12 @@ class _Verdicts:
         out = np.full(len(table), default, dtype=bool)
         if not len(self.verdict) or not len(table):
             return out
+        whole = table.view(f"S{KEY_SIZE}").ravel()
         if self.unique:  # one candidate per row, found on 8 bytes, confirmed on all 32
             at = np.searchsorted(self.prefix, _prefixes(table))
         else:  # two recorded keys share their first 8 bytes: search on all 32
-            at = np.searchsorted(self.whole, table.view(f"S{KEY_SIZE}").ravel())
+            at = np.searchsorted(self.whole, whole)
         at = np.minimum(at, len(self.verdict) - 1)
-        hit = (self.table[at] == table).all(axis=1)
+        hit = self.whole[at] == whole  # exact: both sides are 32 bytes (3x the uint8 compare)
         out[hit] = self.verdict[at[hit]]
         return out
