@@ -134,12 +134,6 @@ class PatientKeys:
             whole = self._keys.view(f"V{patients.KEY_SIZE}")  # one item per key: 3x faster
             return whole[rows].view(np.uint8).reshape(len(rows), patients.KEY_SIZE)
 
-    def of(self, secret: bytes, ids: Sequence[object] | np.ndarray) -> list[bytes]:
-        """:meth:`array` as one 32-byte key per identifier."""
-        keys = self.array(secret, ids).tobytes()
-        size = patients.KEY_SIZE
-        return [keys[i : i + size] for i in range(0, len(keys), size)]
-
     def _store(self, secret: bytes, new: np.ndarray) -> None:
         first, stop = self._count, self._count + len(new)
         width = max(self._words.shape[1], new.shape[1])
