@@ -6,7 +6,6 @@ import csv
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import overload
 
 import numpy as np
 
@@ -187,15 +186,7 @@ class _Fields(CellBlock):
     def __len__(self) -> int:
         return len(self._starts)
 
-    @overload
-    def __getitem__(self, i: int) -> str: ...
-
-    @overload
-    def __getitem__(self, i: slice) -> list[str]: ...
-
-    def __getitem__(self, i: int | slice) -> str | list[str]:
-        if isinstance(i, slice):
-            return [self[k] for k in range(*i.indices(len(self)))]
+    def cell(self, i: int) -> str:
         return self._data[self._starts[i] : self._ends[i]].tobytes().decode("utf-8")
 
     def take(self, rows: np.ndarray) -> _Fields:

@@ -11,6 +11,7 @@ import math
 import re
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
+from typing import overload
 
 import numpy as np
 
@@ -73,6 +74,21 @@ class CellBlock(ABC, Sequence[str]):
     """
 
     @abstractmethod
+    def cell(self, i: int) -> str:
+        """The text of the cell at row ``i`` of the block."""
+
+    @overload
+    def __getitem__(self, i: int) -> str: ...
+
+    @overload
+    def __getitem__(self, i: slice) -> list[str]: ...
+
+    def __getitem__(self, i: int | slice) -> str | list[str]:
+        if isinstance(i, slice):
+            return [self.cell(k) for k in range(*i.indices(len(self)))]
+        return self.cell(i)
+
+    @abstractmethod
     def take(self, rows: np.ndarray) -> CellBlock:
         """The cells at the given positions, in that order."""
 
@@ -112,12 +128,15 @@ class Column:
         self._bad: np.ndarray | None = None
         self._text: np.ndarray | None = None
 
+    def _fast_numbers(self) -> np.ndarray | None:
+        """Every cell as float64 in one pass when all are plain numbers or missing, else None."""
+        if isinstance(self._cells, CellBlock):
+            return self._cells.numbers()
+        return _all_numbers(self._cells)
+
     def _parse(self) -> tuple[np.ndarray, np.ndarray]:
         if self._numbers is None or self._bad is None:
-            if isinstance(self._cells, CellBlock):
-                fast = self._cells.numbers()
-            else:
-                fast = _all_numbers(self._cells)
+            fast = self._fast_numbers()
             if fast is not None:
                 self._numbers, self._bad = fast, np.zeros(len(fast), dtype=bool)
                 return self._numbers, self._bad
@@ -199,10 +218,7 @@ class Column:
         """
         if self._bad is not None:
             return self._first(self._bad)
-        if isinstance(self._cells, CellBlock):
-            fast = self._cells.numbers()
-        else:
-            fast = _all_numbers(self._cells)
+        fast = self._fast_numbers()
         if fast is not None:
             self._numbers, self._bad = fast, np.zeros(len(fast), dtype=bool)
             return None
