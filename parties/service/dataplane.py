@@ -213,8 +213,13 @@ class DataPlane:
 
     def send(self, peer: str, frame: Frame) -> int:
         """Queue a frame for ``peer`` and write what the socket takes now; its wire bytes."""
+        return self.write(peer, encode(frame))
+
+    def write(self, peer: str, data: bytes) -> int:
+        """Queue one encoded frame (:func:`~parties.service.frames.encode`'s bytes, or a
+        sender's own packing of the same layout) for ``peer``, and write what the socket
+        takes now; its wire bytes."""
         p = self._peers.get(peer) or self._peer(peer)
-        data = encode(frame)
         size = len(data)
         failed = None
         with p.io:
