@@ -238,8 +238,9 @@ class DataPlane:
                 p.out_bytes += size
                 failed = self._flush_locked(p)
             else:  # the common case: written at once, never queued
-                try:
-                    n = sock.send(data)
+                try:  # CPython's TLS object: SSLSocket.send is two Python calls more
+                    tls = getattr(sock, "_sslobj", None)
+                    n = sock.send(data) if tls is None else tls.write(data)
                 except (ssl.SSLWantWriteError, ssl.SSLWantReadError, BlockingIOError):
                     n = 0  # retried later with the same buffer, as TLS requires
                 except (OSError, ssl.SSLError) as exc:

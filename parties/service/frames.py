@@ -149,6 +149,9 @@ class FrameReader:
         caller closes the connection).
         """
         frames: list[Frame] = []
+        # CPython's TLS object under the SSLSocket: its read and pending skip the socket's
+        # Python wrappers (three calls per read); None for other sockets or a closed one
+        tls = getattr(sock, "_sslobj", None)
         while limit is None or len(frames) < limit:
             if self._body is None:
                 if self._end - self._start >= HEADER_BYTES:
@@ -156,16 +159,26 @@ class FrameReader:
                     if frame is not None:
                         frames.append(frame)
                         continue
-                if not drain and frames and self._start == self._end and not sock.pending():
+                if (
+                    not drain
+                    and frames
+                    and self._start == self._end
+                    and not (tls.pending() if tls is not None else sock.pending())
+                ):
                     return frames
             if self._body is None:
                 target = self._space(limit is not None)
             else:  # a large frame's body, possibly just begun by _parse
                 target = self._body[self._got :]
             try:
-                n = sock.recv_into(target)
+                if tls is not None and target.nbytes:
+                    n = tls.read(target.nbytes, target)
+                else:
+                    n = sock.recv_into(target)
             except (ssl.SSLWantReadError, ssl.SSLWantWriteError, BlockingIOError):
                 return frames
+            except ssl.SSLEOFError:  # a ragged end: as SSLSocket (suppress_ragged_eofs) says
+                n = 0
             if n == 0:
                 raise PeerClosed("the peer closed the connection")
             if self._body is None:
