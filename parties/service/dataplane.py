@@ -369,9 +369,9 @@ class DataPlane:
             if len(frame.payload) > CHUNK_BYTES and frame.kind == DATA:
                 reason = f"chunk of {len(frame.payload)} bytes exceeds {CHUNK_BYTES}"
             if item is None and frame.job == want:
-                item = self.boxes.accept(p.name, frame, reason)
+                item = self.boxes.admit(p.name, frame, reason, False)  # accept
             else:
-                self.boxes.file(p.name, frame, reason)
+                self.boxes.admit(p.name, frame, reason, True)  # file
         if failed is not None:
             self._lost(p, sock, *failed)
             return True, item
