@@ -213,8 +213,13 @@ class DataPlane:
 
     def send(self, peer: str, frame: Frame) -> int:
         """Queue a frame for ``peer`` and write what the socket takes now; its wire bytes."""
+        return self.write(peer, encode(frame))
+
+    def write(self, peer: str, data: bytes) -> int:
+        """Queue one encoded frame (:func:`~parties.service.frames.encode`'s bytes, or a
+        sender's own packing of the same layout) for ``peer``, and write what the socket
+        takes now; its wire bytes."""
         p = self._peers.get(peer) or self._peer(peer)
-        data = encode(frame)
         size = len(data)
         failed = None
         with p.io:
@@ -233,8 +238,9 @@ class DataPlane:
                 p.out_bytes += size
                 failed = self._flush_locked(p)
             else:  # the common case: written at once, never queued
-                try:
-                    n = sock.send(data)
+                try:  # CPython's TLS object: SSLSocket.send is two Python calls more
+                    tls = getattr(sock, "_sslobj", None)
+                    n = sock.send(data) if tls is None else tls.write(data)
                 except (ssl.SSLWantWriteError, ssl.SSLWantReadError, BlockingIOError):
                     n = 0  # retried later with the same buffer, as TLS requires
                 except (OSError, ssl.SSLError) as exc:
@@ -363,9 +369,9 @@ class DataPlane:
             if len(frame.payload) > CHUNK_BYTES and frame.kind == DATA:
                 reason = f"chunk of {len(frame.payload)} bytes exceeds {CHUNK_BYTES}"
             if item is None and frame.job == want:
-                item = self.boxes.accept(p.name, frame, reason)
+                item = self.boxes.admit(p.name, frame, reason, False)  # accept
             else:
-                self.boxes.file(p.name, frame, reason)
+                self.boxes.admit(p.name, frame, reason, True)  # file
         if failed is not None:
             self._lost(p, sock, *failed)
             return True, item

@@ -35,6 +35,8 @@ LAST = 1
 
 _HEAD = struct.Struct("<IBBBBBBQQQI")
 HEADER_BYTES = _HEAD.size
+pack_header = _HEAD.pack
+"""Packs a header's fields in :data:`_HEAD`'s order (for senders that cache the rest)."""
 _FIELD_MAX = 255
 READ_BUFFER_BYTES = 64 << 10
 """A reader's reusable buffer; larger frames get a body buffer of their own."""
@@ -73,12 +75,14 @@ class Frame(NamedTuple):
         if self.size:
             return self.size
         return (
-            HEADER_BYTES + len(_fields(self.job, self.purpose, self.dtype)[0]) + len(self.payload)
+            HEADER_BYTES
+            + len(text_fields(self.job, self.purpose, self.dtype)[0])
+            + len(self.payload)
         )
 
 
 @functools.lru_cache(maxsize=1024)
-def _fields(job: str, purpose: str, dtype: str) -> tuple[bytes, int, int, int]:
+def text_fields(job: str, purpose: str, dtype: str) -> tuple[bytes, int, int, int]:
     """The encoded job, purpose and dtype with their padding, and each one's length.
 
     Cached: the frames of one job repeat a handful of these.
@@ -93,7 +97,7 @@ def _fields(job: str, purpose: str, dtype: str) -> tuple[bytes, int, int, int]:
 
 def encode(frame: Frame) -> bytes:
     """The frame's bytes, header and payload joined (one write, one TLS record when small)."""
-    text, n_job, n_purpose, n_dtype = _fields(frame.job, frame.purpose, frame.dtype)
+    text, n_job, n_purpose, n_dtype = text_fields(frame.job, frame.purpose, frame.dtype)
     size = len(frame.payload)
     if size > CHUNK_BYTES:
         raise ValueError(f"a frame carries at most {CHUNK_BYTES} payload bytes")
@@ -145,6 +149,9 @@ class FrameReader:
         caller closes the connection).
         """
         frames: list[Frame] = []
+        # CPython's TLS object under the SSLSocket: its read and pending skip the socket's
+        # Python wrappers (three calls per read); None for other sockets or a closed one
+        tls = getattr(sock, "_sslobj", None)
         while limit is None or len(frames) < limit:
             if self._body is None:
                 if self._end - self._start >= HEADER_BYTES:
@@ -152,16 +159,26 @@ class FrameReader:
                     if frame is not None:
                         frames.append(frame)
                         continue
-                if not drain and frames and self._start == self._end and not sock.pending():
+                if (
+                    not drain
+                    and frames
+                    and self._start == self._end
+                    and not (tls.pending() if tls is not None else sock.pending())
+                ):
                     return frames
             if self._body is None:
                 target = self._space(limit is not None)
             else:  # a large frame's body, possibly just begun by _parse
                 target = self._body[self._got :]
             try:
-                n = sock.recv_into(target)
+                if tls is not None and target.nbytes:
+                    n = tls.read(target.nbytes, target)
+                else:
+                    n = sock.recv_into(target)
             except (ssl.SSLWantReadError, ssl.SSLWantWriteError, BlockingIOError):
                 return frames
+            except ssl.SSLEOFError:  # a ragged end: as SSLSocket (suppress_ragged_eofs) says
+                n = 0
             if n == 0:
                 raise PeerClosed("the peer closed the connection")
             if self._body is None:

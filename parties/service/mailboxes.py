@@ -14,6 +14,7 @@ dropped. A refused frame never reaches a mailbox: the job sees a
 from __future__ import annotations
 
 import logging
+import math
 import threading
 import time
 from collections import OrderedDict, deque
@@ -61,6 +62,8 @@ class Mailboxes:
         self._unopened: OrderedDict[str, float] = OrderedDict()  # job -> its first message
         self._closed: OrderedDict[str, float] = OrderedDict()  # job -> when it was closed
         self._evicted = 0
+        self._expire_at = math.inf
+        """No entry of ``_unopened`` or ``_closed`` expires before (a bound: may be early)."""
         self._lock = threading.Lock()
 
     def __len__(self) -> int:
@@ -94,8 +97,9 @@ class Mailboxes:
         """Forget a job's mailboxes and byte count; its late messages are dropped."""
         with self._lock:
             self._forget(job)
-            self._closed[job] = self.clock()
+            self._closed[job] = now = self.clock()
             self._closed.move_to_end(job)
+            self._expire_at = min(self._expire_at, now + UNOPENED_SECONDS)
             while len(self._closed) > CLOSED_JOBS:
                 self._closed.popitem(last=False)
 
@@ -107,7 +111,7 @@ class Mailboxes:
 
     def file(self, peer: str, frame: Frame, reason: str | None = None) -> bool:
         """File a frame from the authenticated ``peer`` (or its refusal); True if a box got it."""
-        return self._admit(peer, frame, reason, True) is not None
+        return self.admit(peer, frame, reason, True) is not None
 
     def accept(
         self, peer: str, frame: Frame, reason: str | None = None
@@ -118,19 +122,20 @@ class Mailboxes:
         whose box is empty, so the frame need not pass through the box.
         None if the frame is dropped (its job closed, or already over its limit).
         """
-        return self._admit(peer, frame, reason, False)
+        return self.admit(peer, frame, reason, False)
 
-    def _admit(
+    def admit(
         self, peer: str, frame: Frame, reason: str | None, keep: bool
     ) -> Frame | Rejection | None:
-        """What :meth:`file` and :meth:`accept` share; ``keep`` files the item in its box."""
+        """:meth:`file` (``keep``: the item goes in its box) or :meth:`accept`, in one call."""
         job = frame.job
         item: Frame | Rejection = frame
         if frame.kind == ABORT:  # the failure's kind only
             kind = bytes(frame.payload).decode(errors="replace")
             item = Rejection(peer, f"it aborted the job: {kind}", "party aborted")
         with self._lock:
-            self._expire()
+            if self.clock() >= self._expire_at:
+                self._expire()
             if job in self._closed:
                 return None  # the job ended here; a late message has no reader
             opened = job in self._opened
@@ -180,11 +185,15 @@ class Mailboxes:
     def _expire(self) -> None:
         """Drop unopened jobs' messages and closed jobs' ids older than UNOPENED_SECONDS."""
         horizon = self.clock() - UNOPENED_SECONDS
+        self._expire_at = math.inf
         for entries in (self._unopened, self._closed):
             while entries and next(iter(entries.values())) < horizon:
                 job, _ = entries.popitem(last=False)
                 if entries is self._unopened:
                     self._forget(job)
+            if entries:
+                oldest = next(iter(entries.values()))
+                self._expire_at = min(self._expire_at, oldest + UNOPENED_SECONDS)
 
     def _hold_unopened(self, job: str) -> None:
         """Count a job that is not opened here, dropping the oldest beyond UNOPENED_JOBS."""
@@ -201,4 +210,5 @@ class Mailboxes:
                     self._evicted,
                     UNOPENED_JOBS,
                 )
-        self._unopened[job] = self.clock()
+        self._unopened[job] = now = self.clock()
+        self._expire_at = min(self._expire_at, now + UNOPENED_SECONDS)

@@ -25,7 +25,15 @@ from typing import NoReturn
 import numpy as np
 
 from parties.service.dataplane import DataPlane
-from parties.service.frames import DATA, Frame
+from parties.service.frames import (
+    DATA,
+    HEADER_BYTES,
+    LAST,
+    VERSION,
+    Frame,
+    pack_header,
+    text_fields,
+)
 from parties.service.mailboxes import Rejection
 from parties.service.mesh import CHUNK_BYTES
 from smpc.errors import MalformedMessageError, PeerTimeoutError, ProtocolAbort, UnknownPartyError
@@ -68,6 +76,9 @@ class SocketTransport(Transport):
                 plane.need(name)
         self.wire_bytes_sent = 0
         self.wire_bytes_received = 0
+        self._heads: dict[tuple[str, str], tuple[bytes, int, int, int, int]] = {}
+        """Per (purpose, dtype): the frame text (job, purpose, dtype, padding), its three
+        lengths and the header's body size before the payload; a round packs only the rest."""
 
     def _send(self, env: Envelope, payload: np.ndarray) -> None:
         dtype = payload.dtype
@@ -79,11 +90,30 @@ class SocketTransport(Transport):
         raw = payload.data.cast("B")
         total = raw.nbytes
         peer = self.names[env.receiver]
-        if total <= CHUNK_BYTES:  # the common case: one frame
-            frame = Frame(
-                DATA, env.job, env.purpose, env.round, env.seq, 0, True, dtype.str, total, raw
+        if total <= CHUNK_BYTES:  # the common case: one frame, its header packed here
+            key = (env.purpose, dtype.str)
+            head = self._heads.get(key) or self._head(self.job, *key)
+            text, n_job, n_purpose, n_dtype, body = head
+            data = b"".join(
+                (
+                    pack_header(
+                        body + total,
+                        VERSION,
+                        DATA,
+                        LAST,
+                        n_job,
+                        n_purpose,
+                        n_dtype,
+                        env.round,
+                        env.seq,
+                        total,
+                        0,
+                    ),
+                    text,
+                    raw,
+                )
             )
-            self.wire_bytes_sent += self.plane.send(peer, frame)
+            self.wire_bytes_sent += self.plane.write(peer, data)
             return
         count = -(-total // CHUNK_BYTES)
         for chunk in range(count):
@@ -100,6 +130,13 @@ class SocketTransport(Transport):
                 raw[chunk * CHUNK_BYTES : (chunk + 1) * CHUNK_BYTES],
             )
             self.wire_bytes_sent += self.plane.send(peer, frame)
+
+    def _head(self, job: str, purpose: str, dtype: str) -> tuple[bytes, int, int, int, int]:
+        """The cached part of a one-frame message's header (see ``_heads``)."""
+        text, n_job, n_purpose, n_dtype = text_fields(job, purpose, dtype)
+        head = text, n_job, n_purpose, n_dtype, HEADER_BYTES - 4 + len(text)
+        self._heads[(purpose, dtype)] = head
+        return head
 
     def _receive(
         self, peer: int, expect: Expect, purpose: str, timeout: float | None

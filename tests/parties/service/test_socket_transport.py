@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import ssl
 import threading
 import time
 
 import numpy as np
 import pytest
 
+from parties.service.frames import DATA, Frame, FrameReader, encode
 from parties.service.socket_transport import SocketTransport
 from smpc.errors import PeerTimeoutError
-from smpc.transcript import check_channels
+from smpc.transcript import Envelope, check_channels
 from smpc.transport import Expect
 
 
@@ -107,3 +109,74 @@ def test_a_party_that_never_joins_fails_the_job_within_the_join_timeout(
         for t in pair:
             t.close()
         assert np.array_equal(got[0], hello + 1) and np.array_equal(got[1], hello)
+
+
+class _RecordingPlane:
+    """Only what SocketTransport asks of a data plane at start and on send."""
+
+    name = "b"
+
+    def __init__(self) -> None:
+        self.written: list[tuple[str, bytes]] = []
+
+    def open_job(self, job: str) -> None:
+        pass
+
+    def need(self, peer: str) -> None:
+        pass
+
+    def write(self, peer: str, data: bytes) -> int:
+        self.written.append((peer, bytes(data)))
+        return len(data)
+
+
+def test_a_one_frame_message_is_written_as_encode_would_write_its_frame() -> None:
+    plane = _RecordingPlane()
+    t = SocketTransport(plane, "job-7", ["a", "b", "c"], join_timeout=1.0)  # type: ignore[arg-type]
+    cases = [
+        (Envelope("job-7", 3, 0, 1, 0, "open"), np.arange(5, dtype=np.uint64)),
+        (Envelope("job-7", 4, 1, 1, 2, "open"), np.arange(7, dtype=np.uint64)),  # cached head
+        (Envelope("job-7", 5, 2, 1, 0, "bits"), np.array([True, False, True])),
+        (Envelope("job-7", 6, 3, 1, 2, "open"), np.arange(6, dtype=">i4")[::2]),
+        (Envelope("job-7", 7, 4, 1, 0, "empty"), np.zeros(0, dtype=np.int64)),
+    ]
+    for env, payload in cases:
+        t._send(env, payload)
+    assert [peer for peer, _ in plane.written] == ["a", "c", "a", "c", "a"]
+    reader_sock = _BytesSocket(b"".join(data for _, data in plane.written))
+    got = FrameReader().read(reader_sock)  # type: ignore[arg-type]
+    for (env, payload), (_, data), frame in zip(cases, plane.written, got, strict=True):
+        little = payload.astype(payload.dtype.newbyteorder("<"))
+        expected = Frame(
+            DATA,
+            "job-7",
+            env.purpose,
+            env.round,
+            env.seq,
+            0,
+            True,
+            little.dtype.str,
+            little.nbytes,
+            little.tobytes(),
+        )
+        assert data == encode(expected)
+        assert frame._replace(size=0) == expected
+    assert t.wire_bytes_sent == sum(len(data) for _, data in plane.written)
+
+
+class _BytesSocket:
+    """A socket that hands out fixed bytes, then says it would block."""
+
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+
+    def pending(self) -> int:
+        return 0
+
+    def recv_into(self, buf: memoryview) -> int:
+        if not self.data:
+            raise ssl.SSLWantReadError
+        n = min(len(buf), len(self.data))
+        buf[:n] = self.data[:n]
+        self.data = self.data[n:]
+        return n
