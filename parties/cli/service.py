@@ -27,6 +27,18 @@ def _stop_event() -> threading.Event:
     return stop
 
 
+def _wait_for(stop: threading.Event) -> None:
+    """Block until ``stop`` is set by a signal handler.
+
+    The wait wakes every half second: the kernel may deliver the signal to
+    any of the process's threads, and Python runs its handler only when the
+    main thread next executes bytecode, so a main thread blocked in one
+    untimed wait could sleep through SIGTERM.
+    """
+    while not stop.wait(0.5):
+        pass
+
+
 def _logging(verbose: bool) -> None:
     logging.basicConfig(
         level=logging.INFO if verbose else logging.WARNING,
@@ -62,7 +74,7 @@ def party(args: argparse.Namespace) -> int:
             "%s: serving on %s (port %s)", member.name, member.address, node.mesh.bound_port
         )
         print(f"ready {member.name} {member.address}", flush=True)
-        stop.wait()
+        _wait_for(stop)
         logging.info("%s: shutting down", member.name)
     return 0
 
@@ -81,7 +93,7 @@ def dealer(args: argparse.Namespace) -> int:
     server = serve(member)
     logging.info("%s: serving on %s", member.name, member.address)
     print(f"ready {member.name} {member.address}", flush=True)
-    stop.wait()
+    _wait_for(stop)
     server.stop(1.0).wait()
     return 0
 

@@ -108,3 +108,29 @@ def test_health_reports_every_member(running) -> None:
             line.split()[0] == name and line.split()[-1] == "serving"
             for line in done.stdout.splitlines()
         )
+
+
+_SIGNAL_ON_ANOTHER_THREAD = """
+import signal, threading
+from parties.cli import service
+
+stop = service._stop_event()
+worker = threading.Thread(
+    target=lambda: signal.pthread_kill(threading.get_ident(), signal.SIGTERM)
+)
+threading.Timer(0.3, worker.start).start()
+service._wait_for(stop)
+print("stopped")
+"""
+
+
+def test_a_party_stops_on_sigterm_delivered_to_another_thread() -> None:
+    # The kernel may hand a process's SIGTERM to any thread; the party must still stop.
+    done = subprocess.run(
+        [sys.executable, "-c", _SIGNAL_ON_ANOTHER_THREAD],
+        capture_output=True,
+        text=True,
+        timeout=20,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "stopped"
