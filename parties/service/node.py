@@ -422,21 +422,10 @@ class PartyNode:
                     facts = selection.facts
                     if categorical:  # the protocol reads text columns, e.g. a contingency table
                         text = {c: selection.categorical(c)[keep] for c in columns}
-                    check_cohort(spec, self.member, len(values))
-            except LocalDataError:
+                    self._admit_rows(spec, consented, len(values))
+            except LocalDataError:  # the cohort check's refusal, logged by _admit_rows
                 if data is not None:
                     data.close()
-                    raise  # logged by _admit_rows, with the rows the database counted
-                # This log is the hospital's own: the analyst and peers get the fixed reason.
-                log.warning(
-                    "%s: job %s: contribution below the minimum cohort size: %d rows after"
-                    " filter and consent, minimum %d%s",
-                    self.member.name,
-                    spec.job_id,
-                    len(values),
-                    self.member.policy.min_cell_size,
-                    f"; {consented}" if consented else "",
-                )
                 raise
             except Exception as exc:
                 if data is not None:
@@ -467,7 +456,9 @@ class PartyNode:
         )
 
     def _admit_rows(self, spec: JobSpec, consented: str, rows: int) -> None:
-        """The cohort check on rows counted in the database; the cause is logged here only."""
+        """The cohort check on this party's rows after filter and consent (counted here or in
+        the database); the cause goes to this hospital's log only, the analyst and peers
+        get the fixed reason."""
         try:
             check_cohort(spec, self.member, rows)
         except LocalDataError:
