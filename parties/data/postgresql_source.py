@@ -64,7 +64,8 @@ class PostgresSource(DataSource):
         self._password = _password(password_file, password_env)
         self._timeout = int(statement_timeout_ms)
         with self._connect() as conn:
-            self._columns, self._types, _ = self._schema(conn)
+            self._columns, self._types, order = self._schema(conn)
+        self._is_table = order is not None  # a view has neither keys nor ctid
 
     def __repr__(self) -> str:
         return f"<PostgresSource table {self.table!r}>"  # never the DSN
@@ -95,8 +96,26 @@ class PostgresSource(DataSource):
         return int(count)
 
     def relation(self, bind: sql_filter.Binder) -> sql.Composable:
-        """What the source's rows are selected from (a subclass may map a query)."""
-        return sql_filter.quoted(self.table)
+        """What the source's rows are selected from (a subclass may map a query).
+
+        The table itself, or, when it has ``numeric`` columns, the table with
+        those read as float8 the way a CSV's cells are (``exact_as_float``),
+        and its ``ctid`` for the row order.
+        """
+        exact = {n for n, t in zip(self._columns, self._types, strict=True) if t == "numeric"}
+        if not exact:
+            return sql_filter.quoted(self.table)
+        listed = [
+            sql.SQL("{} AS {}").format(sql_filter.exact_as_float(n), sql_filter.quoted(n))
+            if n in exact
+            else sql_filter.quoted(n)
+            for n in self._columns
+        ]
+        if self._is_table:
+            listed.insert(0, sql.SQL("ctid"))
+        return sql.SQL("(SELECT {} FROM {})").format(
+            sql.SQL(", ").join(listed), sql_filter.quoted(self.table)
+        )
 
     def relation_params(self) -> dict[str, object]:
         """Bound parameters of :meth:`relation` and of the shared expressions."""

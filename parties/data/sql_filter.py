@@ -62,13 +62,18 @@ OVERFLOW_DIGITS = str(2**1024 - 2**970)
 A decimal parses to an infinity (float() and strtod round correctly) exactly
 when its magnitude is at least this."""
 
+UNDERFLOW_DIGITS = "0." + str(5**1075).zfill(1075)
+"""2^-1075, exactly: half the smallest float64. A decimal of at most this
+magnitude parses to a zero; PostgreSQL's float8 input refuses it instead."""
+
 
 class Binder:
     """Collects a query's bound parameters; each value becomes a named placeholder.
 
-    The whitespace set and the number patterns are bound once (``ws``,
-    ``num``, ``parts``, ``big``, ``fmax``); every literal of a job gets a
-    placeholder of its own.
+    The whitespace set, the number patterns and the float64 limits are bound
+    once (``ws``, ``num``, ``parts``, ``big``; ``fmax`` as text, ``huge`` and
+    ``tiny`` as numeric: a placeholder has one type in a query); every
+    literal of a job gets a placeholder of its own.
     """
 
     def __init__(self) -> None:
@@ -78,6 +83,8 @@ class Binder:
             "parts": NUMBER_PARTS,
             "big": MAY_OVERFLOW,
             "fmax": OVERFLOW_DIGITS,
+            "huge": OVERFLOW_DIGITS,
+            "tiny": UNDERFLOW_DIGITS,
         }
 
     def __call__(self, value: object) -> sql.Placeholder:
@@ -114,6 +121,25 @@ def text(name: str) -> sql.Composable:
     )
 
 
+def exact_as_float(name: str) -> sql.Composable:
+    """A ``numeric`` column's cell as float8, as ``float()`` reads its decimal text.
+
+    A plain cast fails on a value beyond float64 (|x| >= 2^1024 - 2^970) and
+    on one so small it rounds to zero, ending the query without naming the
+    cell; here the first becomes an infinity (refused by column and row, as
+    a CSV cell of it is) and the second a zero of its sign, as in a CSV.
+    """
+    cell = quoted(name)
+    return sql.SQL(
+        "(CASE WHEN {c} IS NULL OR {c} = 'NaN'::numeric THEN {c}::float8"
+        " WHEN abs({c}) >= %(huge)s::numeric THEN"
+        " (CASE WHEN {c} > 0 THEN 'Infinity' ELSE '-Infinity' END)::float8"
+        " WHEN abs({c}) <= %(tiny)s::numeric THEN"
+        " (CASE WHEN {c} < 0 THEN '-0' ELSE '0' END)::float8"
+        " ELSE {c}::float8 END)"
+    ).format(c=cell)
+
+
 def not_finite(name: str) -> sql.Composable:
     """True where a numeric cell holds NaN or an infinity (NaN sorts above all in PostgreSQL)."""
     cell = number(name)
@@ -147,8 +173,8 @@ def _finite_number(cell: sql.Composable) -> sql.Composable:
     """
     return sql.SQL(
         "(SELECT k < 309 OR (k = 309 AND rpad(s, w, '0') COLLATE \"C\""
-        " < rpad(%(fmax)s, w, '0') COLLATE \"C\")"
-        " FROM (SELECT s, greatest(length(s), length(%(fmax)s)) AS w,"
+        " < rpad(%(fmax)s::text, w, '0') COLLATE \"C\")"
+        " FROM (SELECT s, greatest(length(s), length(%(fmax)s::text)) AS w,"
         " CASE WHEN s = '' THEN 0"
         " WHEN length(e) > 12 THEN (CASE WHEN neg THEN -1 ELSE 1 END) * 1000000000000000"
         " ELSE length(i) - (length(i) + length(f) - length(s))"
@@ -229,6 +255,7 @@ __all__ = [
     "Binder",
     "compared",
     "condition",
+    "exact_as_float",
     "kind_of",
     "looks_numeric",
     "not_finite",

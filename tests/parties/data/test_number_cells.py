@@ -7,7 +7,9 @@ source would change what a job may ask. The row path (:func:`_number`:
 strip, the filter's NUMBER, a finite float64) is the reference; PostgreSQL
 decides the same in SQL (``sql_filter.looks_numeric``) when it computes a
 job's aggregates in place. Each case is a text column holding ``"7"`` and
-one odd cell, written to a CSV file (both readers) and to a table.
+one odd cell, written to a CSV file (both readers) and to a table. A
+``numeric`` column, which holds decimals beyond float64 either way, reads
+them as the CSV's text is read too.
 """
 
 from __future__ import annotations
@@ -188,3 +190,60 @@ def test_sql_decides_overflow_as_float_does_on_thousands_of_numbers(postgres) ->
     overflow = sum(1 for c in cells if math.isinf(float(c)))
     assert 1000 < overflow < 4000  # both sides of the limit are well covered
     assert [c for c, g, w in zip(cells, got, want, strict=True) if g != w] == []
+
+
+# Decimals a `numeric` column can hold that a float64 cannot: past the largest, or so
+# small they round to a zero; and their neighbours that it can.
+TINY = sql_filter.UNDERFLOW_DIGITS  # 2^-1075: a zero
+DECIMALS = [
+    "1e400",
+    "-1e400",
+    str(LIMIT),
+    str(LIMIT - 1),
+    "-" + str(LIMIT - 1),
+    "1e-400",
+    "-1e-400",
+    TINY,
+    "-" + TINY,
+    TINY + "1",  # just above: the smallest float64
+    "2.5e-324",
+    "1.5",
+    "0.1",
+]  # not "-0": numeric keeps no negative zero, so the table would hold other data
+
+
+@pytest.mark.parametrize("keyed", [True, False], ids=["primary key", "ctid order"])
+@pytest.mark.parametrize("cell", DECIMALS, ids=[c[:12] for c in DECIMALS])
+def test_a_numeric_column_reads_a_decimal_as_a_csv_does(postgres, tmp_path, cell, keyed) -> None:
+    src = _csv(tmp_path / "d.csv", cell, quoted=False)  # column v: "7", then the cell
+    with _connect(postgres) as conn:
+        conn.execute("DROP TABLE IF EXISTS exact")
+        key = "PRIMARY KEY" if keyed else ""
+        conn.execute(f"CREATE TABLE exact (k integer {key}, v numeric, x double precision)")
+        conn.execute("INSERT INTO exact VALUES (1, 7, 1), (2, %s::numeric, 2)", (cell,))
+    table = PostgresSource(postgres.dsn, "exact", password_env=ENV)
+
+    def read(source) -> list[float] | str:
+        try:
+            return source.select(["v"]).values[:, 0].tolist()
+        except DataSourceError as exc:
+            return str(exc)
+
+    want, got = read(src), read(table)
+    assert got == want
+    if isinstance(want, list):  # the same doubles, the sign of a zero included
+        assert [math.copysign(1, v) for v in got] == [math.copysign(1, v) for v in want]
+        assert want[1] == float(cell)
+    data = table.aggregates(["v"])
+    assert data is not None
+    try:
+        data.counts()
+        refused = None
+    except DataSourceError as exc:
+        refused = str(exc)
+    finally:
+        data.close()
+    if isinstance(want, str):
+        assert refused == "column 'v' has a value that is not a finite number at data row 2"
+    else:
+        assert refused is None
