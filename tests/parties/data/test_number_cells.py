@@ -247,3 +247,20 @@ def test_a_numeric_column_reads_a_decimal_as_a_csv_does(postgres, tmp_path, cell
         assert refused == "column 'v' has a value that is not a finite number at data row 2"
     else:
         assert refused is None
+
+
+def test_a_numeric_column_dropped_after_opening_is_not_selected_again(postgres) -> None:
+    with _connect(postgres) as conn:
+        conn.execute("DROP TABLE IF EXISTS shrinking")
+        conn.execute("CREATE TABLE shrinking (k integer PRIMARY KEY, a numeric, x numeric)")
+        conn.execute("INSERT INTO shrinking VALUES (1, 1, 2.5), (2, 3, 4.5)")
+    table = PostgresSource(postgres.dsn, "shrinking", password_env=ENV)
+    with _connect(postgres) as conn:
+        conn.execute("ALTER TABLE shrinking DROP COLUMN a")
+    assert table.select(["x"]).values[:, 0].tolist() == [2.5, 4.5]  # reads the schema first
+    data = table.aggregates(["x"])
+    assert data is not None
+    try:
+        assert data.sums()[1].tolist() == [7.0]
+    finally:
+        data.close()
