@@ -260,10 +260,12 @@ class RowData(LocalData):
     def at_most(self, lo: float, hi: float) -> tuple[Counted, AtMost]:
         rows, counted = self._rows(bounded=False)
         self._note([counted.rows, counted.dropped])
-        return counted, _SortedAtMost(np.sort(np.clip(rows[:, 0], lo, hi)), self)
+        return counted, SortedAtMost(np.sort(np.clip(rows[:, 0], lo, hi)), self)
 
 
-class _SortedAtMost(AtMost):
+class SortedAtMost(AtMost):
+    """Counts by binary search in a party's sorted (clipped) values; each answer is noted."""
+
     def __init__(self, values: np.ndarray, owner: LocalData) -> None:
         self._values = values
         self._owner = owner
@@ -290,6 +292,7 @@ __all__ = [
     "Counted",
     "LocalData",
     "RowData",
+    "SortedAtMost",
     "check_levels",
     "check_range",
     "local_data",

@@ -9,6 +9,7 @@ the patient identifier for consent)::
 
     reference_date = "2024-01-01"  # ages, and "on or before", are taken at this date
     schema = "cdm"                 # optional: the CDM tables' schema
+    vocabulary_schema = "vocab"    # optional: concept_ancestor's schema (default: schema)
 
     [columns.age]
     source = "age"                 # year(reference_date) - person.year_of_birth
@@ -26,12 +27,24 @@ the patient identifier for consent)::
     source = "condition"
     concept_ids = [201826]         # 1 if any on or before the date, else 0
 
+    [columns.any_diabetes]
+    source = "condition"
+    concept_ids = [201820]         # diabetes mellitus ...
+    descendants = true             # ... and every concept under it in the vocabulary
+
 A measurement is missing for a person with no value (``value_as_number``
 NULL does not count) on or before the reference date; "latest" takes the
 last by ``measurement_date``, then the largest ``measurement_id``. Age uses
-the year of birth only, as many CDM instances hold no more. The query is
-composed with ``psycopg.sql``: every name is a quoted identifier, every
-concept id and the date are bound parameters.
+the year of birth only, as many CDM instances hold no more.
+
+``descendants = true`` (a measurement or condition column) widens the
+listed concepts to every concept under them, as OHDSI concept sets do: the
+listed ids and each ``descendant_concept_id`` the vocabulary table
+``concept_ancestor`` gives for them, at any level of separation (the table
+holds the hierarchy's transitive closure). The set is worked out inside the
+query, from the CDM schema or ``vocabulary_schema`` when the vocabulary is
+kept apart. The query is composed with ``psycopg.sql``: every name is a
+quoted identifier, every concept id and the date are bound parameters.
 """
 
 from __future__ import annotations
@@ -49,6 +62,7 @@ from parties.data.errors import DataSourceError
 from parties.data.sql_filter import Binder, quoted
 
 PERSON_ID = "person_id"
+CONCEPT_ANCESTOR = "concept_ancestor"
 SOURCES = ("age", "person", "measurement", "condition")
 VALUES = ("latest", "mean")
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")
@@ -67,6 +81,7 @@ class MappedColumn:
     field: str | None = None
     concept_ids: tuple[int, ...] = ()
     value: str = "latest"
+    descendants: bool = False
 
     @property
     def data_type(self) -> str:
@@ -81,6 +96,7 @@ class OmopMapping:
     reference_date: datetime.date
     columns: tuple[MappedColumn, ...]
     schema: str | None = None
+    vocabulary_schema: str | None = None
 
     @property
     def names(self) -> tuple[str, ...]:
@@ -98,10 +114,39 @@ class OmopMapping:
         used.update("condition_occurrence" for c in self.columns if c.source == "condition")
         return tuple(sorted(used))
 
+    @property
+    def vocabulary(self) -> str | None:
+        """The schema of the vocabulary tables: ``vocabulary_schema``, else the CDM's."""
+        return self.vocabulary_schema if self.vocabulary_schema is not None else self.schema
+
+    @property
+    def with_descendants(self) -> tuple[MappedColumn, ...]:
+        """The columns whose concepts include their descendants (they need concept_ancestor)."""
+        return tuple(c for c in self.columns if c.descendants)
+
     def _table(self, name: str) -> sql.Composable:
         if self.schema is None:
             return quoted(name)
         return quoted(self.schema, name)
+
+    def _concepts(self, field: str, column: MappedColumn, bind: Binder) -> sql.Composable:
+        """True where ``field`` is one of the column's concepts (or, asked, their descendants).
+
+        With descendants the set is an array the server works out once: the
+        listed ids and every descendant ``concept_ancestor`` holds for them.
+        """
+        ids = bind(list(column.concept_ids))
+        if not column.descendants:
+            return sql.SQL("{} = ANY({}::bigint[])").format(quoted(field), ids)
+        vocabulary = self.vocabulary
+        ancestry = (
+            quoted(CONCEPT_ANCESTOR) if vocabulary is None else quoted(vocabulary, CONCEPT_ANCESTOR)
+        )
+        return sql.SQL(
+            "{f} = ANY(ARRAY(SELECT unnest({ids}::bigint[]) UNION"
+            " SELECT ca.descendant_concept_id::bigint FROM {ca} AS ca"
+            " WHERE ca.ancestor_concept_id = ANY({ids}::bigint[])))"
+        ).format(f=quoted(field), ids=ids, ca=ancestry)
 
     def query(self, bind: Binder) -> sql.Composed:
         """One row per person with every mapped column (see the module docstring)."""
@@ -118,11 +163,9 @@ class OmopMapping:
                 assert column.field is not None
                 selected.append(sql.SQL("p.{}::float8 AS {}").format(quoted(column.field), out))
             elif column.source == "measurement":
-                concept = bind(column.concept_ids[0])
                 where = sql.SQL(
-                    "measurement_concept_id = {} AND value_as_number IS NOT NULL"
-                    " AND measurement_date <= {}::date"
-                ).format(concept, date)
+                    "{} AND value_as_number IS NOT NULL AND measurement_date <= {}::date"
+                ).format(self._concepts("measurement_concept_id", column, bind), date)
                 if column.value == "mean":
                     inner = sql.SQL(
                         "SELECT person_id, avg(value_as_number::float8) AS value FROM {} WHERE {}"
@@ -142,10 +185,13 @@ class OmopMapping:
                 selected.append(sql.SQL("{}.value AS {}").format(alias, out))
             else:  # condition
                 inner = sql.SQL(
-                    "SELECT DISTINCT person_id FROM {}"
-                    " WHERE condition_concept_id = ANY({}::bigint[])"
+                    "SELECT DISTINCT person_id FROM {} WHERE {}"
                     " AND condition_start_date <= {}::date"
-                ).format(self._table("condition_occurrence"), bind(list(column.concept_ids)), date)
+                ).format(
+                    self._table("condition_occurrence"),
+                    self._concepts("condition_concept_id", column, bind),
+                    date,
+                )
                 joins.append(
                     sql.SQL(" LEFT JOIN ({}) AS {a} ON {a}.person_id = p.person_id").format(
                         inner, a=alias
@@ -177,9 +223,10 @@ def parse_mapping(raw: Mapping[str, object], where: str = "the OMOP mapping") ->
     def error(key: str, reason: str) -> OmopMappingError:
         return OmopMappingError(f"{where}: {key} {reason}")
 
-    unknown = set(raw) - {"reference_date", "schema", "columns"}
+    keys = ("reference_date", "schema", "vocabulary_schema", "columns")
+    unknown = set(raw) - set(keys)
     if unknown:
-        raise error(sorted(unknown)[0], "is not a key (reference_date, schema, columns)")
+        raise error(sorted(unknown)[0], f"is not a key ({', '.join(keys)})")
     date = raw.get("reference_date")
     if isinstance(date, str):
         try:
@@ -188,9 +235,10 @@ def parse_mapping(raw: Mapping[str, object], where: str = "the OMOP mapping") ->
             raise error("reference_date", "must be a date such as 2024-01-01") from None
     if not isinstance(date, datetime.date) or isinstance(date, datetime.datetime):
         raise error("reference_date", "must be a date such as 2024-01-01")
-    schema = raw.get("schema")
-    if schema is not None and not (isinstance(schema, str) and _NAME.fullmatch(schema)):
-        raise error("schema", "must be an identifier (letters, digits and '_')")
+    schema, vocabulary = raw.get("schema"), raw.get("vocabulary_schema")
+    for key, value in (("schema", schema), ("vocabulary_schema", vocabulary)):
+        if value is not None and not (isinstance(value, str) and _NAME.fullmatch(value)):
+            raise error(key, "must be an identifier (letters, digits and '_')")
     given = raw.get("columns")
     if not isinstance(given, Mapping) or not given:
         raise error("columns", "must map at least one column name to its source")
@@ -202,7 +250,12 @@ def parse_mapping(raw: Mapping[str, object], where: str = "the OMOP mapping") ->
         if not isinstance(spec, Mapping):
             raise error(key, "must be a table with a source")
         columns.append(_column(name, spec, error))
-    return OmopMapping(date, tuple(columns), schema)
+    return OmopMapping(
+        date,
+        tuple(columns),
+        None if schema is None else str(schema),
+        None if vocabulary is None else str(vocabulary),
+    )
 
 
 def _column(
@@ -213,8 +266,8 @@ def _column(
     allowed = {
         "age": {"source"},
         "person": {"source", "field"},
-        "measurement": {"source", "concept_id", "value"},
-        "condition": {"source", "concept_ids"},
+        "measurement": {"source", "concept_id", "value", "descendants"},
+        "condition": {"source", "concept_ids", "descendants"},
     }
     if source not in SOURCES:
         raise error(f"{key}.source", f"must be one of {', '.join(SOURCES)}")
@@ -228,6 +281,9 @@ def _column(
         if not (isinstance(field, str) and _NAME.fullmatch(field)):
             raise error(f"{key}.field", "must name a column of person")
         return MappedColumn(name, "person", field=field)
+    descendants = spec.get("descendants", False)
+    if not isinstance(descendants, bool):
+        raise error(f"{key}.descendants", "must be true or false")
     if source == "measurement":
         concept = spec.get("concept_id")
         if not isinstance(concept, int) or isinstance(concept, bool) or concept <= 0:
@@ -235,7 +291,9 @@ def _column(
         value = spec.get("value", "latest")
         if value not in VALUES:
             raise error(f"{key}.value", f"must be one of {', '.join(VALUES)}")
-        return MappedColumn(name, "measurement", concept_ids=(concept,), value=str(value))
+        return MappedColumn(
+            name, "measurement", concept_ids=(concept,), value=str(value), descendants=descendants
+        )
     concepts = spec.get("concept_ids")
     if (
         not isinstance(concepts, list)
@@ -243,10 +301,11 @@ def _column(
         or not all(isinstance(c, int) and not isinstance(c, bool) and c > 0 for c in concepts)
     ):
         raise error(f"{key}.concept_ids", "must list positive condition_concept_ids")
-    return MappedColumn(name, "condition", concept_ids=tuple(concepts))
+    return MappedColumn(name, "condition", concept_ids=tuple(concepts), descendants=descendants)
 
 
 __all__ = [
+    "CONCEPT_ANCESTOR",
     "PERSON_ID",
     "MappedColumn",
     "OmopMapping",

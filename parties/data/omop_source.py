@@ -15,7 +15,7 @@ import psycopg
 from psycopg import sql
 
 from parties.data.errors import DataSourceError
-from parties.data.omop import PERSON_ID, OmopMapping, load_mapping
+from parties.data.omop import CONCEPT_ANCESTOR, PERSON_ID, OmopMapping, load_mapping
 from parties.data.postgresql_source import STATEMENT_TIMEOUT_MS, PostgresSource
 from parties.data.sql_filter import Binder
 
@@ -54,25 +54,40 @@ class OmopSource(PostgresSource):
         self, conn: psycopg.Connection
     ) -> tuple[tuple[str, ...], tuple[str, ...], list[str] | None]:
         """The mapped columns, once the CDM tables are found and the query plans."""
-        schema = self.mapping.schema
-        found = {
-            name
-            for (name,) in conn.execute(
-                "SELECT table_name FROM information_schema.tables"
-                " WHERE table_schema = COALESCE(%s, current_schema())",
-                (schema,),
-            ).fetchall()
-        }
-        missing = [t for t in self.mapping.tables if t not in found]
+        mapping = self.mapping
+        missing = [t for t in mapping.tables if t not in _tables(conn, mapping.schema)]
         if missing:
-            where = f"schema {schema!r}" if schema else "the connection's schema"
             raise DataSourceError(
-                f"the OMOP mapping needs table {missing[0]!r}, which {where} does not hold"
+                f"the OMOP mapping needs table {missing[0]!r}, which {_where(mapping.schema)}"
+                " does not hold"
+            )
+        asking = mapping.with_descendants
+        if asking and CONCEPT_ANCESTOR not in _tables(conn, mapping.vocabulary):
+            raise DataSourceError(
+                f"the OMOP mapping's column {asking[0].name!r} asks for descendants, which need"
+                f" the vocabulary table {CONCEPT_ANCESTOR!r}; {_where(mapping.vocabulary)} does"
+                " not hold it (load the vocabulary, or set vocabulary_schema to its schema)"
             )
         bind = Binder()
         query = sql.SQL("SELECT * FROM {} AS r LIMIT 0").format(self.relation(bind))
         conn.execute(query, bind.params)  # a field that does not exist fails here, by its kind
         return self.mapping.names, self.mapping.types, [PERSON_ID]
+
+
+def _tables(conn: psycopg.Connection, schema: str | None) -> set[str]:
+    """The tables and views of ``schema`` (None: the connection's current schema)."""
+    return {
+        name
+        for (name,) in conn.execute(
+            "SELECT table_name FROM information_schema.tables"
+            " WHERE table_schema = COALESCE(%s, current_schema())",
+            (schema,),
+        ).fetchall()
+    }
+
+
+def _where(schema: str | None) -> str:
+    return f"schema {schema!r}" if schema else "the connection's schema"
 
 
 __all__ = ["OmopSource"]

@@ -95,8 +95,27 @@ class PostgresSource(DataSource):
         return int(count)
 
     def relation(self, bind: sql_filter.Binder) -> sql.Composable:
-        """What the source's rows are selected from (a subclass may map a query)."""
-        return sql_filter.quoted(self.table)
+        """What the source's rows are selected from (a subclass may map a query).
+
+        The table itself, or, when it has ``numeric`` columns, the table with
+        those read as float8 the way a CSV's cells are (``exact_as_float``),
+        and its ``ctid`` for the row order.
+        """
+        names, types, is_table = self._shape
+        exact = {n for n, t in zip(names, types, strict=True) if t == "numeric"}
+        if not exact:
+            return sql_filter.quoted(self.table)
+        listed = [
+            sql.SQL("{} AS {}").format(sql_filter.exact_as_float(n), sql_filter.quoted(n))
+            if n in exact
+            else sql_filter.quoted(n)
+            for n in names
+        ]
+        if is_table:
+            listed.insert(0, sql.SQL("ctid"))
+        return sql.SQL("(SELECT {} FROM {})").format(
+            sql.SQL(", ").join(listed), sql_filter.quoted(self.table)
+        )
 
     def relation_params(self) -> dict[str, object]:
         """Bound parameters of :meth:`relation` and of the shared expressions."""
@@ -140,7 +159,11 @@ class PostgresSource(DataSource):
     def _schema(
         self, conn: psycopg.Connection
     ) -> tuple[tuple[str, ...], tuple[str, ...], list[str] | None]:
-        """The table's columns, their data types, and the columns that order its rows."""
+        """The table's columns, their data types, and the columns that order its rows.
+
+        Kept as the shape :meth:`relation` lists, so a column dropped since
+        the source opened is not selected by the next job's queries.
+        """
         found = conn.execute(
             "SELECT column_name, data_type FROM information_schema.columns"
             " WHERE table_schema = current_schema() AND table_name = %s ORDER BY ordinal_position",
@@ -167,6 +190,7 @@ class PostgresSource(DataSource):
         order = [name for (name,) in keys] or (["ctid"] if kind in ("r", "p", "m") else None)
         names = tuple(name for name, _ in found)
         types = tuple(str(t) for _, t in found)
+        self._shape = (names, types, order is not None)  # a view has neither keys nor ctid
         return names, types, order
 
     def numbering(self, conn: psycopg.Connection) -> sql.Composable:

@@ -49,16 +49,43 @@ WHITESPACE = "".join(chr(i) for i in range(0x110000) if chr(i).isspace())
 NUMBER_PATTERN = r"^[+-]?([0-9]+(\.[0-9]*)?|\.[0-9]+)([eE][+-]?[0-9]+)?$"
 """The filter language's NUMBER, as a PostgreSQL regular expression."""
 
+NUMBER_PARTS = r"^[+-]?([0-9]*)(\.([0-9]*))?([eE]([+-]?)([0-9]+))?$"
+"""A NUMBER's integer digits (1), fraction digits (3), exponent sign (5) and digits (6)."""
+
+MAY_OVERFLOW = r"^[+-]?0*[1-9][0-9]{199}|[eE]\+?0*[1-9][0-9]{2}"
+"""A NUMBER that may be too large for a float64: 200 or more integer digits, or an
+exponent of 100 or more. Any other is below 10^299, so finite."""
+
+OVERFLOW_DIGITS = str(2**1024 - 2**970)
+"""The smallest integer that parses to an infinite float64 (it rounds to 2^1024), 309 digits.
+
+A decimal parses to an infinity (float() and strtod round correctly) exactly
+when its magnitude is at least this."""
+
+UNDERFLOW_DIGITS = "0." + str(5**1075).zfill(1075)
+"""2^-1075, exactly: half the smallest float64. A decimal of at most this
+magnitude parses to a zero; PostgreSQL's float8 input refuses it instead."""
+
 
 class Binder:
     """Collects a query's bound parameters; each value becomes a named placeholder.
 
-    The whitespace set and the number pattern are bound once as ``ws`` and
-    ``num``; every literal of a job gets a placeholder of its own.
+    The whitespace set, the number patterns and the float64 limits are bound
+    once (``ws``, ``num``, ``parts``, ``big``; ``fmax`` as text, ``huge`` and
+    ``tiny`` as numeric: a placeholder has one type in a query); every
+    literal of a job gets a placeholder of its own.
     """
 
     def __init__(self) -> None:
-        self.params: dict[str, object] = {"ws": WHITESPACE, "num": NUMBER_PATTERN}
+        self.params: dict[str, object] = {
+            "ws": WHITESPACE,
+            "num": NUMBER_PATTERN,
+            "parts": NUMBER_PARTS,
+            "big": MAY_OVERFLOW,
+            "fmax": OVERFLOW_DIGITS,
+            "huge": OVERFLOW_DIGITS,
+            "tiny": UNDERFLOW_DIGITS,
+        }
 
     def __call__(self, value: object) -> sql.Placeholder:
         name = f"p{len(self.params)}"
@@ -94,6 +121,25 @@ def text(name: str) -> sql.Composable:
     )
 
 
+def exact_as_float(name: str) -> sql.Composable:
+    """A ``numeric`` column's cell as float8, as ``float()`` reads its decimal text.
+
+    A plain cast fails on a value beyond float64 (|x| >= 2^1024 - 2^970) and
+    on one so small it rounds to zero, ending the query without naming the
+    cell; here the first becomes an infinity (refused by column and row, as
+    a CSV cell of it is) and the second a zero of its sign, as in a CSV.
+    """
+    cell = quoted(name)
+    return sql.SQL(
+        "(CASE WHEN {c} IS NULL OR {c} = 'NaN'::numeric THEN {c}::float8"
+        " WHEN abs({c}) >= %(huge)s::numeric THEN"
+        " (CASE WHEN {c} > 0 THEN 'Infinity' ELSE '-Infinity' END)::float8"
+        " WHEN abs({c}) <= %(tiny)s::numeric THEN"
+        " (CASE WHEN {c} < 0 THEN '-0' ELSE '0' END)::float8"
+        " ELSE {c}::float8 END)"
+    ).format(c=cell)
+
+
 def not_finite(name: str) -> sql.Composable:
     """True where a numeric cell holds NaN or an infinity (NaN sorts above all in PostgreSQL)."""
     cell = number(name)
@@ -103,8 +149,41 @@ def not_finite(name: str) -> sql.Composable:
 
 
 def looks_numeric(name: str) -> sql.Composable:
-    """True where a text cell is missing or a plain decimal number (the filter's NUMBER)."""
-    return sql.SQL("({t} IS NULL OR {t} ~ %(num)s)").format(t=text(name))
+    """True where a text cell is missing or a number as the row path reads one.
+
+    That is the filter's NUMBER whose value is a finite float64: ``1e999``
+    or 400 nines are text there (``float`` gives an infinity), so here too.
+    Only a cell that may overflow (:data:`MAY_OVERFLOW`) has its magnitude
+    worked out, from its digits (:func:`_finite_number`).
+    """
+    return sql.SQL(
+        "(CASE WHEN {t} IS NULL THEN TRUE WHEN {t} !~ %(num)s THEN FALSE"
+        " WHEN {t} !~ %(big)s THEN TRUE ELSE {finite} END)"
+    ).format(t=text(name), finite=_finite_number(text(name)))
+
+
+def _finite_number(cell: sql.Composable) -> sql.Composable:
+    """True where a NUMBER's magnitude is below :data:`OVERFLOW_DIGITS` (finite as float64).
+
+    With s the significant digits (leading zeros dropped) and k the power
+    of ten with the value = 0.s x 10^k, it is finite when k < 309, or
+    k = 309 and s, padded with zeros, is below the limit's digits. An
+    exponent of more than 12 digits decides by its sign alone (the digits of
+    a text cell are far fewer than 10^12).
+    """
+    return sql.SQL(
+        "(SELECT k < 309 OR (k = 309 AND rpad(s, w, '0') COLLATE \"C\""
+        " < rpad(%(fmax)s::text, w, '0') COLLATE \"C\")"
+        " FROM (SELECT s, greatest(length(s), length(%(fmax)s::text)) AS w,"
+        " CASE WHEN s = '' THEN 0"
+        " WHEN length(e) > 12 THEN (CASE WHEN neg THEN -1 ELSE 1 END) * 1000000000000000"
+        " ELSE length(i) - (length(i) + length(f) - length(s))"
+        " + (CASE WHEN neg THEN -1 ELSE 1 END) * COALESCE(NULLIF(e, '')::bigint, 0) END AS k"
+        " FROM (SELECT m[1] AS i, COALESCE(m[3], '') AS f,"
+        " ltrim(m[1] || COALESCE(m[3], ''), '0') AS s,"
+        " COALESCE(m[5] = '-', FALSE) AS neg, ltrim(COALESCE(m[6], ''), '0') AS e"
+        " FROM (SELECT regexp_match({c}, %(parts)s) AS m) AS a) AS b) AS c)"
+    ).format(c=cell)
 
 
 _OPS = {"==": "=", "!=": "<>", "<": "<", "<=": "<=", ">": ">", ">=": ">="}
@@ -176,6 +255,7 @@ __all__ = [
     "Binder",
     "compared",
     "condition",
+    "exact_as_float",
     "kind_of",
     "looks_numeric",
     "not_finite",

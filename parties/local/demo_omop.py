@@ -36,7 +36,9 @@ def main() -> None:
         password = omop_synthetic.demo_password()
         with postgres_server.running(password) as server:
             print(f"PostgreSQL on 127.0.0.1:{server.port}; writing synthetic OMOP CDMs ...")
-            pooled: dict[str, list[np.ndarray]] = {c: [] for c in [*COLUMNS, "diabetes"]}
+            pooled: dict[str, list[np.ndarray]] = {
+                c: [] for c in [*COLUMNS, "diabetes", "any_diabetes"]
+            }
             secret = root / "db-password"
             secret.write_text(password, encoding="utf-8")
             secret.chmod(0o600)
@@ -78,6 +80,7 @@ def _jobs(client: Client, pooled: dict[str, np.ndarray]) -> None:
     for where, keep in (
         (None, np.ones(len(x), dtype=bool)),
         ("diabetes == 1", pooled["diabetes"] == 1),
+        ("any_diabetes == 1", pooled["any_diabetes"] == 1),  # concept 201820 and descendants
     ):
         label = "all persons" if where is None else where
         print(f"  job: mean and stdev of {', '.join(COLUMNS)} over {label} ...", flush=True)

@@ -2,7 +2,8 @@
 
 The synthetic generator keeps what it wrote as arrays; the oracle below
 derives each mapped column from those arrays with plain Python and numpy
-(latest value by date then id, mean, flags), independently of the SQL.
+(latest value by date then id, mean, flags, concept sets widened by the
+concept_ancestor rows), independently of the SQL.
 """
 
 from __future__ import annotations
@@ -26,12 +27,23 @@ from smpc.local import LocalFederation
 
 ENV = "SMPC_TEST_PG_PASSWORD"
 HOSPITALS = {"h1": (400, 21), "h2": (300, 22), "h3": (500, 23)}
-COLUMNS = ["person_id", "age", "gender", "sbp", "hba1c", "diabetes"]
+COLUMNS = ["person_id", "age", "gender", "sbp", "hba1c", "diabetes", "any_diabetes", "hba1c_any"]
+
+
+def _under(data: synth.SyntheticOmop, concept: int) -> set[int]:
+    """The concept and those the data set's concept_ancestor rows put under it."""
+    return {concept} | {
+        int(d)
+        for a, d in zip(data.ancestor_concept, data.descendant_concept, strict=True)
+        if a == concept
+    }
 
 
 def _expected(data: synth.SyntheticOmop) -> np.ndarray:
     """The mapped columns per person, from the generator's arrays (NaN where missing)."""
     ref = np.datetime64(synth.REFERENCE_DATE)
+    any_diabetes = _under(data, synth.DIABETES_MELLITUS)
+    any_hba1c = _under(data, synth.HBA1C)
     out = np.full((len(data.person_id), len(COLUMNS)), np.nan)
     for i, pid in enumerate(data.person_id):
         out[i, 0] = pid
@@ -49,13 +61,13 @@ def _expected(data: synth.SyntheticOmop) -> np.ndarray:
         a1c = mine & (data.measurement_concept == synth.HBA1C)
         if a1c.any():
             out[i, 4] = data.measurement_value[a1c].mean()
-        out[i, 5] = float(
-            (
-                (data.condition_person == pid)
-                & (data.condition_concept == synth.TYPE_2_DIABETES)
-                & (data.condition_date <= ref)
-            ).any()
-        )
+        sick = (data.condition_person == pid) & (data.condition_date <= ref)
+        out[i, 5] = float((sick & (data.condition_concept == synth.TYPE_2_DIABETES)).any())
+        out[i, 6] = float(any(int(c) in any_diabetes for c in data.condition_concept[sick]))
+        tested = [k for k in np.flatnonzero(mine) if int(data.measurement_concept[k]) in any_hba1c]
+        if tested:
+            last = max(tested, key=lambda k: (data.measurement_date[k], data.measurement_id[k]))
+            out[i, 7] = data.measurement_value[last]
     return out
 
 
@@ -91,6 +103,38 @@ def test_the_generator_is_deterministic_and_covers_every_case() -> None:
     assert (a.measurement_date > ref).any() and (a.condition_date > ref).any()
     assert np.isnan(a.measurement_value).any()
     assert not np.array_equal(synth.generate(200, 6).year_of_birth, a.year_of_birth)
+    before = a.condition_date <= ref  # concepts under others are in use before the date
+    for child in (synth.T2D_COMPLICATION, synth.TYPE_1_DIABETES):
+        assert (before & (a.condition_concept == child)).any()
+    assert (a.measurement_concept == synth.HBA1C_POINT_OF_CARE).any()
+    expected = _expected(a)
+    assert (expected[:, 6] > expected[:, 5]).any()  # descendants add persons
+    assert not np.array_equal(np.isnan(expected[:, 7]), np.isnan(expected[:, 4]))
+
+
+def test_concept_ancestor_is_the_closure_of_the_hierarchy() -> None:
+    data = synth.generate(50, 1)
+    rows = set(
+        zip(
+            data.ancestor_concept.tolist(),
+            data.descendant_concept.tolist(),
+            data.levels.tolist(),
+            strict=True,
+        )
+    )
+    closure = {(c, c, 0) for c in {*synth.PARENTS, *synth.PARENTS.values()}}
+    while True:  # add (grandparent, child, level + 1) until nothing changes
+        grown = closure | {
+            (synth.PARENTS[a], d, level + 1) for a, d, level in closure if a in synth.PARENTS
+        }
+        if grown == closure:
+            break
+        closure = grown
+    used = set(data.measurement_concept.tolist()) | set(data.condition_concept.tolist())
+    assert closure <= rows
+    assert {r for r in rows if r[0] != r[1]} == {r for r in closure if r[0] != r[1]}
+    assert {(c, c, 0) for c in used} <= rows  # every concept is its own descendant
+    assert (synth.DIABETES_MELLITUS, synth.T2D_COMPLICATION, 2) in rows
 
 
 def test_rows_read_through_the_mapping_equal_the_python_oracle(postgres, cdm) -> None:
@@ -103,22 +147,26 @@ def test_rows_read_through_the_mapping_equal_the_python_oracle(postgres, cdm) ->
         assert src.row_count == HOSPITALS[name][0]
 
 
-@pytest.mark.parametrize("where", [None, "diabetes == 1", "gender == 8532 and age >= 40"])
+@pytest.mark.parametrize(
+    "where", [None, "diabetes == 1", "any_diabetes == 1", "gender == 8532 and age >= 40"]
+)
 def test_stats_over_three_omop_hospitals_equal_numpy(postgres, cdm, where) -> None:
-    columns = ["age", "sbp", "hba1c"]
+    columns = ["age", "sbp", "hba1c", "hba1c_any"]
     pooled = np.vstack([cdm[name] for name in HOSPITALS])
     keep = np.ones(len(pooled), dtype=bool)
     if where == "diabetes == 1":
         keep = pooled[:, 5] == 1
+    elif where == "any_diabetes == 1":
+        keep = pooled[:, 6] == 1
     elif where is not None:
         keep = (pooled[:, 2] == synth.FEMALE) & (pooled[:, 1] >= 40)
-    rows = pooled[keep][:, [1, 3, 4]]
+    rows = pooled[keep][:, [1, 3, 4, 7]]
     complete = rows[~np.isnan(rows).any(axis=1)]
     datas = [_source(postgres, cdm, name).aggregates(columns, where) for name in HOSPITALS]
     assert all(d is not None for d in datas)
     ctxs = [
         dataclasses.replace(ctx, data=d)
-        for ctx, d in zip(contexts([np.zeros((0, 3))] * 3, columns), datas, strict=True)
+        for ctx, d in zip(contexts([np.zeros((0, 4))] * 3, columns), datas, strict=True)
     ]
     try:
         result, _ = run_local(LocalFederation(3), "stats-variance", ctxs)
@@ -191,6 +239,28 @@ def test_open_source_reads_an_omop_mapping_from_the_config(postgres, cdm, tmp_pa
             {"reference_date": "2024-01-01", "columns": {"a": {"source": "age", "concept": 1}}},
             "a.concept",
         ),
+        (
+            {
+                "reference_date": "2024-01-01",
+                "columns": {"a": {"source": "condition", "concept_ids": [1], "descendants": 1}},
+            },
+            "a.descendants must be true or false",
+        ),
+        (
+            {
+                "reference_date": "2024-01-01",
+                "columns": {"a": {"source": "age", "descendants": True}},
+            },
+            "a.descendants is not a key of a age column",
+        ),
+        (
+            {
+                "reference_date": "2024-01-01",
+                "vocabulary_schema": "vocab; DROP",
+                "columns": {"a": {"source": "age"}},
+            },
+            "vocabulary_schema",
+        ),
     ],
 )
 def test_a_bad_mapping_is_refused_naming_the_key(raw, message: str) -> None:
@@ -242,3 +312,55 @@ def test_a_member_config_keeps_its_omop_mapping(make_federation) -> None:
     text = member.config_path.read_text()
     assert 'omop_mapping = "omop.toml"' in text  # relative to the config's folder
     assert load_config(member.config_path).data == data
+
+
+def _descendants_mapping(path: Path, schema: str, vocabulary: str | None = None) -> Path:
+    lines = [f'schema = "{schema}"']
+    if vocabulary is not None:
+        lines.append(f'vocabulary_schema = "{vocabulary}"')
+    path.write_text("\n".join(lines) + "\n" + synth.EXAMPLE_MAPPING, encoding="utf-8")
+    return path
+
+
+def test_descendants_without_concept_ancestor_are_a_clear_error(postgres, tmp_path) -> None:
+    with psycopg.connect(postgres.dsn, password=postgres.password, autocommit=True) as conn:
+        synth.write(conn, synth.generate(50, 31), schema="no_vocab")
+        conn.execute("DROP TABLE no_vocab.concept_ancestor")
+    mapping = _descendants_mapping(tmp_path / "m.toml", "no_vocab")
+    with pytest.raises(
+        DataSourceError,
+        match=r"column 'any_diabetes' asks for descendants, which need the vocabulary table"
+        r" 'concept_ancestor'; schema 'no_vocab' does not hold it",
+    ):
+        OmopSource(postgres.dsn, mapping, password_env=ENV)
+    elsewhere = _descendants_mapping(tmp_path / "v.toml", "no_vocab", vocabulary="absent_vocab")
+    with pytest.raises(DataSourceError, match="schema 'absent_vocab' does not hold it"):
+        OmopSource(postgres.dsn, elsewhere, password_env=ENV)
+    # Without descendants the same database serves the plain columns.
+    plain = tmp_path / "plain.toml"
+    plain.write_text(
+        'schema = "no_vocab"\n' + synth.EXAMPLE_MAPPING.split("[columns.any_diabetes]")[0],
+        encoding="utf-8",
+    )
+    assert OmopSource(postgres.dsn, plain, password_env=ENV).row_count == 50
+
+
+def test_a_vocabulary_schema_without_level_zero_rows_keeps_the_listed_concepts(
+    postgres, tmp_path
+) -> None:
+    """Descendants come from vocabulary_schema; a concept counts even with no row of its own."""
+    data = synth.generate(300, 32)
+    with psycopg.connect(postgres.dsn, password=postgres.password, autocommit=True) as conn:
+        synth.write(conn, data, schema="cdm_only")
+        conn.execute("CREATE SCHEMA IF NOT EXISTS vocab")
+        conn.execute("DROP TABLE IF EXISTS vocab.concept_ancestor")
+        conn.execute(
+            "CREATE TABLE vocab.concept_ancestor AS SELECT * FROM cdm_only.concept_ancestor"
+            " WHERE min_levels_of_separation > 0"
+        )
+        conn.execute("DROP TABLE cdm_only.concept_ancestor")
+    mapping = _descendants_mapping(tmp_path / "m.toml", "cdm_only", vocabulary="vocab")
+    got = OmopSource(postgres.dsn, mapping, password_env=ENV).select(COLUMNS).values
+    want = _expected(data)
+    np.testing.assert_array_equal(np.isnan(got), np.isnan(want))
+    np.testing.assert_allclose(got, want, rtol=1e-12)

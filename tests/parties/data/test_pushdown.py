@@ -18,6 +18,7 @@ import psycopg
 import pytest
 from psycopg import sql
 
+from parties.data import pushdown
 from parties.data.errors import DataSourceError
 from parties.data.postgresql_source import PostgresSource
 from parties.data.pushdown import PostgresAggregates
@@ -153,7 +154,9 @@ def test_numeric_aggregates_equal_numpy_on_the_same_rows(postgres, tables, where
 
 
 @pytest.mark.parametrize(("where", "meaning"), FILTERS)
-def test_histogram_quantile_counts_and_crosstab_equal_numpy(postgres, tables, where, meaning):
+def test_histogram_quantile_counts_and_crosstab_equal_numpy(
+    postgres, tables, where, meaning, monkeypatch: pytest.MonkeyPatch
+):
     t = tables["h2"]
     kept = meaning(t)
     x = t.x[kept]
@@ -168,14 +171,21 @@ def test_histogram_quantile_counts_and_crosstab_equal_numpy(postgres, tables, wh
         assert data.histogram(np.sort(np.unique(x))[[0, 3, -1]])[1].tolist() == (
             np.histogram(x, np.sort(np.unique(x))[[0, 3, -1]])[0].tolist()
         )
-        lo, hi = -2.0, 6.0
-        _, at_most = data.at_most(lo, hi)
-        clipped = np.sort(np.clip(x, lo, hi))
-        thresholds = np.array([hi, -2.0, 0.0, 0.0, 1.5, float(x[0]), 6.0, -3.0, 2.25])
-        got = at_most(thresholds)
-        assert got.tolist() == [int((clipped <= v).sum()) for v in thresholds]
     finally:
         data.close()
+    lo, hi = -2.0, 6.0
+    clipped = np.sort(np.clip(x, lo, hi))
+    thresholds = np.array([hi, -2.0, 0.0, 0.0, 1.5, float(x[0]), 6.0, -3.0, 2.25])
+    for limit in (pushdown.SORTED_VALUES_LIMIT, 0):  # values read once; counted in SQL
+        monkeypatch.setattr(pushdown, "SORTED_VALUES_LIMIT", limit)
+        data = _aggregates(postgres, "h2", ["x"], where)
+        try:
+            _, at_most = data.at_most(lo, hi)
+            got = at_most(thresholds)
+            assert got.tolist() == [int((clipped <= v).sum()) for v in thresholds]
+            assert at_most(thresholds[::-1]).tolist() == got[::-1].tolist()
+        finally:
+            data.close()
 
     levels = [["M", "B"], ["a", "b", "c"]]
     table = _aggregates(postgres, "h2", ["dx", "site"], where, categorical=True)
@@ -261,6 +271,54 @@ def test_consent_restricts_the_rows_by_bound_identifiers(postgres, tables) -> No
         keep[:4] = False
         data.restrict("pid", ids, keep)
         assert data.kept_rows() == len(ids) - 4
+    finally:
+        data.close()
+
+
+@pytest.mark.parametrize("limit", [pushdown.SORTED_VALUES_LIMIT, 0])
+def test_quantile_counts_read_the_kept_values_once_when_few(
+    postgres, tables, limit: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Few kept values: one more pass reads them and every step counts in memory; many
+    (a limit of 0 here): a pass per step. Both count only consenting patients' values."""
+    monkeypatch.setattr(pushdown, "SORTED_VALUES_LIMIT", limit)
+    t = tables["h1"]
+    queries: list[str] = []
+    data = _aggregates(postgres, "h1", ["z"], "y >= 20")
+    fetch = data._fetch
+
+    def counted_fetch(query, extra=None, **kw):
+        queries.append(repr(query))
+        return fetch(query, extra, **kw)
+
+    monkeypatch.setattr(data, "_fetch", counted_fetch)
+    try:
+        ids = data.patient_ids("pid")
+        assert ids is not None
+        keep = np.array([int(p[-1]) % 4 != 1 for p in ids])
+        data.restrict("pid", ids, keep)
+        chosen = np.isin(t.pid, ids[keep]) & (t.y >= 20) & ~np.isnan(t.z)
+        z = np.sort(np.clip(t.z[chosen], -30.0, 30.0))
+        before = len(queries)
+        counted, at_most = data.at_most(-30.0, 30.0)
+        assert counted.rows == len(z)
+        steps = [np.linspace(-40.0, 40.0, 15) + k for k in range(5)]
+        for step in steps:
+            assert at_most(step).tolist() == np.searchsorted(z, step, side="right").tolist()
+        passes = len(queries) - before
+        assert passes == (2 if limit else 1 + len(steps))
+        # what the party handed out is the counts, the same either way
+        assert data.answered()[-15:].tolist() == np.searchsorted(z, steps[-1], "right").tolist()
+    finally:
+        data.close()
+
+
+def test_quantile_counts_over_no_kept_value_are_zeros(postgres, tables) -> None:
+    data = _aggregates(postgres, "h1", ["z"], "y > 1000")
+    try:
+        counted, at_most = data.at_most(-1.0, 1.0)
+        assert counted.rows == 0
+        assert at_most(np.array([-1.0, 0.0, 1.0])).tolist() == [0, 0, 0]
     finally:
         data.close()
 
