@@ -5,7 +5,7 @@ Scenario: three hospital processes and a dealer process
 dealer, the data plane's mutual TLS sockets for the rounds, transcripts on;
 semi-honest parties. The analyst's client submits a signed ``stats-count``
 job over the breast cancer rows (569, split over the hospitals; count of
-complete ``mean_radius``, gated by the minimum cell size inside MPC, 10
+complete ``mean_radius``, gated by the minimum cell size inside MPC, 9
 rounds) and the time runs until it has the count, the job's record kept at
 every party. Before each timed job (untimed) the previous job's record is
 final at every hospital, as in ``benchmarks/test_inference.py``. Target
