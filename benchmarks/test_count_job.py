@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from benchmarks.test_inference import HOSPITALS, _wait_final
+from benchmarks.test_inference import HOSPITALS, _wait_final, online_median
 from parties.client import Client, JobOutcome
 from parties.local.launcher import LocalDeployment
 
@@ -54,4 +54,5 @@ def test_pooled_count_submit_to_result(benchmark, tmp_path: Path) -> None:
         rounds=max(r.rounds for r in replies),
         bytes_per_party=max(r.payload_bytes for r in replies),
         wire_bytes_per_party=max(r.wire_bytes for r in replies),
+        online_seconds_median=online_median(outcomes),
     )

@@ -609,10 +609,12 @@ class PartyNode:
                 transcript=transcript,
                 deadline=deadline.at,
             )
+            online = time.perf_counter()
             try:
                 shares, delivered = body(Runtime(transport, source, self.fxp), ctx)
             finally:
                 transport.close()
+            online = time.perf_counter() - online
             dealer.wait()  # a job that used no item still needs the dealer's consent
         finally:
             dealer.close()
@@ -634,6 +636,7 @@ class PartyNode:
             rounds=transport.rounds,
             payload_bytes=transport.bytes_sent,
             wire_bytes=transport.wire_bytes_sent,
+            online_seconds=online,
         )
         return reply, delivered
 
