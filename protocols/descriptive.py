@@ -29,6 +29,7 @@ from protocols.disclosure import (
     PolicyRefused,
     StatisticsParams,
     agree,
+    agree_and_pool,
     check_values,
     complete_rows,
     gate,
@@ -51,7 +52,7 @@ MOMENT_BITS = 32
 WEIGHT_BITS = 32
 """Fractional bits of sqrt(n_i / N), a hospital's weight in the between-hospital term."""
 
-MOMENTS_ROUNDS = 15
+MOMENTS_ROUNDS = 14
 """Rounds of :func:`variance` and :func:`covariance` (see :func:`moments`)."""
 
 
@@ -131,26 +132,26 @@ def _as_scale(rt: Runtime, x: SharedTensor, scale: int) -> SharedTensor:
 
 
 def count(rt: Runtime, ctx: JobContext) -> Outcome:
-    """Outputs ``count`` and ``dropped``: the pooled number of complete rows; 10 rounds.
+    """Outputs ``count`` and ``dropped``: the pooled number of complete rows; 9 rounds.
 
     Reveals to the job's recipients: the pooled count if it reaches m (else 0)
     and the pooled number of rows dropped for a missing value if it reaches m
     (else 0), both 0 if a party's own complete rows number 1 to m - 1.
     Nothing to the computing parties but m, the maximum of their policies.
-    Rounds: policies 1, input 1, comparison 8.
+    Rounds: policies with the input 1 (:func:`~protocols.disclosure.agree_and_pool`),
+    comparison 8.
     """
     check_frac_bits(rt)
     job_params(ctx, StatisticsParams)
     data = own_data(rt, ctx)
     n, dropped = _counts(data.counts() if data is not None else None)
-    m = agree(rt, ctx)
-    pooled = pooled_integers(rt, np.array([n, dropped, small_contribution(n, m)]))
-    _, (kept,) = gate(rt, pooled[:2], m, [(pooled[:2], None)], pooled[2:])
+    policy, pooled, vetoes = agree_and_pool(rt, ctx, np.array([n, dropped]), n)
+    _, (kept,) = gate(rt, pooled, policy.min_cell_size, [(pooled, None)], vetoes)
     return Outcome({"count": kept[:1], "dropped": kept[1:]})
 
 
 def total(rt: Runtime, ctx: JobContext) -> Outcome:
-    """Outputs ``count``, ``dropped`` and ``sum`` (per column); 10 rounds.
+    """Outputs ``count``, ``dropped`` and ``sum`` (per column); 9 rounds.
 
     Reveals to the job's recipients: the pooled count and per-column sums if
     the count reaches m (else 0), hence the means sum / count, and the dropped
@@ -162,11 +163,11 @@ def total(rt: Runtime, ctx: JobContext) -> Outcome:
     data = own_data(rt, ctx)
     counted, sums = data.sums() if data is not None else (None, np.zeros(len(ctx.columns)))
     n, dropped = _counts(counted)
-    m = agree(rt, ctx)
-    head = [n, dropped, small_contribution(n, m)]
-    pooled = pooled_integers(rt, np.concatenate([head, fixed(sums, SUM_BITS)]))
+    local = np.concatenate([[n, dropped], fixed(sums, SUM_BITS)])
+    policy, pooled, vetoes = agree_and_pool(rt, ctx, local, n)
     counts = pooled[:2]
-    _, (kept, sum_kept) = gate(rt, counts, m, [(counts, None), (pooled[3:], 0)], pooled[2:3])
+    m = policy.min_cell_size
+    _, (kept, sum_kept) = gate(rt, counts, m, [(counts, None), (pooled[2:], 0)], vetoes)
     return Outcome(
         {"count": kept[:1], "dropped": kept[1:], "sum": _as_scale(rt, sum_kept, rt.fxp.frac_bits)}
     )
@@ -185,8 +186,9 @@ def moments(rt: Runtime, ctx: JobContext, *, matrix: bool) -> Outcome:
 
     where C_i is hospital i's centred co-moment matrix (two-pass, local).
 
-    1. Policies (1 round); each hospital shares [n_i, dropped_i] and its veto
-       bit (1 round).
+    1. Policies, and each hospital shares [n_i, dropped_i]; its veto bit is
+       its own share of the veto count (1 round,
+       :func:`~protocols.disclosure.agree_and_pool`).
     2. :func:`~protocols.disclosure.gate`: N against max(m, 2) and the dropped
        count against m, both 0 on a veto (8 rounds); the gated N is opened to every
        computing party (1 round): N is a declared public intermediate, needed
@@ -200,7 +202,7 @@ def moments(rt: Runtime, ctx: JobContext, *, matrix: bool) -> Outcome:
        before any product, so nothing large cancels: the error is about
        2^-16 |u_i| per term rather than 2^-16 |mean|.
 
-    Rounds: 15. Range: |sqrt(w_i) * mean| * 2^48 < 2^62 since |mean| < 2^14.
+    Rounds: 14. Range: |sqrt(w_i) * mean| * 2^48 < 2^62 since |mean| < 2^14.
     Reveals to the job's recipients: N, the means and the population
     (co)variances if N >= max(m, 2) (else 0), and the dropped count as in
     :func:`count`; to the computing parties: m and N (or 0 if suppressed).
@@ -213,10 +215,9 @@ def moments(rt: Runtime, ctx: JobContext, *, matrix: bool) -> Outcome:
         data.moments(matrix=matrix) if data is not None else (None, np.zeros(p), np.zeros(0))
     )
     n, dropped = _counts(counted)
-    m = agree(rt, ctx)
-    pooled = pooled_integers(rt, np.array([n, dropped, small_contribution(n, m)]))
-    counts = pooled[:2]
-    _, (kept,) = gate(rt, counts, np.array([max(m, 2), m]), [(counts, None)], pooled[2:])
+    policy, counts, vetoes = agree_and_pool(rt, ctx, np.array([n, dropped]), n)
+    m = policy.min_cell_size
+    _, (kept,) = gate(rt, counts, np.array([max(m, 2), m]), [(counts, None)], vetoes)
     opened = rt.open(kept[:1])
     pooled_n = 0 if opened is None else int(opened[0])
     width = p * p if matrix else p
@@ -259,7 +260,7 @@ def moments(rt: Runtime, ctx: JobContext, *, matrix: bool) -> Outcome:
 
 
 def variance(rt: Runtime, ctx: JobContext) -> Outcome:
-    """Per-column population variance (see :func:`moments`); 15 rounds.
+    """Per-column population variance (see :func:`moments`); 14 rounds.
 
     Reveals to the job's recipients: N, the means and the population
     variances if N >= max(m, 2) (else 0) and the gated dropped count; to the
@@ -269,7 +270,7 @@ def variance(rt: Runtime, ctx: JobContext) -> Outcome:
 
 
 def covariance(rt: Runtime, ctx: JobContext) -> Outcome:
-    """Population covariance matrix of the columns (see :func:`moments`); 15 rounds.
+    """Population covariance matrix of the columns (see :func:`moments`); 14 rounds.
 
     Reveals to the job's recipients: N, the means and the population
     covariance matrix if N >= max(m, 2) (else 0) and the gated dropped count;

@@ -7,8 +7,9 @@ dropping those with a missing value):
 1. To each party's own contribution: a party whose complete rows number from
    1 to m - 1 does not refuse (a refusal would tell the analyst that it holds
    a few such rows, e.g. that a given patient has no missing value). It
-   shares a veto bit with its aggregates instead (:func:`small_contribution`),
-   and any veto suppresses every output of the job inside MPC. An empty
+   casts a secret veto bit instead (:func:`small_contribution`), in the round
+   that shares its aggregates (:func:`agree_and_pool`), and any veto
+   suppresses every output of the job inside MPC. An empty
    contribution adds nothing and casts no veto. (A party process also
    refuses at admission, before any round, a selection below its own
    policy's minimum, counted before missing values are dropped.)
@@ -111,13 +112,24 @@ def agree_policy(
     columns stop with an error instead of computing on mismatched tensors
     (``same_columns=False`` for column-split data, where they differ).
     """
+    mine = _policy_words(ctx, extra, same_columns)
+    return _policy_from(rt, ctx, mine, rt.exchange_all(mine, "policy"))
+
+
+def _policy_words(ctx: JobContext, extra: Sequence[int], same_columns: bool) -> np.ndarray:
+    """This party's policy, the digest of its columns and ``extra``, as public words."""
     names = "\x00".join(ctx.columns) if same_columns else ""
     digest = hashlib.sha256(names.encode()).digest()[:8]
-    mine = np.array(
+    return np.array(
         [ctx.min_cell_size, int(ctx.allow_min_max), int.from_bytes(digest, "little"), *extra],
         dtype=np.uint64,
     )
-    heard = rt.exchange_all(mine, "policy")
+
+
+def _policy_from(
+    rt: Runtime, ctx: JobContext, mine: np.ndarray, heard: Sequence[np.ndarray]
+) -> Policy:
+    """The strictest of the policies heard; an error naming a party whose columns differ."""
     if rt.planning:
         return Policy(max(1, ctx.min_cell_size), ctx.allow_min_max)
     for party, theirs in enumerate(heard):
@@ -137,6 +149,32 @@ def agree(
 ) -> int:
     """The job's minimum cell size m (see :func:`agree_policy`); one round."""
     return agree_policy(rt, ctx, extra, same_columns=same_columns).min_cell_size
+
+
+def agree_and_pool(
+    rt: Runtime, ctx: JobContext, local: np.ndarray, rows: int, extra: Sequence[int] = ()
+) -> tuple[Policy, SharedTensor, SharedTensor]:
+    """The job's :class:`Policy`, the pooled sum of every party's ``local`` integers, and the
+    pooled veto count (the :func:`small_contribution` bits of ``rows``); one round.
+
+    The policies (as :func:`agree_policy` has them, with ``extra``) travel in
+    the round that shares ``local``. A veto bit needs m, known only once that
+    round is in, so it is not shared: each party holds its own bit as its
+    additive share of the veto count. That share is not uniform, but the veto
+    count is only ever an operand of :func:`gate`, where it is added to the
+    uniformly shared counts and leaves a party only inside the comparison's
+    first message, masked by the comparison's fresh random mask; so it
+    reveals what a shared bit did: nothing but its effect on the gate.
+    """
+    mine = _policy_words(ctx, extra, True)
+    flat = np.asarray(local, dtype=np.int64).reshape(-1)
+    parts, heard = rt.input_all_announcing(flat, flat.shape, mine, integer=True)
+    policy = _policy_from(rt, ctx, mine, heard)
+    pooled = parts[0]
+    for part in parts[1:]:
+        pooled = pooled + part
+    veto = np.array([small_contribution(rows, policy.min_cell_size)], dtype=np.uint64)
+    return policy, pooled, rt.shared(veto, 0)
 
 
 def same_selection(
@@ -201,8 +239,8 @@ def complete_rows(values: np.ndarray) -> tuple[np.ndarray, int]:
 def small_contribution(rows: int, m: int) -> int:
     """1 if this party's own contribution of ``rows`` complete rows is from 1 to m - 1, else 0.
 
-    Shared with the party's aggregates, never opened: the pooled sum of these
-    bits is the job's veto count, which :func:`gate` folds into every count.
+    Never opened: the pooled sum of these bits is the job's veto count
+    (:func:`agree_and_pool`), which :func:`gate` folds into every count.
     """
     return int(0 < rows < m)
 

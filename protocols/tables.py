@@ -21,29 +21,26 @@ from dataclasses import dataclass
 import numpy as np
 
 from protocols.context import JobContext, Outcome, is_number
-from protocols.descriptive import check_frac_bits, own_data, pooled_integers
+from protocols.descriptive import check_frac_bits, own_data
 from protocols.disclosure import (
     StatisticsParams,
     StatisticsParamsError,
-    agree,
+    agree_and_pool,
     gate,
     job_params,
-    small_contribution,
 )
 from smpc.runtime import Runtime
 
-ROUNDS = 10
-"""Rounds of :func:`histogram` and :func:`crosstab`: policies 1, input 1, comparison 8."""
+ROUNDS = 9
+"""Rounds of :func:`histogram` and :func:`crosstab`: policies with the input 1, comparison 8."""
 
 
 def _gated_cells(
     rt: Runtime, ctx: JobContext, cells: np.ndarray, rows: int, dropped: int, extra: Sequence[int]
 ) -> Outcome:
-    m = agree(rt, ctx, extra)
-    flat = np.concatenate([cells.reshape(-1), [dropped, small_contribution(rows, m)]])
-    pooled = pooled_integers(rt, flat.astype(np.int64))
-    counts = pooled[:-1]
-    _, (kept,) = gate(rt, counts, m, [(counts, None)], pooled[-1:])
+    flat = np.concatenate([cells.reshape(-1), [dropped]]).astype(np.int64)
+    policy, counts, vetoes = agree_and_pool(rt, ctx, flat, rows, extra)
+    _, (kept,) = gate(rt, counts, policy.min_cell_size, [(counts, None)], vetoes)
     return Outcome({"counts": kept[:-1].reshape(*cells.shape), "dropped": kept[-1:]})
 
 
@@ -69,7 +66,7 @@ class HistogramParams(StatisticsParams):
 
 
 def histogram(rt: Runtime, ctx: JobContext) -> Outcome:
-    """Outputs ``counts`` (one per bin) and ``dropped`` for one column; 10 rounds.
+    """Outputs ``counts`` (one per bin) and ``dropped`` for one column; 9 rounds.
 
     Bins as ``numpy.histogram`` with the job's ``params["edges"]``: half-open
     [e_j, e_j+1), the last one closed; values outside the edges fall in no
@@ -121,7 +118,7 @@ class CrosstabParams(StatisticsParams):
 
 
 def crosstab(rt: Runtime, ctx: JobContext) -> Outcome:
-    """Outputs ``counts`` (one cell per level, or per pair of levels) and ``dropped``; 10 rounds.
+    """Outputs ``counts`` (one cell per level, or per pair of levels) and ``dropped``; 9 rounds.
 
     One categorical column (a frequency table, e.g. patients by diagnosis) or
     two (a contingency table), read from ``JobContext.text``, and their public

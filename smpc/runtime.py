@@ -116,7 +116,7 @@ class Runtime:
             raise ValueError(f"party {owner} owns this input and must pass its value")
         if self.party != owner and shape is None:
             raise ValueError(f"the input of party {owner} needs its public shape here")
-        return self._inputs([owner], value, {owner: shape}, integer, columns)[0]
+        return self._inputs([owner], value, {owner: shape}, integer, columns)[0][0]
 
     def input_all(
         self,
@@ -131,7 +131,24 @@ class Runtime:
         Returns the shared tensors in party order. Reveals nothing but the shape.
         """
         everyone = list(range(self.n_parties))
-        return self._inputs(everyone, value, dict.fromkeys(everyone, shape), integer, columns)
+        shared, _ = self._inputs(everyone, value, dict.fromkeys(everyone, shape), integer, columns)
+        return shared
+
+    def input_all_announcing(
+        self, value: object, shape: Sequence[int], public: np.ndarray, *, integer: bool = False
+    ) -> tuple[list[SharedTensor], list[np.ndarray]]:
+        """:meth:`input_all`, and every party's public uint64 words in the same round.
+
+        ``public`` has one length at every party (e.g. its policy, which a
+        protocol needs before it can use the shares). Returns the shared
+        tensors and every party's public words, both in party order.
+        """
+        everyone = list(range(self.n_parties))
+        words = np.ascontiguousarray(public, dtype="<u8").reshape(-1)
+        shared, heard = self._inputs(
+            everyone, value, dict.fromkeys(everyone, shape), integer, None, words
+        )
+        return shared, heard
 
     def input_each(
         self,
@@ -151,7 +168,7 @@ class Runtime:
         owners = [p for p, shape in enumerate(shapes) if shape is not None]
         if self.party in owners and value is None:
             raise ValueError(f"party {self.party} must pass the value it shares")
-        shared = self._inputs(owners, value, dict(enumerate(shapes)), integer, columns)
+        shared, _ = self._inputs(owners, value, dict(enumerate(shapes)), integer, columns)
         result: list[SharedTensor | None] = [None] * self.n_parties
         for owner, tensor in zip(owners, shared, strict=True):
             result[owner] = tensor
@@ -164,9 +181,17 @@ class Runtime:
         shapes: Mapping[int, Sequence[int] | None],
         integer: bool,
         columns: Sequence[str] | None,
-    ) -> list[SharedTensor]:
-        """Share the owners' tensors in one round; ``shapes`` declares each owner's shape."""
+        public: np.ndarray | None = None,
+    ) -> tuple[list[SharedTensor], list[np.ndarray]]:
+        """Share the owners' tensors in one round; ``shapes`` declares each owner's shape.
+
+        With ``public`` (uint64 words of one length at every party; every party
+        an owner), each message carries those words before the seed, and every
+        party's words come back in party order (else an empty list).
+        """
         t = self.transport
+        head = b"" if public is None else public.tobytes()
+        expect = _SEED if public is None else Expect(np.dtype(np.uint8), len(head) + SEED_BYTES)
 
         def shape_of(owner: int) -> tuple[int, ...] | None:
             declared = shapes.get(owner)
@@ -180,8 +205,14 @@ class Runtime:
                 raise ShapeMismatchError(
                     f"input has shape {ring_value.shape}, the job declares {declared}"
                 )
-            outgoing = {p: np.frombuffer(fresh_seed(), dtype=np.uint8) for p in t.peers}
-        seeds = t.exchange(outgoing, {o: _SEED for o in owners if o != self.party}, "input")
+            outgoing = {p: np.frombuffer(head + fresh_seed(), dtype=np.uint8) for p in t.peers}
+        got = t.exchange(outgoing, {o: expect for o in owners if o != self.party}, "input")
+        seeds = {o: message[len(head) :] for o, message in got.items()}
+        outgoing = {p: message[len(head) :] for p, message in outgoing.items()}
+        heard: list[np.ndarray] = []
+        if public is not None:
+            got[self.party] = np.frombuffer(head, dtype=np.uint8)
+            heard = [got[p][: len(head)].view("<u8") for p in range(self.n_parties)]
         scale = 0 if integer else self.fxp.frac_bits
         result = []
         for owner in owners:
@@ -195,7 +226,7 @@ class Runtime:
                     raise ValueError(f"the input of party {owner} needs its public shape here")
                 share = self._input_share(seeds[owner], self.party, theirs)
             result.append(self.shared(share, scale))
-        return result
+        return result, heard
 
     def _encode(self, value: object, integer: bool, columns: Sequence[str] | None) -> np.ndarray:
         if self.planning:  # the dry run needs the shape only, never the data

@@ -74,15 +74,26 @@ class RecordStore:
         return self._file.path
 
     # -- pending records ------------------------------------------------------------
-    def add_pending(self, record: Record, *, job: str | None = None) -> bool:
-        """Store ``record`` as pending; False if it (or a record of ``job``) is already here."""
+    def add_pending(
+        self, record: Record, *, job: str | None = None, notes: dict[str, Any] | None = None
+    ) -> bool:
+        """Store ``record`` as pending; False if it (or a record of ``job``) is already here.
+
+        With ``notes``, ``job``'s private notes are kept in the same transaction
+        (as :meth:`keep_notes`: first write wins), so one commit keeps both.
+        """
         if self._file.readonly:
             raise ChainStoreError(f"{self.path} is open read-only")
+        if notes is not None and job is None:
+            raise ValueError("notes belong to a job: name it")
         data = record.encode()
         row = (record_id(data), record.KIND, job, data, time.time_ns() // 1_000_000)
         with self._file.lock, self._file.transaction():
             cursor = self._file.execute("INSERT OR IGNORE INTO pending VALUES (?, ?, ?, ?, ?)", row)
-            return cursor.rowcount == 1
+            added = cursor.rowcount == 1
+            if notes is not None and job is not None:
+                self._insert_notes(job, notes)
+            return added
 
     def pending(self, kind: str | None = None) -> list[tuple[bytes, bytes]]:
         """(record id, encoded record) of every pending record (of ``kind``), oldest first."""
@@ -110,9 +121,12 @@ class RecordStore:
     # -- private notes ----------------------------------------------------------------
     def keep_notes(self, job: str, notes: dict[str, Any]) -> None:
         """Keep this node's private notes on ``job`` (first write wins)."""
-        text = json.dumps(notes, sort_keys=True)
         with self._file.lock, self._file.transaction():
-            self._file.execute("INSERT OR IGNORE INTO job_notes VALUES (?, ?)", (job, text))
+            self._insert_notes(job, notes)
+
+    def _insert_notes(self, job: str, notes: dict[str, Any]) -> None:
+        text = json.dumps(notes, sort_keys=True)
+        self._file.execute("INSERT OR IGNORE INTO job_notes VALUES (?, ?)", (job, text))
 
     def notes(self, job: str) -> dict[str, Any] | None:
         """This node's private notes on ``job``, or None."""

@@ -70,13 +70,14 @@ FLUSH_S = 0.002
 
 
 class _DealerJob:
-    def __init__(
-        self, dealer: Dealer, plan_json: str, parties: tuple[str, ...], deadline_ms: int
-    ) -> None:
+    def __init__(self, dealer: Dealer, plan_json: str, signed_job: bytes, spec: JobSpec) -> None:
         self.dealer = dealer
         self.plan_json = plan_json
-        self.parties = parties
-        self.deadline_ms = deadline_ms
+        self.signed_job = signed_job
+        """The signed job as its first party sent it, verified then."""
+        self.spec = spec
+        self.parties = spec.parties
+        self.deadline_ms = spec.deadline_ms
         self.provisioned: set[str] = set()
 
 
@@ -94,9 +95,8 @@ class DealerService(wire_pb2_grpc.DealerServicer):
     @tls.authenticated("provisioning")
     def Provision(self, request, context, caller):  # noqa: N802 - gRPC's method name
         try:
-            signed = SignedJob.from_json(request.signed_job)
-            spec = verify_job(signed, self.member)
-            job = self._register(signed.job_id, spec, caller, request.plan)
+            signed, spec = self._verified(request.signed_job)
+            job = self._register(signed.job_id, spec, caller, request.plan, request.signed_job)
         except (PeerAuthenticationError, JobRejected, SMPCError, ValueError) as exc:
             log.warning("dealer: refused provisioning for %s: %s", context.peer(), exc)
             busy = isinstance(exc, JobRejected) and exc.kind == "dealer-busy"
@@ -119,7 +119,25 @@ class DealerService(wire_pb2_grpc.DealerServicer):
             name=self.member.name, federation=self.member.federation, status="serving"
         )
 
-    def _register(self, job_id: str, spec: JobSpec, caller: str, plan_json: str) -> _DealerJob:
+    def _verified(self, signed_job: bytes) -> tuple[SignedJob, JobSpec]:
+        """The signed job and its spec, its signature checked (JobRejected if it fails).
+
+        Checked once per job: a request carrying exactly the bytes that the
+        job's first party sent and that were verified then, moments ago, takes
+        that spec (the deadline is checked again for every request); any other
+        bytes are verified on their own. Each party used to cost the dealer a
+        full verification of the same job.
+        """
+        signed = SignedJob.from_json(signed_job)
+        with self._lock:
+            job = self._jobs.get(signed.job_id)
+        if job is not None and job.signed_job == signed_job:
+            return signed, job.spec
+        return signed, verify_job(signed, self.member)
+
+    def _register(
+        self, job_id: str, spec: JobSpec, caller: str, plan_json: str, signed_job: bytes
+    ) -> _DealerJob:
         parties = spec.parties
         if caller not in parties:
             raise PeerAuthenticationError(f"{caller} does not compute in job {job_id}")
@@ -139,7 +157,7 @@ class DealerService(wire_pb2_grpc.DealerServicer):
                     )
                 plan = Plan.from_json(plan_json)
                 dealer = Dealer(self.member.federation, job_id, len(parties), plan)
-                job = _DealerJob(dealer, plan_json, parties, spec.deadline_ms)
+                job = _DealerJob(dealer, plan_json, signed_job, spec)
                 self._jobs[job_id] = job
             if job.plan_json != plan_json:
                 raise JobRejected(job_id, "plan-mismatch", f"{caller}'s plan differs")

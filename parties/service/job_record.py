@@ -272,7 +272,8 @@ def assemble(
     )
     try:
         # Round 1: the view, signed as if every party saw the job end as this one did.
-        _send_all(plane, box, peers, _VIEW_ROUND, _signed_view(base, mine, key))
+        signed, mine_signature = _signed_view(base, mine, key)
+        _send_all(plane, box, peers, _VIEW_ROUND, signed)
         views, signatures = {me: mine}, {}
         for peer, data in _receive_all(plane, box, peers, _VIEW_ROUND, seconds).items():
             try:
@@ -288,7 +289,12 @@ def assemble(
             contributions=tuple(views[p].contribution() for p in sorted(views)),
         )
         if key is not None:
-            record = record.signed_by(me, key)
+            # What a party signs leaves out the digest and the other contributions: if the
+            # outcome is the one this party's view expected, its signature fits already.
+            if (status, failure) == (base.status, base.failure):
+                record = _with_own_signature(record, me, mine_signature)
+            else:
+                record = record.signed_by(me, key)
         # Round 2, only when some party guessed the outcome wrong (an aborted job):
         # everyone signs the outcome agreed from the views.
         if any(v.failure != failure for v in views.values()):
@@ -302,9 +308,19 @@ def assemble(
     return _with_signatures(record, signatures, chain_keys, me)
 
 
-def _signed_view(base: JobRecord, mine: JobView, key: Ed25519PrivateKey | None) -> bytes:
+def _signed_view(
+    base: JobRecord, mine: JobView, key: Ed25519PrivateKey | None
+) -> tuple[bytes, bytes]:
+    """The view as sent, and this party's signature of ``base`` in it (empty without a key)."""
     signature = b"" if key is None else base.signed_by(mine.party, key).contributions[0].signature
-    return encode({"view": mine.encode(), "signature": signature})
+    return encode({"view": mine.encode(), "signature": signature}), signature
+
+
+def _with_own_signature(record: JobRecord, me: str, signature: bytes) -> JobRecord:
+    contributions = tuple(
+        replace(c, signature=signature) if c.party == me else c for c in record.contributions
+    )
+    return replace(record, contributions=contributions)
 
 
 def _read_view(data: bytes, peer: str, spec: JobSpec) -> tuple[JobView, bytes]:

@@ -285,7 +285,16 @@ class PartyNode:
         failure: Failure | None,
         output_key: bytes = b"",
     ) -> None:
-        """Assemble the job's record with the other parties and keep it as pending."""
+        """Assemble the job's record with the other parties and keep it as pending.
+
+        The private notes (salt, transcript hashes, output key) are written in
+        the transaction that keeps the record, after the exchange, so the view
+        leaves without waiting for a write; if the record cannot be made, they
+        are kept alone. A crash before that write loses nothing a restart
+        needs: the job was running since its admission with no note on disk
+        either, its peers keep their records, and a replay of its id is
+        refused by them.
+        """
         name = self.member.name
         try:
             if ctx is None:  # failed before its inputs were chosen: it used none
@@ -295,27 +304,28 @@ class PartyNode:
             view = job_record.view_of(
                 name, spec.parties, transcript, commit, tag, failure, patients
             )
-            self.records.keep_notes(
-                spec.job_id,
-                {
-                    "party": name,
-                    "salt": salt.hex(),
-                    "input_commitment": commit.hex(),
-                    "sent": view.sent,
-                    "received": view.received,
-                    "output_key": output_key.hex(),
-                    **patient_notes,
-                },
-            )
+            notes = {
+                "party": name,
+                "salt": salt.hex(),
+                "input_commitment": commit.hex(),
+                "sent": view.sent,
+                "received": view.received,
+                "output_key": output_key.hex(),
+                **patient_notes,
+            }
             roles = {
                 p: self.member.role if p == name else self.member.peer(p).role for p in spec.parties
             }
             keys = self.chain.authority_keys() if self.chain is not None else self.chain_keys
-            record = job_record.assemble(
-                self.plane, spec, signed_job, roles, view, self.chain_key, keys
-            )
-            self.patients.kept(spec.job_id)  # the leaves are stored before the record is kept
-            if self.records.add_pending(record, job=spec.job_id):
+            try:
+                record = job_record.assemble(
+                    self.plane, spec, signed_job, roles, view, self.chain_key, keys
+                )
+                self.patients.kept(spec.job_id)  # the leaves are stored before the record is kept
+            except BaseException:
+                self.records.keep_notes(spec.job_id, notes)
+                raise
+            if self.records.add_pending(record, job=spec.job_id, notes=notes):
                 self._hand_to_chain(record)
             log.info(
                 "%s: job %s: record kept (%s, %d of %d contributions)",
@@ -599,10 +609,12 @@ class PartyNode:
                 transcript=transcript,
                 deadline=deadline.at,
             )
+            online = time.perf_counter()
             try:
                 shares, delivered = body(Runtime(transport, source, self.fxp), ctx)
             finally:
                 transport.close()
+            online = time.perf_counter() - online
             dealer.wait()  # a job that used no item still needs the dealer's consent
         finally:
             dealer.close()
@@ -624,6 +636,7 @@ class PartyNode:
             rounds=transport.rounds,
             payload_bytes=transport.bytes_sent,
             wire_bytes=transport.wire_bytes_sent,
+            online_seconds=online,
         )
         return reply, delivered
 

@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1aparties/service/wire.proto\x12\x0csmpc.wire.v1\"\x0f\n\rHealthRequest\"R\n\x0bHealthReply\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x12\n\nfederation\x18\x02 \x01(\t\x12\x0e\n\x06status\x18\x03 \x01(\t\x12\x11\n\tdata_port\x18\x04 \x01(\r\"U\n\x06Tensor\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\r\n\x05\x64type\x18\x02 \x01(\t\x12\r\n\x05shape\x18\x03 \x03(\x04\x12\x11\n\tfrac_bits\x18\x04 \x01(\r\x12\x0c\n\x04\x64\x61ta\x18\x05 \x01(\x0c\"#\n\rSubmitRequest\x12\x12\n\nsigned_job\x18\x01 \x01(\x0c\"\xf9\x01\n\x0bSubmitReply\x12\x0b\n\x03job\x18\x01 \x01(\t\x12\r\n\x05party\x18\x02 \x01(\t\x12\n\n\x02ok\x18\x03 \x01(\x08\x12\x14\n\x0c\x66\x61ilure_kind\x18\x04 \x01(\t\x12\x0f\n\x07\x66\x61ilure\x18\x05 \x01(\t\x12%\n\x07outputs\x18\x06 \x03(\x0b\x32\x14.smpc.wire.v1.Tensor\x12\x14\n\x0cpublic_names\x18\x07 \x03(\t\x12\x0e\n\x06rounds\x18\x08 \x01(\x04\x12\x15\n\rpayload_bytes\x18\t \x01(\x04\x12\x12\n\nwire_bytes\x18\n \x01(\x04\x12\x0f\n\x07seconds\x18\x0b \x01(\x01\x12\x12\n\noutput_key\x18\x0c \x01(\x0c\"\x1c\n\x0c\x43hainMessage\x12\x0c\n\x04\x64\x61ta\x18\x01 \x01(\x0c\"\n\n\x08\x43hainAck\"4\n\x10ProvisionRequest\x12\x12\n\nsigned_job\x18\x01 \x01(\x0c\x12\x0c\n\x04plan\x18\x02 \x01(\t\"m\n\x0eProvisionChunk\x12\x0c\n\x04seed\x18\x01 \x01(\x0c\x12\x0c\n\x04item\x18\x02 \x01(\x04\x12\x11\n\tcomponent\x18\x03 \x01(\r\x12\r\n\x05\x63hunk\x18\x04 \x01(\r\x12\x0c\n\x04last\x18\x05 \x01(\x08\x12\x0f\n\x07payload\x18\x06 \x01(\x0c\x32\xc8\x01\n\x05Party\x12@\n\x06Health\x12\x1b.smpc.wire.v1.HealthRequest\x1a\x19.smpc.wire.v1.HealthReply\x12@\n\x06Submit\x12\x1b.smpc.wire.v1.SubmitRequest\x1a\x19.smpc.wire.v1.SubmitReply\x12;\n\x05\x43hain\x12\x1a.smpc.wire.v1.ChainMessage\x1a\x16.smpc.wire.v1.ChainAck2\x97\x01\n\x06\x44\x65\x61ler\x12K\n\tProvision\x12\x1e.smpc.wire.v1.ProvisionRequest\x1a\x1c.smpc.wire.v1.ProvisionChunk0\x01\x12@\n\x06Health\x12\x1b.smpc.wire.v1.HealthRequest\x1a\x19.smpc.wire.v1.HealthReplyb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1aparties/service/wire.proto\x12\x0csmpc.wire.v1\"\x0f\n\rHealthRequest\"R\n\x0bHealthReply\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x12\n\nfederation\x18\x02 \x01(\t\x12\x0e\n\x06status\x18\x03 \x01(\t\x12\x11\n\tdata_port\x18\x04 \x01(\r\"U\n\x06Tensor\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\r\n\x05\x64type\x18\x02 \x01(\t\x12\r\n\x05shape\x18\x03 \x03(\x04\x12\x11\n\tfrac_bits\x18\x04 \x01(\r\x12\x0c\n\x04\x64\x61ta\x18\x05 \x01(\x0c\"#\n\rSubmitRequest\x12\x12\n\nsigned_job\x18\x01 \x01(\x0c\"\x91\x02\n\x0bSubmitReply\x12\x0b\n\x03job\x18\x01 \x01(\t\x12\r\n\x05party\x18\x02 \x01(\t\x12\n\n\x02ok\x18\x03 \x01(\x08\x12\x14\n\x0c\x66\x61ilure_kind\x18\x04 \x01(\t\x12\x0f\n\x07\x66\x61ilure\x18\x05 \x01(\t\x12%\n\x07outputs\x18\x06 \x03(\x0b\x32\x14.smpc.wire.v1.Tensor\x12\x14\n\x0cpublic_names\x18\x07 \x03(\t\x12\x0e\n\x06rounds\x18\x08 \x01(\x04\x12\x15\n\rpayload_bytes\x18\t \x01(\x04\x12\x12\n\nwire_bytes\x18\n \x01(\x04\x12\x0f\n\x07seconds\x18\x0b \x01(\x01\x12\x12\n\noutput_key\x18\x0c \x01(\x0c\x12\x16\n\x0eonline_seconds\x18\r \x01(\x01\"\x1c\n\x0c\x43hainMessage\x12\x0c\n\x04\x64\x61ta\x18\x01 \x01(\x0c\"\n\n\x08\x43hainAck\"4\n\x10ProvisionRequest\x12\x12\n\nsigned_job\x18\x01 \x01(\x0c\x12\x0c\n\x04plan\x18\x02 \x01(\t\"m\n\x0eProvisionChunk\x12\x0c\n\x04seed\x18\x01 \x01(\x0c\x12\x0c\n\x04item\x18\x02 \x01(\x04\x12\x11\n\tcomponent\x18\x03 \x01(\r\x12\r\n\x05\x63hunk\x18\x04 \x01(\r\x12\x0c\n\x04last\x18\x05 \x01(\x08\x12\x0f\n\x07payload\x18\x06 \x01(\x0c\x32\xc8\x01\n\x05Party\x12@\n\x06Health\x12\x1b.smpc.wire.v1.HealthRequest\x1a\x19.smpc.wire.v1.HealthReply\x12@\n\x06Submit\x12\x1b.smpc.wire.v1.SubmitRequest\x1a\x19.smpc.wire.v1.SubmitReply\x12;\n\x05\x43hain\x12\x1a.smpc.wire.v1.ChainMessage\x1a\x16.smpc.wire.v1.ChainAck2\x97\x01\n\x06\x44\x65\x61ler\x12K\n\tProvision\x12\x1e.smpc.wire.v1.ProvisionRequest\x1a\x1c.smpc.wire.v1.ProvisionChunk0\x01\x12@\n\x06Health\x12\x1b.smpc.wire.v1.HealthRequest\x1a\x19.smpc.wire.v1.HealthReplyb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -40,17 +40,17 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_SUBMITREQUEST']._serialized_start=232
   _globals['_SUBMITREQUEST']._serialized_end=267
   _globals['_SUBMITREPLY']._serialized_start=270
-  _globals['_SUBMITREPLY']._serialized_end=519
-  _globals['_CHAINMESSAGE']._serialized_start=521
-  _globals['_CHAINMESSAGE']._serialized_end=549
-  _globals['_CHAINACK']._serialized_start=551
-  _globals['_CHAINACK']._serialized_end=561
-  _globals['_PROVISIONREQUEST']._serialized_start=563
-  _globals['_PROVISIONREQUEST']._serialized_end=615
-  _globals['_PROVISIONCHUNK']._serialized_start=617
-  _globals['_PROVISIONCHUNK']._serialized_end=726
-  _globals['_PARTY']._serialized_start=729
-  _globals['_PARTY']._serialized_end=929
-  _globals['_DEALER']._serialized_start=932
-  _globals['_DEALER']._serialized_end=1083
+  _globals['_SUBMITREPLY']._serialized_end=543
+  _globals['_CHAINMESSAGE']._serialized_start=545
+  _globals['_CHAINMESSAGE']._serialized_end=573
+  _globals['_CHAINACK']._serialized_start=575
+  _globals['_CHAINACK']._serialized_end=585
+  _globals['_PROVISIONREQUEST']._serialized_start=587
+  _globals['_PROVISIONREQUEST']._serialized_end=639
+  _globals['_PROVISIONCHUNK']._serialized_start=641
+  _globals['_PROVISIONCHUNK']._serialized_end=750
+  _globals['_PARTY']._serialized_start=753
+  _globals['_PARTY']._serialized_end=953
+  _globals['_DEALER']._serialized_start=956
+  _globals['_DEALER']._serialized_end=1107
 # @@protoc_insertion_point(module_scope)

@@ -43,7 +43,7 @@ class SubmitRequest(_message.Message):
     def __init__(self, signed_job: _Optional[bytes] = ...) -> None: ...
 
 class SubmitReply(_message.Message):
-    __slots__ = ("job", "party", "ok", "failure_kind", "failure", "outputs", "public_names", "rounds", "payload_bytes", "wire_bytes", "seconds", "output_key")
+    __slots__ = ("job", "party", "ok", "failure_kind", "failure", "outputs", "public_names", "rounds", "payload_bytes", "wire_bytes", "seconds", "output_key", "online_seconds")
     JOB_FIELD_NUMBER: _ClassVar[int]
     PARTY_FIELD_NUMBER: _ClassVar[int]
     OK_FIELD_NUMBER: _ClassVar[int]
@@ -56,6 +56,7 @@ class SubmitReply(_message.Message):
     WIRE_BYTES_FIELD_NUMBER: _ClassVar[int]
     SECONDS_FIELD_NUMBER: _ClassVar[int]
     OUTPUT_KEY_FIELD_NUMBER: _ClassVar[int]
+    ONLINE_SECONDS_FIELD_NUMBER: _ClassVar[int]
     job: str
     party: str
     ok: bool
@@ -68,7 +69,8 @@ class SubmitReply(_message.Message):
     wire_bytes: int
     seconds: float
     output_key: bytes
-    def __init__(self, job: _Optional[str] = ..., party: _Optional[str] = ..., ok: _Optional[bool] = ..., failure_kind: _Optional[str] = ..., failure: _Optional[str] = ..., outputs: _Optional[_Iterable[_Union[Tensor, _Mapping]]] = ..., public_names: _Optional[_Iterable[str]] = ..., rounds: _Optional[int] = ..., payload_bytes: _Optional[int] = ..., wire_bytes: _Optional[int] = ..., seconds: _Optional[float] = ..., output_key: _Optional[bytes] = ...) -> None: ...
+    online_seconds: float
+    def __init__(self, job: _Optional[str] = ..., party: _Optional[str] = ..., ok: _Optional[bool] = ..., failure_kind: _Optional[str] = ..., failure: _Optional[str] = ..., outputs: _Optional[_Iterable[_Union[Tensor, _Mapping]]] = ..., public_names: _Optional[_Iterable[str]] = ..., rounds: _Optional[int] = ..., payload_bytes: _Optional[int] = ..., wire_bytes: _Optional[int] = ..., seconds: _Optional[float] = ..., output_key: _Optional[bytes] = ..., online_seconds: _Optional[float] = ...) -> None: ...
 
 class ChainMessage(_message.Message):
     __slots__ = ("data",)

@@ -322,6 +322,23 @@ def test_input_all_shares_every_partys_tensor_in_one_round(n: int, seed: int) ->
     np.testing.assert_allclose(np.stack(opened), values, atol=2.0**-16)
 
 
+@given(n=parties, seed=seeds)
+def test_input_all_announcing_shares_and_publishes_in_one_round(n: int, seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    values = rng.integers(-1000, 1000, size=(n, 4))
+    words = rng.integers(0, 2**63, size=(n, 3), dtype=np.uint64)
+
+    def fn(rt, mine):
+        before = rt.rounds
+        xs, heard = rt.input_all_announcing(mine, (4,), words[rt.party], integer=True)
+        assert rt.rounds == before + 1
+        return [rt.open_ring(x).view(np.int64) for x in xs], heard
+
+    for opened, heard in LocalFederation(n).run(fn, inputs=list(values)).results:
+        np.testing.assert_array_equal(np.stack(opened), values)
+        np.testing.assert_array_equal(np.stack(heard), words)
+
+
 def test_public_values_derived_from_an_opening_can_be_guarded_while_planning() -> None:
     def fn(rt, count):
         n = rt.open(rt.input_all(count, (1,), integer=True)[0])[0]

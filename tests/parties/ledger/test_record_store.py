@@ -52,6 +52,21 @@ def test_pending_records_keep_the_first_record_of_a_job(tmp_path: Path) -> None:
         assert store.job_record("j1") is None and len(store.pending()) == 1
 
 
+def test_a_record_and_its_notes_are_kept_in_one_call(tmp_path: Path) -> None:
+    with RecordStore(tmp_path / "records.db") as store:
+        notes = {"party": "a", "salt": "00" * 32}
+        assert store.add_pending(job("j1"), job="j1", notes=notes)
+        assert store.notes("j1") == notes
+        assert decode_record(store.job_record("j1") or b"") == job("j1")
+        # a replay adds neither: the first record and the first notes stay
+        assert not store.add_pending(job("j1", "aborted"), job="j1", notes={"party": "x"})
+        assert store.notes("j1") == notes
+        assert decode_record(store.job_record("j1") or b"") == job("j1")
+        with pytest.raises(ValueError, match="name it"):
+            store.add_pending(job("j2"), notes=notes)
+        assert store.job_record("j2") is None
+
+
 def test_notes_are_private_and_first_written_wins(tmp_path: Path) -> None:
     path = tmp_path / "node" / "records.db"
     with RecordStore(path) as store:

@@ -17,7 +17,7 @@ import pytest
 
 from parties.config import MemberConfig
 from parties.federation import init_federation
-from parties.jobs.spec import JobSpec, now_ms, sign_job
+from parties.jobs.spec import JobSpec, SignedJob, now_ms, sign_job
 from parties.service import dealer_service, tls, wire_pb2_grpc
 from parties.service.dealer_service import DealerLink, DealerService
 from parties.service.mesh import CHUNK_BYTES
@@ -103,6 +103,35 @@ def test_the_dealer_holds_a_bounded_number_of_waiting_jobs(members, dealer, monk
     finally:
         link.close()
     assert len(dealer[1]._jobs) == 2
+
+
+def test_a_job_is_verified_once_and_other_bytes_for_it_on_their_own(
+    members, dealer, monkeypatch
+) -> None:
+    checked: list[str] = []
+    real = dealer_service.verify_job
+
+    def counting(signed, member):
+        checked.append(signed.job_id)
+        return real(signed, member)
+
+    monkeypatch.setattr(dealer_service, "verify_job", counting)
+    spec, signed = _signed(members)
+    parsed = SignedJob.from_json(signed)
+    wrong = bytes([parsed.signature[0] ^ 1]) + parsed.signature[1:]
+    forged = dataclasses.replace(parsed, signature=wrong).to_json().encode()
+    links = [DealerLink(members[p]) for p in PARTIES]
+    try:
+        links[0].provision(spec.job_id, signed, Plan(), timeout=10).close()
+        assert checked == [spec.job_id]
+        with pytest.raises(SMPCError, match="bad-signature"):
+            links[1].provision(spec.job_id, forged, Plan(), timeout=10)
+        assert checked == [spec.job_id] * 2  # other bytes: verified, and refused
+        links[1].provision(spec.job_id, signed, Plan(), timeout=10).close()
+        assert checked == [spec.job_id] * 2  # the same bytes: the first check stands
+    finally:
+        for link in links:
+            link.close()
 
 
 @pytest.mark.parametrize("flush_s", [dealer_service.FLUSH_S, 0.0], ids=["packed", "flushed"])

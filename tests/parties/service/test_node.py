@@ -270,6 +270,8 @@ def test_the_reply_waits_for_the_kept_record_not_for_the_chain(nodes, fed, monke
     try:  # the chain is held up until the end
         outcome = pool.submit(n.client.submit, _count_job(n.client)).result(timeout=20)
         assert int(outcome.outputs["count"][0]) == len(fed.column("mean_radius"))
+        for reply in outcome.replies.values():  # the rounds are a part of the party's time
+            assert 0 < reply.online_seconds < reply.seconds
         for node in n.nodes:  # committed before the reply, so a crash now loses nothing
             assert node.records.job_record(outcome.job) is not None
             assert node.records.notes(outcome.job) is not None
