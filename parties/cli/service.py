@@ -48,16 +48,19 @@ def _logging(verbose: bool) -> None:
 
 
 def _warm(member: MemberConfig) -> None:
-    """Load (or compile) the ring kernels for every job size this federation can run."""
+    """Load (or compile) the ring kernels for every job size this federation can run, and run
+    one job on zeros in this process (:func:`parties.service.warmup.warm_job`)."""
+    from parties.service import warmup
     from smpc.warm import warm
 
     start = time.perf_counter()
-    computing = len(member.computing_peers) + (member.role in COMPUTING_ROLES)
-    warm(max(2, computing))
+    computing = max(2, len(member.computing_peers) + (member.role in COMPUTING_ROLES))
+    warm(computing)
     if member.data.kind == "csv":  # the CSV reader's split and number kernels
         from parties.data import csv_kernels
 
         csv_kernels.warm()
+    warmup.warm_job(computing)
     logging.info("%s: kernels ready in %.2f s", member.name, time.perf_counter() - start)
 
 
@@ -81,6 +84,7 @@ def party(args: argparse.Namespace) -> int:
 
 def dealer(args: argparse.Namespace) -> int:
     """Serve as the federation's dealer until SIGINT/SIGTERM, its kernels loaded first."""
+    from parties.jobs.spec import warm_verification
     from parties.service.dealer_service import serve
 
     _logging(not args.quiet)
@@ -90,6 +94,7 @@ def dealer(args: argparse.Namespace) -> int:
         return 1
     stop = _stop_event()
     _warm(member)
+    warm_verification(member)
     server = serve(member)
     logging.info("%s: serving on %s", member.name, member.address)
     print(f"ready {member.name} {member.address}", flush=True)
