@@ -83,8 +83,8 @@ def connect_peers(mesh: Mesh, plane: DataPlane, timeout: float = CONNECT_S) -> l
     return [p for p in names if not plane.wait_connected(0.0, [p])]
 
 
-def warm_job(parties: int, rows: int = WARM_ROWS) -> None:
-    """Run a count job over ``rows`` zeros at each of ``parties`` in-process parties.
+def warm_job(parties: int, rows: int = WARM_ROWS) -> int:
+    """Run a count job over ``rows`` zeros at each of ``parties`` in-process parties; the count.
 
     The job takes every step a party's job takes in this process (a dry run,
     the seed-based dealer's seeds and corrections, each party's expansion of
@@ -93,4 +93,5 @@ def warm_job(parties: int, rows: int = WARM_ROWS) -> None:
     """
     zeros = [np.zeros((rows, 1)) for _ in range(parties)]
     ctxs = statistics.contexts(zeros, ("x",), min_cell_size=1)
-    statistics.run_local(LocalFederation(parties), "stats-count", ctxs)
+    summary, _ = statistics.run_local(LocalFederation(parties), "stats-count", ctxs)
+    return int(summary["count"])
