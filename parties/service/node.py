@@ -159,7 +159,8 @@ class PartyNode:
         return self
 
     def _peer_up(self, caller: str) -> None:
-        """A computing peer that asks for this node's health is up: link with it now."""
+        """A computing peer that asks for this node's health is up: if this node dials it and
+        the link is down, dial now rather than after the backoff (e.g. the peer restarted)."""
         if any(p.name == caller for p in self.member.computing_peers):
             self.plane.need(caller)
 

@@ -6,10 +6,13 @@ done: the data-plane connections to its peers (dialled once the process
 was up, so a job submitted as soon as every party said ``ready`` waited for
 their TCP and TLS handshakes), the channel to the dealer (connected by the
 first provisioning), the crypto library's first use of the job-signature
-checks, and reading the installed protocols. :func:`warm` does each before
-the first job: nothing here reads data, and the checks run on this
-member's own certificate and a throwaway key. The ring kernels are loaded
-by the service before it starts its node (:mod:`smpc.warm`).
+checks, reading the installed protocols, and the first run of each step of
+a job in the process (dry run, seed expansion, corrections, transcripts).
+:func:`warm` (called as a node starts) does the first four; the service
+runs :func:`warm_job`, a count job on zeros among in-process parties, once
+its ring kernels are loaded (:mod:`smpc.warm`), before it starts its node.
+Nothing here reads data: the checks run on this member's own certificate
+and a throwaway key.
 
 Peers need not be up: one that refuses the connection is not waited for
 (its link is dialled when it comes, as always), and one that answers is
