@@ -10,9 +10,10 @@ count jobs, and logistic-regression inference on the breast cancer rows
 job's record is final at every hospital (untimed), as in
 ``benchmarks/test_inference.py``. Prints how long the processes took from
 launch to ``ready`` (all of them, started as ``LocalDeployment`` starts
-them), the first and the last count job, their ratio (a party warms up
-before it reports ready, so the first should cost at most twice the last),
-and the median of the repeated jobs. Command::
+them), the first and the last count job, the median of the repeated jobs,
+and the first job's ratio to the last and to that median (a party warms up
+before it reports ready, so the first should cost at most twice the last).
+Command::
 
     .venv/bin/python -m benchmarks.job_path --repeat 10
 """
@@ -98,8 +99,9 @@ def main() -> None:
         times = measure(Path(tmp), args.repeat)
     for key, ms in times.items():
         print(f"{key:<22} {ms:8.1f} ms")
-    ratio = times["count first"] / times[f"count #{args.repeat}"]
-    print(f"{f'count first/#{args.repeat}':<22} {ratio:8.2f}")
+    for later in (f"count #{args.repeat}", "count median 2.."):
+        ratio = times["count first"] / times[later]
+        print(f"{'first/' + later.removeprefix('count '):<22} {ratio:8.2f}")
 
 
 if __name__ == "__main__":
