@@ -60,6 +60,8 @@ def _warm(member: MemberConfig) -> None:
         from parties.data import csv_kernels
 
         csv_kernels.warm()
+    if member.data.patient_id is not None:  # consent: patients keyed and committed per job
+        warmup.warm_patients()
     warmup.warm_job(computing)
     logging.info("%s: kernels ready in %.2f s", member.name, time.perf_counter() - start)
 

@@ -1,24 +1,30 @@
 """A started party has done its warm-up: links to the peers that are up, the dealer channel,
-the first-use checks; and the in-process job it runs on zeros counts what it was given."""
+the first-use checks; the in-process job it runs on zeros counts what it was given; the
+patient ledger's warm-up loads the kernels a consent job calls."""
 
 from __future__ import annotations
 
+import secrets
 import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import grpc
+import numpy as np
 import pytest
 
 from parties.config import MemberConfig
 from parties.federation import init_federation
 from parties.jobs import spec
+from parties.ledger import keytable
+from parties.ledger.patients import PatientKeys
 from parties.service import warmup
 from parties.service.dealer_service import serve
 from parties.service.mesh import Mesh
 from parties.service.node import PartyNode
 from protocols.registry import installed
+from smpc.chain import leafset, patients
 
 A, B, C = "hospital-a", "hospital-b", "hospital-c"
 
@@ -112,3 +118,25 @@ def test_start_opens_the_dealer_channel_and_runs_the_first_use_checks(members, s
 @pytest.mark.parametrize("parties", [2, 3])
 def test_warm_job_counts_every_row_of_zeros(parties: int) -> None:
     assert warmup.warm_job(parties, rows=7) == 7 * parties
+
+
+def _loaded() -> dict[str, list[object]]:
+    """The argument types each patient-ledger kernel has loaded (or compiled) so far."""
+    kernels = {
+        "fingerprints": keytable.fingerprints,
+        "insert": keytable.insert,
+        "find": keytable.find,
+        "sort_unique": leafset._sort_unique,
+    }
+    return {name: list(k.signatures) for name, k in kernels.items()}
+
+
+def test_warm_patients_loads_every_kernel_a_consent_job_calls() -> None:
+    assert warmup.warm_patients() == 2  # two made-up identifiers, two leaves
+    warmed = _loaded()
+    assert all(warmed.values()), warmed
+    # A job's own column: more and longer identifiers, read from a source as text.
+    ids = np.array([f"patient-{i:06d}-of-a-long-registry" for i in range(500)])
+    keys = PatientKeys().array(secrets.token_bytes(32), ids)
+    assert len(patients.leaves(secrets.token_bytes(patients.KEY_SIZE), keys)) == 500 * 16
+    assert _loaded() == warmed  # nothing new had to be loaded for the job
