@@ -68,6 +68,7 @@ def _warm(member: MemberConfig) -> None:
 
 def party(args: argparse.Namespace) -> int:
     """Serve as a computing party until SIGINT/SIGTERM; the first job finds its kernels ready."""
+    from parties.service import warmup
     from parties.service.node import PartyNode
 
     _logging(not args.quiet)
@@ -75,6 +76,7 @@ def party(args: argparse.Namespace) -> int:
     stop = _stop_event()
     _warm(member)
     with PartyNode(member) as node:
+        warmup.settle()
         logging.info(
             "%s: serving on %s (port %s)", member.name, member.address, node.mesh.bound_port
         )
@@ -87,6 +89,7 @@ def party(args: argparse.Namespace) -> int:
 def dealer(args: argparse.Namespace) -> int:
     """Serve as the federation's dealer until SIGINT/SIGTERM, its kernels loaded first."""
     from parties.jobs.spec import warm_verification
+    from parties.service import warmup
     from parties.service.dealer_service import serve
 
     _logging(not args.quiet)
@@ -98,6 +101,7 @@ def dealer(args: argparse.Namespace) -> int:
     _warm(member)
     warm_verification(member)
     server = serve(member)
+    warmup.settle()
     logging.info("%s: serving on %s", member.name, member.address)
     print(f"ready {member.name} {member.address}", flush=True)
     _wait_for(stop)

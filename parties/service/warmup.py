@@ -21,6 +21,7 @@ waited for at most :data:`CONNECT_S`.
 
 from __future__ import annotations
 
+import gc
 import logging
 import secrets
 import time
@@ -116,3 +117,18 @@ def warm_patients() -> int:
     keys = PatientKeys().array(secrets.token_bytes(32), np.array(["warm-up-0", "warm-up-1"]))
     leaves = patients.leaves(secrets.token_bytes(patients.KEY_SIZE), keys)
     return len(leaves) // patients.LEAF_SIZE
+
+
+def settle() -> None:
+    """Collect what starting left behind, then leave every object still alive out of later
+    full collections (:func:`gc.freeze`); the last step before a service reports ready.
+
+    A party holds about 140,000 objects once its kernels, protocols and
+    channels are loaded. Each full collection walked them all, 50-130 ms
+    under load, and one came every second or so while jobs ran: a pause in
+    whichever job it hit, the first one included. Frozen, they are not
+    walked again (0.3 ms a full collection); what jobs allocate is collected
+    as before.
+    """
+    gc.collect()
+    gc.freeze()

@@ -1,12 +1,15 @@
 """A started party has done its warm-up: links to the peers that are up, the dealer channel,
 the first-use checks; the in-process job it runs on zeros counts what it was given; the
-patient ledger's warm-up loads the kernels a consent job calls."""
+patient ledger's warm-up loads the kernels a consent job calls; what starting made is left
+out of later full collections."""
 
 from __future__ import annotations
 
+import gc
 import secrets
 import threading
 import time
+import weakref
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -140,3 +143,25 @@ def test_warm_patients_loads_every_kernel_a_consent_job_calls() -> None:
     keys = PatientKeys().array(secrets.token_bytes(32), ids)
     assert len(patients.leaves(secrets.token_bytes(patients.KEY_SIZE), keys)) == 500 * 16
     assert _loaded() == warmed  # nothing new had to be loaded for the job
+
+
+class _Cycle:
+    """An object that refers to itself: only the cycle collector frees it."""
+
+    def __init__(self) -> None:
+        self.me = self
+
+
+def test_settle_leaves_startup_objects_out_of_full_collections_and_still_collects() -> None:
+    kept = [{"n": i} for i in range(10_000)]  # what a process holds once started
+    try:
+        warmup.settle()
+        assert gc.get_freeze_count() >= len(kept)
+        assert len(gc.get_objects(generation=2)) < len(kept)  # a full collection skips them
+        cycle = _Cycle()
+        gone = weakref.ref(cycle)
+        del cycle
+        gc.collect()
+        assert gone() is None  # what is made after is collected as before
+    finally:
+        gc.unfreeze()
