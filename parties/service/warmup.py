@@ -10,9 +10,12 @@ checks, reading the installed protocols, and the first run of each step of
 a job in the process (dry run, seed expansion, corrections, transcripts).
 :func:`warm` (called as a node starts) does the first four; the service
 runs :func:`warm_job`, a count job on zeros among in-process parties, once
-its ring kernels are loaded (:mod:`smpc.warm`), before it starts its node.
-Nothing here reads data: the checks run on this member's own certificate
-and a throwaway key.
+its ring kernels are loaded (:mod:`smpc.warm`), before it starts its node,
+and :func:`warm_patients` where consent keys patients by a column. Last,
+:func:`settle` keeps full garbage collections, which paused jobs, from
+walking what starting loaded. Nothing here reads data: the checks run on
+this member's own certificate and a throwaway key, the patient kernels on
+made-up identifiers.
 
 Peers need not be up: one that refuses the connection is not waited for
 (its link is dialled when it comes, as always), and one that answers is
