@@ -8,8 +8,12 @@ pooled ``count`` job on freshly started processes (the first job), more
 count jobs, and logistic-regression inference on the breast cancer rows
 (569 x 30, labels to each hospital). Before each timed job the previous
 job's record is final at every hospital (untimed), as in
-``benchmarks/test_inference.py``. Prints the first and the tenth count job
-and the median of the repeated jobs. Command::
+``benchmarks/test_inference.py``. Prints how long the processes took from
+launch to ``ready`` (all of them, started as ``LocalDeployment`` starts
+them), the first and the last count job, the median of the repeated jobs,
+and the first job's ratio to the last and to that median (a party warms up
+before it reports ready, so the first should cost at most twice the last).
+Command::
 
     .venv/bin/python -m benchmarks.job_path --repeat 10
 """
@@ -47,7 +51,8 @@ def _timed(dep: LocalDeployment, submit: Callable[[], JobOutcome], repeat: int) 
 
 
 def measure(root: Path, repeat: int) -> dict[str, float]:
-    """First and tenth count job, median count and median 569x30 inference, in ms."""
+    """Launch to ready, the first and last count job, median count and median 569x30
+    inference, in ms."""
     dep = LocalDeployment(root, HOSPITALS, model_owners=("model-owner",))
     all_rows = [r for h in HOSPITALS for r in dep.rows[h]]
     x = np.array([[float(v) for v in r[2:]] for r in all_rows])
@@ -55,7 +60,9 @@ def measure(root: Path, repeat: int) -> dict[str, float]:
     save_model(model, root / "model.npz")
     dep.set_data("model-owner", DataConfig("model", root / "model.npz"))
     features = list(dep.header[2:])
+    started = time.perf_counter()
     with dep:
+        ready = time.perf_counter() - started
         client = Client(dep.members["analyst"])
         try:
             for party in (*HOSPITALS, "model-owner"):
@@ -73,6 +80,7 @@ def measure(root: Path, repeat: int) -> dict[str, float]:
         finally:
             client.close()
     return {
+        "launch to ready": 1e3 * ready,
         "count first": 1e3 * counts[0],
         f"count #{repeat}": 1e3 * counts[-1],
         "count median 2..": 1e3 * statistics.median(counts[1:]),
@@ -88,8 +96,12 @@ def main() -> None:
     if args.repeat < 2:
         parser.error("--repeat must be at least 2")
     with tempfile.TemporaryDirectory() as tmp:
-        for key, ms in measure(Path(tmp), args.repeat).items():
-            print(f"{key:<22} {ms:8.1f} ms")
+        times = measure(Path(tmp), args.repeat)
+    for key, ms in times.items():
+        print(f"{key:<22} {ms:8.1f} ms")
+    for later in (f"count #{args.repeat}", "count median 2.."):
+        ratio = times["count first"] / times[later]
+        print(f"{'first/' + later.removeprefix('count '):<22} {ratio:8.2f}")
 
 
 if __name__ == "__main__":

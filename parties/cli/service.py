@@ -48,21 +48,27 @@ def _logging(verbose: bool) -> None:
 
 
 def _warm(member: MemberConfig) -> None:
-    """Load (or compile) the ring kernels for every job size this federation can run."""
+    """Load (or compile) the ring kernels for every job size this federation can run, and run
+    one job on zeros in this process (:func:`parties.service.warmup.warm_job`)."""
+    from parties.service import warmup
     from smpc.warm import warm
 
     start = time.perf_counter()
-    computing = len(member.computing_peers) + (member.role in COMPUTING_ROLES)
-    warm(max(2, computing))
+    computing = max(2, len(member.computing_peers) + (member.role in COMPUTING_ROLES))
+    warm(computing)
     if member.data.kind == "csv":  # the CSV reader's split and number kernels
         from parties.data import csv_kernels
 
         csv_kernels.warm()
+    if member.data.patient_id is not None:  # consent: patients keyed and committed per job
+        warmup.warm_patients()
+    warmup.warm_job(computing)
     logging.info("%s: kernels ready in %.2f s", member.name, time.perf_counter() - start)
 
 
 def party(args: argparse.Namespace) -> int:
     """Serve as a computing party until SIGINT/SIGTERM; the first job finds its kernels ready."""
+    from parties.service import warmup
     from parties.service.node import PartyNode
 
     _logging(not args.quiet)
@@ -70,6 +76,7 @@ def party(args: argparse.Namespace) -> int:
     stop = _stop_event()
     _warm(member)
     with PartyNode(member) as node:
+        warmup.settle()
         logging.info(
             "%s: serving on %s (port %s)", member.name, member.address, node.mesh.bound_port
         )
@@ -81,6 +88,8 @@ def party(args: argparse.Namespace) -> int:
 
 def dealer(args: argparse.Namespace) -> int:
     """Serve as the federation's dealer until SIGINT/SIGTERM, its kernels loaded first."""
+    from parties.jobs.spec import warm_verification
+    from parties.service import warmup
     from parties.service.dealer_service import serve
 
     _logging(not args.quiet)
@@ -90,7 +99,9 @@ def dealer(args: argparse.Namespace) -> int:
         return 1
     stop = _stop_event()
     _warm(member)
+    warm_verification(member)
     server = serve(member)
+    warmup.settle()
     logging.info("%s: serving on %s", member.name, member.address)
     print(f"ready {member.name} {member.address}", flush=True)
     _wait_for(stop)

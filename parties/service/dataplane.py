@@ -177,12 +177,11 @@ class DataPlane:
     def __exit__(self, *exc: object) -> None:
         self.stop()
 
-    def wait_connected(self, timeout: float) -> bool:
-        """True once a connection to every computing peer is up."""
+    def wait_connected(self, timeout: float, peers: Iterable[str] | None = None) -> bool:
+        """True once a connection to every computing peer (or each of ``peers``) is up."""
         deadline = time.monotonic() + timeout
-        return all(
-            p.connected.wait(max(0.0, deadline - time.monotonic())) for p in self._peers.values()
-        )
+        chosen = self._peers.values() if peers is None else [self._peer(p) for p in peers]
+        return all(p.connected.wait(max(0.0, deadline - time.monotonic())) for p in chosen)
 
     def need(self, peer: str) -> None:
         """A job needs ``peer``: if its connection is down, dial it now, not after the backoff."""

@@ -68,6 +68,9 @@ DEALER_UNAVAILABLE = "dealer unavailable"
 FLUSH_S = 0.002
 """The longest the dealer works on corrections before it sends what it has."""
 
+CONNECT_S = 60.0
+"""How long a party's first call to the dealer waits for a dealer still starting."""
+
 
 class _DealerJob:
     def __init__(self, dealer: Dealer, plan_json: str, signed_job: bytes, spec: JobSpec) -> None:
@@ -233,6 +236,7 @@ class DealerLink:
         if dealer is None:
             raise SMPCError(f"{member.name}: no dealer is configured")
         self.name = dealer.name
+        self.party = member.name
         options = [
             *_OPTIONS,
             *_RECONNECT,
@@ -244,6 +248,28 @@ class DealerLink:
         self._channel = grpc.secure_channel(
             dealer.address, tls.channel_credentials(member), options
         )
+
+    def connect(self, timeout: float = CONNECT_S) -> threading.Thread:
+        """Open the channel now, on a thread of its own: a health call that waits for a dealer
+        still starting (retried per the channel's backoff) for up to ``timeout`` seconds.
+
+        Otherwise the channel connects on the first job's provisioning, which
+        then waits for a TCP and a TLS handshake that no later job waits for.
+        """
+        thread = threading.Thread(target=self._health, args=(timeout,), name="dealer-connect")
+        thread.daemon = True
+        thread.start()
+        return thread
+
+    def _health(self, timeout: float) -> None:
+        try:
+            wire_pb2_grpc.DealerStub(self._channel).Health(
+                wire_pb2.HealthRequest(), timeout=timeout, wait_for_ready=True
+            )
+        except grpc.RpcError as exc:  # the first job waits for it again, and says so if it fails
+            log.info("%s: the dealer %s did not answer yet: %s", self.party, self.name, exc.code())
+        except ValueError:  # the channel was closed while the call waited: the node stopped
+            pass
 
     def provision(
         self, job: str, signed_job: bytes, plan: Plan, *, timeout: float, wait: bool = True

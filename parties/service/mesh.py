@@ -77,11 +77,14 @@ class Mesh:
         *,
         on_submit: Callable[[wire_pb2.SubmitRequest, str], wire_pb2.SubmitReply] | None = None,
         on_chain: Callable[[str, bytes], None] | None = None,
+        on_health: Callable[[str], None] | None = None,
     ) -> None:
         self.member = member
         self.name = member.name
         self.on_submit = on_submit
         self.on_chain = on_chain
+        self.on_health = on_health
+        """Told the caller's name at each health check (a peer that asks is up)."""
         self.data_port = 0
         """The port of this member's data plane, reported by Health (0: none)."""
         self._stubs: dict[str, tuple[grpc.Channel, wire_pb2_grpc.PartyStub]] = {}
@@ -132,11 +135,15 @@ class Mesh:
             wire_pb2.ChainMessage(data=data), timeout=timeout, wait_for_ready=True
         )
 
-    def locate(self, peer: str, timeout: float = 2.0) -> tuple[str, int]:
-        """Where ``peer``'s data plane listens, as its Health reply says; OSError if nowhere."""
+    def locate(self, peer: str, timeout: float = 2.0, *, wait: bool = True) -> tuple[str, int]:
+        """Where ``peer``'s data plane listens, as its Health reply says; OSError if nowhere.
+
+        With ``wait`` a peer not up yet is waited for (up to ``timeout``);
+        without, a peer that refuses the connection fails at once.
+        """
         try:
             reply = self._stub(peer).Health(
-                wire_pb2.HealthRequest(), timeout=timeout, wait_for_ready=True
+                wire_pb2.HealthRequest(), timeout=timeout, wait_for_ready=wait
             )
         except grpc.RpcError as exc:
             raise OSError(f"{peer} did not answer a health check: {exc.code()}") from None
@@ -213,6 +220,8 @@ class _Servicer(wire_pb2_grpc.PartyServicer):
     @tls.authenticated("a health check")
     def Health(self, request, context, caller):  # noqa: N802 - gRPC's method name
         member = self.member
+        if self._mesh.on_health is not None:
+            self._mesh.on_health(caller)
         return wire_pb2.HealthReply(
             name=member.name,
             federation=member.federation,

@@ -62,7 +62,7 @@ from parties.ledger.chain_node import ChainNode
 from parties.ledger.genesis import load_genesis
 from parties.ledger.patients import PatientLedger
 from parties.ledger.record_store import RecordStore, records_path
-from parties.service import job_record, wire_pb2
+from parties.service import job_record, warmup, wire_pb2
 from parties.service.dataplane import DataPlane
 from parties.service.dealer_service import DealerConnection, DealerLink
 from parties.service.mesh import Mesh, after_reply
@@ -105,7 +105,10 @@ class PartyNode:
         self.fxp = FixedPoint(frac_bits)
         hospital = member.role == "hospital"
         self.mesh = Mesh(
-            member, on_submit=self.submit, on_chain=self._chain_message if hospital else None
+            member,
+            on_submit=self.submit,
+            on_chain=self._chain_message if hospital else None,
+            on_health=self._peer_up,
         )
         self.plane = DataPlane(member, locate=self.mesh.locate, port=member.data_port)
         self.chain: ChainNode | None = None
@@ -152,7 +155,14 @@ class PartyNode:
             threading.Thread(target=self._feed_chain, name="chain-feed", daemon=True).start()
             threading.Thread(target=self._hand_off, name="record-to-chain", daemon=True).start()
         self.dealer = DealerLink(self.member)
+        warmup.warm(self.mesh, self.plane, self.dealer)
         return self
+
+    def _peer_up(self, caller: str) -> None:
+        """A computing peer that asks for this node's health is up: if this node dials it and
+        the link is down, dial now rather than after the backoff (e.g. the peer restarted)."""
+        if any(p.name == caller for p in self.member.computing_peers):
+            self.plane.need(caller)
 
     def _feed_chain(self) -> None:
         """Hand pending records (kept here, or by ``smpc consent``) to the chain node.

@@ -28,6 +28,7 @@ from parties.jobs.spec import (
     now_ms,
     sign_job,
     verify_job,
+    warm_verification,
 )
 from smpc.errors import JobReplayError, SMPCError
 from smpc.jobs import SeenJobs
@@ -271,6 +272,19 @@ def test_foreign_ca_is_refused(
     error = refusal(signed, fed["alpha"])
     assert error.kind == "bad-signature"
     assert "federation CA" in error.reason
+
+
+def test_warm_verification_keeps_the_ca_and_still_refuses_a_foreign_signer(
+    fed: dict[str, MemberConfig], foreign: dict[str, MemberConfig]
+) -> None:
+    warm_verification(fed["alpha"])  # its own certificate, from its CA
+    # a member whose certificate is not from its CA (the TLS layer reports that) still warms
+    warm_verification(
+        replace(fed["alpha"], tls=replace(fed["alpha"].tls, cert=foreign["alpha"].tls.cert))
+    )
+    signed = sign_as(foreign["analyst"], make_spec())
+    assert refusal(signed, fed["alpha"]).kind == "bad-signature"
+    assert verify_job(sign_as(fed["analyst"], make_spec()), fed["alpha"]).analyst == "analyst"
 
 
 def test_expired_certificate_is_refused(fed: dict[str, MemberConfig]) -> None:
