@@ -1,0 +1,103 @@
+"""Products of matrices two parties hold in the clear, secret-shared among all; one round.
+
+Holder h knows X_h (m x k) and the owner knows W_h (k x n), both in the
+clear (a hospital's own rows; a model owner's weights). Sharing both first
+and opening the Beaver maskings would cost every party m*k words to every
+peer; instead, with a held triple from the dealer (A_h known to h, B_h known
+to the owner, additive shares of C_h = A_h @ B_h at every party):
+
+1. h sends the owner D_h = X_h - A_h; the owner sends h E_h = W_h - B_h.
+   All pairs in one round; the other messages of the round are empty.
+2. X_h @ W_h = D_h @ W_h + A_h @ E_h + C_h, so the owner's share is
+   D_h @ W_h + its C share, h's is A_h @ E_h + its C share, and every other
+   party's is its C share.
+
+Security (semi-honest parties, a dealer that colludes with none): the
+argument of input sharing. A_h is uniform in Z_2^64 and known only to h
+(and the dealer), so D_h is uniform to the owner; likewise E_h to h. C_h's
+shares are uniform at every party but the first, whose share the dealer
+corrects; any one party's share is uniform given everything it knows,
+since another party's share is unknown to it. Later openings mask the
+product with fresh randomness, as for any shared value. Bytes: h sends m*k
+words to the owner only, the owner k*n to h; the product opens nothing else.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from smpc.errors import ShapeMismatchError
+from smpc.transport import Expect
+
+if TYPE_CHECKING:
+    from smpc.runtime import Runtime
+
+ROUNDS = 1
+"""Rounds of :func:`held_products`, for any number of pairs and sizes."""
+
+_U64 = np.dtype(np.uint64)
+_EMPTY = np.empty(0, dtype=_U64)
+
+
+def held_products(
+    rt: Runtime,
+    owner: int,
+    holders: Sequence[int],
+    shapes: Sequence[tuple[int, int, int]],
+    mine: np.ndarray | Sequence[np.ndarray] | None,
+) -> list[np.ndarray]:
+    """This party's shares of X_h @ W_h for every holder h, in ``holders`` order; one round.
+
+    ``shapes`` gives (m, k, n) per holder. A holder passes its X_h (ring
+    values, m x k); the owner passes every W_h (ring values, k x n each, in
+    ``holders`` order); every other party passes None. Holders are distinct
+    and none is the owner.
+    """
+    owner = rt.transport.check_party(owner)
+    holders = [rt.transport.check_party(h) for h in holders]
+    if len(set(holders)) != len(holders) or owner in holders:
+        raise ValueError("the holders are distinct parties, and none is the owner")
+    if len(shapes) != len(holders):
+        raise ValueError("give one (m, k, n) per holder")
+    me = rt.party
+    mine_list: list[np.ndarray] = []
+    if me == owner or me in holders:
+        if mine is None:
+            raise ValueError(f"party {me} must pass what it holds of the product")
+        mine_list = list(mine) if me == owner else [np.asarray(mine)]
+        wanted = [(k, n) for _, k, n in shapes] if me == owner else [shapes[holders.index(me)][:2]]
+        got = [tuple(v.shape) for v in mine_list]
+        if got != wanted or any(v.dtype != _U64 for v in mine_list):
+            raise ShapeMismatchError(
+                f"party {me} holds uint64 arrays of shapes {got}, not {wanted}"
+            )
+    triples = [
+        rt.prep.held_triple(m, k, n, h, owner).consume()
+        for h, (m, k, n) in zip(holders, shapes, strict=True)
+    ]
+    ring = rt.ring
+    # Every peer gets a message, empty between parties that share no product: the round
+    # then tells each party that every other one has started the job, as input sharing did.
+    outgoing = {p: _EMPTY for p in rt.transport.peers}
+    incoming = {p: Expect(_U64, 0) for p in rt.transport.peers}
+    if me == owner:
+        for h, w, (_, b, _), (m, k, _) in zip(holders, mine_list, triples, shapes, strict=True):
+            outgoing[h] = ring.sub(w, b).reshape(-1)
+            incoming[h] = Expect(_U64, m * k)
+    elif me in holders:
+        at = holders.index(me)
+        outgoing[owner] = ring.sub(mine_list[0], triples[at][0]).reshape(-1)
+        incoming[owner] = Expect(_U64, shapes[at][1] * shapes[at][2])
+    got_back = rt.transport.exchange(outgoing, incoming, "held-product")
+    out = []
+    for i, (h, (a, _, c), (m, k, n)) in enumerate(zip(holders, triples, shapes, strict=True)):
+        if me == owner:
+            out.append(ring.add(c, ring.matmul(got_back[h].reshape(m, k), mine_list[i])))
+        elif me == h:
+            out.append(ring.add(c, ring.matmul(a, got_back[owner].reshape(k, n))))
+        else:
+            out.append(c)
+    return out
