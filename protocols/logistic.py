@@ -94,18 +94,21 @@ class AlignmentError(SMPCError, ValueError):
     """A column-split job's patient order does not match a holder's rows."""
 
 
-def _owner_block(rt: Runtime, model: LogisticModel | None, order: Sequence[int]) -> np.ndarray:
-    """The owner's input: folded weights (in ``order``, WEIGHT_BITS) and the bias, as a column."""
+def _owner_weights(
+    rt: Runtime, model: LogisticModel | None, n_features: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """The owner's folded weights (WEIGHT_BITS fractional bits, a column) and bias (F), encoded."""
     if model is None:
         raise ValueError("the model owner must pass its model")
-    if len(model.feature_names) != len(order):
+    if len(model.feature_names) != n_features:
         raise ShapeMismatchError(
-            f"the model has {len(model.feature_names)} features, the job declares {len(order)}"
+            f"the model has {len(model.feature_names)} features, the job declares {n_features}"
         )
     weights, bias = model.folded()
     # Encoded with F fractional bits, w * 2^(WEIGHT_BITS - F) is w with WEIGHT_BITS.
     extra = 2.0 ** (WEIGHT_BITS - rt.fxp.frac_bits)
-    return np.concatenate([weights[list(order)] * extra, [bias]]).reshape(-1, 1)
+    encoded = rt.encode(np.concatenate([weights * extra, [bias]]).reshape(-1, 1))
+    return encoded[:n_features], encoded[n_features:]
 
 
 def _local_block(values: np.ndarray | None, columns: int, what: str) -> np.ndarray:
@@ -191,14 +194,6 @@ def _score(
         logits = rt.shared(dropped.reshape(z.shape), rt.fxp.frac_bits)
         opened["probabilities"] = reveal(approx.sigmoid(rt, logits))
     return labels, opened
-
-
-def _owner_weights(
-    rt: Runtime, model: LogisticModel | None, n_features: int
-) -> tuple[np.ndarray, np.ndarray]:
-    """The owner's folded weights (WEIGHT_BITS fractional bits, a column) and bias (F), encoded."""
-    encoded = rt.encode(_owner_block(rt, model, range(n_features)))
-    return encoded[:n_features], encoded[n_features:]
 
 
 LABEL_ROUNDS = 10

@@ -74,10 +74,17 @@ def held_products(
             raise ShapeMismatchError(
                 f"party {me} holds uint64 arrays of shapes {got}, not {wanted}"
             )
-    triples = [
-        rt.prep.held_triple(m, k, n, h, owner).consume()
-        for h, (m, k, n) in zip(holders, shapes, strict=True)
-    ]
+    triples: list[tuple[np.ndarray, ...]] = []
+
+    def take(upto: int) -> None:
+        """Consume the held triples in plan order, up to index ``upto``."""
+        while len(triples) <= upto:
+            m, k, n = shapes[len(triples)]
+            triples.append(rt.prep.held_triple(m, k, n, holders[len(triples)], owner).consume())
+
+    # Before the round, only what this party's messages need: a holder its own A (so the
+    # first party need not wait for the dealer's later corrections), the owner every B.
+    take(len(holders) - 1 if me == owner else holders.index(me) if me in holders else -1)
     ring = rt.ring
     # Every peer gets a message, empty between parties that share no product: the round
     # then tells each party that every other one has started the job, as input sharing did.
@@ -92,6 +99,7 @@ def held_products(
         outgoing[owner] = ring.sub(mine_list[0], triples[at][0]).reshape(-1)
         incoming[owner] = Expect(_U64, shapes[at][1] * shapes[at][2])
     got_back = rt.transport.exchange(outgoing, incoming, "held-product")
+    take(len(holders) - 1)
     out = []
     for i, (h, (a, _, c), (m, k, n)) in enumerate(zip(holders, triples, shapes, strict=True)):
         if me == owner:
