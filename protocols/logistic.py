@@ -22,20 +22,20 @@ Steps:
    (w / scale, b - sum(w mean / scale)). Folded weights of features with a
    large scale are tiny (1/570 for a tumour's area), so the owner encodes
    them with 32 fractional bits instead of F; the bias with F.
-2. The logits X @ w + b for all rows at once, in one round, without
+2. The logits X @ w + b for all rows at once, in two rounds, without
    sharing X or w first: a hospital knows its rows in the clear and the
    owner its weights, so each (hospital, owner) pair forms its block of
-   X @ w as a held product (``smpc.held``): the hospital sends the owner
-   its rows minus a dealer mask only it knows (X_h - A_h, uniform to the
-   owner, as a share of an input is), the owner sends the hospital its
-   weights minus a mask only the owner knows, and every party ends with
-   shares of X_h @ w. A hospital's rows cost 30 words per row to the owner
-   alone (a Beaver product of shared X cost every party 30 words per row of
-   every hospital to every peer, and sharing X a round before it). In the
-   column split the holders' blocks of columns add up instead. The owner
-   adds b to its share. Range: the sum of |x_j w_j| and |b| must stay below
-   2^14 (x with F = 16 and w with 32 fractional bits fill 62 bits), far
-   above any useful logit.
+   X @ w as a held product (``smpc.held``): the owner sends the hospital
+   its weights minus a dealer mask only the owner knows (the round every
+   party joins in), the hospital sends the owner its rows minus a mask
+   only it knows (X_h - A_h, uniform to the owner, as a share of an input
+   is), and every party ends with shares of X_h @ w. A hospital's rows
+   cost 30 words per row to the owner alone (a Beaver product of shared X
+   cost every party 30 words per row of every hospital to every peer, and
+   sharing X a round before it). In the column split the holders' blocks
+   of columns add up instead. The owner adds b to its share. Range: the
+   sum of |x_j w_j| and |b| must stay below 2^14 (x with F = 16 and w with
+   32 fractional bits fill 62 bits), far above any useful logit.
 3. Labels by one exact batched comparison of the logits as they are, with
    F + 32 fractional bits, [-logit < 0] (8 rounds): the sign needs no
    truncation, so it is exact on the encoded values. Probabilities, if
@@ -48,7 +48,7 @@ Steps:
    comparison of the four cells with the minimum (8 rounds); whether any
    is small (2 rounds) and the cells or -1 (1 round).
 
-Rounds: 10 for labels, 20 with probabilities (truncation, sigmoid and their
+Rounds: 11 for labels, 21 with probabilities (truncation, sigmoid and their
 reveal after the labels'), 13 more for metrics. Bytes per row, at 10^5 rows
 of 30 features and three hospitals: a hospital sends 240 to the owner for
 each of its own rows, and every party about 118 per row (the comparison,
@@ -134,7 +134,7 @@ def _logits(
     bias: np.ndarray | None,
     combine: Callable[[list[np.ndarray]], np.ndarray],
 ) -> np.ndarray:
-    """Shares of x @ w + b with F + WEIGHT_BITS fractional bits, as a column; 1 round.
+    """Shares of x @ w + b with F + WEIGHT_BITS fractional bits, as a column; 2 rounds.
 
     Every holder's block is a product held in the clear by it and the owner
     (``smpc.held``); ``combine`` joins the blocks (rows one after another, or
@@ -196,8 +196,8 @@ def _score(
     return labels, opened
 
 
-LABEL_ROUNDS = 10
-"""Rounds of :func:`infer` for labels: product 1, comparison 8, reveal 1."""
+LABEL_ROUNDS = 11
+"""Rounds of :func:`infer` for labels: product 2, comparison 8, reveal 1."""
 
 PROBABILITY_ROUNDS = 10
 """Rounds probabilities add: truncation 1, sigmoid 8, reveal 1."""
@@ -290,7 +290,7 @@ def infer_columns(
     bias = truth_share = None
     if rt.party == owner:
         weights, bias = _owner_weights(rt, model, len(order))
-        mine = [np.ascontiguousarray(weights[list(held)]) for held in columns]
+        mine = [weights[list(held)] for held in columns]
     elif rt.party in holders:
         width = len(columns[holders.index(rt.party)])
         block = _local_block(features, width + int(rt.party == truth_holder), "features")

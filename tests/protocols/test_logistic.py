@@ -90,7 +90,7 @@ def test_secure_labels_and_probabilities_match_the_plaintext_model(data, model) 
     assert accuracy > 0.95  # the trained model itself is good on its training data
 
 
-def test_labels_only_by_default_in_ten_rounds_equal_the_plaintext_labels_on_every_row(
+def test_labels_only_by_default_in_eleven_rounds_equal_the_plaintext_labels_on_every_row(
     data, model
 ) -> None:
     """The sign is compared before any truncation: every row's label is the plaintext one."""
@@ -100,7 +100,7 @@ def test_labels_only_by_default_in_ten_rounds_equal_the_plaintext_labels_on_ever
     for h in HOSPITALS:
         assert set(res.results[h]) == {"labels"}
         np.testing.assert_array_equal(res.results[h]["labels"], model.logits(parts[h]) > 0)
-    assert res.rounds == [LABEL_ROUNDS] * 4 and LABEL_ROUNDS == 10
+    assert res.rounds == [LABEL_ROUNDS] * 4 and LABEL_ROUNDS == 11
 
 
 def test_a_hospital_sends_its_rows_masked_to_the_model_owner_only(data, model) -> None:
