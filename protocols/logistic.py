@@ -19,30 +19,47 @@ public, one small cell could be recovered from the other three). Nothing else.
 Steps:
 
 1. The model owner folds the standardisation into the model locally
-   (w / scale, b - sum(w mean / scale)) and every hospital shares its rows,
-   all in one round (``input_each``). Folded weights of features with a
-   large scale are tiny (1/570 for a tumour's area), so the owner shares
+   (w / scale, b - sum(w mean / scale)). Folded weights of features with a
+   large scale are tiny (1/570 for a tumour's area), so the owner encodes
    them with 32 fractional bits instead of F; the bias with F.
-2. The logits X @ w + b for all rows at once: one Beaver matrix product in
-   the ring (1 round) and one truncation by 32 bits (1 round). Range: the sum
-   of |x_j w_j| must stay below 2^14 (x with F = 16 and w with 32 fractional
-   bits fill 62 bits), far above any useful logit.
-3. Labels by one exact batched comparison, [-logit < 0] (8 rounds), and, if
-   asked, probabilities by the 8-round sigmoid of ``smpc.approx``.
+2. The logits X @ w + b for all rows at once, in two rounds, without
+   sharing X or w first: a hospital knows its rows in the clear and the
+   owner its weights, so each (hospital, owner) pair forms its block of
+   X @ w as a held product (``smpc.held``): the owner sends the hospital
+   its weights minus a dealer mask only the owner knows (the round every
+   party joins in), the hospital sends the owner its rows minus a mask
+   only it knows (X_h - A_h, uniform to the owner, as a share of an input
+   is), and every party ends with shares of X_h @ w. A hospital's rows
+   cost 30 words per row to the owner alone (a Beaver product of shared X
+   cost every party 30 words per row of every hospital to every peer, and
+   sharing X a round before it). In the column split the holders' blocks
+   of columns add up instead. The owner adds b to its share. Range: the
+   sum of |x_j w_j| and |b| must stay below 2^14 (x with F = 16 and w with
+   32 fractional bits fill 62 bits), far above any useful logit.
+3. Labels by one exact batched comparison of the logits as they are, with
+   F + 32 fractional bits, [-logit < 0] (8 rounds): the sign needs no
+   truncation, so it is exact on the encoded values. Probabilities, if
+   asked, from logits truncated by 32 bits (1 round) by the 8-round
+   sigmoid of ``smpc.approx``.
 4. One round reveals each hospital's block of rows to that hospital only
    (row split) or all rows to the named parties (column split).
-5. Metrics: TP = sum(label x truth) (1 round), the other cells by sums; one
-   batched comparison of the four cells with the minimum (8 rounds); whether
-   any is small (2 rounds) and the cells or -1 (1 round).
+5. Metrics: the 0/1 label column is shared first (1 round, before step 2);
+   TP = sum(label x truth) (1 round), the other cells by sums; one batched
+   comparison of the four cells with the minimum (8 rounds); whether any
+   is small (2 rounds) and the cells or -1 (1 round).
 
-Rounds: 12 for labels, 21 with probabilities (the sigmoid runs after the
-comparison and its reveal), 12 more for metrics. Features are range-checked
-when they are encoded; a NaN or an out-of-range value fails the job before
-any round.
+Rounds: 11 for labels, 21 with probabilities (truncation, sigmoid and their
+reveal after the labels'), 13 more for metrics. Bytes per row, at 10^5 rows
+of 30 features and three hospitals: a hospital sends 240 to the owner for
+each of its own rows, and every party about 118 per row (the comparison,
+39.4 to each of 3 peers) and 8 per row of each hospital's reveal. Features
+are range-checked when they are encoded; a NaN or an out-of-range value
+fails the job before any round.
 """
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
@@ -61,12 +78,14 @@ from protocols.context import (
 from protocols.model import LogisticModel
 from smpc import approx, compare
 from smpc.errors import ShapeMismatchError, SMPCError
+from smpc.held import held_products
 from smpc.runtime import Runtime
 from smpc.shares import SharedTensor, concatenate
 from smpc.steps import drive, truncations
 
-WEIGHT_BITS = 32  # fractional bits of the folded weights, shared as integers
-METRICS_ROUNDS = 12
+WEIGHT_BITS = 32  # fractional bits of the folded weights, encoded as integers
+METRICS_ROUNDS = 13
+"""Rounds metrics add: sharing the label column 1, the confusion table 12."""
 SUPPRESSED = -1.0
 """What every confusion cell reads when any cell is below the minimum cell size."""
 
@@ -75,18 +94,21 @@ class AlignmentError(SMPCError, ValueError):
     """A column-split job's patient order does not match a holder's rows."""
 
 
-def _owner_block(rt: Runtime, model: LogisticModel | None, order: Sequence[int]) -> np.ndarray:
-    """The owner's input: folded weights (in ``order``, WEIGHT_BITS) and the bias, as a column."""
+def _owner_weights(
+    rt: Runtime, model: LogisticModel | None, n_features: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """The owner's folded weights (WEIGHT_BITS fractional bits, a column) and bias (F), encoded."""
     if model is None:
         raise ValueError("the model owner must pass its model")
-    if len(model.feature_names) != len(order):
+    if len(model.feature_names) != n_features:
         raise ShapeMismatchError(
-            f"the model has {len(model.feature_names)} features, the job declares {len(order)}"
+            f"the model has {len(model.feature_names)} features, the job declares {n_features}"
         )
     weights, bias = model.folded()
     # Encoded with F fractional bits, w * 2^(WEIGHT_BITS - F) is w with WEIGHT_BITS.
     extra = 2.0 ** (WEIGHT_BITS - rt.fxp.frac_bits)
-    return np.concatenate([weights[list(order)] * extra, [bias]]).reshape(-1, 1)
+    encoded = rt.encode(np.concatenate([weights * extra, [bias]]).reshape(-1, 1))
+    return encoded[:n_features], encoded[n_features:]
 
 
 def _local_block(values: np.ndarray | None, columns: int, what: str) -> np.ndarray:
@@ -103,15 +125,25 @@ def _check_truth(truth: np.ndarray) -> None:
         raise ValueError("the label column must hold only 0 and 1 (no missing values)")
 
 
-def _logits(rt: Runtime, x: SharedTensor, wb: SharedTensor) -> SharedTensor:
-    """x @ w + b for x with F and w with WEIGHT_BITS fractional bits; 2 rounds."""
-    n_features = x.shape[1]
-    product = rt.matmul(rt.shared(x.share, 0), rt.shared(wb[:n_features].share, 0))
-    (dropped,) = drive(
-        rt, truncations(rt, [product.share.reshape(-1)], [WEIGHT_BITS]), "truncation"
-    )
-    bias = wb[n_features:].reshape(1, 1)
-    return rt.shared(dropped.reshape(product.shape), rt.fxp.frac_bits) + bias
+def _logits(
+    rt: Runtime,
+    owner: int,
+    holders: Sequence[int],
+    shapes: Sequence[tuple[int, int, int]],
+    mine: np.ndarray | list[np.ndarray] | None,
+    bias: np.ndarray | None,
+    combine: Callable[[list[np.ndarray]], np.ndarray],
+) -> np.ndarray:
+    """Shares of x @ w + b with F + WEIGHT_BITS fractional bits, as a column; 2 rounds.
+
+    Every holder's block is a product held in the clear by it and the owner
+    (``smpc.held``); ``combine`` joins the blocks (rows one after another, or
+    a sum over column blocks). The owner adds the bias to its share.
+    """
+    z = combine(held_products(rt, owner, holders, shapes, mine))
+    if bias is not None:  # the owner: b with F bits, shifted to F + WEIGHT_BITS
+        z = rt.ring.add(z, bias.reshape(1, 1) << np.uint64(WEIGHT_BITS))
+    return z
 
 
 def confusion(
@@ -149,22 +181,26 @@ def _held(shared: Sequence[SharedTensor | None], party: int) -> SharedTensor:
 
 def _score(
     rt: Runtime,
-    x: SharedTensor,
-    wb: SharedTensor,
+    z: np.ndarray,
     probabilities: bool,
     reveal: Callable[[SharedTensor], np.ndarray | None],
 ) -> tuple[SharedTensor, dict[str, np.ndarray | None]]:
-    """Shared labels of every row of x, and what ``reveal`` opened of them (and probabilities)."""
-    logits = _logits(rt, x, wb)
-    labels = compare.ltz(rt, -logits)
+    """Shared labels of every logit in z (shares with F + WEIGHT_BITS fractional bits), and
+    what ``reveal`` opened of them (and of the probabilities)."""
+    labels = compare.ltz(rt, rt.shared(rt.ring.neg(z), 0))  # exact: no truncation first
     opened = {"labels": reveal(labels)}
     if probabilities:
+        (dropped,) = drive(rt, truncations(rt, [z.reshape(-1)], [WEIGHT_BITS]), "truncation")
+        logits = rt.shared(dropped.reshape(z.shape), rt.fxp.frac_bits)
         opened["probabilities"] = reveal(approx.sigmoid(rt, logits))
     return labels, opened
 
 
-LABEL_ROUNDS = 12
-"""Rounds of :func:`infer` for labels: input 1, product 2, comparison 8, reveal 1."""
+LABEL_ROUNDS = 11
+"""Rounds of :func:`infer` for labels: product 2, comparison 8, reveal 1."""
+
+PROBABILITY_ROUNDS = 10
+"""Rounds probabilities add: truncation 1, sigmoid 8, reveal 1."""
 
 
 def infer(
@@ -188,28 +224,35 @@ def infer(
     """
     if len(hospitals) != len(rows):
         raise ValueError("give one row count per hospital")
-    width = n_features + int(truth)
-    shapes: list[tuple[int, ...] | None] = [None] * rt.n_parties
-    for h, n in zip(hospitals, rows, strict=True):
-        shapes[h] = (n, width)
-    shapes[owner] = (n_features + 1, 1)
-    mine = None
+    mine: np.ndarray | list[np.ndarray] | None = None
+    bias = truth_share = None
     if rt.party == owner:
-        mine = _owner_block(rt, model, range(n_features))
+        weights, bias = _owner_weights(rt, model, n_features)
+        mine = [weights] * len(hospitals)
     elif rt.party in hospitals:
-        mine = _local_block(features, width, "features")
+        block = _local_block(features, n_features + int(truth), "features")
         if truth:
-            _check_truth(mine[:, -1])
-    shared = rt.input_each(mine, shapes)
-    x = concatenate([_held(shared, h) for h in hospitals])
-    labels, opened = _score(
+            _check_truth(block[:, -1])
+            truth_share = block[:, -1:]
+        mine = rt.encode(block[:, :n_features])
+    truths = None
+    if truth:  # the label column is shared first: the confusion table needs it
+        shapes: list[tuple[int, ...] | None] = [None] * rt.n_parties
+        for h, n in zip(hospitals, rows, strict=True):
+            shapes[h] = (n, 1)
+        shared = rt.input_each(truth_share, shapes)
+        truths = concatenate([_held(shared, h) for h in hospitals])
+    z = _logits(
         rt,
-        x[:, :n_features],
-        _held(shared, owner),
-        probabilities,
-        lambda t: rt.open_parts(t, hospitals, rows),
+        owner,
+        hospitals,
+        [(n, n_features, 1) for n in rows],
+        mine,
+        bias,
+        lambda blocks: np.concatenate(blocks),
     )
-    cells = confusion(rt, labels, x[:, n_features:], min_cell_size) if truth else None
+    labels, opened = _score(rt, z, probabilities, lambda t: rt.open_parts(t, hospitals, rows))
+    cells = None if truths is None else confusion(rt, labels, truths, min_cell_size)
     if rt.party not in hospitals:
         return None, cells
     return {k: v.reshape(-1) for k, v in opened.items() if v is not None}, cells
@@ -243,30 +286,34 @@ def infer_columns(
         raise ShapeMismatchError("the holders' columns must cover every model feature once")
     if truth_holder is not None and truth_holder not in holders:
         raise ValueError("the label holder must be one of the holders")
-    shapes: list[tuple[int, ...] | None] = [None] * rt.n_parties
-    held_width = {
-        h: len(held) + int(h == truth_holder) for h, held in zip(holders, columns, strict=True)
-    }
-    for h, w in held_width.items():
-        shapes[h] = (n_rows, w)
-    shapes[owner] = (len(order) + 1, 1)
-    mine = None
+    mine: np.ndarray | list[np.ndarray] | None = None
+    bias = truth_share = None
     if rt.party == owner:
-        mine = _owner_block(rt, model, order)
+        weights, bias = _owner_weights(rt, model, len(order))
+        mine = [weights[list(held)] for held in columns]
     elif rt.party in holders:
-        mine = _local_block(features, held_width[rt.party], "features")
+        width = len(columns[holders.index(rt.party)])
+        block = _local_block(features, width + int(rt.party == truth_holder), "features")
         if rt.party == truth_holder:
-            _check_truth(mine[:, -1])
-    shared = rt.input_each(mine, shapes)
-    blocks = [_held(shared, h) for h in holders]
-    widths = [len(held) for held in columns]
-    x = concatenate([b[:, :w] for b, w in zip(blocks, widths, strict=True)], axis=1)
-    labels, opened = _score(
-        rt, x, _held(shared, owner), probabilities, lambda t: rt.open(t, to=list(recipients))
+            _check_truth(block[:, -1])
+            truth_share = block[:, -1:]
+        mine = rt.encode(block[:, :width])
+    truths = None
+    if truth_holder is not None:  # the label column is shared first
+        shapes: list[tuple[int, ...] | None] = [None] * rt.n_parties
+        shapes[truth_holder] = (n_rows, 1)
+        truths = _held(rt.input_each(truth_share, shapes), truth_holder)
+    z = _logits(
+        rt,
+        owner,
+        holders,
+        [(n_rows, len(held), 1) for held in columns],
+        mine,
+        bias,
+        lambda blocks: functools.reduce(rt.ring.add, blocks),
     )
-    cells = None
-    if truth_holder is not None:
-        cells = confusion(rt, labels, _held(shared, truth_holder)[:, -1:], min_cell_size)
+    labels, opened = _score(rt, z, probabilities, lambda t: rt.open(t, to=list(recipients)))
+    cells = None if truths is None else confusion(rt, labels, truths, min_cell_size)
     if rt.party not in recipients:
         return None, cells
     return {k: v.reshape(-1) for k, v in opened.items() if v is not None}, cells
@@ -546,7 +593,7 @@ def logistic_inference_columns(rt: Runtime, ctx: JobContext) -> Outcome:
 
 ROW_SPLIT = ProtocolSpec(
     "logistic-inference",
-    "3",
+    "4",
     logistic_inference,
     ("labels", "probabilities", "metrics"),
     "each hospital's own rows' labels (and probabilities if the job says so), to it only; "
@@ -556,7 +603,7 @@ ROW_SPLIT = ProtocolSpec(
 )
 COLUMN_SPLIT = ProtocolSpec(
     "logistic-inference-columns",
-    "2",
+    "3",
     logistic_inference_columns,
     ("labels", "probabilities", "metrics"),
     "every aligned row's label (and probabilities if the job says so) to the recipients "

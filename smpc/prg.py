@@ -82,6 +82,8 @@ class Stream:
         """Overwrite a C-contiguous uint64 array with the next keystream words."""
         if out.dtype != np.uint64 or not out.flags.c_contiguous:
             raise TypeError("fill needs a C-contiguous uint64 array")
+        if out.size == 0:  # a memoryview of an empty array cannot be cast
+            return out
         view = out.data.cast("B")
         for start in range(0, len(view), _CHUNK):
             part = view[start : start + _CHUNK]

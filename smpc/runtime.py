@@ -199,7 +199,7 @@ class Runtime:
 
         outgoing: dict[int, np.ndarray] = {}
         if self.party in owners:
-            ring_value = self._encode(value, integer, columns)
+            ring_value = self.encode(value, integer=integer, columns=columns)
             declared = shape_of(self.party)
             if declared is not None and declared != ring_value.shape:
                 raise ShapeMismatchError(
@@ -228,7 +228,11 @@ class Runtime:
             result.append(self.shared(share, scale))
         return result, heard
 
-    def _encode(self, value: object, integer: bool, columns: Sequence[str] | None) -> np.ndarray:
+    def encode(
+        self, value: object, *, integer: bool = False, columns: Sequence[str] | None = None
+    ) -> np.ndarray:
+        """This party's own value as ring elements (F fractional bits, or integers); range
+        checked. While planning, zeros of its shape: the dry run never reads the data."""
         if self.planning:  # the dry run needs the shape only, never the data
             return np.zeros(np.asarray(value).shape, dtype=np.uint64)
         return self.fxp.encode_int(value) if integer else self.fxp.encode(value, columns=columns)

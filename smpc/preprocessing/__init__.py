@@ -4,6 +4,7 @@ from smpc.preprocessing.dealer import AheadFeed, CorrectionFeed, Dealer, SeededS
 from smpc.preprocessing.items import (
     BinaryTriple,
     ComparisonMask,
+    HeldTriple,
     MatrixTriple,
     Triple,
     TruncationTuple,
@@ -18,6 +19,7 @@ __all__ = [
     "CorrectionFeed",
     "Dealer",
     "DeferredSource",
+    "HeldTriple",
     "MatrixTriple",
     "Plan",
     "PreprocessingSource",

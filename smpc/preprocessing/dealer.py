@@ -4,10 +4,12 @@ Per job the dealer draws a fresh 256-bit nonce; party i's seed is HKDF of
 (nonce, federation, job, i), and the k-th plan item's stream is derived from
 that seed. Every party expands all of its shares locally from its seed,
 except that the first party (index 0) does not expand the components that
-make the correlation hold (c for triples and binary triples; (r mod 2^63) >>
-F and r's top bit for truncation; r's bits and the daBit's additive share for
-a comparison mask): the dealer computes those from everybody's seeds and
-sends them as the one *correction* per value, in bulk, ahead of use. For XOR
+make the correlation hold (c for triples, matrix, held and binary triples;
+(r mod 2^63) >> F and r's top bit for truncation; r's bits and the daBit's
+additive share for a comparison mask): the dealer computes those from
+everybody's seeds and sends them as the one *correction* per value, in bulk,
+ahead of use. A held triple's A is expanded by its holder alone and its B by
+its owner alone: the first party's C is A @ B minus the others' C. For XOR
 sharing the correction is the value XOR the other parties' shares. Dealer
 traffic is therefore one ring element per product, two per truncation, one
 word per 64 AND gates and two per comparison, all to party 0, and never on
@@ -36,8 +38,8 @@ def party_seed(nonce: bytes, federation: str, job: str, party: int) -> bytes:
     return derive_key(nonce, "party-seed", federation, job, party)
 
 
-def expand(book: StreamBook, index: int, request: Request, first: bool) -> list[np.ndarray]:
-    """A party's seeded arrays for plan item ``index``.
+def expand(book: StreamBook, index: int, request: Request, party: int) -> list[np.ndarray]:
+    """Party ``party``'s seeded arrays for plan item ``index``.
 
     Every party gets all of an item's arrays from its stream, except the
     first party, which gets only the leading ones and receives the rest as
@@ -45,8 +47,8 @@ def expand(book: StreamBook, index: int, request: Request, first: bool) -> list[
     comparison masks).
     """
     stream = book.stream("item", index, request.kind)
-    shapes = component_shapes(request)
-    count = seeded_count(request.kind) if first else len(shapes)
+    shapes = component_shapes(request, party)
+    count = seeded_count(request.kind) if party == 0 else len(shapes)
     return [stream.words(shape) for shape in shapes[:count]]
 
 
@@ -103,9 +105,7 @@ class Dealer(CorrectionFeed):
                 f"job {self.job}: no correction #{index}; the plan has {len(self.plan)} items"
             )
         request = self.plan[index]
-        shares = [
-            expand(book, index, request, first=(i == 0)) for i, book in enumerate(self._books)
-        ]
+        shares = [expand(book, index, request, i) for i, book in enumerate(self._books)]
         others = shares[1:]
         if request.kind == "truncation":
             low, top = ring.truncation_corrections(
@@ -129,8 +129,12 @@ class Dealer(CorrectionFeed):
                 [s[3] for s in others],
             )
             return [r_bits, s]
-        a = ring.sum_shares([s[0] for s in shares])
-        b = ring.sum_shares([s[1] for s in shares])
+        if request.kind == "held_triple":
+            holder, owner = request.parties
+            a, b = shares[holder][0], shares[owner][1]
+        else:
+            a = ring.sum_shares([s[0] for s in shares])
+            b = ring.sum_shares([s[1] for s in shares])
         return [ring.sub(ring.matmul(a, b), ring.sum_shares([s[2] for s in others]))]
 
     def local_sources(self, *, prefetch: bool = False) -> list[SeededSource]:
@@ -196,7 +200,7 @@ class SeededSource(PreprocessingSource):
         return ready if ready is not None else self._expand(index, request)
 
     def _expand(self, index: int, request: Request) -> tuple[np.ndarray, ...]:
-        parts = expand(self._book, index, request, first=(self.party == 0))
+        parts = expand(self._book, index, request, self.party)
         if self.party == 0:
             assert self._feed is not None
             parts += self._feed.corrections(index)

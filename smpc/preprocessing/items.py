@@ -48,6 +48,15 @@ class MatrixTriple(_UseOnce):
     _names = ("a", "b", "c")
 
 
+class HeldTriple(_UseOnce):
+    """A (m x k) in the clear at its holder, B (k x n) at its owner, shares of C = A @ B.
+
+    Every other party's ``a`` or ``b`` is empty (0 rows); every party has a share of C.
+    """
+
+    _names = ("a", "b", "c")
+
+
 class TruncationTuple(_UseOnce):
     """Shares of a mask r, of (r mod 2^63) >> F, and of r's top bit, for one truncation."""
 

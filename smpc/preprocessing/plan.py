@@ -13,7 +13,14 @@ from dataclasses import dataclass, field
 from math import prod
 from typing import Any
 
-KINDS = ("triple", "matrix_triple", "truncation", "binary_triple", "comparison_mask")
+KINDS = (
+    "triple",
+    "matrix_triple",
+    "truncation",
+    "binary_triple",
+    "comparison_mask",
+    "held_triple",
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -23,18 +30,28 @@ class Request:
     ``shape`` is the tensor shape for ``triple``, ``truncation`` and
     ``comparison_mask``, (m, k, n) for a ``matrix_triple`` of an (m x k) by
     (k x n) product, and the shape of the uint64 words (64 AND gates each)
-    for a ``binary_triple``.
+    for a ``binary_triple``. A ``held_triple`` has shape (m, k, n) too, and
+    ``parties`` names (holder, owner): the parties that hold its A and its B
+    in the clear.
     """
 
     kind: str
     shape: tuple[int, ...]
     frac_bits: int = 0
+    parties: tuple[int, ...] = ()
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
             raise ValueError(f"unknown preprocessing kind {self.kind!r}; known: {KINDS}")
-        if self.kind == "matrix_triple" and len(self.shape) != 3:
-            raise ValueError("a matrix_triple request has shape (m, k, n)")
+        if self.kind in ("matrix_triple", "held_triple") and len(self.shape) != 3:
+            raise ValueError(f"a {self.kind} request has shape (m, k, n)")
+        held = self.kind == "held_triple"
+        if held != bool(self.parties):
+            raise ValueError("a held_triple request, and only one, names its (holder, owner)")
+        if held and (
+            len(self.parties) != 2 or self.parties[0] == self.parties[1] or min(self.parties) < 0
+        ):
+            raise ValueError("a held_triple's holder and owner are two distinct parties")
         if any(int(d) < 0 for d in self.shape):
             raise ValueError("dimensions must be non-negative")
         if not 0 <= self.frac_bits <= 62:
@@ -43,7 +60,7 @@ class Request:
     @property
     def words(self) -> int:
         """Ring elements one party holds for this item."""
-        if self.kind == "matrix_triple":
+        if self.kind in ("matrix_triple", "held_triple"):  # at most, for a held triple
             m, k, n = self.shape
             return m * k + k * n + m * n
         if self.kind == "comparison_mask":
@@ -52,12 +69,22 @@ class Request:
         return 3 * prod(self.shape)
 
     def to_json(self) -> dict[str, object]:
-        return {"kind": self.kind, "shape": list(self.shape), "frac_bits": self.frac_bits}
+        data: dict[str, object] = {
+            "kind": self.kind,
+            "shape": list(self.shape),
+            "frac_bits": self.frac_bits,
+        }
+        if self.parties:
+            data["parties"] = list(self.parties)
+        return data
 
     @staticmethod
     def from_json(data: Mapping[str, Any]) -> Request:
         return Request(
-            str(data["kind"]), tuple(int(d) for d in data["shape"]), int(data["frac_bits"])
+            str(data["kind"]),
+            tuple(int(d) for d in data["shape"]),
+            int(data["frac_bits"]),
+            tuple(int(p) for p in data.get("parties", ())),
         )
 
 

@@ -13,23 +13,35 @@ from smpc.errors import PlanMismatchError, PreprocessingExhausted
 from smpc.preprocessing.items import (
     BinaryTriple,
     ComparisonMask,
+    HeldTriple,
     MatrixTriple,
     Triple,
     TruncationTuple,
 )
 from smpc.preprocessing.plan import Plan, Request
 
-_ItemT = TypeVar("_ItemT", Triple, MatrixTriple, TruncationTuple, BinaryTriple, ComparisonMask)
+_ItemT = TypeVar(
+    "_ItemT", Triple, MatrixTriple, HeldTriple, TruncationTuple, BinaryTriple, ComparisonMask
+)
 
 
-def component_shapes(request: Request) -> tuple[tuple[int, ...], ...]:
-    """Shapes of the arrays of an item, in the order its type hands them out.
+def component_shapes(request: Request, party: int | None = None) -> tuple[tuple[int, ...], ...]:
+    """Shapes of the arrays of an item at ``party`` (None: as its holders have them), in the
+    order its type hands them out.
 
-    The arrays the first party receives as corrections come last.
+    The arrays the first party receives as corrections come last. Only a
+    held triple's shapes depend on the party: A (m x k) at its holder and B
+    (k x n) at its owner, no rows of either elsewhere.
     """
     if request.kind == "matrix_triple":
         m, k, n = request.shape
         return (m, k), (k, n), (m, n)
+    if request.kind == "held_triple":
+        m, k, n = request.shape
+        holder, owner = request.parties
+        a_rows = m if party is None or party == holder else 0
+        b_rows = k if party is None or party == owner else 0
+        return (a_rows, k), (b_rows, n), (m, n)
     if request.kind == "comparison_mask":
         packed = ((prod(request.shape) + 63) // 64,)
         return request.shape, packed, request.shape, request.shape
@@ -50,6 +62,11 @@ class PreprocessingSource(ABC):
     def matrix_triple(self, m: int, k: int, n: int) -> MatrixTriple:
         """A Beaver triple for an (m x k) by (k x n) matrix product."""
         return self._next(Request("matrix_triple", (int(m), int(k), int(n))), MatrixTriple)
+
+    def held_triple(self, m: int, k: int, n: int, holder: int, owner: int) -> HeldTriple:
+        """A (m x k) known to ``holder``, B (k x n) known to ``owner``, shares of C = A @ B."""
+        request = Request("held_triple", (int(m), int(k), int(n)), 0, (int(holder), int(owner)))
+        return self._next(request, HeldTriple)
 
     def truncation(self, shape: Sequence[int], frac_bits: int) -> TruncationTuple:
         """A truncation tuple for removing ``frac_bits`` fractional bits."""

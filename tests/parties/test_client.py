@@ -95,7 +95,7 @@ def test_inference_jobs_are_built_from_the_logistic_parameters(analyst) -> None:
     job = client.inference_job(
         "owner", ["a", "b"], {"hospital-b": 7, "hospital-a": 5}, label_column="y"
     )
-    assert (job.protocol, job.protocol_version) == (logistic.ROW_SPLIT.name, "3")
+    assert (job.protocol, job.protocol_version) == (logistic.ROW_SPLIT.name, "4")
     assert logistic.RowInferenceParams.from_mapping(job.params).rows == {
         "hospital-b": 7,
         "hospital-a": 5,

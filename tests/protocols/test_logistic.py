@@ -11,7 +11,9 @@ import pytest
 
 from protocols.context import JobContext, JobParamsError
 from protocols.logistic import (
+    LABEL_ROUNDS,
     METRICS_ROUNDS,
+    PROBABILITY_ROUNDS,
     AlignmentError,
     ColumnInferenceParams,
     RowInferenceParams,
@@ -21,6 +23,7 @@ from protocols.logistic import (
     logistic_inference_columns,
 )
 from protocols.model import LogisticModel, train
+from smpc import compare
 from smpc.errors import FixedPointRangeError, ShapeMismatchError
 from smpc.local import LocalFederation
 
@@ -79,6 +82,7 @@ def test_secure_labels_and_probabilities_match_the_plaintext_model(data, model) 
         clear = np.abs(logits) > 0.01
         np.testing.assert_array_equal(got["labels"][clear], plain_labels[clear])
         assert np.abs(got["probabilities"] - plain_prob).max() <= 1e-3
+    assert res.rounds[0] == LABEL_ROUNDS + PROBABILITY_ROUNDS
     accuracy = np.mean(
         np.concatenate([res.results[h]["labels"] for h in HOSPITALS])
         == np.concatenate([y[i::3] for i in range(3)])
@@ -86,11 +90,35 @@ def test_secure_labels_and_probabilities_match_the_plaintext_model(data, model) 
     assert accuracy > 0.95  # the trained model itself is good on its training data
 
 
-def test_labels_only_by_default_in_twelve_rounds(data, model) -> None:
+def test_labels_only_by_default_in_eleven_rounds_equal_the_plaintext_labels_on_every_row(
+    data, model
+) -> None:
+    """The sign is compared before any truncation: every row's label is the plaintext one."""
     x, _, _ = data
-    res = _run(model, [x[i::3] for i in range(3)])
-    assert set(res.results[0]) == {"labels"}
-    assert res.rounds[0] == 12
+    parts = [x[i::3] for i in range(3)]
+    res = _run(model, parts)
+    for h in HOSPITALS:
+        assert set(res.results[h]) == {"labels"}
+        np.testing.assert_array_equal(res.results[h]["labels"], model.logits(parts[h]) > 0)
+    assert res.rounds == [LABEL_ROUNDS] * 4 and LABEL_ROUNDS == 11
+
+
+def test_a_hospital_sends_its_rows_masked_to_the_model_owner_only(data, model) -> None:
+    """A hospital sends 30 words per own row (to the owner); the owner 30 words per hospital.
+
+    Every party sends the same comparison messages; the reveal costs each
+    party one word per row of every other hospital's block.
+    """
+    x, _, _ = data
+    parts = [x[i::3] for i in range(3)]
+    res = _run(model, parts)
+    n = len(x)
+    comparison = res.bytes_sent[OWNER] - 8 * 30 * 3 - 8 * n
+    # per peer: 39.375 bytes per element, and each tree level rounded up to whole words
+    assert 3 * 39 * n <= comparison <= 3 * (compare.BYTES_PER_ELEMENT["ltz"] * n + 128)
+    for h in HOSPITALS:
+        rows = len(parts[h])
+        assert res.bytes_sent[h] == 8 * 30 * rows + comparison + 8 * (n - rows)
 
 
 def test_a_feature_count_that_does_not_match_the_model_is_refused(data, model) -> None:
@@ -146,7 +174,7 @@ def test_confusion_counts_match_the_plaintext_labels(data, model) -> None:
     want = _confusion(predicted, np.concatenate(truths))
     np.testing.assert_array_equal(res.results[OWNER][1], want)
     assert all(res.results[h][1] is None for h in HOSPITALS)  # only the recipient learns it
-    assert res.rounds[0] == 12 + METRICS_ROUNDS + 1  # labels, the metrics, their opening
+    assert res.rounds[0] == LABEL_ROUNDS + METRICS_ROUNDS + 1  # labels, metrics, opening
 
 
 def test_a_cell_below_the_minimum_suppresses_the_whole_table(data, model) -> None:

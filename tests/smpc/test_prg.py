@@ -128,6 +128,13 @@ def test_fill_rejects_wrong_dtype_or_layout(make: object) -> None:
     assert np.array_equal(stream.words(4), Stream(FIXED_KEY).words(4))
 
 
+def test_an_empty_array_takes_no_words() -> None:
+    stream = Stream(FIXED_KEY)
+    assert stream.words((0, 30)).shape == (0, 30)
+    assert stream.words_read == 0
+    assert np.array_equal(stream.words(2), Stream(FIXED_KEY).words(2))
+
+
 def test_fill_writes_in_place() -> None:
     out = np.zeros((2, 3), dtype=np.uint64)
     returned = Stream(FIXED_KEY).fill(out)

@@ -23,7 +23,7 @@ from parties.service.dealer_service import DealerLink, DealerService
 from parties.service.mesh import CHUNK_BYTES
 from parties.service.node import public_failure
 from smpc.errors import PeerTimeoutError, SMPCError
-from smpc.preprocessing import Plan, SeededSource
+from smpc.preprocessing import Dealer, Plan, SeededSource
 from smpc.preprocessing.plan import Request
 
 PARTIES = ("hospital-a", "hospital-b")
@@ -178,6 +178,31 @@ def test_corrections_streamed_in_packed_chunks_complete_every_triple(
     finally:
         for link in links:
             link.close()
+
+
+@pytest.mark.parametrize("rows", [10, dealer_service.SEED_FIRST_WORDS])
+def test_a_large_plans_seed_goes_alone_before_any_correction_is_made(
+    monkeypatch, rows: int
+) -> None:
+    """A small plan: one message with the seed and every correction. A large one: the seed
+    alone first, then the corrections, in one numbered stream."""
+    plan = Plan((Request("triple", (rows,)),))
+    dealer = Dealer("fed", "job-1", 2, plan)
+    made: list[int] = []
+    corrections = dealer.corrections
+    monkeypatch.setattr(dealer, "corrections", lambda i: made.append(i) or corrections(i))
+    stream = dealer_service._correction_chunks(dealer, b"s" * 32)
+    first = next(stream)
+    assert first.seed == b"s" * 32 and first.chunk == 0
+    assert made == ([0] if rows == 10 else [])  # a large plan's seed: before any correction
+    rest = list(stream)
+    if rows == 10:
+        assert rest == [] and first.last and len(first.payload) == 8 * rows
+    else:
+        assert (first.payload, first.last) == (b"", False)
+        assert [m.chunk for m in rest] == list(range(1, len(rest) + 1)) and rest[-1].last
+        assert sum(len(m.payload) for m in rest) == 8 * rows
+    assert made == [0]
 
 
 def test_a_dealer_that_dies_mid_stream_is_blamed_as_dealer_unavailable(members, dealer) -> None:

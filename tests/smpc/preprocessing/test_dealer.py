@@ -147,6 +147,29 @@ def test_random_plans_reconstruct(n: int, requests: list[Request]) -> None:
     run_plan(sources, plan)
 
 
+@pytest.mark.parametrize(("n", "holder", "owner"), [(4, 2, 3), (4, 0, 3), (3, 1, 0), (2, 1, 0)])
+def test_a_held_triples_a_is_at_its_holder_b_at_its_owner_and_c_adds_up(
+    n: int, holder: int, owner: int
+) -> None:
+    request = Request("held_triple", (6, 4, 2), 0, (holder, owner))
+    plan = Plan((request, Request("triple", (3,))))
+    for prefetch in (False, True):
+        _, sources = federation(n, plan)
+        if prefetch:
+            for source in sources:
+                source.prefetch()
+        parts = [s.held_triple(6, 4, 2, holder, owner).consume() for s in sources]
+        for p, (a, b, _) in enumerate(parts):
+            assert a.shape == ((6, 4) if p == holder else (0, 4))
+            assert b.shape == ((4, 2) if p == owner else (0, 2))
+        a, b = parts[holder][0], parts[owner][1]
+        c = ref.sum_shares([part[2] for part in parts])
+        want = (a.astype(object) @ b.astype(object)) % (1 << 64)
+        assert np.array_equal(c.astype(object), want)
+        assert np.count_nonzero(a) >= a.size - 1 and np.count_nonzero(b) >= b.size - 1
+        run_plan(sources, Plan(plan.requests[1:]))
+
+
 def test_shares_of_one_item_differ_across_parties() -> None:
     _, sources = federation(4)
     parts = [take(s, PLAN[0]).consume() for s in sources]

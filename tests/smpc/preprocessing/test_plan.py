@@ -16,10 +16,13 @@ dims = st.integers(0, 50)
 
 @st.composite
 def requests(draw: st.DrawFn) -> Request:
-    """Any valid request: a triple, a matrix triple or a truncation tuple."""
+    """Any valid request of any kind."""
     kind = draw(st.sampled_from(KINDS))
     if kind == "matrix_triple":
         return Request(kind, (draw(dims), draw(dims), draw(dims)))
+    if kind == "held_triple":
+        holder, owner = draw(st.lists(st.integers(0, 6), min_size=2, max_size=2, unique=True))
+        return Request(kind, (draw(dims), draw(dims), draw(dims)), 0, (holder, owner))
     shape = tuple(draw(st.lists(dims, min_size=0, max_size=3)))
     frac_bits = draw(st.integers(0, 40)) if kind == "truncation" else 0
     return Request(kind, shape, frac_bits)
@@ -57,7 +60,7 @@ def test_plans_with_different_order_differ() -> None:
 def test_request_words(request_: Request) -> None:
     """Ring elements a party holds: three arrays of the shape, A, B and C of a matrix triple,
     or r, r's bits, the daBit and its packed XOR shares (64 per word) of a comparison mask."""
-    if request_.kind == "matrix_triple":
+    if request_.kind in ("matrix_triple", "held_triple"):  # a held triple's, at most
         m, k, n = request_.shape
         assert request_.words == m * k + k * n + m * n
     elif request_.kind == "comparison_mask":
@@ -100,6 +103,32 @@ def test_matrix_triple_needs_three_dimensions(shape: tuple[int, ...]) -> None:
 def test_request_rejects_negative_dimensions(kind: str, shape: tuple[int, ...]) -> None:
     with pytest.raises(ValueError):
         Request(kind, shape)
+
+
+@pytest.mark.parametrize(
+    ("kind", "parties", "says"),
+    [
+        ("held_triple", (), "names its"),
+        ("held_triple", (1,), "two distinct parties"),
+        ("held_triple", (2, 2), "two distinct parties"),
+        ("held_triple", (0, -1), "two distinct parties"),
+        ("matrix_triple", (0, 1), "names its"),
+    ],
+)
+def test_a_held_triple_and_only_it_names_holder_and_owner(
+    kind: str, parties: tuple[int, ...], says: str
+) -> None:
+    with pytest.raises(ValueError, match=says):
+        Request(kind, (2, 3, 1), 0, parties)
+
+
+def test_held_triple_parties_travel_in_the_plan_json_and_other_kinds_keep_theirs() -> None:
+    held = Request("held_triple", (4, 3, 1), 0, (2, 0))
+    plan = Plan((held, Request("triple", (2,))))
+    decoded = json.loads(plan.to_json())
+    assert decoded[0]["parties"] == [2, 0]
+    assert "parties" not in decoded[1]
+    assert Plan.from_json(plan.to_json()) == plan
 
 
 def test_request_is_frozen_and_compares_by_value() -> None:
