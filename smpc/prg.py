@@ -23,7 +23,7 @@ from smpc.errors import ReuseError
 
 SEED_BYTES = 32
 _DOMAIN = b"smpc/prg/v1"
-_ZERO_NONCE = bytes(16)  # each key drives exactly one stream, so a fixed counter start is safe
+_BLOCK_WORDS = 2  # an AES block is two uint64 words
 _CHUNK = 1 << 20
 _ZEROS = bytes(_CHUNK)
 
@@ -62,15 +62,27 @@ def derive_key(seed: bytes, *label: Label) -> bytes:
 
 
 class Stream:
-    """An AES-256-CTR keystream read as uint64 ring elements, uniform in Z_2^64."""
+    """An AES-256-CTR keystream read as uint64 ring elements, uniform in Z_2^64.
+
+    Each key drives exactly one keystream, whose counter starts at block 0.
+    ``start`` opens it at word ``start`` instead (counter block ``start // 2``,
+    the half block before an odd start dropped): disjoint word ranges of one
+    key's keystream are independent, so one key can serve many consumers that
+    each read their own range.
+    """
 
     __slots__ = ("_encryptor", "_words_read")
 
-    def __init__(self, key: bytes) -> None:
+    def __init__(self, key: bytes, start: int = 0) -> None:
         if len(key) != SEED_BYTES:
             raise ValueError(f"stream keys are {SEED_BYTES} bytes, got {len(key)}")
-        cipher = Cipher(algorithms.AES(key), modes.CTR(_ZERO_NONCE))
+        if not 0 <= start < 1 << 64:
+            raise ValueError(f"a stream starts at a word in 0..2^64-1, not {start}")
+        block, skip = divmod(start, _BLOCK_WORDS)
+        cipher = Cipher(algorithms.AES(key), modes.CTR(block.to_bytes(16, "big")))
         self._encryptor = cipher.encryptor()
+        if skip:
+            self._encryptor.update(bytes(8 * skip))
         self._words_read = 0
 
     @property

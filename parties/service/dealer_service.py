@@ -42,8 +42,8 @@ from smpc.errors import PeerAuthenticationError, PeerTimeoutError, SMPCError
 from smpc.jobs import SeenJobs
 from smpc.preprocessing import CorrectionFeed, Dealer, Plan
 from smpc.preprocessing.ahead import Ahead
-from smpc.preprocessing.dealer import seeded_count
 from smpc.preprocessing.source import component_shapes
+from smpc.preprocessing.streams import seeded_count
 
 log = logging.getLogger(__name__)
 

@@ -93,6 +93,19 @@ def test_stream_continues_across_calls_and_chunks() -> None:
     assert np.array_equal(whole[-100:], ecb_keystream(FIXED_KEY, total)[-100:])
 
 
+@pytest.mark.parametrize("start", [0, 1, 2, 7, 64, (1 << 17) + 3])
+def test_stream_opened_at_a_word_reads_the_keystream_from_there(start: int) -> None:
+    """Stream(key, start) is AES-256-CTR's keystream from word ``start``, odd starts too."""
+    expected = ecb_keystream(FIXED_KEY, start + 9)[start:]
+    assert np.array_equal(Stream(FIXED_KEY, start).words(9), expected)
+
+
+@pytest.mark.parametrize("start", [-1, 1 << 64])
+def test_stream_rejects_a_start_outside_the_counter_space(start: int) -> None:
+    with pytest.raises(ValueError):
+        Stream(FIXED_KEY, start)
+
+
 def test_stream_has_no_repeated_blocks() -> None:
     """No 128-bit block repeats in 4 MiB of keystream (a counter reset would repeat them)."""
     words = Stream(FIXED_KEY).words(1 << 19)
