@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import threading
 from itertools import accumulate
+from math import prod
 
 import numpy as np
 
@@ -48,28 +49,28 @@ def seeded_shapes(request: Request, first: bool) -> tuple[tuple[int, ...], ...]:
     return shapes[: seeded_count(request.kind)] if first else shapes
 
 
-def _words(shapes: tuple[tuple[int, ...], ...]) -> int:
-    return sum(int(np.prod(shape, dtype=np.int64)) for shape in shapes)
-
-
 class PlanStream:
     """A party's seeded arrays of one job's plan, from one keystream (see the module docstring)."""
 
     def __init__(self, seed: bytes, plan: Plan, first: bool) -> None:
         self._key = derive_key(seed, "plan-stream")
-        self._plan = plan
-        self._first = first
-        self._starts = list(
-            accumulate((_words(seeded_shapes(r, first)) for r in plan.requests), initial=0)
-        )
+        self._items = len(plan)
+        self._shapes = [seeded_shapes(r, first) for r in plan.requests]
+        self._sizes = [[prod(shape) for shape in shapes] for shapes in self._shapes]
+        self._starts = list(accumulate((sum(sizes) for sizes in self._sizes), initial=0))
         self._stream: Stream | None = None
         self._at = 0  # the word the open stream reads next
         self._expanded: set[int] = set()
         self._lock = threading.Lock()
 
     def item(self, index: int) -> list[np.ndarray]:
-        """The party's seeded arrays of plan item ``index``; each item only once."""
-        request = self._plan[index]
+        """The party's seeded arrays of plan item ``index``; each item only once.
+
+        The arrays are consecutive pieces of one array read from the keystream
+        in one call: a job of small items pays the reading once per item.
+        """
+        if not 0 <= index < self._items:
+            raise IndexError(f"the plan has no item #{index}")
         with self._lock:
             if index in self._expanded:
                 raise ReuseError(f"the random stream of item #{index} was already used in this job")
@@ -77,9 +78,14 @@ class PlanStream:
             start = self._starts[index]
             if self._stream is None or self._at != start:
                 self._stream = Stream(self._key, start)
-            parts = [self._stream.words(shape) for shape in seeded_shapes(request, self._first)]
-            self._at = self._starts[index + 1]
+            end = self._starts[index + 1]
+            words = self._stream.words(end - start)
+            self._at = end
+        parts, at = [], 0
+        for shape, size in zip(self._shapes[index], self._sizes[index], strict=True):
+            parts.append(words[at : at + size].reshape(shape))
+            at += size
         return parts
 
     def __repr__(self) -> str:  # never show the key
-        return f"PlanStream(items={len(self._plan)}, expanded={len(self._expanded)})"
+        return f"PlanStream(items={self._items}, expanded={len(self._expanded)})"

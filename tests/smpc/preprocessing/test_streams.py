@@ -119,3 +119,9 @@ def test_repr_hides_the_key() -> None:
     text = repr(stream)
     key = derive_key(SEED, "plan-stream")
     assert key.hex() not in text and SEED.hex() not in text
+
+
+@pytest.mark.parametrize("index", [-1, len(PLAN)])
+def test_an_item_outside_the_plan_is_refused(index: int) -> None:
+    with pytest.raises(IndexError):
+        PlanStream(SEED, PLAN, first=False).item(index)
