@@ -15,6 +15,7 @@ from cryptography.hazmat.primitives import serialization
 from parties.config import MemberConfig
 from parties.federation import init_federation
 from parties.jobs.spec import InputSpec, JobSpec, SignedJob, sign_job
+from parties.ledger import job_check as module
 from parties.ledger.genesis import load_genesis
 from parties.ledger.job_check import job_check
 from smpc.chain.errors import RecordError
@@ -130,8 +131,6 @@ def test_a_version_1_genesis_cannot_check_jobs_and_says_why(
 def test_a_signed_job_that_passed_is_not_verified_again_in_its_validity(
     fed: dict[str, MemberConfig], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from parties.ledger import job_check as module
-
     calls = []
     verify = module.verify_signed_job
 

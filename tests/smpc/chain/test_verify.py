@@ -14,10 +14,11 @@ from types import SimpleNamespace
 
 import pytest
 
+from smpc.chain import verify
 from smpc.chain.block import Block, Seal, make_seal
 from smpc.chain.errors import ChainVerificationError
 from smpc.chain.ledger import SealedBlock, verify_chain
-from smpc.chain.records import AuthorityVote
+from smpc.chain.records import AuthorityVote, JobRecord
 
 
 def flip(data: bytes, position: int) -> bytes:
@@ -391,9 +392,6 @@ def test_a_record_is_decoded_and_its_signatures_verified_once_per_state(
 ) -> None:
     """Taking a record in, checking a block holding it and applying that block decode the
     record and verify its contributions' signatures once; the block still becomes final."""
-    from smpc.chain import verify
-    from smpc.chain.records import JobRecord
-
     c = kit.ChainKit(3)
     data = kit.job("job-memo", list(c.keys), dict(c.keys)).encode()
     calls = {"decode": 0, "signatures": 0}
