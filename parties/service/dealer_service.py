@@ -185,7 +185,7 @@ def _correction_chunks(dealer: Dealer, seed: bytes) -> Iterator[wire_pb2.Provisi
 
     A message goes out when it holds :data:`CHUNK_BYTES`, or once the dealer
     has worked :data:`FLUSH_S` on what it holds: a plan of many small items
-    (each costs the dealer its key derivations) starts the party at once
+    (each costs the dealer its arithmetic) starts the party at once
     instead of after the whole plan. The first message carries the seed, the
     final one says ``last``.
     """

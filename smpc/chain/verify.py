@@ -110,8 +110,8 @@ class ChainState:
     sets_by_height: dict[int, tuple[AuthorityKey, ...]] = field(default_factory=dict)
     hashes_by_height: dict[int, tuple[bytes, tuple[Seal, ...]]] = field(default_factory=dict)
     jobs: SignedJobCheck | None = None
-    decoded: Memo[Record] = field(default_factory=Memo, repr=False, compare=False)
-    """Records decoded so far, by record id."""
+    decoded: Memo[Record] = field(default_factory=lambda: Memo(1024), repr=False, compare=False)
+    """The records decoded last, by record id (a thousand records: a few MB at most)."""
     signed: Memo[bool] = field(default_factory=Memo, repr=False, compare=False)
     """(record id, authority set) of records whose signatures verified against that set."""
 
