@@ -4,9 +4,12 @@ A *seed* is 32 secret bytes. Keys for individual streams are derived from a
 seed with HKDF-SHA256 over a canonical label (federation, job, dealer nonce,
 party, purpose, stream number, ...), so every stream of a job has its own key
 and counter space. :class:`StreamBook` hands out each label at most once, so a
-stream is never reused. Fresh entropy enters only through :func:`fresh_seed`
-(the operating system's CSPRNG); ``numpy.random`` and ``random`` never touch
-secrets.
+stream is never reused. A consumer that reads many small pieces of one job
+(a party's preprocessing items, :mod:`smpc.preprocessing.streams`) instead
+takes disjoint word ranges of one key's keystream, opened with
+``Stream(key, start)``: one key and cipher for the job, not one per piece.
+Fresh entropy enters only through :func:`fresh_seed` (the operating system's
+CSPRNG); ``numpy.random`` and ``random`` never touch secrets.
 """
 
 from __future__ import annotations
