@@ -3,10 +3,13 @@
 A *seed* is 32 secret bytes. Keys for individual streams are derived from a
 seed with HKDF-SHA256 over a canonical label (federation, job, dealer nonce,
 party, purpose, stream number, ...), so every stream of a job has its own key
-and counter space. :class:`StreamBook` hands out each label at most once, so a
-stream is never reused. Fresh entropy enters only through :func:`fresh_seed`
-(the operating system's CSPRNG); ``numpy.random`` and ``random`` never touch
-secrets.
+and counter space. A consumer that reads many small pieces of one job (a
+party's preprocessing items, :mod:`smpc.preprocessing.streams`) takes
+disjoint word ranges of one key's keystream, opened with
+``Stream(key, start)``, each range once: one key and cipher for the job, not
+one per piece.
+Fresh entropy enters only through :func:`fresh_seed` (the operating system's
+CSPRNG); ``numpy.random`` and ``random`` never touch secrets.
 """
 
 from __future__ import annotations
@@ -19,11 +22,9 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
-from smpc.errors import ReuseError
-
 SEED_BYTES = 32
 _DOMAIN = b"smpc/prg/v1"
-_ZERO_NONCE = bytes(16)  # each key drives exactly one stream, so a fixed counter start is safe
+_BLOCK_WORDS = 2  # an AES block is two uint64 words
 _CHUNK = 1 << 20
 _ZEROS = bytes(_CHUNK)
 
@@ -62,15 +63,27 @@ def derive_key(seed: bytes, *label: Label) -> bytes:
 
 
 class Stream:
-    """An AES-256-CTR keystream read as uint64 ring elements, uniform in Z_2^64."""
+    """An AES-256-CTR keystream read as uint64 ring elements, uniform in Z_2^64.
+
+    Each key drives exactly one keystream, whose counter starts at block 0.
+    ``start`` opens it at word ``start`` instead (counter block ``start // 2``,
+    the half block before an odd start dropped): disjoint word ranges of one
+    key's keystream are independent, so one key can serve many consumers that
+    each read their own range.
+    """
 
     __slots__ = ("_encryptor", "_words_read")
 
-    def __init__(self, key: bytes) -> None:
+    def __init__(self, key: bytes, start: int = 0) -> None:
         if len(key) != SEED_BYTES:
             raise ValueError(f"stream keys are {SEED_BYTES} bytes, got {len(key)}")
-        cipher = Cipher(algorithms.AES(key), modes.CTR(_ZERO_NONCE))
+        if not 0 <= start < 1 << 64:
+            raise ValueError(f"a stream starts at a word in 0..2^64-1, not {start}")
+        block, skip = divmod(start, _BLOCK_WORDS)
+        cipher = Cipher(algorithms.AES(key), modes.CTR(block.to_bytes(16, "big")))
         self._encryptor = cipher.encryptor()
+        if skip:
+            self._encryptor.update(bytes(8 * skip))
         self._words_read = 0
 
     @property
@@ -94,25 +107,6 @@ class Stream:
     def words(self, shape: int | tuple[int, ...]) -> np.ndarray:
         """A new uint64 array of the given shape filled from the stream."""
         return self.fill(np.empty(shape, dtype=np.uint64))
-
-
-class StreamBook:
-    """Derives the streams of one seed, each label at most once."""
-
-    def __init__(self, seed: bytes, *context: Label) -> None:
-        self._seed = seed
-        self._context = context
-        self._used: set[tuple[Label, ...]] = set()
-
-    def stream(self, *label: Label) -> Stream:
-        """The stream for ``label``; asking for the same label twice is an error."""
-        if label in self._used:
-            raise ReuseError(f"random stream {label!r} was already used in this job")
-        self._used.add(label)
-        return Stream(derive_key(self._seed, *self._context, *label))
-
-    def __repr__(self) -> str:  # never show the seed
-        return f"StreamBook(context={self._context!r}, used={len(self._used)})"
 
 
 def random_ring(shape: int | tuple[int, ...]) -> np.ndarray:

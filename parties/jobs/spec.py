@@ -503,6 +503,18 @@ def verify_signed_job(
     return spec
 
 
+def signer_validity_ms(signed: SignedJob, ca: x509.Certificate) -> tuple[int, int]:
+    """The times (ms UTC, inclusive) at which both the signer's certificate and ``ca`` are
+    valid: the only part of :func:`verify_signed_job` that depends on the time asked.
+
+    For a job that verified; raises as :func:`_issued_by` for one that did not.
+    """
+    cert = _issued_by(signed.certificate_pem, ca)
+    starts = [_to_ms(c.not_valid_before_utc.timestamp()) for c in (cert, ca)]
+    ends = [_to_ms(c.not_valid_after_utc.timestamp()) for c in (cert, ca)]
+    return max(starts), min(ends)
+
+
 def _check_certificate(
     signed: SignedJob, ca: x509.Certificate, federation: str, when: int
 ) -> tuple[str, str, str]:

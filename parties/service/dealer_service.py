@@ -44,8 +44,8 @@ from smpc.errors import PeerAuthenticationError, PeerTimeoutError, SMPCError
 from smpc.jobs import SeenJobs
 from smpc.preprocessing import CorrectionFeed, Dealer, Plan
 from smpc.preprocessing.ahead import Ahead
-from smpc.preprocessing.dealer import seeded_count
 from smpc.preprocessing.source import component_shapes
+from smpc.preprocessing.streams import seeded_count
 
 log = logging.getLogger(__name__)
 
@@ -195,7 +195,7 @@ def _correction_chunks(dealer: Dealer, seed: bytes) -> Iterator[wire_pb2.Provisi
 
     A message goes out when it holds :data:`CHUNK_BYTES`, or once the dealer
     has worked :data:`FLUSH_S` on what it holds: a plan of many small items
-    (each costs the dealer its key derivations) starts the party at once
+    (each costs the dealer its arithmetic) starts the party at once
     instead of after the whole plan. The first message carries the seed
     (alone for a plan of more than :data:`SEED_FIRST_WORDS`), the final one
     says ``last``.

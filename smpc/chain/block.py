@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, cast
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -120,6 +120,8 @@ class Block:
     round: int
     merkle_root: bytes
     records: tuple[bytes, ...]
+    _hash: bytes = field(default=b"", init=False, repr=False, compare=False)
+    """The header's hash once computed: a node hashes each block about ten times."""
 
     def __post_init__(self) -> None:
         for name in ("version", "height", "timestamp_ms", "proposer", "round"):
@@ -174,7 +176,9 @@ class Block:
 
     def hash(self) -> bytes:
         """SHA-256 of the canonical header encoding (the block's own seals are not in it)."""
-        return hashlib.sha256(encode(self.header_value())).digest()
+        if not self._hash:  # the block is frozen, so the hash never changes once computed
+            object.__setattr__(self, "_hash", hashlib.sha256(encode(self.header_value())).digest())
+        return self._hash
 
     def encode(self) -> bytes:
         """The whole block (header and records) for storage or transfer; seals travel apart."""

@@ -73,7 +73,7 @@ from smpc.chain.messages import (
     SyncReply,
     SyncRequest,
 )
-from smpc.chain.records import AuthorityVote, JobRecord, decode_record, record_id
+from smpc.chain.records import AuthorityVote, JobRecord, record_id
 from smpc.chain.store import ChainStore, SealLog
 from smpc.chain.verify import SignedJobCheck, replay
 
@@ -332,7 +332,7 @@ class Replica:
         for data in self.pending.values():
             if len(records) == MAX_RECORDS_PER_BLOCK:
                 break
-            record = decode_record(data)  # checked when it was taken in
+            record = self.state.decode(data)  # checked when it was taken in
             if isinstance(record, JobRecord):
                 if record.job_id in jobs:
                     continue  # another party's record of the job; one per block

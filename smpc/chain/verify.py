@@ -30,6 +30,14 @@ runs the same checks on a record before a node takes it in):
   is a model owner (it has no chain key) and its contribution is unsigned; at
   least one hospital's signed contribution is present.
 
+A state remembers what it decoded and which signature checks passed, by
+record id (:mod:`smpc.chain.memo`): a node checks each record when it takes
+it in, proposes it, receives and seals the proposal, and applies the final
+block, and decoding, re-encoding and verifying the same bytes each time cost
+more CPU than the job the record describes. What depends on the state (the
+record already on the chain, the time, the authority set) is checked every
+time.
+
 ``smpc.chain`` knows neither the job format nor certificates: the check of a
 signed job is a :data:`SignedJobCheck` the caller passes in (``parties`` gives
 one that verifies against the federation CA pinned in the genesis). Without
@@ -53,6 +61,7 @@ from smpc.chain.block import (
 )
 from smpc.chain.errors import ChainEncodingError, ChainVerificationError, RecordError
 from smpc.chain.genesis import AuthorityKey, Genesis
+from smpc.chain.memo import Memo
 from smpc.chain.merkle import merkle_root
 from smpc.chain.records import (
     AuthorityVote,
@@ -101,6 +110,10 @@ class ChainState:
     sets_by_height: dict[int, tuple[AuthorityKey, ...]] = field(default_factory=dict)
     hashes_by_height: dict[int, tuple[bytes, tuple[Seal, ...]]] = field(default_factory=dict)
     jobs: SignedJobCheck | None = None
+    decoded: Memo[Record] = field(default_factory=lambda: Memo(1024), repr=False, compare=False)
+    """The records decoded last, by record id (a thousand records: a few MB at most)."""
+    signed: Memo[bool] = field(default_factory=Memo, repr=False, compare=False)
+    """(record id, authority set) of records whose signatures verified against that set."""
 
     @classmethod
     def start(cls, genesis: Genesis, jobs: SignedJobCheck | None = None) -> ChainState:
@@ -252,11 +265,11 @@ class ChainState:
         jobs: set[str] = set()
         for i, data in enumerate(datas):
             name = "the record" if alone else f"record {i}"
+            rid = record_id(data)
             try:
-                record = decode_record(data)
+                record = self.decode(data, rid)
             except (ChainEncodingError, RecordError) as exc:
                 self._fail(h, "records", f"{name} does not decode: {exc}")
-            rid = record_id(data)
             if rid in ids or rid in self.records_seen:
                 earlier = self.records_seen.get(rid, h)
                 self._fail(h, "records", f"{name} repeats a record of block {earlier}")
@@ -266,10 +279,10 @@ class ChainState:
                 if record.job_id in jobs or record.job_id in self.jobs_seen:
                     self._fail(h, "records", f"{where}: the job is already recorded")
                 jobs.add(record.job_id)
-                problem = self._job_problem(record, at_ms)
+                problem = self._job_problem(record, rid, at_ms)
             elif isinstance(record, ConsentRecord):
                 where = f"{name} (consent of {record.hospital})"
-                problem = self._consent_problem(record)
+                problem = self._consent_problem(record, rid)
             else:
                 where, problem = "", None  # votes: see _votes_applied
             if problem is not None:
@@ -277,15 +290,30 @@ class ChainState:
             records.append(record)
         return records
 
-    def _consent_problem(self, record: ConsentRecord) -> str | None:
+    def decode(self, data: bytes, rid: bytes | None = None) -> Record:
+        """The record encoded as ``data`` (whose id is ``rid``), decoded once per state.
+
+        Raises ChainEncodingError or RecordError as :func:`decode_record` does.
+        """
+        rid = record_id(data) if rid is None else rid
+        record = self.decoded.get(rid)
+        if record is None:
+            record = decode_record(data)
+            self.decoded.put(rid, record)
+        return record
+
+    def _consent_problem(self, record: ConsentRecord, rid: bytes) -> str | None:
         keys = {a.name: a.public_key for a in self.authorities}
         if record.hospital not in keys:
             return f"{record.hospital} is not a hospital with a chain key"
+        if self.signed.get((rid, self.authorities)):
+            return None
         if not record.signature_valid(keys[record.hospital]):
             return f"not signed by {record.hospital}'s chain key"
+        self.signed.put((rid, self.authorities), True)
         return None
 
-    def _job_problem(self, record: JobRecord, at_ms: int) -> str | None:
+    def _job_problem(self, record: JobRecord, rid: bytes, at_ms: int) -> str | None:
         if self.jobs is None:
             return "no check of analysts' signed jobs was given, so it cannot be verified"
         try:
@@ -308,10 +336,12 @@ class ChainState:
             expected = "hospital" if name in keys else "model-owner"
             if role != expected:
                 return f"{name} is listed as a {role}, but can only be a {expected} here"
-        try:
-            record.verify_signatures(keys)  # each hospital's contribution, by its chain key
-        except RecordError as exc:
-            return str(exc)
+        if not self.signed.get((rid, self.authorities)):
+            try:
+                record.verify_signatures(keys)  # each hospital's contribution, by its chain key
+            except RecordError as exc:
+                return str(exc)
+            self.signed.put((rid, self.authorities), True)
         for c in record.contributions:
             if c.party not in keys and c.signature != b"":
                 return f"{c.party} has no chain key, so its contribution must be unsigned"

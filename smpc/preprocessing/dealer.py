@@ -1,19 +1,20 @@
 """The seed-based dealer and the party-side source that expands its seeds.
 
 Per job the dealer draws a fresh 256-bit nonce; party i's seed is HKDF of
-(nonce, federation, job, i), and the k-th plan item's stream is derived from
-that seed. Every party expands all of its shares locally from its seed,
-except that the first party (index 0) does not expand the components that
-make the correlation hold (c for triples, matrix, held and binary triples;
-(r mod 2^63) >> F and r's top bit for truncation; r's bits and the daBit's
-additive share for a comparison mask): the dealer computes those from
-everybody's seeds and sends them as the one *correction* per value, in bulk,
-ahead of use. A held triple's A is expanded by its holder alone and its B by
-its owner alone: the first party's C is A @ B minus the others' C. For XOR
-sharing the correction is the value XOR the other parties' shares. Dealer
-traffic is therefore one ring element per product, two per truncation, one
-word per 64 AND gates and two per comparison, all to party 0, and never on
-the critical path of an online round.
+(nonce, federation, job, i), and one keystream derived from that seed holds
+all of party i's items, the k-th plan item taking the slice after item
+k - 1's (:mod:`smpc.preprocessing.streams`). Every party expands all of its
+shares locally from its seed, except that the first party (index 0) does not
+expand the components that make the correlation hold (c for triples, matrix,
+held and binary triples; (r mod 2^63) >> F and r's top bit for truncation;
+r's bits and the daBit's additive share for a comparison mask): the dealer
+computes those from everybody's seeds and sends them as the one *correction*
+per value, in bulk, ahead of use. A held triple's A is expanded by its holder
+alone and its B by its owner alone: the first party's C is A @ B minus the
+others'. For XOR sharing the correction is the value XOR the other parties'
+shares. Dealer traffic is therefore one ring element per product, two per
+truncation, one word per 64 AND gates and two per comparison, all to party 0,
+and never on the critical path of an online round.
 
 Trust: the dealer knows every seed. It must collude with no hospital; dealer
 plus any one party learns everything (see the README's security model).
@@ -29,32 +30,14 @@ from smpc import ring
 from smpc.errors import PreprocessingExhausted, UnknownPartyError
 from smpc.preprocessing.ahead import Ahead
 from smpc.preprocessing.plan import Plan, Request
-from smpc.preprocessing.source import PreprocessingSource, component_shapes
-from smpc.prg import StreamBook, derive_key, fresh_seed
+from smpc.preprocessing.source import PreprocessingSource
+from smpc.preprocessing.streams import PlanStream
+from smpc.prg import derive_key, fresh_seed
 
 
 def party_seed(nonce: bytes, federation: str, job: str, party: int) -> bytes:
     """Party ``party``'s preprocessing seed for one job."""
     return derive_key(nonce, "party-seed", federation, job, party)
-
-
-def expand(book: StreamBook, index: int, request: Request, party: int) -> list[np.ndarray]:
-    """Party ``party``'s seeded arrays for plan item ``index``.
-
-    Every party gets all of an item's arrays from its stream, except the
-    first party, which gets only the leading ones and receives the rest as
-    corrections (one array for triples, two for truncation tuples and
-    comparison masks).
-    """
-    stream = book.stream("item", index, request.kind)
-    shapes = component_shapes(request, party)
-    count = seeded_count(request.kind) if party == 0 else len(shapes)
-    return [stream.words(shape) for shape in shapes[:count]]
-
-
-def seeded_count(kind: str) -> int:
-    """How many of an item's arrays the first party expands from its seed."""
-    return 1 if kind == "truncation" else 2
 
 
 class CorrectionFeed(ABC):
@@ -91,7 +74,7 @@ class Dealer(CorrectionFeed):
         self.n_parties = n_parties
         self.plan = plan
         self._nonce = fresh_seed()
-        self._books = [StreamBook(self.seed_for(i)) for i in range(n_parties)]
+        self._streams = [PlanStream(self.seed_for(i), plan, i) for i in range(n_parties)]
 
     def seed_for(self, party: int) -> bytes:
         """The seed the dealer gives party ``party`` (over an authenticated channel)."""
@@ -105,7 +88,7 @@ class Dealer(CorrectionFeed):
                 f"job {self.job}: no correction #{index}; the plan has {len(self.plan)} items"
             )
         request = self.plan[index]
-        shares = [expand(book, index, request, i) for i, book in enumerate(self._books)]
+        shares = [stream.item(index) for stream in self._streams]
         others = shares[1:]
         if request.kind == "truncation":
             low, top = ring.truncation_corrections(
@@ -169,7 +152,7 @@ class SeededSource(PreprocessingSource):
         if party == 0 and feed is None:
             raise ValueError("the first party needs a correction feed from the dealer")
         self.party = party
-        self._book = StreamBook(seed)
+        self._stream = PlanStream(seed, plan, party)
         self._feed = feed
         self._ready: dict[int, tuple[np.ndarray, ...]] = {}
         self._ahead: Ahead[tuple[np.ndarray, ...]] | None = None
@@ -200,7 +183,7 @@ class SeededSource(PreprocessingSource):
         return ready if ready is not None else self._expand(index, request)
 
     def _expand(self, index: int, request: Request) -> tuple[np.ndarray, ...]:
-        parts = expand(self._book, index, request, self.party)
+        parts = self._stream.item(index)
         if self.party == 0:
             assert self._feed is not None
             parts += self._feed.corrections(index)

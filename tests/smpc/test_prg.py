@@ -11,11 +11,9 @@ from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from hypothesis import given
 from hypothesis import strategies as st
 
-from smpc.errors import ReuseError
 from smpc.prg import (
     SEED_BYTES,
     Stream,
-    StreamBook,
     derive_key,
     encode_label,
     fresh_seed,
@@ -91,6 +89,19 @@ def test_stream_continues_across_calls_and_chunks() -> None:
     assert stream.words_read == total
     assert np.array_equal(np.concatenate(pieces), whole)
     assert np.array_equal(whole[-100:], ecb_keystream(FIXED_KEY, total)[-100:])
+
+
+@pytest.mark.parametrize("start", [0, 1, 2, 7, 64, (1 << 17) + 3])
+def test_stream_opened_at_a_word_reads_the_keystream_from_there(start: int) -> None:
+    """Stream(key, start) is AES-256-CTR's keystream from word ``start``, odd starts too."""
+    expected = ecb_keystream(FIXED_KEY, start + 9)[start:]
+    assert np.array_equal(Stream(FIXED_KEY, start).words(9), expected)
+
+
+@pytest.mark.parametrize("start", [-1, 1 << 64])
+def test_stream_rejects_a_start_outside_the_counter_space(start: int) -> None:
+    with pytest.raises(ValueError):
+        Stream(FIXED_KEY, start)
 
 
 def test_stream_has_no_repeated_blocks() -> None:
@@ -262,44 +273,3 @@ def test_derive_key_separates_seeds(s1: bytes, s2: bytes, label: tuple) -> None:
 def test_derive_key_rejects_bad_seed_length(length: int) -> None:
     with pytest.raises(ValueError):
         derive_key(bytes(length), "x")
-
-
-# --- StreamBook --------------------------------------------------------------------------------
-
-
-def test_streambook_refuses_a_repeated_label() -> None:
-    book = StreamBook(fresh_seed(), "fed", "job")
-    book.stream("item", 0)
-    book.stream("item", 1)
-    with pytest.raises(ReuseError):
-        book.stream("item", 0)
-    with pytest.raises(ReuseError):
-        book.stream("item", 1)
-
-
-def test_streambook_is_deterministic_and_matches_derive_key() -> None:
-    seed = bytes(range(SEED_BYTES))
-    a = StreamBook(seed, "fed", "job").stream("item", 3).words(16)
-    b = StreamBook(seed, "fed", "job").stream("item", 3).words(16)
-    assert np.array_equal(a, b)
-    assert np.array_equal(a, Stream(derive_key(seed, "fed", "job", "item", 3)).words(16))
-
-
-def test_streambook_streams_differ_by_label_and_context() -> None:
-    seed = bytes(range(SEED_BYTES))
-    book = StreamBook(seed, "fed", "job")
-    s0, s1 = book.stream("item", 0).words(8), book.stream("item", 1).words(8)
-    other_job = StreamBook(seed, "fed", "job2").stream("item", 0).words(8)
-    assert not np.array_equal(s0, s1)
-    assert not np.array_equal(s0, other_job)
-
-
-def test_streambook_repr_hides_the_seed() -> None:
-    seed = fresh_seed()
-    book = StreamBook(seed, "fed", "job")
-    book.stream("item", 0)
-    text = repr(book)
-    assert seed.hex() not in text
-    assert seed.hex().upper() not in text
-    assert repr(seed) not in text
-    assert seed.hex() not in str(book)

@@ -352,6 +352,21 @@ def test_the_head_takes_another_quorum_of_seals_and_still_verifies(tmp_path: Pat
     verify_chain(store, kit.genesis, now_ms(), jobs=kit.jobs)
 
 
+def test_replacing_the_head_seals_leaves_appends_synced(tmp_path: Path) -> None:
+    """The replacement skips its own sync; the store's setting holds for what follows."""
+    kit = ck.ChainKit(4)
+    kit.add_block([ck.consent(1)])
+    head = kit.add_block([ck.consent(2)], signers=range(quorum(4)))
+    store = copy_into(tmp_path / "c.db", kit.entries())
+    store.replace_head_seals(tuple(kit.seal_as(i, head) for i in range(1, 4)))
+    assert store._file.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL
+    store.close()
+    with SqliteChainStore(tmp_path / "empty.db") as empty:
+        with pytest.raises(ChainStoreError, match="no block"):
+            empty.replace_head_seals(())  # a failed replacement restores the setting too
+        assert empty._file.execute("PRAGMA synchronous").fetchone()[0] == 2
+
+
 def test_a_minority_of_parent_seals_is_refused_as_the_heads_seals() -> None:
     kit = ck.ChainKit(4)
     head = kit.add_block([ck.consent(1)])

@@ -15,6 +15,7 @@ from cryptography.hazmat.primitives import serialization
 from parties.config import MemberConfig
 from parties.federation import init_federation
 from parties.jobs.spec import InputSpec, JobSpec, SignedJob, sign_job
+from parties.ledger import job_check as module
 from parties.ledger.genesis import load_genesis
 from parties.ledger.job_check import job_check
 from smpc.chain.errors import RecordError
@@ -125,3 +126,47 @@ def test_a_version_1_genesis_cannot_check_jobs_and_says_why(
     signed = signed_by(fed["analyst"], spec_for())
     with pytest.raises(RecordError, match="pins no federation CA"):
         job_check(old)(signed.to_json().encode(), now_ms())
+
+
+def test_a_signed_job_that_passed_is_not_verified_again_in_its_validity(
+    fed: dict[str, MemberConfig], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls = []
+    verify = module.verify_signed_job
+
+    def counted(*args: object) -> object:
+        calls.append(args)
+        return verify(*args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(module, "verify_signed_job", counted)
+    data = signed_by(fed["analyst"], spec_for()).to_json().encode()
+    check = job_check(load_genesis(fed["analyst"].genesis))
+    first, second = check(data, now_ms()), check(data, now_ms() + 1000)
+    assert first == second
+    assert len(calls) == 1
+
+
+def test_a_signed_job_that_passed_is_refused_after_its_certificate_expired(
+    fed: dict[str, MemberConfig],
+) -> None:
+    signed = signed_by(fed["analyst"], spec_for())
+    cert = x509.load_pem_x509_certificate(fed["analyst"].tls.cert.read_bytes())
+    after = int(cert.not_valid_after_utc.timestamp() * 1000) + 1
+    before = int(cert.not_valid_before_utc.timestamp() * 1000) - 1
+    check = job_check(load_genesis(fed["analyst"].genesis))
+    check(signed.to_json().encode(), now_ms())
+    for when in (after, before):
+        with pytest.raises(RecordError, match="not valid"):
+            check(signed.to_json().encode(), when)
+
+
+def test_a_different_signed_job_is_verified_on_its_own(fed: dict[str, MemberConfig]) -> None:
+    """A tampered copy of a job that passed is still refused."""
+    signed = signed_by(fed["analyst"], spec_for())
+    check = job_check(load_genesis(fed["analyst"].genesis))
+    check(signed.to_json().encode(), now_ms())
+    bad = bytearray(signed.signature)
+    bad[-1] ^= 1
+    forged = dataclasses.replace(signed, signature=bytes(bad))
+    with pytest.raises(RecordError, match="does not match"):
+        check(forged.to_json().encode(), now_ms())

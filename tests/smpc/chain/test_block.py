@@ -119,3 +119,14 @@ def test_a_header_decodes_to_the_block_without_its_records(kit: SimpleNamespace)
         Block.decode_header(block.encode())  # a whole block is not a header
     with pytest.raises(ChainEncodingError):
         Block.decode_header(header + b"\x00")
+
+
+def test_a_block_hashes_its_header_once_and_a_changed_copy_anew(kit: SimpleNamespace) -> None:
+    """The remembered hash is the header's SHA-256, and a copy with another field has its own."""
+    c = kit.ChainKit(3)
+    block = c.add_block([kit.consent(7)])
+    expected = hashlib.sha256(encode(block.header_value())).digest()
+    assert block.hash() == expected and block.hash() == expected
+    moved = dataclasses.replace(block, timestamp_ms=block.timestamp_ms + 1)
+    assert moved.hash() == hashlib.sha256(encode(moved.header_value())).digest() != expected
+    assert moved != block

@@ -14,10 +14,11 @@ from types import SimpleNamespace
 
 import pytest
 
+from smpc.chain import verify
 from smpc.chain.block import Block, Seal, make_seal
 from smpc.chain.errors import ChainVerificationError
 from smpc.chain.ledger import SealedBlock, verify_chain
-from smpc.chain.records import AuthorityVote
+from smpc.chain.records import AuthorityVote, JobRecord
 
 
 def flip(data: bytes, position: int) -> bytes:
@@ -381,3 +382,43 @@ def test_without_a_signed_job_check_a_job_record_is_refused(kit: SimpleNamespace
     c.add_block([kit.job("job-z", ["h0", "h1"], {n: c.keys[n] for n in ("h0", "h1")})])
     with pytest.raises(ChainVerificationError, match="no check of analysts' signed jobs"):
         verify_chain(c.store, c.genesis, c.now)
+
+
+# -- what a state remembers ------------------------------------------------------
+
+
+def test_a_record_is_decoded_and_its_signatures_verified_once_per_state(
+    kit: SimpleNamespace, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Taking a record in, checking a block holding it and applying that block decode the
+    record and verify its contributions' signatures once; the block still becomes final."""
+    c = kit.ChainKit(3)
+    data = kit.job("job-memo", list(c.keys), dict(c.keys)).encode()
+    calls = {"decode": 0, "signatures": 0}
+    decode, check = verify.decode_record, JobRecord.verify_signatures
+
+    def counted_decode(raw: bytes) -> object:
+        calls["decode"] += 1
+        return decode(raw)
+
+    def counted_check(record: JobRecord, keys: object) -> None:
+        calls["signatures"] += 1
+        check(record, keys)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(verify, "decode_record", counted_decode)
+    monkeypatch.setattr(JobRecord, "verify_signatures", counted_check)
+    assert c.state.admissible(data, c.now) is None
+    assert c.state.admissible(data, c.now) is None
+    c.add_block([data])  # propose, three seals (each checks the block), apply
+    assert calls == {"decode": 1, "signatures": 1}
+    assert c.state.height == 1
+
+
+def test_checks_on_the_state_still_run_for_a_remembered_record(kit: SimpleNamespace) -> None:
+    """A record that passed once is refused once its job is on the chain."""
+    c = kit.ChainKit(3)
+    data = kit.job("job-again", list(c.keys), dict(c.keys)).encode()
+    assert c.state.admissible(data, c.now) is None
+    c.add_block([data])
+    problem = c.state.admissible(data, c.now)
+    assert problem is not None and "repeats a record of block 1" in problem

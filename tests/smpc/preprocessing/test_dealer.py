@@ -358,7 +358,7 @@ def test_item_repr_hides_shares() -> None:
 def test_source_repr_hides_seed() -> None:
     dealer, sources = federation(2)
     for i, source in enumerate(sources):
-        text = repr(source) + repr(source._book)
+        text = repr(source) + repr(source._stream)
         for form in secret_texts(dealer.seed_for(i)):
             assert form not in text
 

@@ -10,8 +10,9 @@ from hypothesis import strategies as st
 from smpc import ring_reference as ref
 from smpc.errors import PlanMismatchError, ReuseError
 from smpc.preprocessing import BinaryTriple, ComparisonMask, Plan, Request
-from smpc.preprocessing.dealer import Dealer, SeededSource, seeded_count
+from smpc.preprocessing.dealer import Dealer, SeededSource
 from smpc.preprocessing.source import component_shapes
+from smpc.preprocessing.streams import seeded_count
 
 U64 = np.uint64
 
