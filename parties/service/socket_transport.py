@@ -87,33 +87,28 @@ class SocketTransport(Transport):
             dtype = payload.dtype
         if not payload.flags.c_contiguous:
             payload = np.ascontiguousarray(payload)
-        raw = payload.data.cast("B")
-        total = raw.nbytes
+        total = payload.nbytes
         peer = self.names[env.receiver]
         if total <= CHUNK_BYTES:  # the common case: one frame, its header packed here
             head = self._heads.get((env.purpose, dtype)) or self._head(env.purpose, dtype)
             text, n_job, n_purpose, n_dtype, body = head
-            data = b"".join(
-                (
-                    pack_header(
-                        body + total,
-                        VERSION,
-                        DATA,
-                        LAST,
-                        n_job,
-                        n_purpose,
-                        n_dtype,
-                        env.round,
-                        env.seq,
-                        total,
-                        0,
-                    ),
-                    text,
-                    raw,
-                )
+            header = pack_header(
+                body + total,
+                VERSION,
+                DATA,
+                LAST,
+                n_job,
+                n_purpose,
+                n_dtype,
+                env.round,
+                env.seq,
+                total,
+                0,
             )
+            data = b"".join((header, text, payload))  # type: ignore[arg-type]  # buffer: see stubs
             self.wire_bytes_sent += self.plane.write(peer, data)
             return
+        raw = payload.data.cast("B")
         count = -(-total // CHUNK_BYTES)
         for chunk in range(count):
             frame = Frame(
