@@ -67,8 +67,8 @@ class PreprocessingSource(ABC):
         """The request for ``kind`` at ``shape``: the plan's own when it is the next one
         (the common case, without building and checking a new one)."""
         plan, index = self.plan, self.position
-        if plan is not None and index < len(plan):
-            planned = plan[index]
+        if plan is not None and index < len(plan.requests):
+            planned = plan.requests[index]
             same = planned.kind == kind and planned.frac_bits == frac_bits
             if same and type(shape) is tuple and planned.shape == shape:
                 return planned
@@ -76,17 +76,21 @@ class PreprocessingSource(ABC):
 
     def _next(self, request: Request, item_type: type[_ItemT]) -> _ItemT:
         index = self.position
-        if self.plan is not None:
-            if index >= len(self.plan):
+        plan = self.plan
+        # a request taken from the plan by _request is the planned one: nothing to check
+        if plan is not None and not (
+            index < len(plan.requests) and plan.requests[index] is request
+        ):
+            if index >= len(plan):
                 raise PreprocessingExhausted(
                     f"the job asked for preprocessing item #{index} ({request.kind}) but its plan "
-                    f"has {len(self.plan)}; the plan must come from a dry run of the same protocol "
+                    f"has {len(plan)}; the plan must come from a dry run of the same protocol "
                     "with the same shapes"
                 )
-            if self.plan[index] != request:
+            if plan[index] != request:
                 raise PlanMismatchError(
                     f"preprocessing item #{index}: asked for {request.kind} {request.shape}, "
-                    f"the plan has {self.plan[index].kind} {self.plan[index].shape}"
+                    f"the plan has {plan[index].kind} {plan[index].shape}"
                 )
         self.position += 1
         return item_type(index, *self._materialize(index, request))
