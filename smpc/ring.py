@@ -334,8 +334,9 @@ def matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 def beaver_masked(x: np.ndarray, a: np.ndarray, y: np.ndarray, b: np.ndarray) -> np.ndarray:
     """The flat message [x - a, y - b] a party sends for one Beaver product."""
-    out = np.empty(2 * np.size(x), dtype=U64)
-    _beaver_masked(*_shares([x, a, y, b], np.size(x)), out)
+    size = x.size if type(x) is np.ndarray else np.size(x)
+    out = np.empty(2 * size, dtype=U64)
+    _beaver_masked(*_shares([x, a, y, b], size), out)
     return out
 
 
@@ -350,10 +351,10 @@ def beaver_product(
     """One party's share of x*y (or of its truncation mask, fused); see the reference."""
     out = np.empty(a.shape, dtype=U64)
     size = out.size
-    b_flat, c_flat = _shares([b, c], size)
+    a_flat, b_flat, c_flat = _shares([a, b, c], size)
     mask_flat = _shares([mask], size)[0] if mask.size else _flat(mask)
     _beaver_product(
-        _shares(masked, 2 * size), _flat(a), b_flat, c_flat, mask_flat, first, out.reshape(-1)
+        _shares(masked, 2 * size), a_flat, b_flat, c_flat, mask_flat, first, out.reshape(-1)
     )
     return out
 
