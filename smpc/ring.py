@@ -31,7 +31,14 @@ def _readonly(a: Operand) -> np.ndarray:
     return view
 
 
+_U64_DTYPE = np.dtype(U64)
+
+
 def _flat(a: Operand) -> np.ndarray:
+    if type(a) is np.ndarray and a.dtype is _U64_DTYPE and a.ndim == 1:
+        flags = a.flags
+        if not flags.writeable and flags.c_contiguous:  # already what kernels take
+            return a
     # reshape makes a new view object even of a flat array, so the caller's stays writeable
     view = np.ascontiguousarray(a, dtype=U64).reshape(-1)
     view.flags.writeable = False
@@ -327,8 +334,9 @@ def matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 def beaver_masked(x: np.ndarray, a: np.ndarray, y: np.ndarray, b: np.ndarray) -> np.ndarray:
     """The flat message [x - a, y - b] a party sends for one Beaver product."""
-    out = np.empty(2 * np.size(x), dtype=U64)
-    _beaver_masked(*_shares([x, a, y, b], np.size(x)), out)
+    size = x.size if type(x) is np.ndarray else np.size(x)
+    out = np.empty(2 * size, dtype=U64)
+    _beaver_masked(*_shares([x, a, y, b], size), out)
     return out
 
 
@@ -342,18 +350,11 @@ def beaver_product(
 ) -> np.ndarray:
     """One party's share of x*y (or of its truncation mask, fused); see the reference."""
     out = np.empty(a.shape, dtype=U64)
-    for operand in (b, c):
-        _shares([operand], a.size)
-    if mask.size:
-        _shares([mask], a.size)
+    size = out.size
+    a_flat, b_flat, c_flat = _shares([a, b, c], size)
+    mask_flat = _shares([mask], size)[0] if mask.size else _flat(mask)
     _beaver_product(
-        _shares(masked, 2 * a.size),
-        _flat(a),
-        _flat(b),
-        _flat(c),
-        _flat(mask),
-        first,
-        out.reshape(-1),
+        _shares(masked, 2 * size), a_flat, b_flat, c_flat, mask_flat, first, out.reshape(-1)
     )
     return out
 
@@ -374,17 +375,11 @@ def truncation_finish(
 ) -> np.ndarray:
     """One party's share of z >> frac_bits; see the reference for the identity."""
     out = np.empty(r_low.shape, dtype=U64)
-    _shares([r_top], r_low.size)
+    size = out.size
+    low_flat, top_flat = _shares([r_low, r_top], size)
     if not 0 <= frac_bits <= 62:
         raise ValueError(f"frac_bits must be in 0..62, got {frac_bits}")
-    _truncation_finish(
-        _shares(masked, r_low.size),
-        _flat(r_low),
-        _flat(r_top),
-        frac_bits,
-        first,
-        out.reshape(-1),
-    )
+    _truncation_finish(_shares(masked, size), low_flat, top_flat, frac_bits, first, out.reshape(-1))
     return out
 
 

@@ -27,6 +27,8 @@ from smpc import ring
 from smpc.errors import ShapeMismatchError
 from smpc.fixedpoint import FixedPoint
 
+_U64 = np.dtype(np.uint64)
+
 Public = int | float | np.ndarray | np.generic | list[Any] | tuple[Any, ...]
 """A public operand of a shared tensor: a number or an array of numbers (not a bool)."""
 
@@ -42,7 +44,7 @@ class SharedTensor:
     __array_priority__ = 1000  # numpy defers `public op shared` to our reflected operators
 
     def __init__(self, share: np.ndarray, party: int, fxp: FixedPoint, scale: int) -> None:
-        if not isinstance(share, np.ndarray) or share.dtype != np.uint64:
+        if not isinstance(share, np.ndarray) or share.dtype != _U64:
             raise TypeError("a share is a numpy uint64 array")
         if scale not in (0, fxp.frac_bits, 2 * fxp.frac_bits):
             raise ValueError(f"scale must be 0, F or 2F fractional bits, got {scale}")

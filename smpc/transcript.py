@@ -12,6 +12,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import struct
+from collections.abc import Callable
 from typing import NamedTuple
 
 import numpy as np
@@ -67,6 +68,14 @@ def encode_header(env: Envelope, payload: np.ndarray) -> bytes:
     )
 
 
+@functools.lru_cache(maxsize=256)
+def _header_packer(purpose: str, dtype: np.dtype) -> tuple[Callable[..., bytes], bytes]:
+    """One struct packing all of :func:`encode_header`'s fields for a (purpose, dtype) pair,
+    and the pair's text: big-endian structs have no padding, so the bytes are the same."""
+    text = _text(purpose, dtype.str)
+    return struct.Struct(f">QIHH{len(text)}sQ").pack, text
+
+
 def _channel_hash(job: str, sender: int, receiver: int) -> hashlib._Hash:
     h = hashlib.sha256(_DOMAIN)
     h.update(struct.pack(">H", len(job.encode())) + job.encode())
@@ -92,14 +101,15 @@ class Transcript:
             h = self._received[env.sender]
         else:
             raise ValueError("message neither sent nor received by this party")
-        # encode_header's bytes, written out here: one call fewer per message
-        h.update(
-            _FIXED.pack(env.round, env.seq, env.sender, env.receiver)
-            + _text(env.purpose, payload.dtype.str)
-            + _NBYTES.pack(payload.nbytes)
-        )
-        # the payload's raw bytes in C order (hashlib reads a contiguous array's buffer)
-        h.update((payload if payload.flags.c_contiguous else np.ascontiguousarray(payload)).data)
+        # encode_header's bytes in one pack (cached per purpose and dtype)
+        pack, text = _header_packer(env.purpose, payload.dtype)
+        h.update(pack(env.round, env.seq, env.sender, env.receiver, text, payload.nbytes))
+        # the payload's raw bytes in C order: hashlib reads a C-contiguous array's buffer
+        # directly, and refuses any other, which is then copied
+        try:
+            h.update(payload)  # type: ignore[arg-type]  # numpy's stubs omit its buffer
+        except (BufferError, ValueError):
+            h.update(np.ascontiguousarray(payload).data)
 
     def sent_digest(self, peer: int) -> str:
         """Hex SHA-256 of everything sent to ``peer`` so far."""

@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 import queue
 import select
 import socket
@@ -86,6 +87,8 @@ class _Peer:
         self.io = threading.Lock()  # guards the TLS object, reader and out queue
         self.sock: ssl.SSLSocket | None = None
         self.reader = FrameReader()
+        self.polled: tuple[ssl.SSLSocket | None, select.poll] = (None, select.poll())
+        """The connection and a poll object that waits for it to be readable."""
         self.out: deque[memoryview] = deque()
         self.out_bytes = 0
         self.reading: str | None = None  # "job" or "idle" while a thread reads
@@ -322,6 +325,15 @@ class DataPlane:
                 if q is not p and q.out:
                     self._flush(q)
             return item
+        polled = p.polled
+        if polled[0] is sock and p.reading == "job":
+            for q in self._peers.values():
+                if q.out:
+                    break
+            else:  # the common wait: this socket alone, on its own poll object (no fd lists)
+                if polled[1].poll(math.ceil(timeout * 1000)):
+                    return self._read(p, sock, want)[1]
+                return None
         reads: list[socket.socket] = [sock]
         if p.reading == "idle":
             reads.append(p.wake_r)
@@ -430,10 +442,13 @@ class DataPlane:
             old = p.sock
         if old is not None:
             self._lost(p, old, "it connected again")
+        poller = select.poll()
+        poller.register(sock, select.POLLIN)
         with p.cond:
             with p.io:
                 p.sock = sock
                 p.reader = FrameReader()
+                p.polled = (sock, poller)
             p.down_since = None
             p.connected.set()
             p.cond.notify_all()

@@ -167,7 +167,11 @@ class FrameReader:
                 ):
                     return frames
             if self._body is None:
-                target = self._space(limit is not None)
+                if self._start == self._end and limit is None:  # all parsed: the whole buffer
+                    self._start = self._end = 0
+                    target = self._view
+                else:
+                    target = self._space(limit is not None)
             else:  # a large frame's body, possibly just begun by _parse
                 target = self._body[self._got :]
             try:

@@ -76,7 +76,7 @@ class SocketTransport(Transport):
                 plane.need(name)
         self.wire_bytes_sent = 0
         self.wire_bytes_received = 0
-        self._heads: dict[tuple[str, str], tuple[bytes, int, int, int, int]] = {}
+        self._heads: dict[tuple[str, np.dtype], tuple[bytes, int, int, int, int]] = {}
         """Per (purpose, dtype): the frame text (job, purpose, dtype, padding), its three
         lengths and the header's body size before the payload; a round packs only the rest."""
 
@@ -87,34 +87,28 @@ class SocketTransport(Transport):
             dtype = payload.dtype
         if not payload.flags.c_contiguous:
             payload = np.ascontiguousarray(payload)
-        raw = payload.data.cast("B")
-        total = raw.nbytes
+        total = payload.nbytes
         peer = self.names[env.receiver]
         if total <= CHUNK_BYTES:  # the common case: one frame, its header packed here
-            key = (env.purpose, dtype.str)
-            head = self._heads.get(key) or self._head(self.job, *key)
+            head = self._heads.get((env.purpose, dtype)) or self._head(env.purpose, dtype)
             text, n_job, n_purpose, n_dtype, body = head
-            data = b"".join(
-                (
-                    pack_header(
-                        body + total,
-                        VERSION,
-                        DATA,
-                        LAST,
-                        n_job,
-                        n_purpose,
-                        n_dtype,
-                        env.round,
-                        env.seq,
-                        total,
-                        0,
-                    ),
-                    text,
-                    raw,
-                )
+            header = pack_header(
+                body + total,
+                VERSION,
+                DATA,
+                LAST,
+                n_job,
+                n_purpose,
+                n_dtype,
+                env.round,
+                env.seq,
+                total,
+                0,
             )
+            data = b"".join((header, text, payload))  # type: ignore[arg-type]  # buffer: see stubs
             self.wire_bytes_sent += self.plane.write(peer, data)
             return
+        raw = payload.data.cast("B")
         count = -(-total // CHUNK_BYTES)
         for chunk in range(count):
             frame = Frame(
@@ -131,9 +125,9 @@ class SocketTransport(Transport):
             )
             self.wire_bytes_sent += self.plane.send(peer, frame)
 
-    def _head(self, job: str, purpose: str, dtype: str) -> tuple[bytes, int, int, int, int]:
+    def _head(self, purpose: str, dtype: np.dtype) -> tuple[bytes, int, int, int, int]:
         """The cached part of a one-frame message's header (see ``_heads``)."""
-        text, n_job, n_purpose, n_dtype = text_fields(job, purpose, dtype)
+        text, n_job, n_purpose, n_dtype = text_fields(self.job, purpose, dtype.str)
         head = text, n_job, n_purpose, n_dtype, HEADER_BYTES - 4 + len(text)
         self._heads[(purpose, dtype)] = head
         return head
@@ -143,24 +137,25 @@ class SocketTransport(Transport):
     ) -> tuple[Envelope, np.ndarray]:
         deadline = None if timeout is None else time.monotonic() + timeout
         first = self._next_frame(peer, deadline)
+        data: bytes | bytearray | memoryview | np.ndarray
         if first.last and first.chunk == 0:
-            data = np.frombuffer(first.payload, dtype=np.uint8)
+            data = first.payload
+            size = len(data)
         else:
             data = self._assemble(peer, first, deadline)
-        if data.nbytes != first.length:
-            self._malformed(
-                peer, f"{data.nbytes} payload bytes where {first.length} were announced"
-            )
+            size = data.nbytes
+        if size != first.length:
+            self._malformed(peer, f"{size} payload bytes where {first.length} were announced")
         dtype = _DTYPES.get(first.dtype)
         if dtype is None:
             try:
                 dtype = np.dtype(first.dtype)
             except TypeError:
                 self._malformed(peer, f"unknown dtype {first.dtype!r}")
-        if dtype.kind not in "uib" or data.nbytes % dtype.itemsize:
+        if dtype.kind not in "uib" or size % dtype.itemsize:
             self._malformed(peer, f"payload of dtype {first.dtype!r} cannot be read")
         env = Envelope(self.job, first.round, first.seq, peer, self.party, first.purpose)
-        return env, data.view(dtype)
+        return env, np.frombuffer(data, dtype=dtype)
 
     def _assemble(self, peer: int, first: Frame, deadline: float | None) -> np.ndarray:
         if first.length > self.plane.max_job_bytes:

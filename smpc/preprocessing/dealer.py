@@ -187,4 +187,6 @@ class SeededSource(PreprocessingSource):
         if self.party == 0:
             assert self._feed is not None
             parts += self._feed.corrections(index)
+        for part in parts:  # read-only, as the ring kernels take them: no view made per use
+            part.flags.writeable = False
         return tuple(parts)

@@ -57,7 +57,7 @@ class PreprocessingSource(ABC):
 
     def triple(self, shape: Sequence[int]) -> Triple:
         """A Beaver triple for an elementwise product of the given shape."""
-        return self._next(Request("triple", tuple(int(d) for d in shape)), Triple)
+        return self._next(self._request("triple", shape), Triple)
 
     def matrix_triple(self, m: int, k: int, n: int) -> MatrixTriple:
         """A Beaver triple for an (m x k) by (k x n) matrix product."""
@@ -70,8 +70,7 @@ class PreprocessingSource(ABC):
 
     def truncation(self, shape: Sequence[int], frac_bits: int) -> TruncationTuple:
         """A truncation tuple for removing ``frac_bits`` fractional bits."""
-        request = Request("truncation", tuple(int(d) for d in shape), int(frac_bits))
-        return self._next(request, TruncationTuple)
+        return self._next(self._request("truncation", shape, frac_bits), TruncationTuple)
 
     def binary_triple(self, shape: Sequence[int]) -> BinaryTriple:
         """XOR shares of a binary Beaver triple on uint64 words of the given shape."""
@@ -81,19 +80,34 @@ class PreprocessingSource(ABC):
         """A mask with its bits and a daBit, for comparing a tensor of the given shape."""
         return self._next(Request("comparison_mask", tuple(int(d) for d in shape)), ComparisonMask)
 
+    def _request(self, kind: str, shape: Sequence[int], frac_bits: int = 0) -> Request:
+        """The request for ``kind`` at ``shape``: the plan's own when it is the next one
+        (the common case, without building and checking a new one)."""
+        plan, index = self.plan, self.position
+        if plan is not None and index < len(plan.requests):
+            planned = plan.requests[index]
+            same = planned.kind == kind and planned.frac_bits == frac_bits
+            if same and type(shape) is tuple and planned.shape == shape:
+                return planned
+        return Request(kind, tuple(int(d) for d in shape), int(frac_bits))
+
     def _next(self, request: Request, item_type: type[_ItemT]) -> _ItemT:
         index = self.position
-        if self.plan is not None:
-            if index >= len(self.plan):
+        plan = self.plan
+        # a request taken from the plan by _request is the planned one: nothing to check
+        if plan is not None and not (
+            index < len(plan.requests) and plan.requests[index] is request
+        ):
+            if index >= len(plan):
                 raise PreprocessingExhausted(
                     f"the job asked for preprocessing item #{index} ({request.kind}) but its plan "
-                    f"has {len(self.plan)}; the plan must come from a dry run of the same protocol "
+                    f"has {len(plan)}; the plan must come from a dry run of the same protocol "
                     "with the same shapes"
                 )
-            if self.plan[index] != request:
+            if plan[index] != request:
                 raise PlanMismatchError(
                     f"preprocessing item #{index}: asked for {request.kind} {request.shape}, "
-                    f"the plan has {self.plan[index].kind} {self.plan[index].shape}"
+                    f"the plan has {plan[index].kind} {plan[index].shape}"
                 )
         self.position += 1
         return item_type(index, *self._materialize(index, request))

@@ -469,3 +469,41 @@ def test_from_float_agrees_on_values_and_on_the_first_bad_index(values: np.ndarr
     assert py(want)[: len(good)] == expected
     bad_mask = ~(np.abs(values.ravel()) < bound)
     assert want_bad == (int(np.argmax(bad_mask)) if bad_mask.any() else -1)
+
+
+def _read_only(a: np.ndarray) -> np.ndarray:
+    view = a.view()
+    view.flags.writeable = False
+    return view
+
+
+@pytest.mark.parametrize("first", [True, False])
+@settings(max_examples=20)
+@given(data=st.data())
+def test_product_kernels_agree_on_read_only_flat_inputs(first: bool, data: st.DataObject) -> None:
+    """Read-only flat arrays go to the kernels as they are (no view per call): same results."""
+    size = data.draw(st.integers(1, 40))
+    n = data.draw(st.integers(2, 5))
+    x, a, y, b, c, r, low, top = (_read_only(data.draw(u64_arrays((size,)))) for _ in range(8))
+    messages = [_read_only(data.draw(u64_arrays((2 * size,)))) for _ in range(n)]
+    masked = [_read_only(data.draw(u64_arrays((size,)))) for _ in range(n)]
+    assert_same(ring.beaver_masked(x, a, y, b), ref.beaver_masked(x, a, y, b))
+    assert_same(
+        ring.beaver_product(messages, a, b, c, r, first),
+        ref.beaver_product(messages, a, b, c, r, first),
+    )
+    assert_same(
+        ring.truncation_finish(masked, low, top, 16, first),
+        ref.truncation_finish(masked, low, top, 16, first),
+    )
+
+
+def test_a_share_of_the_wrong_size_is_refused_whatever_its_flags() -> None:
+    from smpc.errors import ShapeMismatchError
+
+    a = _read_only(np.arange(3, dtype=U64))
+    short = _read_only(np.arange(2, dtype=U64))
+    with pytest.raises(ShapeMismatchError):
+        ring.beaver_product([np.zeros(6, dtype=U64)] * 2, a, short, a, a, True)
+    with pytest.raises(ShapeMismatchError):
+        ring.truncation_finish([a, a], a, short, 16, True)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from smpc.errors import TranscriptMismatchError
 from smpc.local import LocalFederation
@@ -82,3 +84,49 @@ def test_a_channel_digest_is_sha256_of_the_documented_encoding() -> None:
         receiver.record(Envelope(job, 4, seq, 1, 2, purpose), data)
     assert sender.sent_digest(2) == expected.hexdigest()
     assert receiver.received_digest(1) == expected.hexdigest()
+
+
+_LAYOUTS = st.sampled_from(["contiguous", "strided", "transposed", "read-only"])
+
+
+@settings(max_examples=60)
+@given(
+    dtype=st.sampled_from(["<u8", "<i8", ">u8", "|u1", "|b1", "<i4", ">i4"]),
+    shape=st.tuples(st.integers(0, 4), st.integers(1, 5)),
+    layout=_LAYOUTS,
+    purpose=st.text(max_size=12),
+    round_=st.integers(0, 2**40),
+    seq=st.integers(0, 2**31),
+)
+def test_any_payload_is_hashed_as_its_documented_header_and_c_order_bytes(
+    dtype: str, shape: tuple[int, int], layout: str, purpose: str, round_: int, seq: int
+) -> None:
+    """Any dtype, byte order, layout and write flag: the header's fields, then the C-order bytes."""
+    import hashlib
+    import struct
+
+    base = np.arange(shape[0] * shape[1] * 2, dtype=np.int64).astype(dtype)
+    data = base.reshape(shape[0], 2 * shape[1])[:, : shape[1]]  # a contiguous or strided view
+    if layout == "contiguous":
+        data = np.ascontiguousarray(data)
+    elif layout == "transposed":
+        data = np.ascontiguousarray(data).T
+    elif layout == "read-only":
+        data = np.ascontiguousarray(data)
+        data.flags.writeable = False
+    job = "job-h"
+    expected = hashlib.sha256(b"smpc/transcript/v1")
+    expected.update(struct.pack(">H", len(job)) + job.encode() + struct.pack(">HH", 0, 1))
+    text, kind = purpose.encode(), data.dtype.str.encode()
+    expected.update(
+        struct.pack(">QIHH", round_, seq, 0, 1)
+        + struct.pack(">H", len(text))
+        + text
+        + struct.pack(">B", len(kind))
+        + kind
+        + struct.pack(">Q", data.size * data.itemsize)
+    )
+    expected.update(data.copy(order="C").tobytes())
+    transcript = Transcript(job, 0, 2)
+    transcript.record(Envelope(job, round_, seq, 0, 1, purpose), data)
+    assert transcript.sent_digest(1) == expected.hexdigest()

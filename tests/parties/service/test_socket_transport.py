@@ -180,3 +180,62 @@ class _BytesSocket:
         buf[:n] = self.data[:n]
         self.data = self.data[n:]
         return n
+
+
+class _ReplayPlane(_RecordingPlane):
+    """Hands the transport the frames a real plane's reader makes of what was written."""
+
+    max_job_bytes = 1 << 20
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.frames: list[Frame] = []
+
+    def receive(self, job: str, peer: str, timeout: float | None) -> Frame:
+        return self.frames.pop(0)
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        np.arange(5, dtype=np.uint64),
+        np.array([True, False, True]),
+        np.arange(6, dtype=">i4")[::2],
+        np.arange(4, dtype=np.uint8),
+        np.zeros(0, dtype=np.int64),
+    ],
+    ids=["u8", "bool", "big-endian-strided", "u1", "empty"],
+)
+def test_a_received_one_frame_message_is_the_sent_array_read_only(payload: np.ndarray) -> None:
+    sender, receiver = _RecordingPlane(), _ReplayPlane()
+    sender.name = "a"
+    a = SocketTransport(sender, "job-7", ["a", "b"], join_timeout=1.0)  # type: ignore[arg-type]
+    b = SocketTransport(receiver, "job-7", ["a", "b"], join_timeout=1.0)  # type: ignore[arg-type]
+    a.exchange({1: payload}, {}, "open")
+    assert [peer for peer, _ in sender.written] == ["b"]
+    receiver.frames = FrameReader().read(_BytesSocket(sender.written[0][1]))  # type: ignore[arg-type]
+    got = b.exchange({}, {0: Expect(payload.dtype.newbyteorder("<"), payload.size)}, "open")[0]
+    assert got.dtype == payload.dtype.newbyteorder("<") and np.array_equal(got, payload)
+    with pytest.raises(ValueError, match="read-only"):
+        got[...] = 0
+
+
+@pytest.mark.parametrize(
+    ("dtype", "length", "payload", "match"),
+    [
+        ("<u8", 16, bytes(8), "8 payload bytes where 16 were announced"),
+        ("<u8", 12, bytes(12), "cannot be read"),
+        ("<f8", 8, bytes(8), "cannot be read"),
+        ("no-such-type", 8, bytes(8), "unknown dtype"),
+    ],
+)
+def test_a_frame_whose_payload_does_not_fit_its_dtype_or_length_is_refused(
+    dtype: str, length: int, payload: bytes, match: str
+) -> None:
+    from smpc.errors import MalformedMessageError
+
+    plane = _ReplayPlane()
+    plane.frames = [Frame(DATA, "job-7", "open", 1, 0, 0, True, dtype, length, payload)]
+    t = SocketTransport(plane, "job-7", ["a", "b"], join_timeout=1.0)  # type: ignore[arg-type]
+    with pytest.raises(MalformedMessageError, match=match):
+        t.exchange({}, {0: Expect(np.dtype("<u8"), 1)}, "open")

@@ -384,3 +384,32 @@ def test_deferred_sources_are_made_at_the_first_item_and_reconstruct() -> None:
     with pytest.raises(PlanMismatchError):
         mismatch.triple((9,))
     assert not mismatch.made  # refused before anything was made
+
+
+# --- how items are handed out ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("prefetch", [False, True])
+def test_items_are_handed_out_read_only(prefetch: bool) -> None:
+    """Shares and corrections cannot be changed in place: the ring kernels take them as they are."""
+    _, sources = federation(2)
+    for source in sources:
+        if prefetch:
+            source.prefetch()
+        for request in PLAN.requests:
+            for part in take(source, request).consume():
+                assert not part.flags.writeable
+                with pytest.raises(ValueError, match="read-only"):
+                    part[...] = 0
+
+
+@pytest.mark.parametrize(
+    "shape",
+    [[3, 4], (np.int64(3), np.int64(4)), np.array([3, 4])],
+    ids=["list", "numpy-ints", "array"],
+)
+def test_a_shape_given_as_list_array_or_numpy_ints_asks_for_the_planned_item(shape) -> None:
+    _, sources = federation(2)
+    items = [source.triple(shape) for source in sources]
+    check_item(PLAN[0], opened(items))
+    assert [source.position for source in sources] == [1, 1]
