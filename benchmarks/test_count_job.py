@@ -8,8 +8,8 @@ job over the breast cancer rows (569, split over the hospitals; count of
 complete ``mean_radius``, gated by the minimum cell size inside MPC, 9
 rounds) and the time runs until it has the count, the job's record kept at
 every party. Before each timed job (untimed) the previous job's record is
-final at every hospital, as in ``benchmarks/test_inference.py``. Target
-(issue 14): 10 ms. Command::
+final at every hospital, as in ``benchmarks/test_inference.py``. Target:
+10 ms. Command::
 
     .venv/bin/python -m pytest benchmarks/test_count_job.py --benchmark-enable --benchmark-only
 """
