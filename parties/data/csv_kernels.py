@@ -227,20 +227,22 @@ def parse_columns(
     that is not plain (see :func:`cell`), which is then not parsed further.
     A row's walk stops after its last wanted field.
     """
+    wanted = slots.copy()  # a failed column's slot becomes -1
     last = -1
-    for j in range(len(slots)):
-        if slots[j] >= 0:
+    for j in range(len(wanted)):
+        if wanted[j] >= 0:
             last = j
     for r in range(len(starts)):
         i = starts[r]
         for j in range(last + 1):
-            k = slots[j]
-            if k >= 0 and not failed[k]:
+            k = wanted[j]
+            if k >= 0:
                 plain, value, i = cell(data, i)
                 if plain:
                     out[k, r] = value
                 else:
                     failed[k] = True
+                    wanted[j] = -1
             else:
                 i = _end(data, i)
             i += 1

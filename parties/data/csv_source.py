@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import codecs
 import csv
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,12 +32,12 @@ class CsvSource(DataSource):
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
         try:
-            raw = self.path.read_bytes()
+            data = _read(self.path)
         except FileNotFoundError:
             raise DataSourceError(f"no such data file: {self.path}") from None
         except OSError as exc:
             raise DataSourceError(f"cannot read data file {self.path} ({exc.strerror})") from None
-        table = _split(self.path, raw)
+        table = _split(self.path, data)
         if table is None:
             self._header, cells, self._rows = _read_csv(self.path)
             self._cells: dict[str, Sequence[object]] = dict(cells)
@@ -62,6 +64,7 @@ class CsvSource(DataSource):
 
 
 _BOM = b"\xef\xbb\xbf"
+_NEWLINE = 10
 _WIDEST = 64  # longer cells are parsed one by one
 # Bytes a plain decimal number (or the padding after it) may contain.
 _PLAIN = np.zeros(256, dtype=bool)
@@ -97,18 +100,50 @@ class _Table:
         return out, failed
 
 
-def _split(path: Path, raw: bytes) -> _Table | None:
+def _read(path: Path) -> np.ndarray:
+    """The file's bytes, ending with a newline (added if the last line has none), read-only.
+
+    Read straight into a numpy array: no copy of the file is made after the
+    read, and a large array is backed by huge pages where the system has them.
+    """
+    with path.open("rb", buffering=0) as fh:
+        size = os.fstat(fh.fileno()).st_size
+        data = np.empty(size + 1, dtype=np.uint8)
+        view, got = data.data, 0
+        while got < size:  # a read returns at most about 2 GB, and less if the file shrank
+            n = fh.readinto(view[got:size])
+            if not n:
+                break
+            got += n
+        view.release()
+    if got == 0 or data[got - 1] != _NEWLINE:
+        data[got] = _NEWLINE
+        got += 1
+    data = data[:got]
+    data.flags.writeable = False
+    return data
+
+
+def _line_end(data: np.ndarray, begin: int) -> int:
+    """The position of the first newline at or after ``begin`` (the data ends with one)."""
+    step = 1 << 16
+    for at in range(begin, len(data), step):
+        found = data[at : at + step].tobytes().find(b"\n")
+        if found >= 0:
+            return at + found
+    raise AssertionError("the data ends with a newline")
+
+
+def _split(path: Path, data: np.ndarray) -> _Table | None:
     """The file's rows found by a compiled pass, or None when it needs the csv module.
 
-    The csv module reads a file with quotes, NUL bytes, lone carriage returns
-    or bytes that are not UTF-8; CRLF line ends are rewritten to LF first.
+    ``data`` ends with a newline. The csv module reads a file with quotes, NUL
+    bytes, lone carriage returns or bytes that are not UTF-8; CRLF line ends
+    are rewritten to LF first.
     """
-    if raw.startswith(_BOM):
-        raw = raw[len(_BOM) :]
-    if not raw.endswith(b"\n"):
-        raw += b"\n"
-    head = raw.index(b"\n")
-    first = raw[:head]
+    begin = len(_BOM) if data[: len(_BOM)].tobytes() == _BOM else 0
+    head = _line_end(data, begin)
+    first = data[begin:head].tobytes()
     if b'"' in first or b"\0" in first or b"\r" in first.rstrip(b"\r"):
         return None
     if not first.isascii():
@@ -116,21 +151,22 @@ def _split(path: Path, raw: bytes) -> _Table | None:
             first.decode("utf-8")
         except UnicodeDecodeError:
             return None
-    header = _check_header(path, first.rstrip(b"\r").decode("utf-8").split(",") if head else [])
+    names = first.rstrip(b"\r").decode("utf-8").split(",") if head > begin else []
+    header = _check_header(path, names)
     width = len(header)
-    data = np.frombuffer(raw, dtype=np.uint8)
-    index = np.int32 if len(raw) < 2**31 else np.int64
+    index = np.int32 if len(data) < 2**31 else np.int64
     # Rows before a ragged one have width - 1 commas and a newline each: at most this many.
-    room = np.empty((len(raw) - head - 1) // width + 1, dtype=index)
+    room = np.empty((len(data) - head - 1) // width + 1, dtype=index)
     words = data[: len(data) // 8 * 8].view(np.uint64)
     what, rows, row, fields, high = csv_kernels.split_rows(data, words, head + 1, width, room)
     if what == csv_kernels.SPLIT_SPECIAL:
+        raw = data.tobytes()
         if b"\r\n" in raw and b"\r" not in raw.replace(b"\r\n", b""):
-            return _split(path, raw.replace(b"\r\n", b"\n"))
+            return _split(path, np.frombuffer(raw.replace(b"\r\n", b"\n"), dtype=np.uint8))
         return None
     if high:
         try:
-            raw.decode("utf-8")
+            codecs.utf_8_decode(data.data, "strict", True)
         except UnicodeDecodeError:
             return None
     if what == csv_kernels.SPLIT_RAGGED:
