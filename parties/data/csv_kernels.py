@@ -148,10 +148,10 @@ def cell(data: np.ndarray, i: int) -> tuple[bool, float, int]:  # pragma: no cov
 
     Plain: blank, NA or NaN (NaN), or ``[+-]digits[.digits][(e|E)[+-]digits]``
     (digits on at least one side of the point) with spaces or tabs around,
-    whose digits M and scale 10^p have M <= 2^53 and |p| <= 22: both are
-    exact in float64, so the one correctly rounded product or quotient is
-    what ``float`` gives. Any other field gives (False, 0, its end), and the
-    other paths decide it.
+    whose digits (at most 18) make M <= 2^53 and whose scale 10^p has
+    |p| <= 22: both are exact in float64, so the one correctly rounded
+    product or quotient is what ``float`` gives. Any other field gives
+    (False, 0, its end), and the other paths decide it, ``float``'s way.
     """
     c = data[i]
     while c in (_SPACE, _TAB):
