@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import os
 from pathlib import Path
 
 import numpy as np
@@ -10,7 +11,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from parties.data import csv_kernels
+from parties.data import csv_kernels, csv_source
 from parties.data.csv_source import CsvSource
 from parties.data.errors import DataSourceError
 from parties.data.filters import NUMBER
@@ -195,6 +196,23 @@ def test_crlf_files_and_non_utf8_bytes(tmp_path: Path) -> None:
     assert CsvSource(path).select(["b"]).values[:, 0].tolist() == [2.0, 4.0]
     path.write_bytes("a,b\n1,é\n".encode())
     assert CsvSource(path).select(["b"], numeric=False).categorical("b").tolist() == ["é"]
+
+
+def test_a_file_that_grew_after_its_size_was_taken_is_read_to_its_end(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The size only sizes the first read: a row written since is read, not cut short."""
+    path = tmp_path / "g.csv"
+    path.write_bytes(b"a,b\n1,2\n3,4.25\n")
+    real = os.fstat
+
+    def earlier(fd: int) -> os.stat_result:
+        stat = list(real(fd))
+        stat[6] -= 5  # st_size as it was before the last row's end was written
+        return os.stat_result(stat)
+
+    monkeypatch.setattr(csv_source.os, "fstat", earlier)
+    assert CsvSource(path).select(["b"]).values[:, 0].tolist() == [2.0, 4.25]
 
 
 def test_warm_compiles_every_kernel_on_zeros() -> None:
