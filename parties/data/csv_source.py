@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import codecs
 import csv
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,22 +21,23 @@ class CsvSource(DataSource):
     """A UTF-8 CSV file with a header row, read once when opened (a snapshot).
 
     Blank lines are skipped and not counted as rows. A file without quotes,
-    NUL bytes or lone carriage returns is split into fields by a compiled
-    pass (``csv_kernels``) and each column is parsed on its own when a job
-    needs it (plain decimals in a compiled pass, other numbers with numpy);
-    any other file is read with the ``csv`` module. Both give the same cells
-    and the same errors.
+    NUL bytes or lone carriage returns has its rows found by a compiled pass
+    (``csv_kernels``); the columns a job needs are parsed when it needs them
+    (plain decimals of all of them in one compiled pass over the rows, other
+    numbers with numpy) and a text column's fields are found when first
+    read. Any other file is read with the ``csv`` module. Both give the same
+    cells and the same errors.
     """
 
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
         try:
-            raw = self.path.read_bytes()
+            data = _read(self.path)
         except FileNotFoundError:
             raise DataSourceError(f"no such data file: {self.path}") from None
         except OSError as exc:
             raise DataSourceError(f"cannot read data file {self.path} ({exc.strerror})") from None
-        table = _split(self.path, raw)
+        table = _split(self.path, data)
         if table is None:
             self._header, cells, self._rows = _read_csv(self.path)
             self._cells: dict[str, Sequence[object]] = dict(cells)
@@ -61,6 +64,7 @@ class CsvSource(DataSource):
 
 
 _BOM = b"\xef\xbb\xbf"
+_NEWLINE = 10
 _WIDEST = 64  # longer cells are parsed one by one
 # Bytes a plain decimal number (or the padding after it) may contain.
 _PLAIN = np.zeros(256, dtype=bool)
@@ -72,30 +76,80 @@ _PLAIN_OR_NA[list(b"NAa")] = True
 
 @dataclass(frozen=True)
 class _Table:
-    """A CSV split into fields: each row's first byte and the byte after each of its fields."""
+    """A CSV's bytes and the first byte of each row (every row has the header's width)."""
 
     header: tuple[str, ...]
-    data: np.ndarray  # the file's bytes (uint8)
+    data: np.ndarray  # the file's bytes (uint8), ending with a newline
     starts: np.ndarray  # (rows,)
-    ends: np.ndarray  # (rows, columns)
 
-    def column(self, j: int) -> tuple[np.ndarray, np.ndarray]:
-        first = self.starts if j == 0 else self.ends[:, j - 1] + 1
-        return first, self.ends[:, j]
+    def bounds(self, j: int) -> tuple[np.ndarray, np.ndarray]:
+        """Column ``j``'s fields: each one's first byte and the byte after it."""
+        first = np.empty_like(self.starts)
+        ends = np.empty_like(self.starts)
+        csv_kernels.field_bounds(self.data, self.starts, j, first, ends)
+        return first, ends
+
+    def parse(self, columns: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
+        """The plain numbers of the given columns (one row of the result each), in one
+        pass over the rows, and which columns hold a cell of another form."""
+        slots = np.full(len(self.header), -1, dtype=np.int64)
+        slots[list(columns)] = np.arange(len(columns))
+        out = np.empty((len(columns), len(self.starts)), dtype=np.float64)
+        failed = np.zeros(len(columns), dtype=np.bool_)
+        csv_kernels.parse_columns(self.data, self.starts, slots, out, failed)
+        return out, failed
 
 
-def _split(path: Path, raw: bytes) -> _Table | None:
-    """The file split by a compiled pass, or None when it needs the csv module.
+def _read(path: Path) -> np.ndarray:
+    """The file's bytes, ending with a newline (added if the last line has none), read-only.
 
-    The csv module reads a file with quotes, NUL bytes, lone carriage returns
-    or bytes that are not UTF-8; CRLF line ends are rewritten to LF first.
+    Read straight into a numpy array: no copy of the file is made after the
+    read, and a large array is backed by huge pages where the system has them.
     """
-    if raw.startswith(_BOM):
-        raw = raw[len(_BOM) :]
-    if not raw.endswith(b"\n"):
-        raw += b"\n"
-    head = raw.index(b"\n")
-    first = raw[:head]
+    with path.open("rb", buffering=0) as fh:
+        size = os.fstat(fh.fileno()).st_size
+        data = np.empty(size + 1, dtype=np.uint8)
+        view, got = data.data, 0
+        while got < size:  # a read returns at most about 2 GB, and less if the file shrank
+            n = fh.readinto(view[got:size])
+            if not n:
+                break
+            got += n
+        view.release()
+        grown = fh.read()  # written since its size was taken: read to the end, as before
+    if grown:
+        whole = data[:got].tobytes() + grown
+        data = np.empty(len(whole) + 1, dtype=np.uint8)
+        data[: len(whole)] = np.frombuffer(whole, dtype=np.uint8)
+        got = len(whole)
+    if got == 0 or data[got - 1] != _NEWLINE:
+        data[got] = _NEWLINE
+        got += 1
+    data = data[:got]
+    data.flags.writeable = False
+    return data
+
+
+def _line_end(data: np.ndarray, begin: int) -> int:
+    """The position of the first newline at or after ``begin`` (the data ends with one)."""
+    step = 1 << 16
+    for at in range(begin, len(data), step):
+        found = data[at : at + step].tobytes().find(b"\n")
+        if found >= 0:
+            return at + found
+    return len(data) - 1  # not reached: the data ends with a newline
+
+
+def _split(path: Path, data: np.ndarray) -> _Table | None:
+    """The file's rows found by a compiled pass, or None when it needs the csv module.
+
+    ``data`` ends with a newline. The csv module reads a file with quotes, NUL
+    bytes, lone carriage returns or bytes that are not UTF-8; CRLF line ends
+    are rewritten to LF first.
+    """
+    begin = len(_BOM) if data[: len(_BOM)].tobytes() == _BOM else 0
+    head = _line_end(data, begin)
+    first = data[begin:head].tobytes()
     if b'"' in first or b"\0" in first or b"\r" in first.rstrip(b"\r"):
         return None
     if not first.isascii():
@@ -103,30 +157,31 @@ def _split(path: Path, raw: bytes) -> _Table | None:
             first.decode("utf-8")
         except UnicodeDecodeError:
             return None
-    header = _check_header(path, first.rstrip(b"\r").decode("utf-8").split(",") if head else [])
+    names = first.rstrip(b"\r").decode("utf-8").split(",") if head > begin else []
+    header = _check_header(path, names)
     width = len(header)
-    data = np.frombuffer(raw, dtype=np.uint8)
-    index = np.int32 if len(raw) < 2**31 else np.int64
-    lines = raw.count(b"\n", head + 1)  # rows, and empty lines
-    starts = np.empty(lines, dtype=index)
-    ends = np.empty((lines, width), dtype=index)
-    what, rows, row, fields, high = csv_kernels.split_fields(data, head + 1, starts, ends)
+    index = np.int32 if len(data) < 2**31 else np.int64
+    # Rows before a ragged one have width - 1 commas and a newline each: at most this many.
+    room = np.empty((len(data) - head - 1) // width + 1, dtype=index)
+    words = data[: len(data) // 8 * 8].view(np.uint64)
+    what, rows, row, fields, high = csv_kernels.split_rows(data, words, head + 1, width, room)
     if what == csv_kernels.SPLIT_SPECIAL:
+        raw = data.tobytes()
         if b"\r\n" in raw and b"\r" not in raw.replace(b"\r\n", b""):
-            return _split(path, raw.replace(b"\r\n", b"\n"))
+            return _split(path, np.frombuffer(raw.replace(b"\r\n", b"\n"), dtype=np.uint8))
         return None
     if high:
         try:
-            raw.decode("utf-8")
+            codecs.utf_8_decode(data.data, "strict", True)
         except UnicodeDecodeError:
             return None
     if what == csv_kernels.SPLIT_RAGGED:
         raise DataSourceError(f"{path}: data row {row} has {fields} fields; the header has {width}")
-    return _Table(header, data, starts[:rows], ends[:rows])
+    return _Table(header, data, room[:rows].copy())
 
 
 class _LazyColumns(dict[str, Sequence[object]]):
-    """Each column's fields, cut from the split file when first asked for.
+    """Each column's fields, found in the file when first asked for.
 
     :meth:`parse` reads the plain numbers of several columns in one pass over
     the rows and keeps them with the fields, so later jobs on the same
@@ -138,24 +193,16 @@ class _LazyColumns(dict[str, Sequence[object]]):
         self._table = table
 
     def __missing__(self, name: str) -> _Fields:
-        fields = _Fields(self._table.data, self._table.column(self._table.header.index(name)))
+        fields = _Fields(self._table, self._table.header.index(name))
         self[name] = fields
         return fields
 
     def parse(self, names: Sequence[str]) -> None:
         """Parse the named columns' numbers, row by row, where not parsed already."""
-        todo = [n for n in dict.fromkeys(names) if self.fields(n).parsed is None]
-        if not todo or not len(self._table.starts):
-            return
-        table = self._table
-        columns = np.array([table.header.index(n) for n in todo], dtype=np.int64)
-        out = np.empty((len(todo), len(table.starts)), dtype=np.float64)
-        failed = np.zeros(len(todo), dtype=np.bool_)
-        csv_kernels.parse_rows(table.data, table.starts, table.ends, columns, out, failed)
-        for k, name in enumerate(todo):
-            numbers = out[k]
-            numbers.flags.writeable = False  # shared by every job on this snapshot
-            self.fields(name).parsed = False if failed[k] else numbers
+        todo = [self.fields(n) for n in dict.fromkeys(names)]
+        todo = [f for f in todo if f.parsed is None]
+        if todo and len(self._table.starts):
+            _parse_together(self._table, todo)
 
     def fields(self, name: str) -> _Fields:
         fields = self[name]
@@ -163,36 +210,60 @@ class _LazyColumns(dict[str, Sequence[object]]):
         return fields
 
 
+def _parse_together(table: _Table, columns: Sequence[_Fields]) -> None:
+    """Parse whole columns of ``table`` in one pass and keep each one's numbers (read-only,
+    shared by every job on this snapshot), or False if a cell is of another form."""
+    out, failed = table.parse([f.field for f in columns])
+    for k, fields in enumerate(columns):
+        numbers = out[k]
+        numbers.flags.writeable = False
+        fields.parsed = False if failed[k] else numbers
+
+
 class _Fields(CellBlock):
-    """One column of a split CSV: byte ranges into the file, decoded or parsed on demand.
+    """One column of a split CSV: its fields found, decoded or parsed on demand.
 
     ``parsed`` is the column's numbers once a compiled pass read them all (or
-    False if some cell is not a plain number or missing; None before).
+    False if some cell is not a plain number or missing; None before). A
+    block taken from a whole column keeps the whole column and its rows in it.
     """
 
     def __init__(
         self,
-        data: np.ndarray,
-        bounds: tuple[np.ndarray, np.ndarray],
+        table: _Table,
+        field: int,
         parsed: np.ndarray | bool | None = None,
         whole: tuple[_Fields, np.ndarray] | None = None,
     ) -> None:
-        self._data = data
-        self._starts, self._ends = bounds
+        self._table = table
+        self.field = field
         self.parsed = parsed
         self._whole = whole  # the snapshot's whole column, and these rows' places in it
+        self._found: tuple[np.ndarray, np.ndarray] | None = None
         self._texts: np.ndarray | None = None
 
     def __len__(self) -> int:
-        return len(self._starts)
+        return len(self._table.starts) if self._whole is None else len(self._whole[1])
+
+    def _bounds(self) -> tuple[np.ndarray, np.ndarray]:
+        """Each cell's first byte and the byte after it: found once for the whole column."""
+        if self._found is None:
+            if self._whole is None:
+                self._found = self._table.bounds(self.field)
+            else:
+                whole, rows = self._whole
+                first, ends = whole._bounds()
+                self._found = first[rows], ends[rows]
+        return self._found
 
     def cell(self, i: int) -> str:
-        return self._data[self._starts[i] : self._ends[i]].tobytes().decode("utf-8")
+        first, ends = self._bounds()
+        return self._table.data[first[i] : ends[i]].tobytes().decode("utf-8")
 
     def take(self, rows: np.ndarray) -> _Fields:
         parsed = self.parsed[rows] if isinstance(self.parsed, np.ndarray) else self.parsed
         whole = (self, rows) if self._whole is None else (self._whole[0], self._whole[1][rows])
-        return _Fields(self._data, (self._starts[rows], self._ends[rows]), parsed, whole)
+        return _Fields(self._table, self.field, parsed, whole)
 
     def texts(self) -> np.ndarray:
         """The cells stripped, "" where missing; worked out once per snapshot's column
@@ -207,27 +278,30 @@ class _Fields(CellBlock):
         return self._texts
 
     def numbers(self) -> np.ndarray | None:
+        if self.parsed is None:  # the whole column, read by no job yet
+            whole = self if self._whole is None else self._whole[0]
+            if whole.parsed is None:
+                _parse_together(self._table, [whole])
+            self.parsed = whole.parsed
+            if self._whole is not None and isinstance(whole.parsed, np.ndarray):
+                self.parsed = whole.parsed[self._whole[1]]
         if isinstance(self.parsed, np.ndarray):
             return self.parsed  # read-only
-        if self.parsed is False:
-            return self._planes()
-        values = np.empty(len(self._starts), dtype=np.float64)
-        if csv_kernels.parse_plain(self._data, self._starts, self._ends, values) < 0:
-            return values  # every cell plain or missing: parsed in one compiled pass
         return self._planes()
 
     def _planes(self) -> np.ndarray | None:
         """Every cell parsed with numpy, byte plane by byte plane, or None (cell by cell)."""
-        lengths = (self._ends - self._starts).astype(np.int64)
+        first, ends = self._bounds()
+        lengths = (ends - first).astype(np.int64)
         width = int(lengths.max(initial=0))
         if len(lengths) == 0 or width > _WIDEST:
             return None
         if width == 0:
             return np.full(len(lengths), np.nan)
         # Byte k of every cell, one array per k (NUL past a cell's end): elementwise work only.
-        last, data = len(self._data) - 1, self._data
+        last, data = len(self._table.data) - 1, self._table.data
         planes = [
-            np.where(lengths > k, data[np.minimum(self._starts + k, last)], 0).astype(np.uint8)
+            np.where(lengths > k, data[np.minimum(first + k, last)], 0).astype(np.uint8)
             for k in range(width)
         ]
         if not all(_PLAIN_OR_NA[plane].all() for plane in planes):

@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 import re
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import overload
 
 import numpy as np
@@ -117,6 +117,21 @@ def _take(cells: Sequence[object], rows: np.ndarray) -> Sequence[object]:
     return [cells[i] for i in rows.tolist()]
 
 
+_BLOCK = 1 << 16
+"""Rows a column's checks test at a time."""
+
+
+def _outside(numbers: np.ndarray) -> np.ndarray:
+    """Present cells outside the statistics' range (see ``VALUE_BOUND``)."""
+    with np.errstate(invalid="ignore"):
+        return ~np.isnan(numbers) & ~(np.abs(numbers) < VALUE_BOUND)
+
+
+def _not_binary(numbers: np.ndarray) -> np.ndarray:
+    """Present cells that are neither 0 nor 1."""
+    return ~np.isnan(numbers) & (numbers != 0.0) & (numbers != 1.0)
+
+
 class Column:
     """One column's cells for some rows; numbers and text are worked out on first use."""
 
@@ -202,13 +217,24 @@ class Column:
         if text_at is not None:  # a text column: no number check applies to it
             return ColumnFacts(not_number=text_at, levels=seen)
         numbers, _ = self._parse()
-        present = ~np.isnan(numbers)
-        with np.errstate(invalid="ignore"):
-            outside = present & ~(np.abs(numbers) < VALUE_BOUND)
-            other = present & (numbers != 0.0) & (numbers != 1.0)
-        return ColumnFacts(
-            out_of_range=self._first(outside), not_binary=self._first(other), levels=seen
-        )
+        low = np.fmin.reduce(numbers, initial=np.inf)  # fmin and fmax skip NaN (missing)
+        high = np.fmax.reduce(numbers, initial=-np.inf)
+        outside = None
+        if not (low > -VALUE_BOUND and high < VALUE_BOUND):  # some present cell is outside
+            outside = self._first_in_blocks(numbers, _outside)
+        other = self._first_in_blocks(numbers, _not_binary)
+        return ColumnFacts(out_of_range=outside, not_binary=other, levels=seen)
+
+    def _first_in_blocks(
+        self, numbers: np.ndarray, test: Callable[[np.ndarray], np.ndarray]
+    ) -> int | None:
+        """The data row of the first cell where ``test`` holds, testing a block of rows at a
+        time: a hit near the top (e.g. a column's first value that is not 0 or 1) costs one."""
+        for start in range(0, len(numbers), _BLOCK):
+            hits = test(numbers[start : start + _BLOCK])
+            if hits.any():
+                return int(self._row_ids[start + int(np.argmax(hits))])
+        return None
 
     def _first_text(self) -> int | None:
         """The data row of the first cell that is not a number (nor missing), or None.
@@ -249,6 +275,49 @@ class Column:
             self._text = np.array(out, dtype=str)
             self._text.flags.writeable = False
         return self._text
+
+
+def side_by_side(columns: Sequence[np.ndarray | None], rows: int) -> np.ndarray:
+    """The columns as one (rows x columns) float64 array in column-major order, NaN for None.
+
+    Columns a source parsed together (consecutive rows of one C-ordered block,
+    as the CSV reader keeps them) are that block's transpose, a view: at 10^6
+    rows x 30 columns this saves a copy of 240 MB. Any other columns are copied.
+    """
+    block = _block_of(columns)
+    if block is not None:
+        return block.T
+    values = np.empty((rows, len(columns)), dtype=np.float64, order="F")
+    for j, column in enumerate(columns):
+        values[:, j] = math.nan if column is None else column
+    return values
+
+
+def _block_of(columns: Sequence[np.ndarray | None]) -> np.ndarray | None:
+    """The rows of one 2-D C-ordered float64 array that are exactly ``columns``, or None."""
+    if not columns or columns[0] is None:
+        return None
+    base = columns[0].base
+    if not isinstance(base, np.ndarray) or base.ndim != 2 or not base.flags.c_contiguous:
+        return None
+    if base.dtype != np.float64 or base.shape[0] < len(columns):
+        return None
+    origin = base.__array_interface__["data"][0]
+    offset = columns[0].__array_interface__["data"][0] - origin
+    pitch = base.strides[0]
+    first = offset // pitch if pitch else 0
+    for k, column in enumerate(columns):
+        if (
+            column is None
+            or column.base is not base
+            or column.shape != base.shape[1:]
+            or column.strides != base.strides[1:]
+            or column.__array_interface__["data"][0] != origin + (first + k) * pitch
+        ):
+            return None
+    if offset != first * pitch or first + len(columns) > base.shape[0]:
+        return None
+    return base[first : first + len(columns)]
 
 
 def not_a_number(column: str, row: int, hint: str = "") -> DataSourceError:
@@ -313,4 +382,11 @@ class Selection:
         return self._column(name).text
 
 
-__all__ = ["MISSING_TOKENS", "CellBlock", "Column", "Selection", "not_a_number"]
+__all__ = [
+    "MISSING_TOKENS",
+    "CellBlock",
+    "Column",
+    "Selection",
+    "not_a_number",
+    "side_by_side",
+]

@@ -18,8 +18,9 @@ import pytest
 from parties.data.base import DataSource
 from parties.data.csv_source import CsvSource
 from parties.data.errors import DataSourceError
+from parties.data.selection import CellBlock, Column, side_by_side
 from parties.data.sqlite_source import SqliteSource
-from protocols.disclosure import StatisticsInputError
+from protocols.disclosure import VALUE_BOUND, StatisticsInputError
 from protocols.local_data import ColumnFacts, RowData
 
 HEADER = ("id", "lab", "site", "event")
@@ -141,3 +142,75 @@ def test_levels_are_read_only_when_asked(src: DataSource) -> None:
     assert src.select(["site"], "id == 1", numeric=False, levels=False).facts["site"] == (
         ColumnFacts(not_number=1)
     )
+
+
+class _Parsed(CellBlock):
+    """Cells a source has parsed already, as the CSV reader keeps them."""
+
+    def __init__(self, numbers: np.ndarray) -> None:
+        self._numbers = numbers
+
+    def __len__(self) -> int:
+        return len(self._numbers)
+
+    def cell(self, i: int) -> str:
+        return repr(float(self._numbers[i]))
+
+    def take(self, rows: np.ndarray) -> _Parsed:
+        return _Parsed(self._numbers[rows])
+
+    def numbers(self) -> np.ndarray:
+        return self._numbers
+
+
+@pytest.mark.parametrize("bad", [2e9, -2e9, np.inf, -np.inf])
+@pytest.mark.parametrize("at", [0, 5, 70_000, 199_999])
+def test_facts_find_the_first_bad_row_anywhere_in_a_long_column(bad: float, at: int) -> None:
+    """The checks look a block of rows at a time; the row they name is the first one
+    numpy finds over the whole column, in any block, missing cells skipped."""
+    numbers = np.zeros(200_000)
+    numbers[::7] = np.nan
+    numbers[at] = bad
+    numbers[at + 1 :: 9] = 1.0
+    row_ids = np.arange(1, len(numbers) + 1)
+    facts = Column("x", _Parsed(numbers), row_ids).facts()
+    present = ~np.isnan(numbers)
+    outside = present & ~(np.abs(numbers) < VALUE_BOUND)
+    other = present & (numbers != 0) & (numbers != 1)
+    assert facts.out_of_range == row_ids[np.argmax(outside)] == at + 1
+    assert facts.not_binary == row_ids[np.argmax(other)] == at + 1
+    binary = np.where(np.isnan(numbers), np.nan, (np.arange(len(numbers)) % 3 == 0) * 1.0)
+    assert Column("y", _Parsed(binary), row_ids).facts() == ColumnFacts()
+    assert Column("z", _Parsed(np.full(10, np.nan)), row_ids[:10]).facts() == ColumnFacts()
+
+
+def test_side_by_side_shares_a_parsed_block_and_copies_anything_else() -> None:
+    block = np.arange(12.0).reshape(4, 3).copy()  # owns its memory, as a parsed block does
+    values = side_by_side([block[1], block[2]], 3)
+    np.testing.assert_array_equal(values, block[1:3].T)
+    assert np.shares_memory(values, block) and values.flags.f_contiguous
+    cases: list[list[np.ndarray | None]] = [
+        [block[2], block[1]],  # out of order
+        [block[1], None],  # a text column
+        [block[1], block[3]],  # not adjacent
+        [block[1], block[2].copy()],
+        [block[1:3, 0], block[1:3, 1]],  # strided
+    ]
+    for columns in cases:
+        rows = next(len(c) for c in columns if c is not None)
+        values = side_by_side(columns, rows)
+        assert not np.shares_memory(values, block) and values.flags.f_contiguous
+        filled = [np.full(rows, np.nan) if c is None else c for c in columns]
+        np.testing.assert_array_equal(values, np.stack(filled, axis=1))
+    assert side_by_side([], 5).shape == (5, 0)
+
+
+def test_every_column_of_a_csv_is_selected_without_a_copy(tmp_path: Path) -> None:
+    path = tmp_path / "w.csv"
+    path.write_text("a,b,c\n1,2,3\n4,,6\n", encoding="utf-8")
+    src = CsvSource(path)
+    first = src.select(["a", "b", "c"])
+    np.testing.assert_array_equal(first.values, [[1, 2, 3], [4, np.nan, 6]])
+    again = src.select(["a", "b", "c"])
+    assert np.shares_memory(first.values, again.values) and not again.values.flags.writeable
+    assert src.select(["c", "a"]).values.tolist() == [[3, 1], [6, 4]]
