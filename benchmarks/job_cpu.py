@@ -25,15 +25,10 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
-
-from benchmarks.test_inference import HOSPITALS, _wait_final
+from benchmarks.test_inference import HOSPITALS, _wait_final, with_model_owner
 from parties.client import Client, JobOutcome
-from parties.config import DataConfig
-from parties.data.model_file import save_model
 from parties.local.launcher import LocalDeployment
 from parties.service import wire_pb2
-from protocols.model import train
 
 _TICK = os.sysconf("SC_CLK_TCK")
 _SETTLE_S = 0.05
@@ -50,22 +45,11 @@ def _readings(dep: LocalDeployment) -> dict[str, float]:
     return {name: cpu_seconds(proc.pid) for name, proc in dep.procs.items()}
 
 
-def _with_model(root: Path) -> LocalDeployment:
-    """The deployment with a model owner holding a model trained on all rows."""
-    dep = LocalDeployment(root, HOSPITALS, model_owners=("model-owner",))
-    all_rows = [r for h in HOSPITALS for r in dep.rows[h]]
-    x = np.array([[float(v) for v in r[2:]] for r in all_rows])
-    model = train(x, np.array([r[1] == "M" for r in all_rows], dtype=float), dep.header[2:])
-    save_model(model, root / "model.npz")
-    dep.set_data("model-owner", DataConfig("model", root / "model.npz"))
-    return dep
-
-
 def measure(
     root: Path, jobs: int, *, inference: bool = False, warmup: int = 3
 ) -> dict[str, tuple[float, float]]:
     """Per process: (CPU ms per job with the idle rate taken off, idle CPU ms per second)."""
-    dep = _with_model(root)
+    dep = with_model_owner(root)
     with dep:
         client = Client(dep.members["analyst"])
         try:

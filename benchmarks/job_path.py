@@ -27,15 +27,10 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-import numpy as np
-
-from benchmarks.test_inference import HOSPITALS, _wait_final
+from benchmarks.test_inference import HOSPITALS, _wait_final, with_model_owner
 from parties.client import Client, JobOutcome
-from parties.config import DataConfig
-from parties.data.model_file import save_model
 from parties.local.launcher import LocalDeployment
 from parties.service import wire_pb2
-from protocols.model import train
 
 
 def _timed(dep: LocalDeployment, submit: Callable[[], JobOutcome], repeat: int) -> list[float]:
@@ -53,12 +48,7 @@ def _timed(dep: LocalDeployment, submit: Callable[[], JobOutcome], repeat: int) 
 def measure(root: Path, repeat: int) -> dict[str, float]:
     """Launch to ready, the first and last count job, median count and median 569x30
     inference, in ms."""
-    dep = LocalDeployment(root, HOSPITALS, model_owners=("model-owner",))
-    all_rows = [r for h in HOSPITALS for r in dep.rows[h]]
-    x = np.array([[float(v) for v in r[2:]] for r in all_rows])
-    model = train(x, np.array([r[1] == "M" for r in all_rows], dtype=float), dep.header[2:])
-    save_model(model, root / "model.npz")
-    dep.set_data("model-owner", DataConfig("model", root / "model.npz"))
+    dep = with_model_owner(root)
     features = list(dep.header[2:])
     started = time.perf_counter()
     with dep:

@@ -29,7 +29,7 @@ import pytest
 from parties.cli.audit import AuditError, find_record
 from parties.client import Client, JobOutcome
 from parties.config import DataConfig, MemberConfig
-from parties.data.model_file import save_model
+from parties.data.model_file import load_model, save_model
 from parties.ledger.chain_node import CHAIN_DB_FILE
 from parties.ledger.record_store import records_path
 from parties.local.launcher import DATA_PATH, LocalDeployment
@@ -75,15 +75,23 @@ def online_median(outcomes: list[JobOutcome]) -> float:
     return statistics.median(max(r.online_seconds for r in o.replies.values()) for o in outcomes)
 
 
-@pytest.mark.parametrize("rows", [569, 100_000], ids=["569x30", "1e5x30"])
-def test_lr_inference_submit_to_result(benchmark, tmp_path: Path, rows: int) -> None:
-    data = DATA_PATH if rows == 569 else _resampled(tmp_path, rows)
-    dep = LocalDeployment(tmp_path / "dep", HOSPITALS, model_owners=("model-owner",), data=data)
+def with_model_owner(root: Path, data: Path = DATA_PATH) -> LocalDeployment:
+    """The hospitals on ``data`` and a model owner holding a model trained on all their rows."""
+    dep = LocalDeployment(root / "dep", HOSPITALS, model_owners=("model-owner",), data=data)
     all_rows = [r for h in HOSPITALS for r in dep.rows[h]]
     x = np.array([[float(v) for v in r[2:]] for r in all_rows])
     model = train(x, np.array([r[1] == "M" for r in all_rows], dtype=float), dep.header[2:])
-    save_model(model, tmp_path / "model.npz")
-    dep.set_data("model-owner", DataConfig("model", tmp_path / "model.npz"))
+    save_model(model, root / "model.npz")
+    dep.set_data("model-owner", DataConfig("model", root / "model.npz"))
+    return dep
+
+
+@pytest.mark.parametrize("rows", [569, 100_000], ids=["569x30", "1e5x30"])
+def test_lr_inference_submit_to_result(benchmark, tmp_path: Path, rows: int) -> None:
+    data = DATA_PATH if rows == 569 else _resampled(tmp_path, rows)
+    dep = with_model_owner(tmp_path, data)
+    model = load_model(tmp_path / "model.npz")
+    x = np.array([[float(v) for v in r[2:]] for h in HOSPITALS for r in dep.rows[h]])
     features = list(dep.header[2:])
     with dep:
         client = Client(dep.members["analyst"])

@@ -28,9 +28,9 @@ from collections.abc import Iterator
 import numpy as np
 import psycopg
 import pytest
-from psycopg import sql
 from pytest_benchmark.fixture import BenchmarkFixture
 
+from benchmarks.test_postgresql_stats import fill_tables, table_columns
 from parties.data import pushdown
 from parties.data.postgresql_source import PostgresSource
 from parties.local import postgres_server
@@ -43,18 +43,10 @@ PASSWORD = "bench-pg-password-4417"
 ENV = "SMPC_BENCH_PG_PASSWORD"
 WHERE = "y < 150"
 PARAMS = {"probabilities": [0.1, 0.5, 0.9], "range": [0, 128], "bits": 20}
-# x = ((i * 7919 + 31 h) mod 10007) / 100 and y = ((i * 104729 + 17 h) mod 9973) / 50 for row i
-# of hospital h: both in [0, 200), the same doubles in PostgreSQL and numpy.
-_FILL = (
-    "INSERT INTO {} SELECT i, ((i * 7919 + {a}) % 10007) / 100.0,"
-    " ((i * 104729 + {b}) % 9973) / 50.0 FROM generate_series(1::bigint, {n}) AS i"
-)
 
 
 def _kept_x(h: int) -> np.ndarray:
-    i = np.arange(1, ROWS + 1, dtype=np.int64)
-    x = ((i * 7919 + 31 * h) % 10007) / 100.0
-    y = ((i * 104729 + 17 * h) % 9973) / 50.0
+    x, y = table_columns(h, ROWS).T
     return x[y < 150]
 
 
@@ -66,20 +58,7 @@ def sources(request: pytest.FixtureRequest) -> Iterator[tuple[list[PostgresSourc
         pytest.skip("PostgreSQL server binaries (initdb, pg_ctl) are not installed")
     with postgres_server.running(PASSWORD, ["shared_buffers=256MB"]) as server:
         with psycopg.connect(server.dsn, password=PASSWORD, autocommit=True) as conn:
-            for h, name in enumerate(TABLES):
-                table = sql.Identifier(name)
-                conn.execute(
-                    sql.SQL(
-                        "CREATE TABLE {} (id bigint PRIMARY KEY, x double precision,"
-                        " y double precision)"
-                    ).format(table)
-                )
-                conn.execute(
-                    sql.SQL(_FILL).format(
-                        table, a=sql.Literal(31 * h), b=sql.Literal(17 * h), n=sql.Literal(ROWS)
-                    )
-                )
-                conn.execute(sql.SQL("VACUUM ANALYZE {}").format(table))
+            fill_tables(conn, TABLES, ROWS)
         with pytest.MonkeyPatch.context() as patch:
             patch.setenv(ENV, PASSWORD)
             made = [PostgresSource(server.dsn, name, password_env=ENV) for name in TABLES]

@@ -21,7 +21,7 @@ Target: under 3 s per job.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 
 import numpy as np
 import psycopg
@@ -45,11 +45,29 @@ _FILL = (
 )
 
 
-def _columns(h: int) -> np.ndarray:
-    i = np.arange(1, ROWS + 1, dtype=np.int64)
+def table_columns(h: int, rows: int = ROWS) -> np.ndarray:
+    """Hospital ``h``'s (x, y) columns as :func:`fill_tables` writes them, computed in numpy."""
+    i = np.arange(1, rows + 1, dtype=np.int64)
     x = ((i * 7919 + 31 * h) % 10007) / 100.0
     y = ((i * 104729 + 17 * h) % 9973) / 50.0
     return np.column_stack([x, y])
+
+
+def fill_tables(conn: psycopg.Connection, tables: Sequence[str], rows: int = ROWS) -> None:
+    """Create and fill one (id, x, y) table per name, table h with hospital h's columns."""
+    for h, name in enumerate(tables):
+        table = sql.Identifier(name)
+        conn.execute(
+            sql.SQL(
+                "CREATE TABLE {} (id bigint PRIMARY KEY, x double precision, y double precision)"
+            ).format(table)
+        )
+        conn.execute(
+            sql.SQL(_FILL).format(
+                table, a=sql.Literal(31 * h), b=sql.Literal(17 * h), n=sql.Literal(rows)
+            )
+        )
+        conn.execute(sql.SQL("VACUUM ANALYZE {}").format(table))
 
 
 @pytest.fixture(scope="module")
@@ -63,20 +81,7 @@ def deployment(
     root = tmp_path_factory.mktemp("pg-bench")
     with postgres_server.running(PASSWORD, ["shared_buffers=1GB"]) as server:
         with psycopg.connect(server.dsn, password=PASSWORD, autocommit=True) as conn:
-            for h, name in enumerate(HOSPITALS):
-                table = sql.Identifier(name.replace("-", "_"))
-                conn.execute(
-                    sql.SQL(
-                        "CREATE TABLE {} (id bigint PRIMARY KEY, x double precision,"
-                        " y double precision)"
-                    ).format(table)
-                )
-                conn.execute(
-                    sql.SQL(_FILL).format(
-                        table, a=sql.Literal(31 * h), b=sql.Literal(17 * h), n=sql.Literal(ROWS)
-                    )
-                )
-                conn.execute(sql.SQL("VACUUM ANALYZE {}").format(table))
+            fill_tables(conn, [name.replace("-", "_") for name in HOSPITALS])
         secret = root / "db-password"
         secret.write_text(PASSWORD, encoding="utf-8")
         dep = LocalDeployment(root, HOSPITALS, name="pgbench")
@@ -90,7 +95,7 @@ def deployment(
                     password_file=secret,
                 ),
             )
-        pooled = np.vstack([_columns(h) for h in range(len(HOSPITALS))])
+        pooled = np.vstack([table_columns(h) for h in range(len(HOSPITALS))])
         try:
             dep.start_all()
             yield dep, pooled
