@@ -28,13 +28,12 @@ from protocols.context import JobContext, Outcome
 from protocols.disclosure import (
     PolicyRefused,
     StatisticsParams,
-    agree,
     agree_and_pool,
+    agree_and_share,
     check_values,
     complete_rows,
     gate,
     job_params,
-    small_contribution,
 )
 from protocols.local_data import Counted, LocalData, check_range, local_data
 from smpc import compare
@@ -285,8 +284,10 @@ def extremes(rt: Runtime, ctx: JobContext) -> Outcome:
     A minimum or a maximum is one patient's value, so each party refuses
     (:class:`PolicyRefused`) unless its policy sets ``allow_min_max``.
 
-    1. Policies (1 round); hospital i shares [n_i, dropped_i, veto_i, -min_i,
-       max_i] (an empty hospital shares -2^14 for both, which never wins; 1 round).
+    1. Hospital i shares [n_i, dropped_i, -min_i, max_i] (an empty hospital
+       shares -2^14 for both, which never wins), its policy in the same round
+       and its veto bit as its own share
+       (:func:`~protocols.disclosure.agree_and_share`; 1 round).
     2. A tournament of exact maxima (``compare.maximum``) over the hospitals,
        minima as maxima of negated values, all columns in one batch per level:
        8 rounds per level, ceil(log2 k) levels.
@@ -304,19 +305,16 @@ def extremes(rt: Runtime, ctx: JobContext) -> Outcome:
     p = len(ctx.columns)
     counted, low, high = data.extremes() if data is not None else (None, None, None)
     n, dropped = _counts(counted)
-    m = agree(rt, ctx)
     if n and low is not None and high is not None:
         ends = np.concatenate([-low, high])
     else:
         ends = np.full(2 * p, -(2.0**14))
-    head = [n, dropped, small_contribution(n, m)]
-    local = np.concatenate([head, fixed(ends, SUM_BITS)])
-    parts = rt.input_all(local, (len(local),), integer=True)
-    totals = parts[0][:3]
+    local = np.concatenate([[n, dropped], fixed(ends, SUM_BITS)])
+    policy, parts, vetoes = agree_and_share(rt, ctx, local, n)
+    counts = parts[0][:2]
     for part in parts[1:]:
-        totals = totals + part[:3]
-    counts = totals[:2]
-    contenders = [_as_scale(rt, part[3:], rt.fxp.frac_bits) for part in parts]
+        counts = counts + part[:2]
+    contenders = [_as_scale(rt, part[2:], rt.fxp.frac_bits) for part in parts]
     while len(contenders) > 1:
         pairs = len(contenders) // 2
         left = concatenate(contenders[0 : 2 * pairs : 2])
@@ -324,7 +322,9 @@ def extremes(rt: Runtime, ctx: JobContext) -> Outcome:
         best = compare.maximum(rt, left, right)
         winners = [best[j * 2 * p : (j + 1) * 2 * p] for j in range(pairs)]
         contenders = winners + contenders[2 * pairs :]
-    _, (kept, ends_kept) = gate(rt, counts, m, [(counts, None), (contenders[0], 0)], totals[2:])
+    _, (kept, ends_kept) = gate(
+        rt, counts, policy.min_cell_size, [(counts, None), (contenders[0], 0)], vetoes
+    )
     return Outcome(
         {"count": kept[:1], "dropped": kept[1:], "min": -ends_kept[:p], "max": ends_kept[p:]}
     )

@@ -151,11 +151,11 @@ def agree(
     return agree_policy(rt, ctx, extra, same_columns=same_columns).min_cell_size
 
 
-def agree_and_pool(
+def agree_and_share(
     rt: Runtime, ctx: JobContext, local: np.ndarray, rows: int, extra: Sequence[int] = ()
-) -> tuple[Policy, SharedTensor, SharedTensor]:
-    """The job's :class:`Policy`, the pooled sum of every party's ``local`` integers, and the
-    pooled veto count (the :func:`small_contribution` bits of ``rows``); one round.
+) -> tuple[Policy, list[SharedTensor], SharedTensor]:
+    """The job's :class:`Policy`, every party's shared ``local`` integers (in party order),
+    and the pooled veto count (the :func:`small_contribution` bits of ``rows``); one round.
 
     The policies (as :func:`agree_policy` has them, with ``extra``) travel in
     the round that shares ``local``. A veto bit needs m, known only once that
@@ -170,11 +170,19 @@ def agree_and_pool(
     flat = np.asarray(local, dtype=np.int64).reshape(-1)
     parts, heard = rt.input_all_announcing(flat, flat.shape, mine, integer=True)
     policy = _policy_from(rt, ctx, mine, heard)
+    veto = np.array([small_contribution(rows, policy.min_cell_size)], dtype=np.uint64)
+    return policy, list(parts), rt.shared(veto, 0)
+
+
+def agree_and_pool(
+    rt: Runtime, ctx: JobContext, local: np.ndarray, rows: int, extra: Sequence[int] = ()
+) -> tuple[Policy, SharedTensor, SharedTensor]:
+    """As :func:`agree_and_share`, with the parties' ``local`` integers summed; one round."""
+    policy, parts, vetoes = agree_and_share(rt, ctx, local, rows, extra)
     pooled = parts[0]
     for part in parts[1:]:
         pooled = pooled + part
-    veto = np.array([small_contribution(rows, policy.min_cell_size)], dtype=np.uint64)
-    return policy, pooled, rt.shared(veto, 0)
+    return policy, pooled, vetoes
 
 
 def same_selection(

@@ -12,7 +12,7 @@ quantile, w = (hi - lo) / 2^bits, so it is within
 **w / 2 = (hi - lo) / 2^(bits + 1)** of the exact one. Values outside the
 range count as lo or hi. The bound on bits: 32 bits resolve the widest range
 to 2^-18, finer than the 2^-16 at which the other statistics read their
-inputs, in at most 91 rounds; a finer grid would cost rounds and add nothing.
+inputs, in at most 90 rounds; a finer grid would cost rounds and add nothing.
 
 Probabilities are rounded to fractions a / b with b <= 10^4 and must stay in
 [1/10^4, 1 - 1/10^4]. A quantile at q with q N < m (or (1 - q) N < m) is one
@@ -22,11 +22,11 @@ the job is suppressed unless q* N >= m for q* = min over the probabilities of
 min(q, 1 - q), compared inside MPC as a* N - b* m >= 0 (q* = a* / b*), in the
 place of N >= m (which it implies): N is never opened to decide.
 
-1. Policies (1 round); hospital i shares [n_i, dropped_i] and its veto bit
-   (1 round); the pooled N (as a* N, see above) and dropped count are gated
-   (8 rounds) and the flag [not suppressed] is opened to every computing party
-   (1 round). A suppressed job goes on with zeros, so every job takes the
-   same rounds.
+1. Hospital i shares [n_i, dropped_i], its policy in the same round and
+   its veto bit as its own share (1 round); the pooled N (as a* N, see
+   above) and dropped count are gated (8 rounds) and the flag [not
+   suppressed] is opened to every computing party (1 round). A suppressed
+   job goes on with zeros, so every job takes the same rounds.
 2. Each step narrows every quantile's interval 16-fold: for 15 public
    thresholds v per quantile, each hospital counts its own values <= v (in
    the clear, on its sorted column) and shares the counts (1 round); one
@@ -35,7 +35,7 @@ place of N >= m (which it implies): N is never opened to decide.
    bits are opened to every computing party (1 round).
    ceil(bits / 4) steps: 10 rounds each.
 
-Rounds: 11 + 10 ceil(bits / 4), 61 for the default 20 bits. Reveals to every
+Rounds: 10 + 10 ceil(bits / 4), 60 for the default 20 bits. Reveals to every
 computing party and to the job's recipients: whether the job is suppressed
 (N < m, a party's veto, or an extreme quantile not allowed) and, if not,
 each quantile at the grid resolution (each opened bit says on which side of
@@ -59,11 +59,10 @@ from protocols.disclosure import (
     VALUE_BOUND,
     StatisticsParams,
     StatisticsParamsError,
-    agree_policy,
+    agree_and_pool,
     gate,
     job_params,
     public,
-    small_contribution,
 )
 from smpc import compare
 from smpc.runtime import Runtime
@@ -84,7 +83,7 @@ DEFAULT_PROBABILITIES = (0.25, 0.5, 0.75)
 
 def rounds(bits: int = DEFAULT_BITS) -> int:
     """Rounds of :func:`quantiles` (without the job's own agreement and output rounds)."""
-    return 11 + 10 * math.ceil(bits / STEP_BITS)
+    return 10 + 10 * math.ceil(bits / STEP_BITS)
 
 
 @dataclass(frozen=True)
@@ -159,15 +158,12 @@ def quantiles(rt: Runtime, ctx: JobContext) -> Outcome:
     if data is not None:
         counted, at_most = data.at_most(lo, hi)
         n, dropped = counted.rows, counted.dropped
-    policy = agree_policy(rt, ctx)
+    policy, counts, vetoes = agree_and_pool(rt, ctx, np.array([n, dropped]), n)
     m = policy.min_cell_size
-    veto = small_contribution(n, m)
-    pooled = pooled_integers(rt, np.array([n, dropped, veto]))
     end = nearest_end(qs, policy.allow_min_max)
-    counts = pooled[:2]
     compared = concatenate([counts[:1] * end.numerator, counts[1:]])
     minimum = np.array([end.denominator * m, m])
-    flags, (kept,) = gate(rt, compared, minimum, [(counts, None)], pooled[2:])
+    flags, (kept,) = gate(rt, compared, minimum, [(counts, None)], vetoes)
     opened = rt.open(flags[:1])
     ok = rt.planning or (opened is not None and int(opened[0]) == 0)
     a = np.array([q.numerator for q in qs], dtype=np.int64)

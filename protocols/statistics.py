@@ -39,7 +39,7 @@ _GATED = (
 PROTOCOLS = (
     ProtocolSpec(
         "stats-count",
-        "2",
+        "3",
         descriptive.count,
         ("count", "dropped"),
         f"the pooled count of complete rows and of dropped rows, each {_GATED}",
@@ -48,7 +48,7 @@ PROTOCOLS = (
     ),
     ProtocolSpec(
         "stats-mean",
-        "2",
+        "3",
         descriptive.total,
         ("count", "dropped", "sum"),
         f"the pooled count and per-column sums (hence means) {_GATED}",
@@ -57,7 +57,7 @@ PROTOCOLS = (
     ),
     ProtocolSpec(
         "stats-variance",
-        "2",
+        "3",
         descriptive.variance,
         ("count", "dropped", "mean", "pvariance"),
         f"the pooled count, means and population variances {_GATED}; N to the parties",
@@ -66,7 +66,7 @@ PROTOCOLS = (
     ),
     ProtocolSpec(
         "stats-covariance",
-        "2",
+        "3",
         descriptive.covariance,
         ("count", "dropped", "mean", "pcovariance"),
         f"the pooled count, means and population covariance matrix {_GATED}; N to the parties",
@@ -75,7 +75,7 @@ PROTOCOLS = (
     ),
     ProtocolSpec(
         "stats-minmax",
-        "2",
+        "3",
         descriptive.extremes,
         ("count", "dropped", "min", "max"),
         f"the pooled count and each column's minimum and maximum {_GATED}; only where every "
@@ -85,7 +85,7 @@ PROTOCOLS = (
     ),
     ProtocolSpec(
         "stats-histogram",
-        "2",
+        "3",
         tables.histogram,
         ("counts", "dropped"),
         "each pooled bin count that reaches m (else 0; all 0 if a party's own count is from 1 to "
@@ -95,7 +95,7 @@ PROTOCOLS = (
     ),
     ProtocolSpec(
         "stats-crosstab",
-        "2",
+        "3",
         tables.crosstab,
         ("counts", "dropped"),
         "each pooled cell count that reaches m (else 0; all 0 if a party's own count is from 1 to "
@@ -106,7 +106,7 @@ PROTOCOLS = (
     ),
     ProtocolSpec(
         "stats-quantiles",
-        "2",
+        "3",
         order.quantiles,
         ("count", "dropped", "quantiles"),
         f"the quantiles at the grid resolution {_GATED} and none is nearer 0 or 1 than m / N "

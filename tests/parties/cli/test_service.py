@@ -21,7 +21,7 @@ def test_a_job_through_the_client_api_matches_numpy(running) -> None:
     try:
         columns = ["mean_radius", "mean_area"]
         job = client.job(
-            "stats-mean", "2", inputs={h: (columns, 'diagnosis == "M"') for h in HOSPITALS}
+            "stats-mean", "3", inputs={h: (columns, 'diagnosis == "M"') for h in HOSPITALS}
         )
         outcome = client.submit(job)
     finally:
@@ -43,7 +43,7 @@ def test_a_job_through_the_client_api_matches_numpy(running) -> None:
 def test_a_job_through_smpc_run_prints_json(running, tmp_path) -> None:
     job = {
         "protocol": "stats-count",
-        "version": "2",
+        "version": "3",
         "inputs": {
             h: {"columns": ["mean_radius"], "where": "mean_radius >= 15"} for h in HOSPITALS
         },

@@ -86,7 +86,7 @@ def run_job(fed: LocalDeployment, hospitals: tuple[str, ...]) -> JobRecord:
     """A mean over ``hospitals``; its record once final at every one of them."""
     client = Client(fed.members["analyst"])
     try:
-        spec = client.job("stats-mean", "2", inputs={h: ["mean_area"] for h in hospitals})
+        spec = client.job("stats-mean", "3", inputs={h: ["mean_area"] for h in hospitals})
         job = client.submit(spec).job
     finally:
         client.close()

@@ -77,7 +77,7 @@ def column(fed: LocalDeployment, name: str, skip: frozenset[str] = frozenset()) 
 
 def test_a_finished_job_leaves_the_same_signed_record_at_every_hospital(fed, client) -> None:
     outcome = client.submit(
-        client.job("stats-mean", "2", inputs={h: ["mean_area"] for h in HOSPITALS})
+        client.job("stats-mean", "3", inputs={h: ["mean_area"] for h in HOSPITALS})
     )
     records = [wait_for_record(fed.members[h], outcome.job) for h in HOSPITALS]
     assert all(r.encode() == records[0].encode() for r in records)
@@ -117,7 +117,7 @@ def test_a_jobs_record_is_final_in_one_block_at_every_hospital_and_audits_there(
     fed, client
 ) -> None:
     outcome = client.submit(
-        client.job("stats-count", "2", inputs={h: ["mean_radius"] for h in HOSPITALS})
+        client.job("stats-count", "3", inputs={h: ["mean_radius"] for h in HOSPITALS})
     )
     blocks = {final_block_of(fed.members[h], outcome.job) for h in HOSPITALS}
     assert len(blocks) == 1  # the same final block everywhere
@@ -152,7 +152,7 @@ def test_audit_names_a_tampered_record_and_a_mismatched_transcript(
     fed, client, tmp_path, capsys
 ) -> None:
     outcome = client.submit(
-        client.job("stats-count", "2", inputs={h: ["mean_radius"] for h in HOSPITALS})
+        client.job("stats-count", "3", inputs={h: ["mean_radius"] for h in HOSPITALS})
     )
     record = wait_for_record(fed.members["hospital-a"], outcome.job)
     genesis = str(fed.members["hospital-a"].genesis)
@@ -213,7 +213,7 @@ def test_audit_refuses_unknown_jobs_and_malformed_records(fed, tmp_path, capsys)
 def test_an_aborted_job_leaves_a_record_with_its_failure(fed, client) -> None:
     # hospital-a's own rows are below the minimum cohort: it refuses, the others abort.
     inputs = {h: (["mean_radius"], "id < 4" if h == "hospital-a" else None) for h in HOSPITALS}
-    job = client.job("stats-count", "2", inputs=inputs)
+    job = client.job("stats-count", "3", inputs=inputs)
     with pytest.raises(JobFailed):
         client.submit(job)
     records = [wait_for_record(fed.members[h], job.job_id) for h in HOSPITALS]
@@ -228,7 +228,7 @@ def test_an_aborted_job_leaves_a_record_with_its_failure(fed, client) -> None:
 
 
 def _sum_job(client: Client):
-    job = client.job("stats-mean", "2", inputs={h: ["mean_area"] for h in HOSPITALS})
+    job = client.job("stats-mean", "3", inputs={h: ["mean_area"] for h in HOSPITALS})
     return client.submit(job).outputs
 
 
@@ -308,7 +308,7 @@ def test_consent_refuses_an_unknown_scope_and_a_hospital_without_patient_data(
 
 
 def test_a_restarted_hospital_still_refuses_a_replayed_job(fed, client) -> None:
-    job = client.job("stats-count", "2", inputs={h: ["mean_radius"] for h in HOSPITALS})
+    job = client.job("stats-count", "3", inputs={h: ["mean_radius"] for h in HOSPITALS})
     signed = sign_job(job, client.member.tls.key, client.member.tls.cert)
     client.submit_signed(signed, job)
     record = wait_for_record(fed.members["hospital-a"], job.job_id)

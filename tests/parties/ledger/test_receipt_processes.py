@@ -73,14 +73,14 @@ def test_a_receipt_proves_inclusion_then_exclusion_after_a_revoke(fed, tmp_path)
     named = re.compile(rf"\b{re.escape(patient)}\b")
     client = Client(fed.members["analyst"])
     try:
-        spec = client.job("stats-mean", "2", inputs={h: ["mean_area"] for h in HOSPITALS})
+        spec = client.job("stats-mean", "3", inputs={h: ["mean_area"] for h in HOSPITALS})
         first = client.submit(spec).job
         revoked = smpc(
             "consent", "revoke", "--config", str(a.config_path), "--patient", "-",
             "--scope", "statistics", stdin=patient + "\n",
         )  # fmt: skip
         assert revoked.returncode == 0, revoked.stderr
-        spec = client.job("stats-mean", "2", inputs={h: ["mean_area"] for h in HOSPITALS})
+        spec = client.job("stats-mean", "3", inputs={h: ["mean_area"] for h in HOSPITALS})
         second = client.submit(spec).job
     finally:
         client.close()

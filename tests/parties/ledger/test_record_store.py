@@ -23,7 +23,7 @@ def job(job_id: str, status: str = "finished") -> JobRecord:
         job_id=job_id,
         signed_job=b"{}",
         protocol="stats-count",
-        protocol_version="2",
+        protocol_version="3",
         parties=(Party("a", "hospital"), Party("b", "hospital")),
         outputs=(("count", ("analyst",)),),
         output_digest=bytes(32) if status == "finished" else b"",

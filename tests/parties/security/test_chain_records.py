@@ -87,7 +87,7 @@ def forged_job(forger: MemberConfig, job_id: str, other_signed_job: bytes) -> Jo
         job_id=job_id,
         signed_job=other_signed_job,
         protocol="stats-mean",
-        protocol_version="2",
+        protocol_version="3",
         parties=(Party(forger.name, "hospital"),),
         outputs=(("sum", ("analyst",)),),
         output_digest=output_digest({forger.name: mine.output_tag}),
@@ -103,9 +103,9 @@ def test_forged_consent_and_job_records_never_become_final(fed) -> None:
     analyst = fed.members["analyst"]
     client = Client(analyst)
     inputs = {h: ["mean_area"] for h in HOSPITALS}
-    spec = client.job("stats-mean", "2", inputs=inputs)
+    spec = client.job("stats-mean", "3", inputs=inputs)
     signed = sign_job(spec, analyst.tls.key, analyst.tls.cert)
-    other = client.job("stats-mean", "2", inputs=inputs)  # a different job, another id
+    other = client.job("stats-mean", "3", inputs=inputs)  # a different job, another id
     decoy = sign_job(other, analyst.tls.key, analyst.tls.cert).to_json().encode()
     now = time.time_ns() // 1_000_000
     consent = ConsentRecord("grant", victim, hashlib.sha256(b"p").digest(), "statistics", now)

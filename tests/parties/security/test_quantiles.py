@@ -74,7 +74,7 @@ def test_a_grid_finer_than_the_documented_bound_is_refused(tmp_path) -> None:
         with pytest.raises(StatisticsParamsError, match=r"params\.bits must be an integer from 1"):
             client.statistics("median", ["mean_radius"], params={"bits": 33})  # before signing
         spec = client.job(
-            "stats-quantiles", "2", inputs={h: ["mean_radius"] for h in HOSPITALS}, params={}
+            "stats-quantiles", "3", inputs={h: ["mean_radius"] for h in HOSPITALS}, params={}
         )
         forged = dataclasses.replace(spec, params={**spec.params, "bits": 33})
         with pytest.raises(JobFailed, match=r"params\.bits must be an integer from 1 to 32"):

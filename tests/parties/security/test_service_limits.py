@@ -57,7 +57,7 @@ def client(fed: LocalDeployment):
 
 def _count_job(client: Client, deadline_s: float = 20.0) -> JobSpec:
     return client.job(
-        "stats-count", "2", inputs={h: ["mean_radius"] for h in HOSPITALS}, deadline_s=deadline_s
+        "stats-count", "3", inputs={h: ["mean_radius"] for h in HOSPITALS}, deadline_s=deadline_s
     )
 
 

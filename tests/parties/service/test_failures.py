@@ -25,7 +25,7 @@ HOSPITALS = ("hospital-a", "hospital-b", "hospital-c")
 
 def _count(client: Client, parties=HOSPITALS, deadline_s: float = 30) -> int:
     job = client.job(
-        "stats-count", "2", inputs={h: ["mean_radius"] for h in parties}, deadline_s=deadline_s
+        "stats-count", "3", inputs={h: ["mean_radius"] for h in parties}, deadline_s=deadline_s
     )
     return int(client.submit(job).outputs["count"][0])
 

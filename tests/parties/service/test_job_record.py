@@ -164,7 +164,7 @@ def spec() -> JobSpec:
     return JobSpec(
         federation="testfed",
         protocol="stats-count",
-        protocol_version="2",
+        protocol_version="3",
         analyst="analyst",
         parties=PARTIES,
         inputs={p: InputSpec(("x",)) for p in PARTIES},

@@ -71,7 +71,7 @@ def nodes(fed):
 
 
 def _count_job(client: Client, where: str | None = None, **changes) -> JobSpec:
-    job = client.job("stats-count", "2", inputs={h: (["mean_radius"], where) for h in HOSPITALS})
+    job = client.job("stats-count", "3", inputs={h: (["mean_radius"], where) for h in HOSPITALS})
     return dataclasses.replace(job, **changes) if changes else job
 
 
