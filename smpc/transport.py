@@ -95,6 +95,8 @@ class Transport(ABC):
         """One round: send each peer at most one message, then receive the expected ones."""
         self.rounds += 1
         n_parties = self.n_parties
+        transcript = self.transcript
+        sent: list[tuple[Envelope, np.ndarray]] = []
         for peer, payload in outgoing.items():
             if not (type(peer) is int and 0 <= peer < n_parties):  # the common case, cheaply
                 peer = self.check_party(peer)
@@ -102,11 +104,16 @@ class Transport(ABC):
                 raise UnknownPartyError("a party does not send to itself")
             env = Envelope(self.job, self.rounds, self._sent_seq[peer], self.party, peer, purpose)
             self._sent_seq[peer] += 1
-            if self.transcript is not None:
-                self.transcript.record(env, payload)
             self._send(env, payload)
             self.bytes_sent += payload.nbytes
             self.messages_sent += 1
+            if transcript is not None:
+                sent.append((env, payload))
+        # hashed once every message is on its way, so that no peer waits for the hashing
+        # (a sent payload is not changed after exchange, as every transport requires)
+        if transcript is not None:
+            for env, payload in sent:
+                transcript.record(env, payload)
         received: dict[int, np.ndarray] = {}
         at = self.deadline  # a monotonic instant, as Deadline.at
         for peer, expect in incoming.items():
@@ -121,8 +128,8 @@ class Transport(ABC):
             ):
                 self._validate(peer, purpose, expect, env, payload)
             self._recv_seq[peer] = seq + 1
-            if self.transcript is not None:
-                self.transcript.record(env, payload)
+            if transcript is not None:
+                transcript.record(env, payload)
             self.bytes_received += payload.nbytes
             received[peer] = payload
         return received
