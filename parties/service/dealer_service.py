@@ -44,6 +44,7 @@ from smpc.errors import PeerAuthenticationError, PeerTimeoutError, SMPCError
 from smpc.jobs import SeenJobs
 from smpc.preprocessing import CorrectionFeed, Dealer, Plan
 from smpc.preprocessing.ahead import Ahead
+from smpc.preprocessing.plan import AHEAD_WORDS
 from smpc.preprocessing.source import component_shapes
 from smpc.preprocessing.streams import seeded_count
 
@@ -72,11 +73,6 @@ FLUSH_S = 0.002
 
 CONNECT_S = 60.0
 """How long a party's first call to the dealer waits for a dealer still starting."""
-
-SEED_FIRST_WORDS = 1 << 15
-"""Plans of more ring elements per party get the seed in a message of its own, before any
-correction is computed: the first party then expands its own shares while the dealer works
-(a plan of 10^5-row items kept it waiting for the dealer's first correction, about 10 ms)."""
 
 
 class _DealerJob:
@@ -197,7 +193,7 @@ def _correction_chunks(dealer: Dealer, seed: bytes) -> Iterator[wire_pb2.Provisi
     has worked :data:`FLUSH_S` on what it holds: a plan of many small items
     (each costs the dealer its arithmetic) starts the party at once
     instead of after the whole plan. The first message carries the seed
-    (alone for a plan of more than :data:`SEED_FIRST_WORDS`), the final one
+    (alone for a plan of more than :data:`~smpc.preprocessing.plan.AHEAD_WORDS`), the final one
     says ``last``.
     """
     pending: list[bytes] = []
@@ -209,7 +205,7 @@ def _correction_chunks(dealer: Dealer, seed: bytes) -> Iterator[wire_pb2.Provisi
             seed=seed if chunk == 0 else b"", chunk=chunk, last=last, payload=b"".join(pending)
         )
 
-    if dealer.plan.words > SEED_FIRST_WORDS:  # the party expands its seed meanwhile
+    if dealer.plan.words > AHEAD_WORDS:  # the party expands its seed meanwhile
         yield message()
         chunk, since = 1, time.monotonic()
 

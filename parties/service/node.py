@@ -84,6 +84,7 @@ from smpc.fixedpoint import FixedPoint
 from smpc.jobs import SeenJobs
 from smpc.plans import PlanCache
 from smpc.preprocessing import DeferredSource, PreprocessingSource, SeededSource
+from smpc.preprocessing.plan import AHEAD_WORDS
 from smpc.runtime import Runtime, dry_run
 from smpc.transcript import Transcript
 
@@ -91,10 +92,6 @@ log = logging.getLogger(__name__)
 
 FEED_S = 0.5
 """How often pending records are handed to the chain node."""
-
-SMALL_PLAN_WORDS = 1 << 15
-"""Plans of at most this many ring elements per party are expanded before the first round;
-larger ones on a background thread while the job computes."""
 
 
 class PartyNode:
@@ -596,11 +593,8 @@ class PartyNode:
         deadline = Deadline.after(spec.seconds_left())
         if deadline.passed:
             raise JobRejected(job_id, "expired", "the job's deadline has passed")
-        # A large plan is expanded on background threads from the seed on, while the job
-        # computes. A small one is expanded at once when its first item is needed: its
-        # seed arrives while the job's first rounds run, and a thread would cost more to
-        # start than the work it took over.
-        ahead = plan.words > SMALL_PLAN_WORDS
+        # A small plan's seed arrives while the job's first rounds run (see AHEAD_WORDS).
+        ahead = plan.words > AHEAD_WORDS
         dealer = self.dealer.provision(
             job_id, signed_job, plan, timeout=deadline.left(), wait=ahead
         )

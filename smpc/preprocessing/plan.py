@@ -22,6 +22,13 @@ KINDS = (
     "held_triple",
 )
 
+AHEAD_WORDS = 1 << 15
+"""A plan of more ring elements per party is expanded ahead, on background threads while
+the job computes, and the dealer sends its seed alone before it makes any correction (a plan
+of 10^5-row items kept the first party waiting about 10 ms for the dealer's first
+correction). A smaller one is expanded at once when its first item is needed: a thread
+would cost more to start than the work it took over."""
+
 
 @dataclass(frozen=True, slots=True)
 class Request:

@@ -24,7 +24,7 @@ from parties.service.mesh import CHUNK_BYTES
 from parties.service.node import public_failure
 from smpc.errors import PeerTimeoutError, SMPCError
 from smpc.preprocessing import Dealer, Plan, SeededSource
-from smpc.preprocessing.plan import Request
+from smpc.preprocessing.plan import AHEAD_WORDS, Request
 
 PARTIES = ("hospital-a", "hospital-b")
 
@@ -180,7 +180,7 @@ def test_corrections_streamed_in_packed_chunks_complete_every_triple(
             link.close()
 
 
-@pytest.mark.parametrize("rows", [10, dealer_service.SEED_FIRST_WORDS])
+@pytest.mark.parametrize("rows", [10, AHEAD_WORDS])
 def test_a_large_plans_seed_goes_alone_before_any_correction_is_made(
     monkeypatch, rows: int
 ) -> None:
