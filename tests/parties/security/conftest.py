@@ -11,7 +11,7 @@ model inference.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -79,6 +79,29 @@ def attacked(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalDeployme
         dep.close()
 
 
+def analyst_view(client: Client, spec: JobSpec) -> tuple[str, dict[str, bytes]]:
+    """``client`` submits ``spec``: the job's id, and each party's reply as the analyst gets
+    it with that id blanked (and the reply's wall time, which no two jobs share)."""
+    signed = sign_job(spec, client.member.tls.key, client.member.tls.cert)
+    replies, unreachable = client.replies(signed, spec)
+    assert not unreachable, {p: e.code() for p, e in unreachable.items()}
+    out = {}
+    for party, reply in replies.items():
+        blank = wire_pb2.SubmitReply()
+        blank.CopyFrom(reply)
+        blank.job = ""
+        blank.failure = reply.failure.replace(signed.job_id, "<job>")
+        blank.seconds = 0.0
+        out[party] = blank.SerializeToString(deterministic=True)
+    return signed.job_id, out
+
+
+@pytest.fixture(scope="session")
+def analyst_view_of() -> Callable[[Client, JobSpec], tuple[str, dict[str, bytes]]]:
+    """:func:`analyst_view`, for test modules (they cannot import a conftest)."""
+    return analyst_view
+
+
 class Kit:
     """The attacker's and the auditor's view of the federation, for the tests to share.
 
@@ -95,19 +118,7 @@ class Kit:
         Two jobs differ in their ids and nothing else an analyst could compare,
         so equal replies here mean they told the analyst nothing more.
         """
-        client = self.clients[analyst]
-        signed = sign_job(spec, client.member.tls.key, client.member.tls.cert)
-        replies, unreachable = client.replies(signed, spec)
-        assert not unreachable, {p: e.code() for p, e in unreachable.items()}
-        out = {}
-        for party, reply in replies.items():
-            blank = wire_pb2.SubmitReply()
-            blank.CopyFrom(reply)
-            blank.job = ""
-            blank.failure = reply.failure.replace(signed.job_id, "<job>")
-            blank.seconds = 0.0
-            out[party] = blank.SerializeToString(deterministic=True)
-        return signed.job_id, out
+        return analyst_view(self.clients[analyst], spec)
 
     def record(self, name: str, job_id: str) -> JobRecord:
         """The record member ``name`` keeps of ``job_id``, pending or final, once it exists."""

@@ -15,20 +15,20 @@ from __future__ import annotations
 
 import csv
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
 
 from parties.client import Client
-from parties.jobs.spec import LOCAL_DATA_REASON, sign_job
+from parties.jobs.spec import LOCAL_DATA_REASON, JobSpec
 from parties.local.launcher import LocalDeployment
-from parties.service import wire_pb2
 from protocols import glm
 from protocols.statistics import protocol
 
 pytestmark = pytest.mark.process
 
 HOSPITALS = ("hospital-a", "hospital-b")
+View = Callable[[Client, JobSpec], tuple[str, dict[str, bytes]]]
 PATIENT = "1"  # hospital-a's first data row
 BAD = {  # out of range; not a number; not a level; not 0/1
     "mean_area": "20000",
@@ -65,9 +65,9 @@ def fed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[LocalDeploym
         dep.close()
 
 
-def _seen(client: Client, column: str, where: str) -> tuple[str, dict[str, bytes]]:
+def _seen(view: View, client: Client, column: str, where: str) -> tuple[str, dict[str, bytes]]:
     """The job reading ``column`` (a mean, a table, a fit), its id and each party's reply
-    as the analyst gets it, with the id blanked."""
+    as the analyst gets it, with the id blanked (``view``: the ``analyst_view_of`` fixture)."""
     if column == "diagnosis":
         spec = client.job(
             "stats-crosstab",
@@ -89,35 +89,26 @@ def _seen(client: Client, column: str, where: str) -> tuple[str, dict[str, bytes
             protocol("stats-mean").version,
             inputs={h: ([column], where) for h in HOSPITALS},
         )
-    signed = sign_job(spec, client.member.tls.key, client.member.tls.cert)
-    replies, unreachable = client.replies(signed, spec)
-    assert not unreachable
-    out = {}
-    for party, reply in replies.items():
-        blank = wire_pb2.SubmitReply()
-        blank.CopyFrom(reply)
-        blank.job = ""
-        blank.failure = reply.failure.replace(signed.job_id, "<job>")
-        blank.seconds = 0.0
-        out[party] = blank.SerializeToString(deterministic=True)
-    return signed.job_id, out
+    return view(client, spec)
 
 
-def test_a_good_column_runs_with_both_filters(fed: tuple[LocalDeployment, Client]) -> None:
+def test_a_good_column_runs_with_both_filters(
+    fed: tuple[LocalDeployment, Client], analyst_view_of: View
+) -> None:
     # The control: with a valid column both cohorts are large enough and the job runs.
     _, client = fed
     for where in (WITH_PATIENT, WITHOUT_PATIENT):
-        _, seen = _seen(client, "mean_radius", where)
+        _, seen = _seen(analyst_view_of, client, "mean_radius", where)
         assert LOCAL_DATA_REASON.encode() not in seen["hospital-a"]
 
 
 @pytest.mark.parametrize("column", sorted(BAD))
 def test_selecting_the_bad_row_or_not_reads_the_same(
-    fed: tuple[LocalDeployment, Client], column: str
+    fed: tuple[LocalDeployment, Client], analyst_view_of: View, column: str
 ) -> None:
     _, client = fed
-    _, selected = _seen(client, column, WITH_PATIENT)
-    _, unselected = _seen(client, column, WITHOUT_PATIENT)
+    _, selected = _seen(analyst_view_of, client, column, WITH_PATIENT)
+    _, unselected = _seen(analyst_view_of, client, column, WITHOUT_PATIENT)
     assert selected == unselected
     assert LOCAL_DATA_REASON.encode() in unselected["hospital-a"]
     assert b"data row" not in unselected["hospital-a"]
@@ -125,10 +116,10 @@ def test_selecting_the_bad_row_or_not_reads_the_same(
 
 @pytest.mark.parametrize("column", sorted(BAD))
 def test_a_bad_row_no_filter_selects_fails_the_job_and_is_logged(
-    fed: tuple[LocalDeployment, Client], column: str
+    fed: tuple[LocalDeployment, Client], analyst_view_of: View, column: str
 ) -> None:
     dep, client = fed
-    job_id, seen = _seen(client, column, WITHOUT_PATIENT)
+    job_id, seen = _seen(analyst_view_of, client, column, WITHOUT_PATIENT)
     assert LOCAL_DATA_REASON.encode() in seen["hospital-a"]
     logged = [
         line.replace(job_id, "<job>")
