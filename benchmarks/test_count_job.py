@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from benchmarks.test_inference import HOSPITALS, _wait_final, online_median
+from benchmarks.test_inference import HOSPITALS, _wait_final, online_median, submitted_job_info
 from parties.client import Client, JobOutcome
 from parties.local.launcher import LocalDeployment
 
@@ -43,16 +43,10 @@ def test_pooled_count_submit_to_result(benchmark, tmp_path: Path) -> None:
         finally:
             client.close()
     assert all(int(o.outputs["count"][0]) == expected for o in outcomes)
-    replies = list(outcomes[-1].replies.values())
     benchmark.extra_info.update(
         operation="pooled count",
         size=f"{expected} rows",
         elements=expected,
-        transport="grpc",
-        transcripts=True,
-        phase="submit-to-result",
-        rounds=max(r.rounds for r in replies),
-        bytes_per_party=max(r.payload_bytes for r in replies),
-        wire_bytes_per_party=max(r.wire_bytes for r in replies),
+        **submitted_job_info(outcomes[-1]),
         online_seconds_median=online_median(outcomes),
     )

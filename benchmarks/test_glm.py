@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 import statsmodels.api as sm
 
-from benchmarks.test_inference import HOSPITALS, _wait_final
+from benchmarks.test_inference import HOSPITALS, _wait_final, submitted_job_info
 from parties.client import Client
 from parties.local.launcher import LocalDeployment
 from protocols import glm
@@ -107,18 +107,13 @@ def test_glm_1e5x10_submit_to_result(benchmark, tmp_path: Path) -> None:
     np.testing.assert_allclose(fit.bse, ref.bse, rtol=1e-4)
     assert fit.iterations <= 8
     rounds_per_iteration, bytes_per_iteration = _per_iteration()
-    replies = list(outcome.replies.values())
+    info = submitted_job_info(outcome)
     benchmark.extra_info.update(
         operation="glm binomial fit",
         size=f"{ROWS}x{len(FEATURES)}",
         elements=ROWS,
-        transport="grpc",
-        transcripts=True,
-        phase="submit-to-result",
+        **info,
         iterations=fit.iterations,
-        rounds=max(r.rounds for r in replies),
-        bytes_per_party=max(r.payload_bytes for r in replies),
-        wire_bytes_per_party=max(r.wire_bytes for r in replies),
         rounds_per_iteration=rounds_per_iteration,
         bytes_per_iteration=bytes_per_iteration,
         plaintext_seconds=plaintext,
@@ -126,8 +121,8 @@ def test_glm_1e5x10_submit_to_result(benchmark, tmp_path: Path) -> None:
     )
     print(
         f"\nglm {ROWS}x{len(FEATURES)}: {fit.iterations} iterations, "
-        f"{max(r.rounds for r in replies)} rounds, "
-        f"{max(r.payload_bytes for r in replies):,} payload bytes per party; per iteration "
+        f"{info['rounds']} rounds, "
+        f"{info['bytes_per_party']:,} payload bytes per party; per iteration "
         f"{rounds_per_iteration} rounds, {bytes_per_iteration:,} bytes; "
         f"statsmodels {plaintext * 1e3:.0f} ms"
     )

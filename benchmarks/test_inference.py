@@ -70,6 +70,20 @@ def _wait_final(member: MemberConfig, job: str, timeout: float = 30.0) -> None:
     raise TimeoutError(f"the record of job {job} is not final at {member.name}")
 
 
+def submitted_job_info(outcome: JobOutcome) -> dict[str, object]:
+    """What every submit-to-result benchmark reports of a job: how it ran, and the most
+    rounds and bytes any party reported."""
+    replies = list(outcome.replies.values())
+    return {
+        "transport": "grpc",
+        "transcripts": True,
+        "phase": "submit-to-result",
+        "rounds": max(r.rounds for r in replies),
+        "bytes_per_party": max(r.payload_bytes for r in replies),
+        "wire_bytes_per_party": max(r.wire_bytes for r in replies),
+    }
+
+
 def online_median(outcomes: list[JobOutcome]) -> float:
     """The median over jobs of the online phase, its slowest party's: first round to last."""
     return statistics.median(max(r.online_seconds for r in o.replies.values()) for o in outcomes)
@@ -118,17 +132,11 @@ def test_lr_inference_submit_to_result(benchmark, tmp_path: Path, rows: int) -> 
     for _ in range(100):
         model.logits(x) > 0  # noqa: B015 - the plaintext computation being timed
     plaintext = (time.perf_counter() - start) / 100
-    replies = list(outcomes[-1].replies.values())
     benchmark.extra_info.update(
         operation="lr inference",
         size=f"{rows}x30",
         elements=rows,
-        transport="grpc",
-        transcripts=True,
-        phase="submit-to-result",
-        rounds=max(r.rounds for r in replies),
-        bytes_per_party=max(r.payload_bytes for r in replies),
-        wire_bytes_per_party=max(r.wire_bytes for r in replies),
+        **submitted_job_info(outcomes[-1]),
         online_seconds_median=online_median(outcomes),
         plaintext_seconds=plaintext,
         baseline="numpy",
