@@ -309,16 +309,28 @@ class JobSpec:
 
     def to_json(self) -> str:
         """The canonical JSON text of this spec."""
-        return _canonical(self.to_plain())
+        return self._text
 
     def canonical(self) -> bytes:
         """The canonical UTF-8 bytes: what is hashed into the id and what the analyst signs."""
-        return self.to_json().encode("utf-8")
+        return self._bytes
 
-    @property
+    @functools.cached_property
     def job_id(self) -> str:
         """Hex SHA-256 of the canonical bytes."""
-        return hashlib.sha256(self.canonical()).hexdigest()
+        return hashlib.sha256(self._bytes).hexdigest()
+
+    # A spec is encoded once, when it is made (the encoding is part of its check): a party
+    # asked for the id or the bytes a dozen times per job, about 1 ms of encoding each
+    # job. The fields are never changed after construction (the dataclass is frozen and
+    # nothing writes into its dicts), so the text made then stays the spec's text.
+    @functools.cached_property
+    def _text(self) -> str:
+        return _canonical(self.to_plain())
+
+    @functools.cached_property
+    def _bytes(self) -> bytes:
+        return self._text.encode("utf-8")
 
     @classmethod
     def from_json(cls, data: str | bytes) -> JobSpec:
@@ -370,7 +382,7 @@ class SignedJob:
     certificate_pem: str
     signature: bytes
 
-    @property
+    @functools.cached_property
     def job_id(self) -> str:
         """Hex SHA-256 of the signed spec bytes (equal to the spec's id once verified)."""
         return hashlib.sha256(self.spec_bytes).hexdigest()

@@ -126,6 +126,9 @@ def test_canonical_encoding_is_stable() -> None:
         json.loads(text), sort_keys=True, separators=(",", ":"), ensure_ascii=False
     )
     assert "Zürich" in text  # UTF-8, not \u escapes
+    # the text kept since construction is the encoding of the fields as they are now
+    fresh = json.dumps(spec.to_plain(), sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    assert spec.to_json() == fresh
 
 
 def test_fresh_nonce_gives_a_fresh_id() -> None:
