@@ -711,20 +711,42 @@ def plan_key(spec: JobSpec, ctx: JobContext, party: int, frac_bits: int) -> Hash
 
 
 def _layout(value: object) -> Hashable:
-    """Array shapes and dtypes, names, integers and flags of ``value``; no real number."""
+    """Array shapes and dtypes, names, integers and flags of ``value``; no real number.
+
+    Runs for every job at every party, so the common cases come first and cost
+    no Python loop over a value's elements: an array by its dtype and shape, a
+    list of names (a job's columns, a model's features) as it is.
+    """
+    if value is None or isinstance(value, _NAMES_AND_COUNTS):
+        return value
     if isinstance(value, np.ndarray):
         return ("array", value.dtype.str, value.shape)
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        names = [f.name for f in dataclasses.fields(value)]
-        return (type(value).__qualname__, *((n, _layout(getattr(value, n))) for n in names))
+    if isinstance(value, list | tuple):
+        if all(isinstance(v, str) for v in value):
+            return ("seq", *value)
+        return ("seq", *(_layout(v) for v in value))
     if isinstance(value, Mapping):
         items = sorted(value.items(), key=lambda kv: str(kv[0]))
         return ("map", *((str(k), _layout(v)) for k, v in items))
-    if isinstance(value, list | tuple):
-        return ("seq", *(_layout(v) for v in value))
-    if value is None or isinstance(value, bool | int | str):
-        return value
+    names = _field_names(type(value))
+    if names is not None:
+        return (type(value).__qualname__, *((n, _layout(getattr(value, n))) for n in names))
     return type(value).__qualname__
+
+
+_NAMES_AND_COUNTS = (bool, int, str)
+"""What :func:`_layout` keeps as it is: a real number never, whatever its type."""
+
+
+_FIELD_NAMES: dict[type, tuple[str, ...] | None] = {}
+
+
+def _field_names(kind: type) -> tuple[str, ...] | None:
+    """The field names of a dataclass, None for any other type (looked up once per type)."""
+    if kind not in _FIELD_NAMES:
+        fields = dataclasses.fields(kind) if dataclasses.is_dataclass(kind) else None
+        _FIELD_NAMES[kind] = None if fields is None else tuple(f.name for f in fields)
+    return _FIELD_NAMES[kind]
 
 
 _REQUEST_ERRORS = (UnknownProtocolError, JobFormatError, JobParamsError, PolicyRefused)
