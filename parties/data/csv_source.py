@@ -5,7 +5,9 @@ from __future__ import annotations
 import codecs
 import csv
 import os
-from collections.abc import Sequence
+import threading
+from collections import OrderedDict
+from collections.abc import Hashable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -14,7 +16,12 @@ import numpy as np
 from parties.data import csv_kernels
 from parties.data.base import DataSource
 from parties.data.errors import DataSourceError
-from parties.data.selection import CellBlock, stripped_texts
+from parties.data.selection import CellBlock, Selection, stripped_texts
+
+SELECTION_BYTES = 32 << 20
+"""Bytes a CSV source spends at most on the selections it keeps for later jobs."""
+SELECTIONS_KEPT = 16
+"""Selections a CSV source keeps at most: the requests in use at once are far fewer."""
 
 
 class CsvSource(DataSource):
@@ -27,6 +34,9 @@ class CsvSource(DataSource):
     numbers with numpy) and a text column's fields are found when first
     read. Any other file is read with the ``csv`` module. Both give the same
     cells and the same errors.
+
+    Since the rows never change, a selection depends on the request alone: the
+    source keeps its recent selections (see :meth:`select`).
     """
 
     def __init__(self, path: Path) -> None:
@@ -44,6 +54,7 @@ class CsvSource(DataSource):
         else:
             self._header, self._rows = table.header, len(table.starts)
             self._cells = _LazyColumns(table)
+        self._kept = _KeptSelections(SELECTION_BYTES, SELECTIONS_KEPT)
 
     @property
     def columns(self) -> tuple[str, ...]:
@@ -57,10 +68,90 @@ class CsvSource(DataSource):
         """The file is read once when opened: one version for this source's life."""
         return 0
 
+    def select(
+        self,
+        columns: Sequence[str],
+        where: str | None = None,
+        *,
+        numeric: bool = True,
+        levels: bool | None = None,
+    ) -> Selection:
+        """As :meth:`DataSource.select`; a request this source answered before is answered
+        with the selection it made then, without a pass over the columns.
+
+        The snapshot's rows never change, so the same columns, filter and kind
+        of selection give the same rows, values, row ids, column checks and
+        text, and the request's checks against the header (names, filter
+        syntax) passed when that selection was made. A request that failed
+        is not kept: it fails again the same way. Parsing 30 columns of a
+        190-row file anew cost about 0.35 ms per job, more than the job's
+        own use of them.
+        """
+        key = _request(columns, where, numeric, levels)
+        kept = self._kept.get(key) if key is not None else None
+        if kept is None:
+            kept = super().select(columns, where, numeric=numeric, levels=levels)
+            if key is not None:
+                self._kept.put(key, kept)
+        return kept.reused()
+
     def _load(self, names: Sequence[str]) -> tuple[dict[str, Sequence[object]], np.ndarray]:
         if isinstance(self._cells, _LazyColumns):
             self._cells.parse(names)
         return {name: self._cells[name] for name in names}, np.arange(1, self._rows + 1)
+
+
+def _request(
+    columns: object, where: object, numeric: bool, levels: bool | None
+) -> tuple[tuple[str, ...], str | None, bool, bool] | None:
+    """A select request as a key (the kind of selection spelled out), or None for one
+    that is not a list of names and a filter text: it is checked, and refused, every time."""
+    if not isinstance(columns, list | tuple) or not all(type(c) is str for c in columns):
+        return None
+    if where is not None and type(where) is not str:
+        return None
+    numeric = bool(numeric)
+    return tuple(columns), where, numeric, not numeric if levels is None else bool(levels)
+
+
+class _KeptSelections:
+    """A CSV source's recent selections by request, least recently used dropped first.
+
+    A selection counts twice its values (the matrix, and each column's numbers
+    when the filter took rows) and its row ids, within ``budget`` bytes in
+    all; when every row is kept the values are the snapshot's parsed columns
+    as they lie, so this overstates. A selection larger than the budget is
+    not kept. Safe to share between threads.
+    """
+
+    def __init__(self, budget: int, count: int) -> None:
+        self.budget = budget
+        self.count = count
+        self._kept: OrderedDict[Hashable, tuple[Selection, int]] = OrderedDict()
+        self._bytes = 0
+        self._lock = threading.Lock()
+
+    def get(self, key: Hashable) -> Selection | None:
+        with self._lock:
+            kept = self._kept.get(key)
+            if kept is None:
+                return None
+            self._kept.move_to_end(key)
+            return kept[0]
+
+    def put(self, key: Hashable, selection: Selection) -> None:
+        size = 2 * selection.values.nbytes + selection.row_ids.nbytes
+        if size > self.budget:
+            return
+        with self._lock:
+            old = self._kept.pop(key, None)
+            if old is not None:
+                self._bytes -= old[1]
+            self._kept[key] = (selection, size)
+            self._bytes += size
+            while self._bytes > self.budget or len(self._kept) > self.count:
+                _, (_, dropped) = self._kept.popitem(last=False)
+                self._bytes -= dropped
 
 
 _BOM = b"\xef\xbb\xbf"

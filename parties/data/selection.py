@@ -362,6 +362,11 @@ class Selection:
     def __len__(self) -> int:
         return len(self.row_ids)
 
+    def reused(self) -> Selection:
+        """This selection for another job: the same read-only arrays and columns (their
+        worked-out numbers and text included), with a ``facts`` mapping of its own."""
+        return Selection(self.columns, self.values, self.row_ids, self._cells, self.facts)
+
     def __repr__(self) -> str:
         return f"<Selection of {len(self.row_ids)} rows x {len(self.columns)} columns>"
 

@@ -77,7 +77,7 @@ from protocols.registry import (
     lookup,
 )
 from smpc.chain.keys import load_private_key
-from smpc.chain.records import ConsentRecord, Failure, JobRecord
+from smpc.chain.records import Failure, JobRecord
 from smpc.deadline import Deadline
 from smpc.errors import JobReplayError, ProtocolAbort
 from smpc.fixedpoint import FixedPoint
@@ -123,6 +123,7 @@ class PartyNode:
         self.genesis = genesis = load_genesis(member.genesis)
         self.chain_keys = {a.name: a.public_key for a in genesis.authorities}
         self.consent_mode = genesis.consent_mode
+        self.consent = consent.ConsentView(member.name, genesis.consent_mode)
         self.chain_key = (
             load_private_key(member.chain_key.read_bytes()) if member.chain_key else None
         )
@@ -506,7 +507,7 @@ class PartyNode:
             return None, ""
         try:
             column = self.member.data.patient_id
-            records = consent.own_records(self.records, self.member.name)
+            records, book = self.consent.read(self.records)
             if column is None:
                 if records:
                     raise consent.ConsentError(
@@ -518,7 +519,7 @@ class PartyNode:
             if ids is None:  # a patient column SQL cannot compare as the rows would
                 data.close()
                 return None, ""
-            keep, note = self._consent_mask(spec, records, ids)
+            keep, note = self._consent_mask(spec, book, ids)
             data.restrict(column, ids, keep)
         except BaseException:
             data.close()  # the job's connection, if a query opened it
@@ -534,7 +535,7 @@ class PartyNode:
         apply; and, for this hospital's log only, how many rows consent left out.
         """
         name, column = self.member.name, self.member.data.patient_id
-        records = consent.own_records(self.records, name)
+        records, book = self.consent.read(self.records)
         if column is None:
             if records:
                 raise consent.ConsentError(
@@ -546,17 +547,16 @@ class PartyNode:
         where = spec.inputs[name].where
         selected = self.source.select([column], where, numeric=False, levels=False)
         patients = selected.categorical(column)
-        return self._consent_mask(spec, records, patients)
+        return self._consent_mask(spec, book, patients)
 
     def _consent_mask(
-        self, spec: JobSpec, records: list[ConsentRecord], ids: np.ndarray
+        self, spec: JobSpec, book: consent.ConsentBook, ids: np.ndarray
     ) -> tuple[np.ndarray, str]:
         """Which of the selected patients ``ids`` consent to the job's scope, and the log note.
 
         The consenting ones go to the patient ledger; the note (how many consent
         left out, and why) is logged here and goes nowhere else.
         """
-        book = consent.ConsentBook(records, self.consent_mode)
         secret = consent.load_secret(self.member)
         kept_keys: np.ndarray | None = None
         if secret is None:
@@ -711,20 +711,42 @@ def plan_key(spec: JobSpec, ctx: JobContext, party: int, frac_bits: int) -> Hash
 
 
 def _layout(value: object) -> Hashable:
-    """Array shapes and dtypes, names, integers and flags of ``value``; no real number."""
+    """Array shapes and dtypes, names, integers and flags of ``value``; no real number.
+
+    Runs for every job at every party, so the common cases come first and cost
+    no Python loop over a value's elements: an array by its dtype and shape, a
+    list of names (a job's columns, a model's features) as it is.
+    """
+    if value is None or isinstance(value, _NAMES_AND_COUNTS):
+        return value
     if isinstance(value, np.ndarray):
         return ("array", value.dtype.str, value.shape)
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        names = [f.name for f in dataclasses.fields(value)]
-        return (type(value).__qualname__, *((n, _layout(getattr(value, n))) for n in names))
+    if isinstance(value, list | tuple):
+        if all(isinstance(v, str) for v in value):
+            return ("seq", *value)
+        return ("seq", *(_layout(v) for v in value))
     if isinstance(value, Mapping):
         items = sorted(value.items(), key=lambda kv: str(kv[0]))
         return ("map", *((str(k), _layout(v)) for k, v in items))
-    if isinstance(value, list | tuple):
-        return ("seq", *(_layout(v) for v in value))
-    if value is None or isinstance(value, bool | int | str):
-        return value
+    names = _field_names(type(value))
+    if names is not None:
+        return (type(value).__qualname__, *((n, _layout(getattr(value, n))) for n in names))
     return type(value).__qualname__
+
+
+_NAMES_AND_COUNTS = (bool, int, str)
+"""What :func:`_layout` keeps as it is: a real number never, whatever its type."""
+
+
+_FIELD_NAMES: dict[type, tuple[str, ...] | None] = {}
+
+
+def _field_names(kind: type) -> tuple[str, ...] | None:
+    """The field names of a dataclass, None for any other type (looked up once per type)."""
+    if kind not in _FIELD_NAMES:
+        fields = dataclasses.fields(kind) if dataclasses.is_dataclass(kind) else None
+        _FIELD_NAMES[kind] = None if fields is None else tuple(f.name for f in fields)
+    return _FIELD_NAMES[kind]
 
 
 _REQUEST_ERRORS = (UnknownProtocolError, JobFormatError, JobParamsError, PolicyRefused)

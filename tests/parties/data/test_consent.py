@@ -11,9 +11,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from parties.data import consent as consent_module
 from parties.data.consent import (
     ConsentBook,
     ConsentError,
+    ConsentView,
     load_secret,
     own_records,
     patient_key,
@@ -92,6 +94,66 @@ def test_a_consent_row_that_cannot_be_decoded_fails_loudly(tmp_path) -> None:
             db.execute("UPDATE pending SET data = ? WHERE id = ?", (b"\x00garbage", damaged))
         with pytest.raises(ConsentError, match=f"consent record {damaged.hex()[:12]}.* decoded"):
             own_records(store, "h0")
+
+
+def test_the_consent_view_follows_every_new_record_and_decodes_only_new_rows(
+    tmp_path, monkeypatch
+) -> None:
+    """Job after job the view answers what the records file holds now (the oracle: a book
+    built from :func:`own_records`); an unchanged file is not decoded again."""
+    decoded: list[bytes] = []
+    decode = consent_module.decode_record
+
+    def counted(data: bytes) -> object:
+        decoded.append(data)
+        return decode(data)
+
+    monkeypatch.setattr(consent_module, "decode_record", counted)
+    patients = np.array(["p1", "p2", "p3"])
+    view = ConsentView("h0", "opt-in")
+    with RecordStore(tmp_path / "records.db") as store:
+        steps = [
+            rec("grant", "p1", "statistics", 1),
+            rec("grant", "p2", "all", 2),
+            rec("revoke", "p1", "statistics", 3),  # a withdrawal counts from the next job on
+            ConsentRecord("grant", "h1", patient_key(SECRET, "p3"), "statistics", 4),
+        ]
+        seen = []
+        for record in steps:
+            store.add_pending(record)
+            for _ in range(2):
+                records, book = view.read(store)
+                oracle = ConsentBook(own_records(store, "h0"), "opt-in")
+                assert list(records) == own_records(store, "h0")
+                got = book.rows(SECRET, patients, "statistics").tolist()
+                assert got == oracle.rows(SECRET, patients, "statistics").tolist()
+            seen.append(got)
+        assert seen == [
+            [True, False, False],
+            [True, True, False],
+            [False, True, False],
+            [False, True, False],  # another hospital's record: not this hospital's patient
+        ]
+        decoded.clear()
+        view.read(store)
+        view.read(store)
+        assert decoded == []
+
+
+def test_a_damaged_consent_row_fails_the_view_at_every_read_after_a_good_one(tmp_path) -> None:
+    path = tmp_path / "records.db"
+    view = ConsentView("h0", "opt-out")
+    with RecordStore(path) as store:
+        store.add_pending(rec("grant", "p1", "statistics", 1))
+        store.add_pending(rec("revoke", "p2", "statistics", 2))
+        records, _ = view.read(store)
+        assert [r.action for r in records] == ["grant", "revoke"]
+        damaged = store.pending(ConsentRecord.KIND)[1][0]
+        with sqlite3.connect(path) as db:  # the revocation's bytes change, its id does not
+            db.execute("UPDATE pending SET data = ? WHERE id = ?", (b"\x00garbage", damaged))
+        for _ in range(2):
+            with pytest.raises(ConsentError, match=f"consent record {damaged.hex()[:12]}"):
+                view.read(store)
 
 
 def test_the_exclusion_note_says_how_many_and_why_per_mode() -> None:

@@ -1031,3 +1031,143 @@ def test_a_text_column_read_job_after_job_matches_the_csv_module_and_is_worked_o
             assert got.tolist() == [want[i] for i in kept]
             assert not got.flags.writeable
     assert whole.texts() is whole.texts()
+
+
+# -- a CSV source's kept selections -------------------------------------------
+
+
+def _counting_loads(src: DataSource, monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, ...]]:
+    """Record the columns of every pass a source makes over its rows."""
+    loads: list[tuple[str, ...]] = []
+    load = src._load
+
+    def counted(names: Sequence[str]) -> tuple[dict[str, Sequence[object]], np.ndarray]:
+        loads.append(tuple(names))
+        return load(names)
+
+    monkeypatch.setattr(src, "_load", counted)
+    return loads
+
+
+def _python_selection(rows: list[Row], columns: Sequence[str], keep: Callable[[Row], bool]):
+    """Values and 1-based row ids of the rows ``keep`` picks, read with the csv module."""
+    picked = [(i + 1, r) for i, r in enumerate(rows) if keep(r)]
+    values = [[math.nan if num(r, c) is None else num(r, c) for c in columns] for _, r in picked]
+    return np.array(values, dtype=float).reshape(len(picked), len(columns)), [i for i, _ in picked]
+
+
+def test_a_csv_source_answers_a_repeated_request_without_a_pass_over_its_rows(
+    datasets: dict[str, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The same columns, filter and kind of selection give what the csv module reads, job
+    after job, and only the first of them reads the rows; any other request reads them."""
+    path = datasets["holey.csv"]
+    rows = read_rows(path)
+    src = source(path)
+    loads = _counting_loads(src, monkeypatch)
+    columns = ["mean_radius", "mean_texture"]
+    requests = [
+        (columns, None, True, lambda r: True),
+        (columns, "mean_radius > 14", True, lambda r: gt(r, "mean_radius", 14)),
+        (columns[::-1], None, True, lambda r: True),
+    ]
+    for _ in range(3):
+        for names, where, numeric, keep in requests:
+            got = src.select(names, where, numeric=numeric)
+            values, ids = _python_selection(rows, names, keep)
+            np.testing.assert_array_equal(got.values, values)
+            assert got.row_ids.tolist() == ids and got.columns == tuple(names)
+            assert not got.values.flags.writeable and not got.row_ids.flags.writeable
+    assert len(loads) == len(requests)  # one pass per distinct request, none after
+    src.select(columns, None, numeric=False)  # another kind of selection: read again
+    src.select(columns, None, numeric=False, levels=False)
+    assert len(loads) == len(requests) + 2
+    text = src.select(["diagnosis"], "mean_radius > 14", numeric=False)
+    again = src.select(["diagnosis"], "mean_radius > 14", numeric=False)
+    want = [text_or_blank(r, "diagnosis") for r in rows if gt(r, "mean_radius", 14)]
+    assert again.categorical("diagnosis").tolist() == want
+    assert text.categorical("diagnosis").tolist() == want
+    assert len(loads) == len(requests) + 3
+
+
+def text_or_blank(row: Row, column: str) -> str:
+    value = text(row, column)
+    return "" if value is None else value
+
+
+def test_a_kept_selection_gives_each_job_the_facts_of_a_fresh_source(
+    datasets: dict[str, Path],
+) -> None:
+    """A job that changes its selection's facts mapping changes no later job's."""
+    path = datasets["holey.csv"]
+    src = source(path)
+    first = src.select(["mean_radius", "diagnosis"], "mean_radius > 14", numeric=False)
+    want = source(path).select(["mean_radius", "diagnosis"], "mean_radius > 14", numeric=False)
+    assert first.facts == want.facts and first.facts
+    first.facts.clear()
+    second = src.select(["mean_radius", "diagnosis"], "mean_radius > 14", numeric=False)
+    assert second is not first
+    assert second.facts == want.facts
+
+
+def test_a_request_that_fails_is_not_kept_and_fails_the_same_way_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = write_csv(tmp_path / "t.csv", ["site", "age"], [["north", 3], ["south", 4]])
+    src = source(path)
+    loads = _counting_loads(src, monkeypatch)
+    for _ in range(2):
+        with pytest.raises(DataSourceError, match="'site' has a value that is not a finite"):
+            src.select(["site"])
+        with pytest.raises(DataSourceError, match="list of column names"):
+            src.select("site")
+        with pytest.raises(DataSourceError, match="a filter is a string"):
+            src.select(["age"], 5)  # type: ignore[arg-type]
+        with pytest.raises(DataSourceError, match="unknown column 'weight'"):
+            src.select(["weight"])
+    assert loads == [("site",), ("site",)]  # the numbers were asked for, and refused, twice
+
+
+def test_kept_selections_stay_within_their_bytes_least_recently_used_dropped_first(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from parties.data import csv_source
+
+    path = write_csv(tmp_path / "n.csv", ["a", "b", "c"], [[i, 2 * i, 3 * i] for i in range(10)])
+    one = 2 * 10 * 8 + 10 * 8  # a one-column selection of 10 rows: values counted twice, ids
+    monkeypatch.setattr(csv_source, "SELECTION_BYTES", 2 * one)
+    src = source(path)
+    loads = _counting_loads(src, monkeypatch)
+    for name in ["a", "b", "a", "c", "a", "b", "c"]:
+        assert src.select([name]).values[:, 0].tolist() == [
+            float(i * " abc".index(name)) for i in range(10)
+        ]
+    # kept: a, b; a again; c drops b (used less recently than a); a again; b drops c; c drops a
+    assert [names[0] for names in loads] == ["a", "b", "c", "b", "c"]
+
+    loads.clear()
+    src.select(["a", "b", "c"])  # larger than all the bytes there are: never kept
+    src.select(["a", "b", "c"])
+    assert loads == [("a", "b", "c"), ("a", "b", "c")]
+
+    monkeypatch.setattr(csv_source, "SELECTIONS_KEPT", 1)
+    few = source(path)
+    loads = _counting_loads(few, monkeypatch)
+    for name in ["a", "a", "b", "a"]:
+        few.select([name])
+    assert [names[0] for names in loads] == ["a", "b", "a"]
+
+
+def test_kept_selections_belong_to_the_snapshot_they_were_made_from(tmp_path: Path) -> None:
+    """An open CSV source is a snapshot: it keeps answering from the rows it read, and a
+    source opened on the rewritten file (same size, same columns) answers from the new
+    rows, not from another source's kept selections."""
+    path = write_csv(tmp_path / "s.csv", ["a", "b"], [[1, 2], [3, 4]])
+    before = source(path)
+    assert before.select(["a", "b"]).values.tolist() == [[1.0, 2.0], [3.0, 4.0]]
+    size = path.stat().st_size
+    write_csv(path, ["a", "b"], [[5, 6], [7, 8]])
+    assert path.stat().st_size == size
+    after = source(path)
+    assert after.select(["a", "b"]).values.tolist() == [[5.0, 6.0], [7.0, 8.0]]
+    assert before.select(["a", "b"]).values.tolist() == [[1.0, 2.0], [3.0, 4.0]]

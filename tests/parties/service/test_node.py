@@ -19,8 +19,10 @@ from parties.service import socket_transport, wire_pb2
 from parties.service.dataplane import DataPlane
 from parties.service.dealer_service import serve
 from parties.service.mesh import Mesh
-from parties.service.node import PartyNode, public_failure
+from parties.service.node import PartyNode, plan_key, public_failure
+from protocols.context import JobContext
 from protocols.disclosure import PolicyRefused, StatisticsInputError, StatisticsParamsError
+from protocols.model import LogisticModel
 from protocols.registry import UnknownProtocolError
 from smpc.errors import FixedPointRangeError, ProtocolAbort, ShapeMismatchError
 from smpc.runtime import dry_run
@@ -227,6 +229,55 @@ def test_a_repeated_job_shape_reuses_its_plan_and_a_new_shape_plans_again(
     kept = oracle[oracle[:, 0] > 12, :1]
     np.testing.assert_allclose(fewer["mean"], kept.mean(axis=0), atol=1e-3)
     assert all(len(node.plans) == 3 for node in n.nodes)
+
+
+def _leaves(key: object) -> list[object]:
+    """Everything a plan key holds that is not a tuple."""
+    if isinstance(key, tuple):
+        return [leaf for part in key for leaf in _leaves(part)]
+    return [key]
+
+
+def test_a_plan_key_holds_shapes_and_names_never_a_real_number(fed) -> None:
+    """Inputs that differ only in their numbers share a plan; another row count, column,
+    text column or model layout does not; no real number (or array) is kept in the key."""
+    spec = _count_job(Client(fed.members["analyst"]))
+    rng = np.random.default_rng(11)
+    names = ("age", "weight", "dose")
+
+    def model() -> LogisticModel:
+        return LogisticModel(
+            coef=rng.normal(size=3),
+            intercept=float(rng.normal()),
+            feature_names=names,
+            scaler_mean=rng.normal(size=3),
+            scaler_scale=rng.uniform(1, 2, size=3),
+        )
+
+    def key(rows: int = 7, columns: tuple[str, ...] = names, **extra: object) -> object:
+        ctx = JobContext(
+            params={},
+            parties=spec.parties,
+            party=spec.parties[0],
+            columns=columns,
+            values=rng.normal(size=(rows, len(columns))),
+            selections={p: columns for p in spec.parties},
+            **extra,  # type: ignore[arg-type]
+        )
+        return plan_key(spec, ctx, 0, 16)
+
+    sites = {"site": np.array(["north", "south", "east"])}
+    same = [key(), key(), key(model=model()), key(model=model()), key(text=sites)]
+    assert same[0] == same[1] and same[2] == same[3]
+    assert key(text={"site": np.array(["west", "north", "west"])}) == same[4]
+    others = [key(rows=8), key(columns=("age", "weight", "height")), key(text={"other": []})]
+    distinct = [same[0], same[2], same[4], *others]
+    assert len(set(distinct)) == len(distinct)
+    for k in distinct:
+        assert not any(isinstance(v, float | np.floating | np.ndarray) for v in _leaves(k))
+    # a list that mixes names with numbers, and any mapping, is walked element by element
+    mixed = node_module._layout(["age", 2.5, {"w": np.zeros((2, 3)), "n": 4}])
+    assert mixed == ("seq", "age", "float", ("map", ("n", 4), ("w", ("array", "<f8", (2, 3)))))
 
 
 def test_a_peer_running_another_job_is_named_and_the_next_job_runs(nodes, fed) -> None:
