@@ -23,7 +23,7 @@ from collections.abc import Callable, Iterable, Sequence
 from parties.config import MemberConfig
 from parties.ledger.chain_store import SqliteChainStore, SqliteSealLog
 from parties.ledger.job_check import job_check
-from smpc.chain.consensus import Outbox, Replica
+from smpc.chain.consensus import Outbox, Replica, recipients
 from smpc.chain.errors import ChainEncodingError, ChainError
 from smpc.chain.genesis import Genesis
 from smpc.chain.keys import load_private_key
@@ -163,11 +163,12 @@ class ChainNode:
 
     def _dispatch(self, outbox: Outbox) -> None:
         for dest, message in outbox:
-            data = encode_message(message)
-            for peer in [dest] if dest else self.peers:
-                q = self._queues.get(peer)
-                if q is None:
-                    continue
+            peers = recipients(dest, self.peers)
+            if not peers:
+                continue
+            data = encode_message(message)  # once, whatever the number of peers
+            for peer in peers:
+                q = self._queues[peer]
                 if q.full():
                     q.get_nowait()
                 q.put_nowait(data)
