@@ -9,8 +9,10 @@ import pytest
 
 from smpc.chain.block import Block, quorum
 from smpc.chain.consensus import COMMIT_GRACE_MS, Outbox, Replica, recipients
+from smpc.chain.encoding import encode
 from smpc.chain.errors import ChainEncodingError
 from smpc.chain.messages import (
+    Batch,
     Commit,
     Gossip,
     Message,
@@ -20,6 +22,7 @@ from smpc.chain.messages import (
     SyncReply,
     SyncRequest,
     decode_message,
+    encode_batch,
     encode_message,
 )
 from smpc.chain.store import MemorySealLog, MemoryStore
@@ -269,6 +272,26 @@ def test_messages_round_trip_and_malformed_bytes_are_refused(kit) -> None:
             decode_message(junk)
     with pytest.raises(ChainEncodingError, match="over the limit"):
         decode_message(bytes(65 << 20))
+
+
+def test_batches_round_trip_and_malformed_batches_are_refused(kit) -> None:
+    net = Network(kit, 3)
+    net.submit("h0", net.record(1))
+    entry = net.stores["h0"].get(1)
+    proposal, vote = Proposal(entry.block), SealVote(1, entry.block.hash(), entry.seals[0])
+    data = encode_batch([encode_message(proposal), encode_message(vote)])
+    assert decode_message(data) == Batch((proposal, vote))
+    with pytest.raises(ChainEncodingError, match="at least two"):
+        encode_batch([encode_message(vote)])
+    one = encode(["batch", [encode_message(vote)]])
+    nested = encode(["batch", [data, encode_message(vote)]])
+    not_bytes = encode(["batch", [1, 2]])
+    bad_item = encode(["batch", [encode_message(vote), b"\x01junk"]])
+    for junk in (one, nested, not_bytes):
+        with pytest.raises(ChainEncodingError, match="a batch"):
+            decode_message(junk)
+    with pytest.raises(ChainEncodingError):
+        decode_message(bad_item)
 
 
 # -- what a node takes in ---------------------------------------------------------
