@@ -70,9 +70,11 @@ def _genesis(keys: list[Ed25519PrivateKey], created_ms: int) -> Genesis:
     )
 
 
-def _consent(i: int) -> bytes:
+def _consent(i: int, key: Ed25519PrivateKey) -> bytes:
+    """A consent grant at hospital-0, signed by its chain ``key`` as verification requires."""
     patient = hashlib.sha256(f"bench patient {i}".encode()).digest()
-    return ConsentRecord("grant", "hospital-0", patient, "statistics", 1_600_000_000_000).encode()
+    record = ConsentRecord("grant", "hospital-0", patient, "statistics", 1_600_000_000_000)
+    return record.signed_by(key).encode()
 
 
 @pytest.fixture(scope="module")
@@ -91,7 +93,7 @@ def chain() -> Chain:
     for h in range(1, BLOCKS + 1):
         proposer = proposer_index(h, 0, AUTHORITIES)
         block = Block.create(
-            h, parent, parent_seals, created + h * 1_000, proposer, 0, [_consent(h)]
+            h, parent, parent_seals, created + h * 1_000, proposer, 0, [_consent(h, keys[0])]
         )
         digest = block.hash()
         signers = sorted((proposer + j) % AUTHORITIES for j in range(need))
@@ -158,7 +160,7 @@ def test_append_and_seal_memory(benchmark: BenchmarkFixture, chain: Chain) -> No
     def one_block() -> None:
         h = state.height + 1
         proposer = authorities[proposer_index(h, 0, AUTHORITIES)]
-        block = proposer.propose(state, [_consent(h)], state.head_timestamp_ms + 1)
+        block = proposer.propose(state, [_consent(h, chain.keys[0])], state.head_timestamp_ms + 1)
         seals = [a.seal(block, state, now) for a in authorities]
         store.append(block, seals)
         state.apply(block, seals, now)

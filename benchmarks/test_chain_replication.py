@@ -25,6 +25,7 @@ from pytest_benchmark.fixture import BenchmarkFixture
 
 from parties.federation import init_federation
 from parties.service.node import PartyNode
+from smpc.chain.keys import load_private_key
 from smpc.chain.records import ConsentRecord
 
 WAIT_S = 30.0
@@ -47,6 +48,7 @@ def nodes(request, tmp_path_factory):
 
 def test_record_to_finality(benchmark: BenchmarkFixture, nodes: list[PartyNode]) -> None:
     counter = itertools.count()
+    keys = {n.member.name: load_private_key(n.member.chain_key.read_bytes()) for n in nodes}
 
     def one() -> None:
         i = next(counter)
@@ -54,7 +56,7 @@ def test_record_to_finality(benchmark: BenchmarkFixture, nodes: list[PartyNode])
         patient = i.to_bytes(32, "big")
         record = ConsentRecord(
             "grant", node.member.name, patient, "statistics", 1_800_000_000_000 + i
-        )
+        ).signed_by(keys[node.member.name])  # a consent record is signed by its hospital
         rid = node.chain.submit(record.encode())
         for other in nodes:
             assert other.chain.wait_final(rid, WAIT_S) is not None, "the record never became final"

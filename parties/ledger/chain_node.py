@@ -7,7 +7,8 @@ so handling a message never waits on the network. It stores final blocks in
 and what it sealed in ``seals.db``, committed before a seal leaves; it checks
 job records' signed jobs against the federation CA of the genesis
 (:mod:`parties.ledger.job_check`). Messages
-travel as canonical bytes (:mod:`smpc.chain.messages`); the party's gRPC
+travel as canonical bytes (:mod:`smpc.chain.messages`), those one event sends
+one peer (a proposal and the proposer's seal) as one batch; the party's gRPC
 server hands incoming ones to :meth:`ChainNode.deliver` with the sender's name
 taken from its TLS certificate, and ``send`` carries outgoing ones.
 """
@@ -23,11 +24,17 @@ from collections.abc import Callable, Iterable, Sequence
 from parties.config import MemberConfig
 from parties.ledger.chain_store import SqliteChainStore, SqliteSealLog
 from parties.ledger.job_check import job_check
-from smpc.chain.consensus import Outbox, Replica
+from smpc.chain.consensus import Outbox, Replica, recipients
 from smpc.chain.errors import ChainEncodingError, ChainError
 from smpc.chain.genesis import Genesis
 from smpc.chain.keys import load_private_key
-from smpc.chain.messages import decode_message, encode_message
+from smpc.chain.messages import (
+    MAX_MESSAGE_BYTES,
+    Batch,
+    decode_message,
+    encode_batch,
+    encode_message,
+)
 from smpc.chain.records import record_id
 
 log = logging.getLogger(__name__)
@@ -37,6 +44,14 @@ SEAL_LOG_FILE = "seals.db"
 TICK_S = 0.05
 QUEUE_LIMIT = 10_000
 """Messages waiting for one peer; past it the oldest are dropped (the rules recover)."""
+
+
+def _batched(datas: list[bytes]) -> list[bytes]:
+    """Encoded messages for one peer as one batch, unless one or too many bytes for one."""
+    if len(datas) == 1:
+        return datas
+    batch = encode_batch(datas)
+    return datas if len(batch) > MAX_MESSAGE_BYTES else [batch]
 
 
 def now_ms() -> int:
@@ -116,14 +131,18 @@ class ChainNode:
     def deliver(self, sender: str, data: bytes) -> None:
         """A message from ``sender`` (its TLS identity); malformed ones are refused and logged."""
         try:
-            message = decode_message(data)
+            decoded = decode_message(data)
         except ChainEncodingError as exc:
             log.warning("%s: refused a chain message from %s: %s", self.name, sender, exc)
             return
+        messages = decoded.messages if isinstance(decoded, Batch) else (decoded,)
         with self._lock:
             if self._stop.is_set():
                 return
-            self._dispatch(self.replica.handle(sender, message))
+            outbox: Outbox = []
+            for message in messages:  # each of a batch as if it came alone, in order
+                outbox += self.replica.handle(sender, message)
+            self._dispatch(outbox)
             self._changed.notify_all()
 
     def wait_final(self, rid: bytes, timeout: float) -> int | None:
@@ -162,12 +181,21 @@ class ChainNode:
         self._threads.append(thread)
 
     def _dispatch(self, outbox: Outbox) -> None:
+        """Queue ``outbox`` for the senders: what one peer gets from it goes as one batch."""
+        per_peer: dict[str, list[bytes]] = {}
         for dest, message in outbox:
-            data = encode_message(message)
-            for peer in [dest] if dest else self.peers:
-                q = self._queues.get(peer)
-                if q is None:
-                    continue
+            peers = recipients(dest, self.peers)
+            if peers:
+                data = encode_message(message)  # once, whatever the number of peers
+                for peer in peers:
+                    per_peer.setdefault(peer, []).append(data)
+        batches: dict[tuple[int, ...], list[bytes]] = {}
+        for peer, datas in per_peer.items():
+            key = tuple(map(id, datas))  # peers sent the same messages share one batch
+            if key not in batches:
+                batches[key] = _batched(datas)
+            q = self._queues[peer]
+            for data in batches[key]:
                 if q.full():
                     q.get_nowait()
                 q.put_nowait(data)

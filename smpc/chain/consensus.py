@@ -13,9 +13,12 @@ The rules, proof of authority in the manner of QBFT, for crash faults:
   is kept pending only if it passes the checks a block's records get
   (:meth:`ChainState.admissible`: signatures of the hospital, voters or
   parties it names, the analyst's signed job); a refused one is logged with
-  the reason and counted in ``rejected``. After each final block, pending
-  records that no longer pass (e.g. another record of the same job became
-  final) are dropped the same way.
+  the reason and counted in ``rejected``. The records of a valid proposal
+  are kept pending too: the proposal reached every authority and passed the
+  same checks there (:meth:`ChainState.check_block`), so a node whose own
+  proposal carries a record it was just handed does not gossip it as well.
+  After each final block, pending records that no longer pass (e.g. another
+  record of the same job became final) are dropped the same way.
 - **Proposing.** The proposer of (height, round) is authority
   (height + round) mod n. In round 0 it proposes as soon as it holds pending
   records. A record is in at most one final block: proposals skip records
@@ -26,7 +29,12 @@ The rules, proof of authority in the manner of QBFT, for crash faults:
   matching its own round) unless it has sealed a different one there; it
   stores the sealed hash before the seal leaves (``Authority.seal``). With
   ceil(2n/3) seals the block is final, and the node that sees the quorum
-  first sends the block with its seals to everyone (a commit).
+  sends the block with its seals (a commit) to the others. Followers get it
+  at once. An authority that sealed the block holds it and is sent every
+  seal by its signer, so it finishes the block itself: the commit goes, after
+  :data:`COMMIT_GRACE_MS`, only to the authorities that have not shown by then
+  that they sealed it (their seal vote) or finished it (their commit). Should
+  a seal still be lost, a round change (below) is answered with the blocks.
 - **Round change.** When the next height is not final within the round's
   time while work is pending, a node moves to the next round and tells the
   others, with the block it sealed at that height, if any. The new round's
@@ -36,7 +44,9 @@ The rules, proof of authority in the manner of QBFT, for crash faults:
   share an authority, and an authority seals one block per height, so two
   different blocks cannot both be final at one height.
 - **Catching up.** A message for a height beyond the next makes the node ask
-  the sender for the blocks it lacks; it verifies each before storing it.
+  the sender for the blocks it lacks, and a round change for a height final
+  here is answered with the final blocks from that height on; the node
+  verifies each before storing it.
 - **Followers.** A hospital whose chain key is not in the set in force (one
   about to be voted in, or one voted out) runs a follower: it asks for and
   verifies final blocks (sync, commits), but never proposes, seals or
@@ -54,7 +64,7 @@ a colluding quorum can seal a different history.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -82,12 +92,30 @@ _FROM_ANYONE = (SyncRequest, SyncReply, Commit)
 """Messages a non-authority may send: a request for blocks, or final blocks (checked on seals)."""
 
 MAX_RECORDS_PER_BLOCK = 1000
+COMMIT_GRACE_MS = 200
+"""How long a node that finished a block waits for the other authorities' seals before it
+sends the commit to those it has not heard from (well under a round's time)."""
 MAX_SYNC_BLOCKS = 200
 """Blocks per catch-up reply; the node asks again until it is level."""
 
 
-Outbox = list[tuple[str | None, Message]]
-"""Messages to send: (peer name, message), None for every other authority."""
+@dataclass(frozen=True)
+class AllBut:
+    """Every other node except ``names``, which hold what is sent already."""
+
+    names: frozenset[str]
+
+
+Outbox = list[tuple[str | AllBut | None, Message]]
+"""Messages to send: (peer name, message); None for every other node, AllBut for all but some."""
+
+
+def recipients(dest: str | AllBut | None, peers: Sequence[str]) -> list[str]:
+    """Those of ``peers`` (every other node) that a message addressed to ``dest`` goes to."""
+    if isinstance(dest, str):
+        return [dest] if dest in peers else []
+    skip = dest.names if dest is not None else frozenset()
+    return [p for p in peers if p not in skip]
 
 
 @dataclass
@@ -100,6 +128,15 @@ class _Height:
     votes: dict[bytes, dict[int, Seal]] = field(default_factory=dict)
     changes: dict[int, dict[int, Block | None]] = field(default_factory=dict)
     proposed: set[int] = field(default_factory=set)
+
+
+@dataclass
+class _LateCommit:
+    """A commit held back for the authorities in ``waiting`` until ``due_ms``."""
+
+    commit: Commit
+    waiting: set[str]
+    due_ms: int
 
 
 class Replica:
@@ -126,6 +163,7 @@ class Replica:
         self.pending: dict[bytes, bytes] = {}
         self.rejected: list[str] = []
         self._next = _Height(started_ms=clock())
+        self._late: _LateCommit | None = None
 
     @property
     def is_authority(self) -> bool:
@@ -144,12 +182,15 @@ class Replica:
             return []
         if not self._take(self.name, rid, record):
             return []
-        return [(None, Gossip(record)), *self.tick()]
+        out = self.tick()
+        if any(isinstance(m, Proposal) and record in m.block.records for _, m in out):
+            return out  # the proposal takes the record to every node (see _on_proposal)
+        return [(None, Gossip(record)), *out]
 
     def tick(self) -> Outbox:
         """Propose when it is this node's turn; change round when the height is late."""
         now = self.clock()
-        out: Outbox = []
+        out: Outbox = self._late_commit(now)
         h = self._next
         if not self.is_authority:
             return out
@@ -206,6 +247,8 @@ class Replica:
         self.state.check_block(block, now)
         block_hash = block.hash()
         self._next.blocks[block_hash] = block
+        for data in block.records:  # as if gossiped: check_block ran admissible's checks
+            self.pending.setdefault(record_id(data), data)
         if not self.is_authority:
             return []  # a follower waits for the commit
         try:
@@ -221,6 +264,7 @@ class Replica:
     def _on_seal(self, sender: str, vote: SealVote, now: int) -> Outbox:
         target = self.state.height + 1
         if vote.height < target:
+            self._heard_final(sender, vote.height, vote.block_hash)
             return []
         if vote.height > target:
             return [(sender, SyncRequest(self.state.height))]
@@ -239,6 +283,7 @@ class Replica:
         target = self.state.height + 1
         if commit.block.height < target:
             self.state.check_equivocation(commit.block, commit.seals)
+            self._heard_final(sender, commit.block.height, commit.block.hash())
             return []
         if commit.block.height > target:
             return [(sender, SyncRequest(self.state.height))]
@@ -248,7 +293,9 @@ class Replica:
     def _on_round_change(self, sender: str, index: int, change: RoundChange, now: int) -> Outbox:
         target = self.state.height + 1
         if change.height < target:
-            return []
+            # The sender is still at a height final here (e.g. a seal or commit for it
+            # was lost): the final blocks it lacks, as for a sync request.
+            return self._on_sync_request(sender, SyncRequest(change.height - 1))
         if change.height > target:
             return [(sender, SyncRequest(self.state.height))]
         h = self._next
@@ -350,8 +397,31 @@ class Replica:
         if block is None or len(votes) < quorum(len(self.state.authorities)):
             return []
         seals = tuple(votes[i] for i in sorted(votes))
+        members = {a.name for a in self.state.authorities}  # before the block may change them
+        sealers = {self.state.authorities[i].name for i in votes}  # indices checked in _on_seal
         self._append(block, seals, now)
-        return [(None, Commit(block, seals)), *self._maybe_propose(now)]
+        commit = Commit(block, seals)
+        # Followers at once; authorities only if not heard from (see the module docstring).
+        out: Outbox = [*self._late_commit(None), (AllBut(frozenset(members)), commit)]
+        self._late = _LateCommit(commit, members - sealers - {self.name}, now + COMMIT_GRACE_MS)
+        return out + self._maybe_propose(now)
+
+    def _heard_final(self, sender: str, height: int, block_hash: bytes) -> None:
+        """``sender`` sealed or finished the block held back for it: it needs no commit."""
+        late = self._late
+        if late is not None and (height, block_hash) == (
+            late.commit.block.height,
+            late.commit.block.hash(),
+        ):
+            late.waiting.discard(sender)
+
+    def _late_commit(self, now: int | None) -> Outbox:
+        """The held-back commit for those still waiting, once due (at once for None)."""
+        late = self._late
+        if late is None or (now is not None and now < late.due_ms):
+            return []
+        self._late = None
+        return [(name, late.commit) for name in sorted(late.waiting)]
 
     def _follow_parent_seals(self, block: Block) -> None:
         """Store the head's seals that ``block`` commits to, if they are another valid quorum."""

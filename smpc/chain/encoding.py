@@ -29,7 +29,7 @@ or repeated keys, trailing bytes, nesting deeper than :data:`MAX_DEPTH`) with
 from __future__ import annotations
 
 import struct
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 from smpc.chain.errors import ChainEncodingError
 
@@ -61,6 +61,22 @@ def encode(value: Value) -> bytes:
     """The canonical encoding of ``value``, version byte first."""
     out = bytearray([VERSION])
     _put(out, value, 0)
+    return bytes(out)
+
+
+def encode_joined(encoded: Sequence[bytes]) -> bytes:
+    """The encoding of the list whose items' encodings (each from :func:`encode`) are given.
+
+    Equal to ``encode([decode(e) for e in encoded])``; it lets a caller encode a
+    part shared by several lists once, e.g. the common fields of the messages
+    each party of a job signs.
+    """
+    out = bytearray([VERSION])
+    _put_count(out, LIST, len(encoded))
+    for item in encoded:
+        if item[:1] != bytes([VERSION]):
+            raise ChainEncodingError("an item to join is not an encoding of this version")
+        out += memoryview(item)[1:]
     return bytes(out)
 
 

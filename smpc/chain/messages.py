@@ -8,6 +8,7 @@ malformed or oversized message is an error naming the cause, never a crash.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import cast
 
@@ -75,6 +76,24 @@ class Gossip:
 Message = Proposal | SealVote | Commit | RoundChange | SyncRequest | SyncReply | Gossip
 
 
+@dataclass(frozen=True)
+class Batch:
+    """Messages to one peer from one event (e.g. a proposal and its proposer's seal), in order.
+
+    One transfer instead of several; the receiver handles each as if it came
+    alone. A batch holds at least two messages and no batch.
+    """
+
+    messages: tuple[Message, ...]
+
+
+def encode_batch(encoded: Sequence[bytes]) -> bytes:
+    """Canonical bytes of the :class:`Batch` of messages given as :func:`encode_message` bytes."""
+    if len(encoded) < 2:
+        raise ChainEncodingError("a batch holds at least two messages")
+    return encode(["batch", list(encoded)])
+
+
 def _commit_value(c: Commit) -> list:
     return [c.block.encode(), [s.value() for s in c.seals]]
 
@@ -107,14 +126,31 @@ def encode_message(message: Message) -> bytes:
     return encode(value)
 
 
-def decode_message(data: bytes) -> Message:
-    """The message whose canonical bytes are ``data``; ChainEncodingError otherwise."""
+def decode_message(data: bytes) -> Message | Batch:
+    """The message or batch whose canonical bytes are ``data``; ChainEncodingError otherwise."""
     if len(data) > MAX_MESSAGE_BYTES:
         raise ChainEncodingError(f"a chain message of {len(data)} bytes is over the limit")
     value = decode(data)
     if not isinstance(value, tuple) or not value or not isinstance(value[0], str):
         raise ChainEncodingError("a chain message is [kind, fields...]")
-    kind, fields = value[0], value[1:]
+    if value[0] == "batch":
+        return _batch(value[1:])
+    return _message(value[0], value[1:])
+
+
+def _batch(fields: tuple) -> Batch:
+    if len(fields) != 1 or not isinstance(fields[0], tuple) or len(fields[0]) < 2:
+        raise ChainEncodingError("a batch is [batch, [two or more messages]]")
+    messages = []
+    for item in fields[0]:
+        message = decode_message(item) if isinstance(item, bytes) else None
+        if message is None or isinstance(message, Batch):
+            raise ChainEncodingError("a batch holds the bytes of messages, and no batch")
+        messages.append(message)
+    return Batch(tuple(messages))
+
+
+def _message(kind: str, fields: tuple) -> Message:
     shapes = {
         "proposal": 1,
         "seal": 3,
@@ -126,7 +162,7 @@ def decode_message(data: bytes) -> Message:
     }
     if shapes.get(kind) != len(fields):
         raise ChainEncodingError(f"unknown chain message kind {kind!r} or wrong field count")
-    f = cast(tuple, fields)
+    f = fields
     if kind == "proposal":
         return Proposal(Block.decode(f[0]))
     if kind == "seal":

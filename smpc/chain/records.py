@@ -16,13 +16,13 @@ from __future__ import annotations
 import hashlib
 import re
 import struct
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any, cast
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from smpc.chain.encoding import Value, decode, encode
+from smpc.chain.encoding import Value, decode, encode, encode_joined
 from smpc.chain.errors import ChainEncodingError, RecordError
 from smpc.chain.keys import PUBLIC_KEY_SIZE, SIGNATURE_SIZE, signature_valid
 
@@ -310,10 +310,21 @@ class JobRecord:
         (:meth:`digest_matches_tags`), so one exchange of signed contributions
         assembles a finished job's record.
         """
+        return self._signing_messages([self.contribution(party)])[party]
+
+    def _signing_messages(self, contributions: Sequence[Contribution]) -> dict[str, bytes]:
+        """:meth:`signing_message` of each of ``contributions``' parties, by party.
+
+        The domain and common fields, the larger part, are encoded once for all
+        (:func:`encode_joined` gives the same bytes as encoding each list whole).
+        """
         common = self._common()
         del common["output_digest"]
-        mine = self.contribution(party).value(with_signature=False)
-        return encode([_JOB_SIGN_DOMAIN, common, mine])
+        shared = [encode(_JOB_SIGN_DOMAIN), encode(common)]
+        return {
+            c.party: encode_joined([*shared, encode(c.value(with_signature=False))])
+            for c in contributions
+        }
 
     def digest_matches_tags(self) -> bool:
         """Whether a finished job's output digest is the digest of its contributions' tags."""
@@ -333,10 +344,10 @@ class JobRecord:
 
     def verify_signatures(self, keys: Mapping[str, bytes]) -> None:
         """Check the signature of every contributor listed in ``keys`` (name -> raw key)."""
-        for c in self.contributions:
-            if c.party in keys and not signature_valid(
-                keys[c.party], c.signature, self.signing_message(c.party)
-            ):
+        signed = [c for c in self.contributions if c.party in keys]
+        messages = self._signing_messages(signed)
+        for c in signed:
+            if not signature_valid(keys[c.party], c.signature, messages[c.party]):
                 raise RecordError(f"job {self.job_id}: {c.party}'s signature does not verify")
 
     def transcript_hashes(self) -> dict[tuple[str, str], str]:

@@ -10,7 +10,8 @@ from parties.federation import init_federation
 from parties.ledger.chain_node import ChainNode
 from parties.ledger.genesis import load_genesis
 from smpc.chain.keys import load_private_key
-from smpc.chain.records import ConsentRecord
+from smpc.chain.messages import Gossip, encode_batch, encode_message
+from smpc.chain.records import ConsentRecord, record_id
 from smpc.chain.verify import verify_chain
 
 HOSPITALS = ("hospital-a", "hospital-b", "hospital-c")
@@ -98,4 +99,25 @@ def test_malformed_bytes_from_a_peer_are_refused_and_the_node_keeps_going(federa
         assert nodes[0].wait_final(rid, timeout=10) == 1
     finally:
         for n in nodes:
+            n.stop()
+
+
+def test_a_batch_is_handled_message_by_message_and_a_forged_record_in_it_refused(
+    federation,
+) -> None:
+    hospitals, genesis = federation
+    wires = Wires()
+    nodes = {h: _start(hospitals, genesis, wires, h) for h in HOSPITALS}
+    try:
+        good = _record(hospitals, 4)
+        forged = bytearray(_record(hospitals, 5))
+        forged[-1] ^= 1  # the last byte of hospital-a's signature
+        batch = encode_batch([encode_message(Gossip(bytes(forged))), encode_message(Gossip(good))])
+        node = nodes["hospital-b"]  # the proposer of height 1, round 0
+        node.deliver("hospital-a", batch)
+        assert any("not signed by hospital-a" in r for r in node.replica.rejected)
+        assert node.wait_final(record_id(good), timeout=10) == 1
+        assert node.wait_final(record_id(bytes(forged)), timeout=0.5) is None
+    finally:
+        for n in nodes.values():
             n.stop()

@@ -8,9 +8,11 @@ from collections import deque
 import pytest
 
 from smpc.chain.block import Block, quorum
-from smpc.chain.consensus import Outbox, Replica
+from smpc.chain.consensus import COMMIT_GRACE_MS, Outbox, Replica, recipients
+from smpc.chain.encoding import encode
 from smpc.chain.errors import ChainEncodingError
 from smpc.chain.messages import (
+    Batch,
     Commit,
     Gossip,
     Message,
@@ -20,6 +22,7 @@ from smpc.chain.messages import (
     SyncReply,
     SyncRequest,
     decode_message,
+    encode_batch,
     encode_message,
 )
 from smpc.chain.store import MemorySealLog, MemoryStore
@@ -42,6 +45,8 @@ class Network:
         self.down: set[str] = set()
         self.cut: set[tuple[str, str]] = set()  # (sender, receiver) links that drop
         self.queue: deque[tuple[str, str, bytes]] = deque()
+        self.lost: set[tuple[str, type]] = set()  # (receiver, kind of message) that drop
+        self.sent: list[tuple[str, str, Message]] = []  # (sender, receiver, message), as sent
 
     def _replica(self, name: str) -> Replica:
         return Replica(
@@ -57,7 +62,8 @@ class Network:
 
     def send(self, sender: str, outbox: Outbox) -> None:
         for dest, message in outbox:
-            for target in [dest] if dest else [n for n in self.names if n != sender]:
+            for target in recipients(dest, [n for n in self.names if n != sender]):
+                self.sent.append((sender, target, message))
                 self.queue.append((sender, target, encode_message(message)))
 
     def run(self) -> None:
@@ -65,7 +71,10 @@ class Network:
             sender, target, data = self.queue.popleft()
             if {sender, target} & self.down or (sender, target) in self.cut:
                 continue
-            self.send(target, self.replicas[target].handle(sender, decode_message(data)))
+            message = decode_message(data)
+            if (target, type(message)) in self.lost:
+                continue
+            self.send(target, self.replicas[target].handle(sender, message))
 
     def submit(self, name: str, record: bytes) -> None:
         self.send(name, self.replicas[name].submit(record))
@@ -148,6 +157,59 @@ def test_a_block_one_node_sealed_before_the_proposer_died_is_proposed_again(kit)
     assert final.hash() == sealed and final.round == 0  # the same block, from round 0
 
 
+def _commits(net: Network) -> list[tuple[str, str]]:
+    return [(s, t) for s, t, m in net.sent if isinstance(m, Commit)]
+
+
+@pytest.mark.parametrize("n", [3, 4])
+def test_no_commit_goes_to_an_authority_whose_seal_was_heard(kit, n: int) -> None:
+    net = Network(kit, n)
+    net.submit("h0", net.record(1))
+    assert set(net.heights().values()) == {1}
+    assert all(net.logs[name].sealed(1) is not None for name in net.names)
+    net.advance(COMMIT_GRACE_MS + 1)  # every seal was heard: nothing held back is sent
+    assert _commits(net) == []
+
+
+def test_a_commit_goes_after_the_grace_to_an_authority_not_heard_from(kit) -> None:
+    net = Network(kit, 3)
+    net.lost.add(("h2", SealVote))  # h2 hears no seal ...
+    net.cut.update({("h2", "h0"), ("h2", "h1")})  # ... and nobody hears h2's
+    net.submit("h0", net.record(1))
+    assert net.heights() == {"h0": 1, "h1": 1, "h2": 0}
+    assert _commits(net) == []
+    net.advance(COMMIT_GRACE_MS + 1)  # well before a round change
+    assert sorted(_commits(net)) == [("h0", "h2"), ("h1", "h2")]
+    assert net.heights() == {"h0": 1, "h1": 1, "h2": 1}
+    assert not [m for _, _, m in net.sent if isinstance(m, RoundChange)]
+    verify_chain(net.stores["h2"], net.kit.genesis, net.now, jobs=net.kit.jobs)
+
+
+def test_a_sealer_that_lost_the_other_seals_is_answered_with_the_final_block(kit) -> None:
+    net = Network(kit, 3)
+    net.lost.add(("h2", SealVote))  # h2 seals the block but hears no other seal
+    net.submit("h0", net.record(1))
+    sealed = net.logs["h2"].sealed(1)
+    assert net.heights() == {"h0": 1, "h1": 1, "h2": 0} and sealed is not None
+    net.lost.clear()
+    net.advance(ROUND_MS + 1)  # h2's round change is answered with block 1
+    assert set(net.heights().values()) == {1}
+    assert [t for _, t, m in net.sent if isinstance(m, SyncReply)] == ["h2", "h2"]
+    assert net.stores["h2"].get(1).block.hash() == sealed
+    verify_chain(net.stores["h2"], net.kit.genesis, net.now, jobs=net.kit.jobs)
+
+
+def test_the_proposer_sends_no_gossip_and_the_proposal_leaves_the_record_pending(kit) -> None:
+    net = Network(kit, 3)
+    net.cut.update({("h1", "h0"), ("h1", "h2")})  # h1 proposes height 1; nothing of it arrives
+    net.submit("h1", net.record(1))
+    assert not [m for s, _, m in net.sent if s == "h1" and isinstance(m, Gossip)]
+    proposal = next(m for s, _, m in net.sent if s == "h1" and isinstance(m, Proposal))
+    node = net.replicas["h0"]
+    node.handle("h1", proposal)  # as gossip would have, it leaves the record pending here
+    assert list(node.pending.values()) == [net.record(1)]
+
+
 def _honest(net: Network) -> tuple[Replica, int]:
     target = net.replicas["h0"]
     return target, len(target.rejected)
@@ -212,6 +274,26 @@ def test_messages_round_trip_and_malformed_bytes_are_refused(kit) -> None:
         decode_message(bytes(65 << 20))
 
 
+def test_batches_round_trip_and_malformed_batches_are_refused(kit) -> None:
+    net = Network(kit, 3)
+    net.submit("h0", net.record(1))
+    entry = net.stores["h0"].get(1)
+    proposal, vote = Proposal(entry.block), SealVote(1, entry.block.hash(), entry.seals[0])
+    data = encode_batch([encode_message(proposal), encode_message(vote)])
+    assert decode_message(data) == Batch((proposal, vote))
+    with pytest.raises(ChainEncodingError, match="at least two"):
+        encode_batch([encode_message(vote)])
+    one = encode(["batch", [encode_message(vote)]])
+    nested = encode(["batch", [data, encode_message(vote)]])
+    not_bytes = encode(["batch", [1, 2]])
+    bad_item = encode(["batch", [encode_message(vote), b"\x01junk"]])
+    for junk in (one, nested, not_bytes):
+        with pytest.raises(ChainEncodingError, match="a batch"):
+            decode_message(junk)
+    with pytest.raises(ChainEncodingError):
+        decode_message(bad_item)
+
+
 # -- what a node takes in ---------------------------------------------------------
 
 
@@ -251,6 +333,7 @@ def test_a_proposal_holding_a_forged_record_is_refused_by_every_honest_node(kit)
             replica.handle("h1", Proposal(block))
             assert "sent an invalid block: block 1: records: record 1 (" in replica.rejected[-1]
             assert replica.authority.log.sealed(1) is None, name  # it sealed nothing
+            assert replica.pending == {}, name  # nor took the good record from it
     assert set(net.heights().values()) == {0}
 
 

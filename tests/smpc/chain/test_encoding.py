@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from smpc.chain.encoding import MAX_DEPTH, Value, decode, encode
+from smpc.chain.encoding import MAX_DEPTH, Value, decode, encode, encode_joined
 from smpc.chain.errors import ChainEncodingError
 
 scalars = (
@@ -55,6 +55,17 @@ def test_known_answers() -> None:
     assert encode({"b": None, "a": True}) == (
         b"\x01\x31\x00\x00\x00\x02" + b"\x21\x00\x00\x00\x01a\x02" + b"\x21\x00\x00\x00\x01b\x00"
     )
+
+
+@given(st.lists(values, max_size=5))
+def test_joined_encodings_are_the_encoding_of_the_list(items: list[Value]) -> None:
+    assert encode_joined([encode(v) for v in items]) == encode(items)
+
+
+def test_joining_refuses_an_item_that_is_not_an_encoding() -> None:
+    for item in (b"", b"\x02\x00"):
+        with pytest.raises(ChainEncodingError, match="not an encoding of this version"):
+            encode_joined([encode(1), item])
 
 
 @given(values)

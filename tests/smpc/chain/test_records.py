@@ -71,6 +71,29 @@ def test_a_signature_covers_the_common_fields(kit: SimpleNamespace) -> None:
         altered.verify_signatures({"a": public_bytes(keys["a"])})
 
 
+def test_each_party_signs_the_common_fields_and_its_own_contribution(
+    kit: SimpleNamespace,
+) -> None:
+    keys = {"a": kit.key("a"), "b": kit.key("b"), "c": kit.key("c")}
+    record = kit.job("job-3", list(keys), keys)
+    for party in keys:
+        common = dict(decode(record.encode()))  # type: ignore[arg-type]
+        for left_out in ("kind", "contributions", "output_digest"):
+            del common[left_out]
+        mine = record.contribution(party).value(with_signature=False)
+        expected = encode(["smpc/chain/job-contribution/v1", common, mine])
+        assert record.signing_message(party) == expected
+    # b's signature moved onto c's contribution (same common fields) does not verify
+    b_signature = record.contribution("b").signature
+    moved = tuple(
+        dataclasses.replace(c, signature=b_signature) if c.party == "c" else c
+        for c in record.contributions
+    )
+    publics = {name: public_bytes(k) for name, k in keys.items()}
+    with pytest.raises(RecordError, match="c's signature does not verify"):
+        dataclasses.replace(record, contributions=moved).verify_signatures(publics)
+
+
 def test_channel_mismatch_is_reported(kit: SimpleNamespace) -> None:
     record = kit.job("job-3", ["a", "b", "c"], {})
     b = record.contribution("b")
